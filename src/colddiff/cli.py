@@ -1,0 +1,223 @@
+"""The ``colddiff`` command line: argument parsing only; the work is done by the library.
+
+Every problem the user can fix ends in one line on stderr and a non-zero exit status.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from . import __version__
+from .errors import ColddiffError, ConfigError, InputError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that says what to do next on bad arguments."""
+
+    def error(self, message: str):  # noqa: D401  (argparse API)
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def parse_value(text: str) -> Any:
+    """Turn a ``--param`` value into int, float, bool, None or str."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_params(items: Sequence[str]) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--param expects key=value, got {item!r} (e.g. --param sigma=2.5)")
+        k, v = item.split("=", 1)
+        out[k.strip()] = parse_value(v)
+    return out
+
+
+def parse_steps(text: Optional[str], T: int) -> list[int]:
+    if not text:
+        return sorted({0, T // 4, T // 2, (3 * T) // 4, T})
+    steps = []
+    for part in text.split(","):
+        part = part.strip()
+        if part.upper() == "T":
+            steps.append(T)
+            continue
+        try:
+            steps.append(int(part))
+        except ValueError:
+            raise ConfigError(f"--steps takes whole numbers separated by commas (e.g. 0,5,10,T), got {part!r}") from None
+    bad = [s for s in steps if not 0 <= s <= T]
+    if bad:
+        raise ConfigError(f"step(s) {', '.join(map(str, bad))} out of range: this degradation has steps 0..{T}")
+    return steps
+
+
+def load_input(spec: str, n: int, channels: Optional[int], size: Optional[int]):
+    """An image file, a folder of images, or a built-in data set name (its test split)."""
+    import torch
+
+    from . import data
+    from .images import load_images
+
+    if os.path.exists(spec):
+        x = load_images(spec, channels=channels, size=(size, size) if size else None, limit=n)
+        return x
+    if spec in data.names():
+        ds = data.load(spec, "test", image_size=size, channels=channels)
+        return torch.stack([ds[i][0] for i in range(min(n, len(ds)))])
+    raise InputError(
+        f"input not found: {spec!r}; give an image file, a folder of images, or a data set name "
+        f"({', '.join(data.names())})"
+    )
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_degrade(args) -> int:
+    import torch
+
+    from . import degradations as deg
+    from .images import atomic_save, make_grid
+
+    params = parse_params(args.param)
+    if args.T is not None:
+        params["T"] = args.T
+    x0 = load_input(args.input, args.n, args.channels, args.size)
+    params.setdefault("image_size", int(x0.shape[-1]))
+    params.setdefault("channels", int(x0.shape[1]))
+    D = deg.create(args.degradation, **params)
+    steps = parse_steps(args.steps, D.T)
+    g = torch.Generator().manual_seed(args.seed)
+    ctx = D.context(x0, g)
+    with torch.no_grad():
+        cols = [D(x0, s, ctx) for s in steps]
+    rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
+    sheet = make_grid(rows, col_labels=[f"t={s}" for s in steps])
+    out = atomic_save(sheet, args.out)
+    print(f"wrote {out}: {x0.shape[0]} image(s) x {len(steps)} steps of {D!r}")
+    return 0
+
+
+def cmd_degradations(args) -> int:
+    from . import degradations as deg
+
+    for name in deg.names():
+        cls = deg.get_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        params = ", ".join(f"{k}={v!r}" for k, v in deg.parameters(name).items()
+                           if k not in ("image_size", "channels"))
+        print(f"{name:<11} {doc}")
+        print(textwrap.indent(textwrap.fill(params, 88), " " * 12))
+    return 0
+
+
+def cmd_networks(args) -> int:
+    from .unet import describe_presets
+
+    rows = describe_presets()
+    print(f"{'network':<11} {'image':>7} {'C':>2} {'dim':>4} {'mults':<10} {'attention':<10} {'params':>12}  note")
+    for r in rows:
+        mults = "-".join(map(str, r["dim_mults"]))
+        attn = ",".join(map(str, r["attn_levels"])) or "mid"
+        print(f"{r['name']:<11} {r['image_size']:>4}px {r['channels']:>2} {r['dim']:>4} {mults:<10} {attn:<10} "
+              f"{r['params']:>12,}  {r['note']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="colddiff",
+        description="Cold Diffusion: restoration and generation with arbitrary image degradations.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `colddiff COMMAND --help` for a command's options and an example.",
+    )
+    p.add_argument("--version", action="version", version=f"colddiff {__version__}")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    d = sub.add_parser(
+        "degrade", help="write a strip of D(x0, t) at chosen steps",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Apply a degradation at several steps and write a PNG strip (one row per image).",
+        epilog=textwrap.dedent("""\
+            examples:
+              colddiff degrade --degradation blur --input mnist-5k --n 8 --steps 0,5,10,20 --out strip.png
+              colddiff degrade --degradation mask --param T=50 --input photo.png --out mask.png
+              colddiff degrade --degradation blur --param schedule=exponential --param sigma=1 \\
+                  --param kernel_size=27 --param padding=circular --param T=300 --input faces/ --out gen.png
+            """),
+    )
+    d.add_argument("--degradation", "-d", required=True, help="degradation name (see `colddiff degradations`)")
+    d.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="degradation parameter, repeatable (e.g. --param sigma=2 --param padding=circular)")
+    d.add_argument("--T", type=int, default=None, help="number of steps (same as --param T=N)")
+    d.add_argument("--input", "-i", required=True,
+                   help="image file, folder of images, or data set name (e.g. mnist-5k: its test split)")
+    d.add_argument("--n", type=int, default=8, help="at most this many images (default 8)")
+    d.add_argument("--steps", default=None, help="comma-separated steps, e.g. 0,5,10,T (default: 0, T/4, T/2, 3T/4, T)")
+    d.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert images to 1 or 3 channels")
+    d.add_argument("--size", type=int, default=None, help="resize images to SIZE×SIZE")
+    d.add_argument("--seed", type=int, default=0, help="seed of the random parts (mask centres, noise, ...)")
+    d.add_argument("--out", "-o", default="degrade.png", help="output PNG (default degrade.png)")
+    d.set_defaults(func=cmd_degrade)
+
+    ls = sub.add_parser("degradations", help="list the degradations and their parameters",
+                        description="List the registered degradations and their parameters.",
+                        epilog="example:\n  colddiff degradations",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ls.set_defaults(func=cmd_degradations)
+
+    nw = sub.add_parser("networks", help="parameter counts of the paper's restoration networks",
+                        description="Show the U-Net configurations used by the presets and their parameter counts.",
+                        epilog="example:\n  colddiff networks",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    nw.set_defaults(func=cmd_networks)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return int(args.func(args) or 0)
+    except ColddiffError as e:
+        if args.debug:
+            raise
+        print(f"colddiff: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("colddiff: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("colddiff: error: out of memory; use fewer or smaller images (--n, --size)", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: still one line, with the way to get the details
+        if args.debug:
+            raise
+        print(f"colddiff: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback "
+              "and please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""The degradation interface, D(x0, t, ctx) -> x_t, and its registry.
+
+Every family implements two things:
+
+* ``forward(x0, t, ctx)``: the closed form D(x0, t) for a batch and a per-sample integer
+  tensor ``t``; its cost must not grow with ``t`` (composite operators are precomputed).
+* ``step(x, s, ctx)`` (optional but provided by every built-in family): the single-step
+  operator x_{s-1} -> x_s, i.e. how the authors' code applies a degradation, one step at a
+  time.  ``apply_stepwise`` uses it; tests check that it agrees with ``forward``.
+
+Random parts of a degradation (mask centres, snow layers, noise, partner images) are drawn
+once per trajectory by ``context(x0, generator)`` and passed back in, so a sampler can call
+``D`` at any ``t`` with the same random draw.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Dict, Optional, Type, Union
+
+import torch
+
+from ..errors import ConfigError, InputError
+
+TLike = Union[int, torch.Tensor]
+
+_REGISTRY: Dict[str, Type["Degradation"]] = {}
+
+
+def register(name: str) -> Callable[[Type["Degradation"]], Type["Degradation"]]:
+    """Class decorator: make a :class:`Degradation` subclass available to ``create(name)``."""
+
+    def deco(cls: Type["Degradation"]) -> Type["Degradation"]:
+        if not (isinstance(cls, type) and issubclass(cls, Degradation)):
+            raise TypeError(f"@register({name!r}) must decorate a Degradation subclass, got {cls!r}")
+        _REGISTRY[name] = cls
+        cls.name = name
+        return cls
+
+    return deco
+
+
+def names() -> list[str]:
+    """Names of all registered degradations, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_class(name: str) -> Type["Degradation"]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown degradation {name!r}; known degradations: {', '.join(names())}"
+        ) from None
+
+
+def parameters(name: str) -> Dict[str, Any]:
+    """The keyword arguments (with defaults) that ``create(name, ...)`` accepts."""
+    cls = get_class(name)
+    sig = inspect.signature(cls.__init__)
+    out = {}
+    for p in list(sig.parameters.values())[1:]:
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        out[p.name] = None if p.default is inspect.Parameter.empty else p.default
+    return out
+
+
+def create(name: str, **params: Any) -> "Degradation":
+    """Build a registered degradation, e.g. ``create("blur", T=20, kernel_size=11, sigma=7)``.
+
+    ``T`` and the family's own keywords are accepted; ``image_size`` and ``channels`` are
+    accepted by every family (used where a family needs them, ignored otherwise).
+    """
+    cls = get_class(name)
+    accepted = parameters(name)
+    takes_kwargs = any(
+        p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values()
+    )
+    unknown = [k for k in params if k not in accepted]
+    if unknown and not takes_kwargs:
+        # image_size / channels are universal keywords; families that don't need them ignore them.
+        really_unknown = [k for k in unknown if k not in ("image_size", "channels")]
+        if really_unknown:
+            raise ConfigError(
+                f"degradation {name!r} has no parameter(s) {', '.join(map(repr, really_unknown))}; "
+                f"its parameters are: {', '.join(accepted)}"
+            )
+        params = {k: v for k, v in params.items() if k in accepted}
+    try:
+        return cls(**params)
+    except TypeError as e:  # wrong argument types or missing required ones
+        raise ConfigError(f"cannot build degradation {name!r}: {e}") from None
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Precision used for the arithmetic of a degradation: float32 for 16-bit inputs."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+class Degradation:
+    """Base class of all degradations.  Subclasses implement ``forward`` (and ``step``).
+
+    Attributes:
+        T: number of degradation steps; valid ``t`` are ``0..T``.
+        name: registry name (set by :func:`register`).
+        deterministic: False when ``context`` draws random per-trajectory parameters.
+    """
+
+    name: str = "degradation"
+    deterministic: bool = True
+
+    def __init__(self, T: int, image_size: Optional[int] = None, channels: Optional[int] = None):
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ConfigError(f"T must be a positive integer number of steps, got {T!r}")
+        self.T = int(T)
+        self.image_size = image_size
+        self.channels = channels
+
+    # ------------------------------------------------------------------ interface
+    def context(self, x0: torch.Tensor, generator: Optional[torch.Generator] = None) -> Any:
+        """Draw the per-trajectory random parameters for the batch ``x0`` (None if there are none)."""
+        return None
+
+    def forward(self, x0: torch.Tensor, t: torch.Tensor, ctx: Any) -> torch.Tensor:
+        """Closed form D(x0, t); ``t`` is a (B,) int64 tensor on x0's device."""
+        raise NotImplementedError
+
+    def step(self, x: torch.Tensor, s: torch.Tensor, ctx: Any) -> torch.Tensor:
+        """One degradation step x_{s-1} -> x_s, ``s`` a (B,) tensor in 1..T (authors' way)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define a single-step operator")
+
+    def finalize(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Applied once to the result of ``forward`` and of ``apply_stepwise`` (e.g. 8-bit rounding)."""
+        return x_t
+
+    def describe(self) -> Dict[str, Any]:
+        """The settings of this degradation (JSON-friendly); used in configs and reports."""
+        out = {"name": self.name, "T": self.T}
+        for k in parameters(self.name) if self.name in _REGISTRY else []:
+            if k in ("T",):
+                continue
+            v = getattr(self, k, None)
+            if isinstance(v, (int, float, str, bool, type(None), list, tuple)):
+                out[k] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    # ------------------------------------------------------------------ calling
+    def __call__(self, x0: torch.Tensor, t: TLike, ctx: Any = None) -> torch.Tensor:
+        x0 = self._check_x(x0)
+        tt = self.as_t(t, x0)
+        if ctx is None and not self.deterministic:
+            ctx = self.context(x0)
+        out = self.finalize(self.forward(x0, tt, ctx), tt)
+        # D(x0, 0) == x0 exactly, whatever floating-point residue the closed form leaves.
+        keep = (tt == 0).view(-1, *([1] * (x0.dim() - 1)))
+        return torch.where(keep, x0, out.to(x0.dtype))
+
+    def apply_stepwise(self, x0: torch.Tensor, t: TLike, ctx: Any = None) -> torch.Tensor:
+        """D(x0, t) by applying ``step`` t times (O(t) cost, as in the authors' code)."""
+        x0 = self._check_x(x0)
+        tt = self.as_t(t, x0)
+        if ctx is None and not self.deterministic:
+            ctx = self.context(x0)
+        x = x0
+        bshape = (-1,) + (1,) * (x0.dim() - 1)
+        for s in range(1, int(tt.max().item()) + 1 if tt.numel() else 1):
+            s_vec = torch.full_like(tt, s)
+            x_next = self.step(x, s_vec, ctx).to(x0.dtype)
+            x = torch.where((tt >= s).view(bshape), x_next, x)
+        return torch.where((tt == 0).view(bshape), x0, self.finalize(x, tt).to(x0.dtype))
+
+    # ------------------------------------------------------------------ helpers
+    def as_t(self, t: TLike, x0: torch.Tensor) -> torch.Tensor:
+        """Turn an int or a (B,) tensor into a validated (B,) int64 tensor on x0's device."""
+        B = x0.shape[0]
+        if isinstance(t, torch.Tensor):
+            if t.is_floating_point():
+                if not torch.equal(t, t.round()):
+                    raise ConfigError("t must hold whole numbers of steps")
+            tt = t.to(device=x0.device, dtype=torch.long)
+            if tt.dim() == 0:
+                tt = tt.expand(B)
+            elif tt.shape != (B,):
+                raise InputError(f"t must be an int or a ({B},) tensor, got shape {tuple(t.shape)}")
+        else:
+            if isinstance(t, bool) or not isinstance(t, int):
+                try:
+                    if int(t) != t:
+                        raise ValueError
+                    t = int(t)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"t must be an integer step, got {t!r}") from None
+            tt = torch.full((B,), int(t), dtype=torch.long, device=x0.device)
+        if tt.numel() and (int(tt.min()) < 0 or int(tt.max()) > self.T):
+            raise ConfigError(
+                f"t out of range: got {int(tt.min())}..{int(tt.max())}, but {self.name} has steps 0..{self.T}"
+            )
+        return tt.contiguous()
+
+    def _check_x(self, x0: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x0, torch.Tensor):
+            raise InputError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
+        if x0.dim() != 4:
+            raise InputError(f"x0 must have shape (B, C, H, W), got {tuple(x0.shape)}")
+        if not x0.is_floating_point():
+            raise InputError(f"x0 must be a floating-point tensor in [-1, 1], got dtype {x0.dtype}")
+        if self.channels is not None and x0.shape[1] != self.channels:
+            raise InputError(
+                f"{self.name} was built for {self.channels}-channel images but got {x0.shape[1]} channels"
+            )
+        return x0
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+def bview(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-sample (B,) tensor so it broadcasts against a (B, C, H, W) tensor."""
+    return v.view(-1, *([1] * (like.dim() - 1)))

@@ -1,0 +1,81 @@
+"""Super-resolution degradation: every step halves the resolution (Cold Diffusion, Sec. 4.3).
+
+Step ``s`` area-averages the image down to ``ceil(n / 2^s)`` pixels per side and resizes it
+back to full size with nearest-neighbour interpolation.  Both operations are separable and
+linear, so ``t`` steps are one matrix per axis (exact for sizes that are not powers of two,
+e.g. MNIST's 28 -> 14 -> 7 -> 4, too).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from .base import register, work_dtype
+from .separable import SeparableDegradation
+
+
+def size_at(n: int, s: int) -> int:
+    """Side length after ``s`` halvings of an ``n``-pixel side."""
+    return max(1, math.ceil(n / 2**s))
+
+
+def pool_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Matrix of 1-D adaptive average pooling (the bins torch's adaptive_avg_pool uses)."""
+    P = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        a = (i * n_in) // n_out
+        b = -((-(i + 1) * n_in) // n_out)  # ceil
+        P[i, a:b] = 1.0 / (b - a)
+    return P
+
+
+def nearest_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Matrix of 1-D nearest-neighbour resizing (torch's "nearest" index rule)."""
+    U = np.zeros((n_out, n_in))
+    scale = n_in / n_out
+    src = np.minimum(np.floor(np.arange(n_out) * np.float32(scale)).astype(int), n_in - 1)
+    U[np.arange(n_out), src] = 1.0
+    return U
+
+
+@register("resolution")
+class Downsample(SeparableDegradation):
+    """×2 downsampling per step, shown at full size with nearest-neighbour upsampling.
+
+    Args:
+        T: number of halvings (the paper: 3 for MNIST/CIFAR-10, i.e. down to 4×4 at 32 px;
+            4 for CelebA).  ``2**T`` may not exceed the image size.
+    """
+
+    def __init__(self, T: int = 3, image_size=None, channels=None):
+        super().__init__(T, image_size=image_size, channels=channels)
+        if image_size is not None:
+            self._check_size(int(image_size))
+
+    def _check_size(self, n: int) -> None:
+        if 2**self.T > n:
+            raise ConfigError(
+                f"resolution: T={self.T} halvings would shrink a {n}-pixel image below one pixel; "
+                f"use T <= {int(math.log2(n))}"
+            )
+
+    def axis_matrix(self, n: int, s: int) -> torch.Tensor:
+        self._check_size(n)
+        m = size_at(n, s)
+        return torch.from_numpy(nearest_matrix(m, n) @ pool_matrix(n, m))
+
+    def step(self, x, s, ctx):
+        # The authors' way on images: pool down, then resize back up with nearest neighbours.
+        B, C, H, W = x.shape
+        self._check_size(min(H, W))
+        dt = work_dtype(x.dtype)
+        out = torch.empty_like(x, dtype=dt)
+        for sv in torch.unique(s).tolist():
+            idx = (s == sv).nonzero().flatten()
+            small = F.adaptive_avg_pool2d(x[idx].to(dt), (size_at(H, sv), size_at(W, sv)))
+            out[idx] = F.interpolate(small, size=(H, W), mode="nearest")
+        return out.to(x.dtype)

@@ -1,0 +1,174 @@
+"""Snowification, after ImageNet-C's snow corruption (Cold Diffusion, Sec. 4.4).
+
+A trajectory's snow comes from one field of Gaussian noise (mean ``loc``, std ``scale``)
+drawn at ``1/zoom`` of the image size and zoomed up.  At step ``t`` the flakes are the
+field's values above a threshold that falls linearly with ``t``; they are motion-blurred
+along one direction with a σ that grows linearly with ``t``, and added together with
+their 180°-rotated copy into a snow layer ``S_t`` in [0, S_MAX].  The scene is whitened by
+a brightness coefficient ``c_t`` that falls linearly from 1 to the level's ``blend``:
+
+    x_t = (1 − S_t)·(c_t·x0 + (1 − c_t)) + S_t  =  1 − a_t·(1 − x0),   a_t = (1 − S_t)·c_t
+
+(1 is white in [-1, 1]).  One step is the per-pixel map
+``x_s = 1 − (a_s / a_{s−1})·(1 − x_{s−1})``, so the steps compose into the closed form, whose
+cost (one motion blur) does not depend on ``t``.
+
+Levels use the CIFAR-10-C-sized snow settings (loc, scale, zoom, threshold, radius, sigma,
+blend) of ImageNet-C for 32-pixel images; zoom, radius and sigma grow with the square root
+of the image size (ImageNet-C's 224-pixel settings are about twice its 32-pixel ones).
+``random=False`` (default) gives every image the same snow, drawn with ``seed`` (default 0);
+``random=True`` draws new snow per trajectory from the generator passed to ``context``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from .base import Degradation, bview, register, work_dtype
+
+# level: (loc, scale, zoom, threshold, radius, sigma, blend) for 32×32 images
+LEVELS = {
+    1: (0.10, 0.20, 1.00, 0.60, 8, 3, 0.95),
+    2: (0.10, 0.20, 1.00, 0.50, 10, 4, 0.90),
+    3: (0.15, 0.30, 1.75, 0.55, 10, 4, 0.90),
+    4: (0.25, 0.30, 2.25, 0.60, 12, 6, 0.85),
+}
+S_MAX = 0.98  # keeps a_t > 0 so that every step is invertible arithmetic, not a division by 0
+REF_SIZE = 32
+
+
+def motion_kernels(radius: int, sigma: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 2r+1, 2r+1) one-sided motion-blur kernels: Gaussian weights along a ray.
+
+    ``sigma`` (B,) in pixels, ``angle`` (B,) in degrees; taps are splatted bilinearly.
+    """
+    B = sigma.shape[0]
+    K = 2 * radius + 1
+    dev, dt = sigma.device, sigma.dtype
+    j = torch.arange(radius + 1, device=dev, dtype=dt)
+    w = torch.exp(-(j[None] ** 2) / (2 * sigma[:, None] ** 2))  # (B, r+1)
+    th = torch.deg2rad(angle)[:, None]
+    px = radius + j[None] * torch.cos(th)
+    py = radius - j[None] * torch.sin(th)
+    x0, y0 = px.floor(), py.floor()
+    fx, fy = px - x0, py - y0
+    ker = torch.zeros(B, K * K, device=dev, dtype=dt)
+    for dy, dx, ww in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+        yy = (y0 + dy).clamp(0, K - 1).long()
+        xx = (x0 + dx).clamp(0, K - 1).long()
+        ker.scatter_add_(1, yy * K + xx, w * ww)
+    ker = ker / ker.sum(1, keepdim=True)
+    return ker.view(B, 1, K, K)
+
+
+@register("snow")
+class Snow(Degradation):
+    """Snowification.
+
+    Args:
+        T: number of steps (the paper: 200).
+        level: snow level 1..4 (the paper: 3 for CIFAR-10, 4 for CelebA).
+        random: draw new snow per trajectory (True) or use one fixed snow pattern (False).
+        seed: seed of the fixed snow pattern.
+    """
+
+    def __init__(self, T: int = 200, level: int = 3, random: bool = False, seed: int = 0,
+                 image_size=None, channels=None):
+        super().__init__(T, image_size=image_size, channels=channels)
+        if int(level) not in LEVELS:
+            raise ConfigError(f"snow level must be one of {sorted(LEVELS)}, got {level}")
+        self.level, self.random, self.seed = int(level), bool(random), int(seed)
+        self.deterministic = not self.random
+        self._fixed: Dict[Tuple, dict] = {}
+
+    # ---------------------------------------------------------------- snow pattern
+    def _draw(self, B: int, H: int, W: int, generator, device) -> dict:
+        loc, scale, zoom, *_ = LEVELS[self.level]
+        zoom = max(1.0, zoom * self.size_factor(min(H, W)))
+        h, w = max(2, math.ceil(H / zoom)), max(2, math.ceil(W / zoom))
+        gdev = generator.device if generator is not None else torch.device("cpu")
+        z = torch.randn(B, 1, h, w, generator=generator, device=gdev)
+        angle = torch.rand(B, generator=generator, device=gdev) * 90.0 - 135.0  # ImageNet-C: U(-135°, -45°)
+        if (h, w) != (H, W):
+            z = F.interpolate(z, size=(H, W), mode="bilinear", align_corners=False)
+            # zooming smooths the noise; restore unit variance so the share of flakes above a
+            # threshold is the same at every image size
+            z = (z - z.mean((1, 2, 3), keepdim=True)) / z.std((1, 2, 3), keepdim=True).clamp(min=1e-6)
+        field = loc + scale * z
+        return {"field": field.to(device), "angle": angle.to(device)}
+
+    @staticmethod
+    def size_factor(size: int) -> float:
+        """How flake size and streak length grow with the image: ImageNet-C's 224-pixel settings
+        are only ~2× its 32-pixel ones, so they grow with the square root of the size."""
+        return math.sqrt(size / REF_SIZE)
+
+    def context(self, x0, generator=None):
+        if not self.random:
+            return None
+        B, C, H, W = x0.shape
+        return self._draw(B, H, W, generator, x0.device)
+
+    def _pattern(self, x0, ctx) -> dict:
+        if self.random:
+            if ctx is None:
+                raise ConfigError("random snow needs its context: pass ctx=D.context(x0)")
+            return ctx
+        H, W = x0.shape[-2:]
+        key = (H, W, str(x0.device))
+        pat = self._fixed.get(key)
+        if pat is None:
+            g = torch.Generator().manual_seed(self.seed)
+            pat = self._draw(1, H, W, g, x0.device)
+            self._fixed[key] = pat
+        return pat
+
+    # ---------------------------------------------------------------- schedules
+    def threshold_at(self, t: torch.Tensor) -> torch.Tensor:
+        loc, scale, _, thr, *_ = LEVELS[self.level]
+        start = loc + 3 * scale  # almost no flake at t = 0
+        return start + (thr - start) * t / self.T
+
+    def sigma_at(self, t: torch.Tensor, size: int) -> torch.Tensor:
+        sigma = LEVELS[self.level][5] * self.size_factor(size)
+        return (sigma * t / self.T).clamp(min=0.3)
+
+    def brightness_at(self, t: torch.Tensor) -> torch.Tensor:
+        blend = LEVELS[self.level][6]
+        return 1 - (1 - blend) * t / self.T
+
+    def layer(self, t: torch.Tensor, x0: torch.Tensor, ctx) -> torch.Tensor:
+        """Snow layer S_t, shape (B, 1, H, W), in [0, S_MAX]."""
+        B, C, H, W = x0.shape
+        dt = work_dtype(x0.dtype)
+        pat = self._pattern(x0, ctx)
+        field = pat["field"].to(dt).expand(B, -1, -1, -1)
+        angle = pat["angle"].to(dt).expand(B)
+        tf = t.to(dt)
+        thr = bview(self.threshold_at(tf), field)
+        flakes = torch.where(field >= thr, field, torch.zeros_like(field)).clamp(0, 1)
+        size = min(H, W)
+        radius = max(1, min(round(LEVELS[self.level][4] * self.size_factor(size)), size - 1))
+        ker = motion_kernels(radius, self.sigma_at(tf, size), angle)
+        streaks = F.conv2d(flakes.reshape(1, B, H, W), ker, padding=radius, groups=B).view(B, 1, H, W)
+        return (streaks + torch.flip(streaks, dims=(-2, -1))).clamp(0, S_MAX)
+
+    def retention(self, t, x0, ctx) -> torch.Tensor:
+        """a_t = (1 − S_t)·c_t: how much of x0 survives at each pixel."""
+        c = bview(self.brightness_at(t.to(work_dtype(x0.dtype))), x0)
+        a = (1 - self.layer(t, x0, ctx)) * c
+        return torch.where(bview(t == 0, a), torch.ones_like(a), a)  # a_0 = 1: no snow at t = 0
+
+    def forward(self, x0, t, ctx):
+        dt = work_dtype(x0.dtype)
+        a = self.retention(t, x0, ctx)
+        return 1 - a * (1 - x0.to(dt))
+
+    def step(self, x, s, ctx):
+        dt = work_dtype(x.dtype)
+        ratio = self.retention(s, x, ctx) / self.retention(s - 1, x, ctx)
+        return 1 - ratio * (1 - x.to(dt))

@@ -1,0 +1,13 @@
+"""Errors that the command line turns into one clear line (never a traceback)."""
+
+
+class ColddiffError(Exception):
+    """A problem the user can fix: the message says what is wrong and what to do."""
+
+
+class ConfigError(ColddiffError, ValueError):
+    """Impossible or unknown settings (unknown degradation, t out of range, ...)."""
+
+
+class InputError(ColddiffError, ValueError):
+    """Unreadable, missing or wrongly shaped input data."""

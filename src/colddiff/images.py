@@ -1,0 +1,151 @@
+"""Reading images into [-1, 1] tensors and writing PNG strips and grids.
+
+Files are always written atomically (a temporary file in the same folder, then a rename),
+so an interrupted run never leaves a half-written PNG behind.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+
+from .errors import InputError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+PathLike = Union[str, os.PathLike]
+
+
+def to_tensor(img: Image.Image, channels: Optional[int] = None) -> torch.Tensor:
+    """PIL image -> (C, H, W) float32 tensor in [-1, 1]; ``channels`` 1 or 3 converts."""
+    if channels is None:
+        channels = 1 if img.mode in ("1", "L", "I", "I;16", "F") else 3
+    if channels not in (1, 3):
+        raise InputError(f"channels must be 1 or 3, got {channels}")
+    img = img.convert("L" if channels == 1 else "RGB")
+    a = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    if a.ndim == 2:
+        a = a[None]
+    else:
+        a = a.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def read_image(path: PathLike, channels: Optional[int] = None,
+               size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+    """Read one image file as a (C, H, W) tensor in [-1, 1], optionally resized to ``size`` (H, W)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if size is not None and (im.height, im.width) != tuple(size):
+                im = im.convert("RGB" if im.mode not in ("L", "1") else "L").resize(
+                    (size[1], size[0]), Image.Resampling.BICUBIC)
+            return to_tensor(im, channels)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"cannot read image {path}: {e.__class__.__name__}: {e}") from None
+
+
+def list_images(folder: PathLike) -> list[Path]:
+    """Image files under ``folder`` (recursively), sorted."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def load_images(path: PathLike, channels: Optional[int] = None,
+                size: Optional[Tuple[int, int]] = None, limit: Optional[int] = None) -> torch.Tensor:
+    """An image file or a folder of images as an (N, C, H, W) tensor in [-1, 1].
+
+    Without ``size`` all images must have the same size (the first image's).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    files = [path] if path.is_file() else list_images(path)
+    if not files:
+        raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {path}")
+    if limit is not None:
+        files = files[:limit]
+    imgs = []
+    for f in files:
+        x = read_image(f, channels=channels, size=size)
+        if channels is None:
+            channels = x.shape[0]
+        if size is None:
+            size = tuple(x.shape[-2:])
+        elif tuple(x.shape[-2:]) != tuple(size):
+            raise InputError(
+                f"{f} is {x.shape[-1]}×{x.shape[-2]} but the other images are {size[1]}×{size[0]}; "
+                "use images of one size"
+            )
+        imgs.append(x)
+    return torch.stack(imgs)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) tensor in [-1, 1] -> (H, W) or (H, W, 3) uint8 array."""
+    a = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+
+
+def atomic_save(img: Image.Image, path: PathLike) -> Path:
+    """Save a PIL image through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix or ".png", dir=path.parent)
+    os.close(fd)
+    try:
+        img.save(tmp, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_image(x: torch.Tensor, path: PathLike) -> Path:
+    """Write one (C, H, W) tensor in [-1, 1] as an image file."""
+    return atomic_save(Image.fromarray(to_uint8(x)), path)
+
+
+def make_grid(rows: Sequence[Sequence[torch.Tensor]], col_labels: Optional[Sequence[str]] = None,
+              row_labels: Optional[Sequence[str]] = None, scale: Optional[int] = None,
+              pad: int = 2) -> Image.Image:
+    """Lay out rows of (C, H, W) tensors in [-1, 1] as one RGB image with optional labels.
+
+    Small images are enlarged by an integer ``scale`` (nearest neighbour) so that a strip of
+    28-pixel digits is readable; by default each cell is at least 84 pixels high.
+    """
+    if not rows or not rows[0]:
+        raise InputError("nothing to draw")
+    H, W = rows[0][0].shape[-2:]
+    if scale is None:
+        scale = max(1, -(-84 // H))
+    font = ImageFont.load_default()
+    top = 16 if col_labels else 0
+    left = max((int(font.getlength(s)) for s in row_labels), default=0) + 8 if row_labels else 0
+    ncol = max(len(r) for r in rows)
+    cw, ch = W * scale, H * scale
+    sheet = Image.new("RGB", (left + ncol * (cw + pad) + pad, top + len(rows) * (ch + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, lab in enumerate(col_labels or []):
+        x = left + pad + j * (cw + pad)
+        draw.text((x + max(0, (cw - font.getlength(lab)) / 2), 2), lab, fill="black", font=font)
+    for i, row in enumerate(rows):
+        y = top + pad + i * (ch + pad)
+        if row_labels:
+            draw.text((4, y + ch / 2 - 6), row_labels[i], fill="black", font=font)
+        for j, x in enumerate(row):
+            im = Image.fromarray(to_uint8(x)).convert("RGB")
+            if scale != 1:
+                im = im.resize((cw, ch), Image.Resampling.NEAREST)
+            sheet.paste(im, (left + pad + j * (cw + pad), y))
+    return sheet

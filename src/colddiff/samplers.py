@@ -1,0 +1,86 @@
+"""Samplers: direct reconstruction, Algorithm 1 and Algorithm 2 of Cold Diffusion.
+
+All share one signature.  ``R(x, t) -> x0_hat`` is any callable (a network or a plain
+function) taking a batch and a (B,) int64 tensor of steps.  ``t`` is an int or a (B,)
+tensor: each sample starts at its own step, and a sample whose ``t_b`` is below the
+current step ``s`` is passed through unchanged until its turn comes.  ``callback(s, x_s,
+x0_hat)`` is called once per step, before the update, so trajectories can be recorded.
+
+Samplers run without autograd (a T-step loop would otherwise keep every graph alive).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+import torch
+
+from .degradations.base import Degradation, bview
+
+Restorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
+TLike = Union[int, torch.Tensor]
+
+__all__ = ["direct", "algorithm1", "algorithm2", "SAMPLERS"]
+
+
+def _t_vector(t: TLike, x: torch.Tensor, D: Optional[Degradation] = None) -> torch.Tensor:
+    if D is not None:
+        return D.as_t(t, x)
+    if isinstance(t, torch.Tensor):
+        tt = t.to(device=x.device, dtype=torch.long)
+        return tt.expand(x.shape[0]).contiguous() if tt.dim() == 0 else tt
+    return torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+
+
+def _restore_active(R: Restorer, x: torch.Tensor, s: int, active: torch.Tensor) -> torch.Tensor:
+    """x0_hat = R(x_s, s) for the active samples; inactive samples keep x (R is not called on them)."""
+    if bool(active.all()):
+        return R(x, torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)).to(x.dtype)
+    x0_hat = x.clone()
+    idx = active.nonzero().flatten()
+    x0_hat[idx] = R(x[idx], torch.full((idx.numel(),), s, dtype=torch.long, device=x.device)).to(x.dtype)
+    return x0_hat
+
+
+@torch.no_grad()
+def direct(R: Restorer, x_t: torch.Tensor, t: TLike) -> torch.Tensor:
+    """Direct reconstruction: x0_hat = R(x_t, t) in one call."""
+    return R(x_t, _t_vector(t, x_t)).to(x_t.dtype)
+
+
+@torch.no_grad()
+def algorithm1(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
+               callback: Optional[Callback] = None) -> torch.Tensor:
+    """Algorithm 1 (naive): for s = t..1: x0_hat = R(x_s, s); x_{s-1} = D(x0_hat, s-1)."""
+    tt = _t_vector(t, x_t, D)
+    x = x_t
+    for s in range(int(tt.max()) if tt.numel() else 0, 0, -1):
+        active = tt >= s
+        x0_hat = _restore_active(R, x, s, active)
+        if callback is not None:
+            callback(s, x, x0_hat)
+        x = torch.where(bview(active, x), D(x0_hat, s - 1, ctx), x)
+    return x
+
+
+@torch.no_grad()
+def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
+               callback: Optional[Callback] = None) -> torch.Tensor:
+    """Algorithm 2 (improved): for s = t..1: x0_hat = R(x_s, s);
+    x_{s-1} = x_s − D(x0_hat, s) + D(x0_hat, s−1).
+
+    For D(x, s) = x + s·e this returns D(x0, 0) = x0 exactly whatever R is (Sec. 3.3).
+    """
+    tt = _t_vector(t, x_t, D)
+    x = x_t
+    for s in range(int(tt.max()) if tt.numel() else 0, 0, -1):
+        active = tt >= s
+        x0_hat = _restore_active(R, x, s, active)
+        if callback is not None:
+            callback(s, x, x0_hat)
+        x_prev = x - D(x0_hat, s, ctx) + D(x0_hat, s - 1, ctx)
+        x = torch.where(bview(active, x), x_prev, x)
+    return x
+
+
+SAMPLERS = {"direct": direct, "algorithm1": algorithm1, "algorithm2": algorithm2}
