@@ -72,17 +72,17 @@ def load_images(path: PathLike, channels: Optional[int] = None,
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {path}")
     if limit is not None:
         files = files[:limit]
-    imgs = []
+    imgs, first = [], None
     for f in files:
         x = read_image(f, channels=channels, size=size)
         if channels is None:
             channels = x.shape[0]
-        if size is None:
-            size = tuple(x.shape[-2:])
-        elif tuple(x.shape[-2:]) != tuple(size):
+        if first is None:
+            first = tuple(x.shape[-2:])
+        elif tuple(x.shape[-2:]) != first:
             raise InputError(
-                f"{f} is {x.shape[-1]}×{x.shape[-2]} but the other images are {size[1]}×{size[0]}; "
-                "use images of one size"
+                f"{f} is {x.shape[-1]}×{x.shape[-2]} but the other images are {first[1]}×{first[0]}; "
+                "use images of one size (or --size N to resize them)"
             )
         imgs.append(x)
     return torch.stack(imgs)

@@ -15,6 +15,10 @@ Images of any size are accepted: the input is padded (reflect, or replicate when
 impossible) up to a multiple of ``2 ** (len(dim_mults) - 1)`` and the output is cropped back,
 so 28x28 MNIST digits go through a network built for powers of two.
 
+With the ``cifar10`` preset the network has 37.5M parameters against DDPM's 35.7M: the
+scale/shift time projection has twice the outputs of DDPM's additive one (+2.6M), while the
+multi-head attention (4 heads x 32 = 128 wide) is narrower than DDPM's full-width one (-0.8M).
+
 Nothing here picks a device or a dtype: both follow the input and the module, and the forward
 pass runs under ``torch.autocast`` (bfloat16 on CPU, float16/bfloat16 on GPU).
 """

@@ -98,7 +98,7 @@ class GaussianMask(Degradation):
             cx = torch.randint(0, W, (B,), generator=generator, device=dev)
             ctx["center"] = torch.stack([cy, cx], 1).to(x0.device)
         if self.fill == "random":
-            ctx["color"] = (torch.rand(B, C, 1, 1, generator=generator, device=dev) * 2 - 1).to(x0.device)
+            ctx["color"] = (torch.rand(B, C, 1, 1, generator=generator, device=dev) * 2 - 1).to(x0.device, x0.dtype)
         return ctx
 
     def mask(self, t: torch.Tensor, ctx, H: int, W: int, device, dtype) -> torch.Tensor:

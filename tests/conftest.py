@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+import colddiff.degradations as deg
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def make(name: str, **kw):
+    """A degradation with small, test-friendly settings (overridable)."""
+    defaults = {
+        "blur": dict(T=12, kernel_size=7, sigma=1.5),
+        "mask": dict(T=20, quantize=False),
+        "resolution": dict(T=3),
+        "snow": dict(T=16, level=3),
+        "desaturate": dict(T=10),
+        "noise": dict(T=40),
+        "animorph": dict(T=40),
+    }.get(name, {})
+    defaults.update(kw)
+    if name == "animorph" and "partners" not in defaults:
+        raise ValueError("animorph needs partners")
+    return deg.create(name, **defaults)
+
+
+def images(B=3, C=3, H=32, W=None, seed=0, dtype=torch.float64, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(B, C, H, W or H, generator=g, dtype=torch.float64) * 2 - 1).to(device=device, dtype=dtype)
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(1234)

@@ -1,0 +1,91 @@
+"""CPU smoke runs of the command line, including its one-line errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colddiff.cli import main, parse_value
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "colddiff", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def rgb_image(tmp_path):
+    rng = np.random.default_rng(0)
+    p = tmp_path / "img.png"
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(p)
+    return p
+
+
+def test_degrade_writes_a_strip_from_the_embedded_digits(tmp_path, capsys):
+    out = tmp_path / "strip.png"
+    code = main(["degrade", "--degradation", "blur", "--input", "mnist-5k", "--n", "3",
+                 "--steps", "0,5,10,20", "--out", str(out)])
+    assert code == 0
+    im = Image.open(out)
+    assert im.width > 4 * 84 and im.height > 3 * 84  # 4 columns, 3 rows of enlarged digits
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_degrade_an_image_folder_with_params(tmp_path, rgb_image):
+    out = tmp_path / "grid.png"
+    code = main(["degrade", "-d", "mask", "--param", "position=center", "--param", "fill=random", "--T", "10",
+                 "--input", str(rgb_image.parent), "--steps", "0,T", "--out", str(out)])
+    assert code == 0
+    strip = np.asarray(Image.open(out).convert("RGB"))
+    assert strip.std() > 10  # not blank
+
+
+def test_module_entry_point_and_help():
+    r = run_cli("--help")
+    assert r.returncode == 0 and "degrade" in r.stdout
+    r = run_cli("degrade", "--help")
+    assert r.returncode == 0 and "example" in r.stdout
+    r = run_cli("degradations")
+    assert r.returncode == 0 and "snow" in r.stdout and "kernel_size" in r.stdout
+    r = run_cli("networks")
+    assert r.returncode == 0 and "cifar10" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-d", "blurr", "--input", "mnist-5k"], "unknown degradation 'blurr'; known degradations:"),
+    (["-d", "blur", "--input", "no/such/file.png"], "input not found"),
+    (["-d", "blur", "--input", "mnist-5k", "--steps", "0,99"], "out of range"),
+    (["-d", "blur", "--input", "mnist-5k", "--steps", "a,b"], "--steps takes whole numbers"),
+    (["-d", "blur", "--input", "mnist-5k", "--param", "sigma"], "key=value"),
+    (["-d", "blur", "--input", "mnist-5k", "--param", "sigmaa=3"], "no parameter"),
+    (["-d", "blur", "--input", "mnist-5k", "--param", "channels=3"], "3-channel images but got 1"),
+    (["-d", "resolution", "--T", "9", "--input", "mnist-5k"], "use T <= 4"),
+    (["-d", "animorph", "--input", "mnist-5k"], "needs partner images"),
+])
+def test_bad_input_gives_one_clear_line_and_no_output(tmp_path, args, message):
+    out = tmp_path / "o.png"
+    r = run_cli("degrade", *args, "--out", str(out))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_unreadable_image_is_named(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    r = run_cli("degrade", "-d", "blur", "--input", str(bad), "--out", str(tmp_path / "o.png"))
+    assert r.returncode == 2 and "cannot read image" in r.stderr and "broken.png" in r.stderr
+
+
+def test_unknown_option_and_missing_command():
+    r = run_cli("degrade", "--degradation", "blur", "--input", "mnist-5k", "--bogus")
+    assert r.returncode == 2 and "--help" in r.stderr
+    assert run_cli().returncode == 2
+
+
+def test_parse_value():
+    assert parse_value("3") == 3 and parse_value("2.5") == 2.5
+    assert parse_value("true") is True and parse_value("none") is None
+    assert parse_value("circular") == "circular"
