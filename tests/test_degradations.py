@@ -355,3 +355,14 @@ def test_clear_errors():
         D(torch.zeros(1, 28, 28), 1)
     with pytest.raises(InputError, match="channels"):
         deg.create("blur", T=5, channels=3)(images(1, 1, 28), 1)
+
+
+def test_snow_fft_motion_blur_equals_direct_convolution():
+    from colddiff.degradations.snow import correlate_fft, motion_kernels
+
+    x = images(3, 1, 30, W=26)
+    ker = motion_kernels(7, torch.tensor([0.5, 2.0, 6.0], dtype=torch.float64),
+                         torch.tensor([-135.0, -90.0, -50.0], dtype=torch.float64))
+    assert torch.allclose(ker.sum((1, 2, 3)), torch.ones(3, dtype=torch.float64))
+    direct = torch.nn.functional.conv2d(x.view(1, 3, 30, 26), ker, padding=7, groups=3).view(3, 1, 30, 26)
+    assert torch.allclose(correlate_fft(x, ker), direct, atol=1e-12)

@@ -110,3 +110,10 @@ def test_samplers_run_without_autograd_with_a_network():
     for name, fn in SAMPLERS.items():
         out = fn(net, x_t, 2) if name == "direct" else fn(net, D, x_t, 2)
         assert out.shape == x_t.shape and not out.requires_grad and torch.isfinite(out).all()
+
+
+def test_random_degradations_require_the_trajectory_context():
+    D = deg.create("noise", T=5)
+    x0 = images(1, 1, 8)
+    with pytest.raises(Exception, match="pass ctx"):
+        algorithm2(lambda x, s: x, D, D(x0, 5, D.context(x0)), 5)

@@ -135,7 +135,9 @@ def cmd_networks(args) -> int:
     print(f"{'network':<11} {'image':>7} {'C':>2} {'dim':>4} {'mults':<10} {'attention':<10} {'params':>12}  note")
     for r in rows:
         mults = "-".join(map(str, r["dim_mults"]))
-        attn = ",".join(map(str, r["attn_levels"])) or "mid"
+        m = 2 ** (len(r["dim_mults"]) - 1)
+        padded = -(-r["image_size"] // m) * m  # the U-Net pads inputs to a multiple of m
+        attn = "+".join([f"{padded >> lv}px" for lv in r["attn_levels"]] + ["mid"])
         print(f"{r['name']:<11} {r['image_size']:>4}px {r['channels']:>2} {r['dim']:>4} {mults:<10} {attn:<10} "
               f"{r['params']:>12,}  {r['note']}")
     return 0

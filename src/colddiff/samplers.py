@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from .degradations.base import Degradation, bview
+from .errors import ConfigError
 
 Restorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
@@ -30,6 +31,17 @@ def _t_vector(t: TLike, x: torch.Tensor, D: Optional[Degradation] = None) -> tor
         tt = t.to(device=x.device, dtype=torch.long)
         return tt.expand(x.shape[0]).contiguous() if tt.dim() == 0 else tt
     return torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+
+
+def _check_ctx(D: Degradation, ctx: Any) -> None:
+    # A random degradation (mask centre, noise, partner image, random snow) must be called with
+    # the context that produced x_t at every step; drawing a new one per call would change the
+    # degradation in the middle of the trajectory.
+    if ctx is None and not D.deterministic:
+        raise ConfigError(
+            f"{D.name} is random per trajectory: pass ctx=D.context(x0, generator), the context "
+            "that produced x_t, to the sampler"
+        )
 
 
 def _restore_active(R: Restorer, x: torch.Tensor, s: int, active: torch.Tensor) -> torch.Tensor:
@@ -52,6 +64,7 @@ def direct(R: Restorer, x_t: torch.Tensor, t: TLike) -> torch.Tensor:
 def algorithm1(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
                callback: Optional[Callback] = None) -> torch.Tensor:
     """Algorithm 1 (naive): for s = t..1: x0_hat = R(x_s, s); x_{s-1} = D(x0_hat, s-1)."""
+    _check_ctx(D, ctx)
     tt = _t_vector(t, x_t, D)
     x = x_t
     for s in range(int(tt.max()) if tt.numel() else 0, 0, -1):
@@ -71,6 +84,7 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
 
     For D(x, s) = x + s·e this returns D(x0, 0) = x0 exactly whatever R is (Sec. 3.3).
     """
+    _check_ctx(D, ctx)
     tt = _t_vector(t, x_t, D)
     x = x_t
     for s in range(int(tt.max()) if tt.numel() else 0, 0, -1):

@@ -65,6 +65,23 @@ def motion_kernels(radius: int, sigma: torch.Tensor, angle: torch.Tensor) -> tor
     return ker.view(B, 1, K, K)
 
 
+def correlate_fft(x: torch.Tensor, ker: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-correlation with zero padding, like ``F.conv2d(x, ker, padding=r,
+    groups=B)`` on (1, B, H, W), but through the FFT: O(HW log HW) whatever the kernel size.
+
+    ``x`` is (B, 1, H, W), ``ker`` (B, 1, K, K) with K = 2r + 1.
+    """
+    B, _, H, W = x.shape
+    K = ker.shape[-1]
+    r = K // 2
+    size = (H + K - 1, W + K - 1)  # linear (not circular) convolution
+    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    X = torch.fft.rfft2(x.to(dt), s=size)
+    Kf = torch.fft.rfft2(torch.flip(ker.to(dt), dims=(-2, -1)), s=size)
+    full = torch.fft.irfft2(X * Kf, s=size)
+    return full[..., r:r + H, r:r + W].to(x.dtype)
+
+
 @register("snow")
 class Snow(Degradation):
     """Snowification.
@@ -154,7 +171,7 @@ class Snow(Degradation):
         size = min(H, W)
         radius = max(1, min(round(LEVELS[self.level][4] * self.size_factor(size)), size - 1))
         ker = motion_kernels(radius, self.sigma_at(tf, size), angle)
-        streaks = F.conv2d(flakes.reshape(1, B, H, W), ker, padding=radius, groups=B).view(B, 1, H, W)
+        streaks = correlate_fft(flakes, ker)
         return (streaks + torch.flip(streaks, dims=(-2, -1))).clamp(0, S_MAX)
 
     def retention(self, t, x0, ctx) -> torch.Tensor:
