@@ -62,14 +62,19 @@ def test_module_entry_point_and_help():
     (["-d", "resolution", "--T", "9", "--input", "mnist-5k"], "use T <= 4"),
     (["-d", "animorph", "--input", "mnist-5k"], "needs partner images"),
 ])
-def test_bad_input_gives_one_clear_line_and_no_output(tmp_path, args, message):
+def test_bad_input_gives_one_clear_line_and_no_output(tmp_path, capsys, args, message):
     out = tmp_path / "o.png"
-    r = run_cli("degrade", *args, "--out", str(out))
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], r.stderr
-    assert "Traceback" not in r.stderr
+    assert main(["degrade", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
     assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_errors_in_a_separate_process_are_one_line_too():
+    r = run_cli("degrade", "-d", "blurr", "--input", "mnist-5k")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
 def test_unreadable_image_is_named(tmp_path):
