@@ -60,10 +60,9 @@ def direct(R: Restorer, x_t: torch.Tensor, t: TLike) -> torch.Tensor:
     return R(x_t, _t_vector(t, x_t)).to(x_t.dtype)
 
 
-@torch.no_grad()
-def algorithm1(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
-               callback: Optional[Callback] = None) -> torch.Tensor:
-    """Algorithm 1 (naive): for s = t..1: x0_hat = R(x_s, s); x_{s-1} = D(x0_hat, s-1)."""
+def _iterate(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any,
+             callback: Optional[Callback], update: Callable) -> torch.Tensor:
+    """The loop both algorithms share: for s = t..1, x0_hat = R(x_s, s), x_{s-1} = update(...)."""
     _check_ctx(D, ctx)
     tt = _t_vector(t, x_t, D)
     x = x_t
@@ -72,8 +71,16 @@ def algorithm1(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
         x0_hat = _restore_active(R, x, s, active)
         if callback is not None:
             callback(s, x, x0_hat)
-        x = torch.where(bview(active, x), D(x0_hat, s - 1, ctx), x)
+        x = torch.where(bview(active, x), update(x, x0_hat, s), x)
     return x
+
+
+@torch.no_grad()
+def algorithm1(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
+               callback: Optional[Callback] = None) -> torch.Tensor:
+    """Algorithm 1 (naive): for s = t..1: x0_hat = R(x_s, s); x_{s-1} = D(x0_hat, s-1)."""
+    return _iterate(R, D, x_t, t, ctx, callback,
+                    lambda x_s, x0_hat, s: D(x0_hat, s - 1, ctx))
 
 
 @torch.no_grad()
@@ -84,17 +91,8 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
 
     For D(x, s) = x + s·e this returns D(x0, 0) = x0 exactly whatever R is (Sec. 3.3).
     """
-    _check_ctx(D, ctx)
-    tt = _t_vector(t, x_t, D)
-    x = x_t
-    for s in range(int(tt.max()) if tt.numel() else 0, 0, -1):
-        active = tt >= s
-        x0_hat = _restore_active(R, x, s, active)
-        if callback is not None:
-            callback(s, x, x0_hat)
-        x_prev = x - D(x0_hat, s, ctx) + D(x0_hat, s - 1, ctx)
-        x = torch.where(bview(active, x), x_prev, x)
-    return x
+    return _iterate(R, D, x_t, t, ctx, callback,
+                    lambda x_s, x0_hat, s: x_s - D(x0_hat, s, ctx) + D(x0_hat, s - 1, ctx))
 
 
 SAMPLERS = {"direct": direct, "algorithm1": algorithm1, "algorithm2": algorithm2}
