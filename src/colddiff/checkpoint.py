@@ -1,0 +1,163 @@
+"""Checkpoints: one safetensors file holding everything a run needs to continue exactly.
+
+Tensors (weights, EMA weights, optimizer moments, RNG states) are safetensors entries; the
+rest (config, step, data position, optimizer hyper-parameters) is JSON in the file's
+metadata.  Loading never executes code from the file.  Files are written to a temporary
+name and renamed, so a checkpoint is either complete or absent.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from .errors import InputError
+
+FORMAT = "colddiff-checkpoint-v1"
+NAME = re.compile(r"^ckpt-(\d{8})\.safetensors$")
+
+
+def checkpoint_path(folder, step: int) -> Path:
+    return Path(folder) / f"ckpt-{step:08d}.safetensors"
+
+
+def list_checkpoints(folder) -> List[Tuple[int, Path]]:
+    """(step, path) of the complete checkpoints in ``folder``, oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in folder.iterdir():
+        m = NAME.match(p.name)
+        if m:
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def _flatten_optimizer(opt_state: Dict[str, Any]) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    tensors, scalars = {}, {}
+    for idx, st in opt_state["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{idx}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{k}"] = v
+    return tensors, {"param_groups": opt_state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> Dict[str, Any]:
+    state: Dict[int, Dict[str, Any]] = {}
+    for key, v in tensors.items():
+        _, idx, k = key.split(".", 2)
+        state.setdefault(int(idx), {})[k] = v
+    for key, v in meta.get("scalars", {}).items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(path, *, config: Dict[str, Any], model: Dict[str, torch.Tensor],
+                    ema: Optional[Dict[str, torch.Tensor]] = None, optimizer: Optional[Dict[str, Any]] = None,
+                    rng: Optional[Dict[str, torch.Tensor]] = None, state: Optional[Dict[str, Any]] = None) -> Path:
+    """Write a checkpoint atomically (temporary file + rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: Dict[str, torch.Tensor] = {}
+    for k, v in model.items():
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+    for k, v in (ema or {}).items():
+        tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
+    opt_meta = None
+    if optimizer is not None:
+        t, opt_meta = _flatten_optimizer(optimizer)
+        tensors.update(t)
+    for k, v in (rng or {}).items():
+        tensors[f"rng.{k}"] = v.detach().cpu().contiguous()
+    metadata = {
+        "format": FORMAT,
+        "config": json.dumps(config, sort_keys=True),
+        "state": json.dumps(state or {}, sort_keys=True),
+        "optimizer": json.dumps(opt_meta) if opt_meta is not None else "",
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb") as f:  # make the bytes durable before the rename makes them visible
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+class Checkpoint:
+    """A loaded checkpoint: ``config``, ``state``, ``model``, ``ema``, ``optimizer``, ``rng``."""
+
+    def __init__(self, path, config, state, model, ema, optimizer, rng):
+        self.path, self.config, self.state = Path(path), config, state
+        self.model, self.ema, self.optimizer, self.rng = model, ema, optimizer, rng
+
+    @property
+    def step(self) -> int:
+        return int(self.state.get("step", 0))
+
+    def weights(self, ema: bool = True) -> Dict[str, torch.Tensor]:
+        """The EMA weights when present (what evaluation uses), else the raw weights."""
+        return self.ema if ema and self.ema else self.model
+
+
+def load_checkpoint(path, device="cpu") -> Checkpoint:
+    """Read a checkpoint; a corrupt, truncated or foreign file gives one clear InputError."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise InputError(f"{path} is not a colddiff checkpoint (format {meta.get('format')!r}, "
+                                 f"expected {FORMAT!r})")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        config = json.loads(meta["config"])
+        state = json.loads(meta.get("state") or "{}")
+        opt_meta = json.loads(meta["optimizer"]) if meta.get("optimizer") else None
+    except InputError:
+        raise
+    except Exception as e:  # safetensors raises its own error types for bad headers/truncation
+        raise InputError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); "
+                         "delete it to fall back to the previous one") from None
+    groups: Dict[str, Dict[str, torch.Tensor]] = {"model": {}, "ema": {}, "optim": {}, "rng": {}}
+    for k, v in tensors.items():
+        head, rest = k.split(".", 1)
+        if head == "optim":
+            groups["optim"][k] = v
+        elif head in groups:
+            groups[head][rest] = v
+    optimizer = _unflatten_optimizer(groups["optim"], opt_meta) if opt_meta is not None else None
+    return Checkpoint(path, config, state, groups["model"], groups["ema"], optimizer, groups["rng"])
+
+
+def find_latest(folder) -> Optional[Path]:
+    ckpts = list_checkpoints(folder)
+    return ckpts[-1][1] if ckpts else None
+
+
+def prune(folder, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints (and stale temporary files)."""
+    ckpts = list_checkpoints(folder)
+    for _, p in ckpts[:-keep_last] if keep_last > 0 else []:
+        p.unlink(missing_ok=True)
+    for p in Path(folder).glob(".tmp-*"):
+        p.unlink(missing_ok=True)

@@ -1,0 +1,329 @@
+"""Typed run configuration, named presets (one per experiment of the paper) and TOML I/O.
+
+A run is fully described by a :class:`RunConfig`; it is written to ``config.toml`` in the
+run folder when training starts and stored inside every checkpoint, so every later command
+(resume, evaluate, restore, ...) needs nothing but the run folder.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist-5k"        # a name from `colddiff data list`, or folder:PATH
+    image_size: int = 28
+    channels: int = 1
+    root: str = ""                # where the data set's files are ("" = the default places)
+    num_workers: int = 0          # DataLoader workers for data sets decoded on the fly
+
+
+@dataclass
+class DegradationConfig:
+    name: str = "blur"
+    T: int = 20
+    params: Dict[str, Any] = field(default_factory=dict)  # the family's own keywords
+
+
+@dataclass
+class ModelConfig:
+    dim: int = 64
+    dim_mults: List[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    attn_levels: List[int] = field(default_factory=lambda: [1])
+    num_res_blocks: int = 2
+    dropout: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 700_000          # optimizer steps
+    batch_size: int = 32          # images per micro-batch (per process under DDP)
+    grad_accum: int = 2           # micro-batches per optimizer step
+    lr: float = 2e-5
+    warmup_steps: int = 0         # linear learning-rate warm-up
+    grad_clip: float = 0.0        # max gradient norm; 0 = off
+    ema_decay: float = 0.995
+    ema_every: int = 10
+    ema_start: int = 2000         # before this step the EMA is a plain copy of the weights
+    precision: str = "fp32"       # fp32 | bf16 | fp16 (mixed precision; fp16 needs CUDA)
+    device: str = "auto"          # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    deterministic: bool = False   # torch.use_deterministic_algorithms (bit-exact resume on CPU holds without it)
+    checkpoint_every: int = 5000
+    keep_last: int = 3            # checkpoints kept in the run folder
+    sample_every: int = 5000      # PNG grid of a fixed batch; 0 = off
+    log_every: int = 50           # metrics log lines
+
+
+@dataclass
+class RunConfig:
+    preset: str = "custom"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ------------------------------------------------------------------ conversion
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "RunConfig":
+        if not isinstance(d, dict):
+            raise ConfigError("a run configuration must be a table of sections")
+        out = cls()
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            if dataclasses.is_dataclass(getattr(out, f.name)):
+                if not isinstance(v, dict):
+                    raise ConfigError(f"config section [{f.name}] must be a table")
+                setattr(out, f.name, _section_from_dict(type(getattr(out, f.name)), v, f.name))
+            else:
+                setattr(out, f.name, v)
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}; "
+                              f"sections are {', '.join(f.name for f in fields(cls))}")
+        return out
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    def save(self, path) -> Path:
+        """Write ``config.toml`` atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.to_toml())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "RunConfig":
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            d = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid TOML: {e}") from None
+        return cls.from_dict(d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def copy(self) -> "RunConfig":
+        return copy.deepcopy(self)
+
+    # ------------------------------------------------------------------ overrides
+    def override(self, assignments: List[str]) -> "RunConfig":
+        """Apply ``--set section.key=value`` assignments (values typed by the field)."""
+        for a in assignments or []:
+            if "=" not in a:
+                raise ConfigError(f"--set expects section.key=value, got {a!r} (e.g. --set train.steps=1000)")
+            key, value = a.split("=", 1)
+            self.set(key.strip(), value.strip())
+        self.validate()
+        return self
+
+    def set(self, key: str, text: str) -> None:
+        parts = key.split(".")
+        sections = {f.name: getattr(self, f.name) for f in fields(self) if dataclasses.is_dataclass(getattr(self, f.name))}
+        if len(parts) < 2 or parts[0] not in sections:
+            raise ConfigError(f"unknown config key {key!r}; keys look like section.name with section one of "
+                              f"{', '.join(sections)} (e.g. train.steps)")
+        sec = sections[parts[0]]
+        if parts[0] == "degradation" and (parts[1] == "params" or parts[1] not in {f.name for f in fields(sec)}):
+            name = parts[-1] if parts[1] == "params" else parts[1]
+            from .cli import parse_value
+
+            sec.params[name] = parse_value(text)
+            return
+        if len(parts) != 2:
+            raise ConfigError(f"unknown config key {key!r}")
+        ftypes = {f.name: f for f in fields(sec)}
+        if parts[1] not in ftypes:
+            raise ConfigError(f"unknown config key {key!r}; [{parts[0]}] has {', '.join(ftypes)}")
+        current = getattr(sec, parts[1])
+        setattr(sec, parts[1], _coerce(text, current, key))
+
+    def validate(self) -> "RunConfig":
+        tr = self.train
+        for name in ("steps", "batch_size", "grad_accum", "ema_every", "checkpoint_every", "keep_last"):
+            if getattr(tr, name) < 1:
+                raise ConfigError(f"train.{name} must be at least 1, got {getattr(tr, name)}")
+        for name in ("warmup_steps", "ema_start", "sample_every", "log_every"):
+            if getattr(tr, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(tr, name)}")
+        if not tr.lr > 0:
+            raise ConfigError(f"train.lr must be positive, got {tr.lr}")
+        if not 0 <= tr.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {tr.ema_decay}")
+        if tr.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"train.precision must be fp32, bf16 or fp16, got {tr.precision!r}")
+        if self.data.channels not in (1, 3):
+            raise ConfigError(f"data.channels must be 1 or 3, got {self.data.channels}")
+        if self.data.image_size < 8:
+            raise ConfigError(f"data.image_size must be at least 8, got {self.data.image_size}")
+        if self.model.dim < 1 or not self.model.dim_mults:
+            raise ConfigError("model.dim must be positive and model.dim_mults non-empty")
+        return self
+
+    # ------------------------------------------------------------------ builders
+    def build_degradation(self):
+        from . import degradations
+
+        return degradations.create(self.degradation.name, T=self.degradation.T, image_size=self.data.image_size,
+                                   channels=self.data.channels, **self.degradation.params)
+
+    def model_kwargs(self) -> Dict[str, Any]:
+        m = self.model
+        return dict(channels=self.data.channels, dim=m.dim, dim_mults=tuple(m.dim_mults),
+                    attn_levels=tuple(m.attn_levels), num_res_blocks=m.num_res_blocks, dropout=m.dropout)
+
+    def build_model(self):
+        from .unet import UNet
+
+        return UNet(**self.model_kwargs())
+
+
+def _section_from_dict(cls, d: Dict[str, Any], section: str):
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{section}]: {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(names))}")
+    obj = cls()
+    for k, v in d.items():
+        current = getattr(obj, k)
+        if isinstance(current, bool) and not isinstance(v, bool):
+            raise ConfigError(f"{section}.{k} must be true or false, got {v!r}")
+        if isinstance(current, (int, float)) and not isinstance(current, bool):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{section}.{k} must be a number, got {v!r}")
+            v = type(current)(v) if isinstance(current, float) or float(v).is_integer() else v
+        setattr(obj, k, v)
+    return obj
+
+
+def _coerce(text: str, current: Any, key: str) -> Any:
+    try:
+        if isinstance(current, bool):
+            low = text.lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return low in ("true", "1", "yes")
+        if isinstance(current, int):
+            return int(float(text)) if float(text).is_integer() else int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, list):
+            return [int(x) for x in text.replace("-", ",").split(",") if x.strip()] if text.strip() else []
+        return text
+    except ValueError:
+        raise ConfigError(f"--set {key}={text}: expected {type(current).__name__}") from None
+
+
+# ---------------------------------------------------------------------------- presets
+def _preset(name, description, data, degradation, model, **train) -> RunConfig:
+    return RunConfig(preset=name, description=description, data=DataConfig(**data),
+                     degradation=DegradationConfig(**degradation), model=ModelConfig(**model),
+                     train=TrainConfig(**train))
+
+
+_MNIST = dict(name="mnist", image_size=28, channels=1)
+_CIFAR = dict(name="cifar10", image_size=32, channels=3)
+_CELEBA = dict(name="celeba", image_size=128, channels=3)
+_AFHQ = dict(name="afhq", image_size=128, channels=3)
+# the authors' networks: dim 64, 1-2-4-8 (MNIST, CelebA); DDPM's 128-channel net for CIFAR-10
+_NET_MNIST = dict(dim=64, dim_mults=[1, 2, 4, 8], attn_levels=[1])
+_NET_CIFAR = dict(dim=128, dim_mults=[1, 2, 2, 2], attn_levels=[1], dropout=0.1)
+_NET_CELEBA = dict(dim=64, dim_mults=[1, 2, 4, 8], attn_levels=[3])
+_NET_CPU = dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[], num_res_blocks=1)
+_BLUR_GEN = dict(name="blur", T=300, params=dict(kernel_size=27, sigma=1.0, schedule="exponential",
+                                                  rate=0.01, padding="circular"))
+# the small CPU presets: ~10 minutes on 2 cores (see README); higher lr, no accumulation
+_CPU_TRAIN = dict(steps=4000, batch_size=32, grad_accum=1, lr=1e-3, warmup_steps=100, grad_clip=1.0,
+                  ema_decay=0.995, ema_every=1, ema_start=500, checkpoint_every=500, sample_every=1000,
+                  log_every=50)
+
+PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
+    _preset("mnist-blur", "MNIST deblurring (Table 1): T=20, 11x11 kernel, sigma 7 at every step",
+            _MNIST, dict(name="blur", T=20, params=dict(kernel_size=11, sigma=7.0, schedule="constant", padding="zero")),
+            _NET_MNIST),
+    _preset("cifar10-blur", "CIFAR-10 deblurring (Table 1): T=50, 11x11, sigma_t = 0.35 + 0.01 t, reflect",
+            _CIFAR, dict(name="blur", T=50, params=dict(kernel_size=11, schedule="cifar10", padding="reflect")),
+            _NET_CIFAR),
+    _preset("celeba-blur", "CelebA-128 deblurring (Table 1): T=200, 15x15, sigma_t = exp(0.01 t), reflect",
+            _CELEBA, dict(name="blur", T=200, params=dict(kernel_size=15, sigma=1.0, schedule="exponential",
+                                                         rate=0.01, padding="reflect")), _NET_CELEBA),
+    _preset("mnist-inpaint", "MNIST inpainting (Table 2): Gaussian masks, T=50, random centre",
+            _MNIST, dict(name="mask", T=50, params=dict(position="random")), _NET_MNIST, batch_size=64, steps=60_000),
+    _preset("cifar10-inpaint", "CIFAR-10 inpainting (Table 2): Gaussian masks, T=50, random centre",
+            _CIFAR, dict(name="mask", T=50, params=dict(position="random")), _NET_CIFAR, batch_size=64, steps=60_000),
+    _preset("celeba-inpaint", "CelebA-128 inpainting (Table 2): Gaussian masks, T=100, centred",
+            _CELEBA, dict(name="mask", T=100, params=dict(position="center")), _NET_CELEBA, batch_size=64, steps=60_000),
+    _preset("mnist-sr", "MNIST super-resolution: T=3 halvings (28 -> 4 px)",
+            _MNIST, dict(name="resolution", T=3), _NET_MNIST),
+    _preset("cifar10-sr", "CIFAR-10 super-resolution: T=3 halvings (32 -> 4 px)",
+            _CIFAR, dict(name="resolution", T=3), _NET_CIFAR),
+    _preset("celeba-sr", "CelebA-128 super-resolution: T=4 halvings (128 -> 8 px)",
+            _CELEBA, dict(name="resolution", T=4), _NET_CELEBA),
+    _preset("cifar10-snow", "CIFAR-10 desnowification: snow level 3, T=200",
+            _CIFAR, dict(name="snow", T=200, params=dict(level=3)), _NET_CIFAR),
+    _preset("celeba-snow", "CelebA-128 desnowification: snow level 4, T=200",
+            _CELEBA, dict(name="snow", T=200, params=dict(level=4)), _NET_CELEBA),
+    _preset("cifar10-desaturate", "CIFAR-10 colourisation: linear desaturation, T=20",
+            _CIFAR, dict(name="desaturate", T=20, params=dict(schedule="linear")), _NET_CIFAR),
+    _preset("celeba-blur-gen", "CelebA-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 t), circular",
+            _CELEBA, _BLUR_GEN, _NET_CELEBA),
+    _preset("afhq-blur-gen", "AFHQ-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 t), circular",
+            _AFHQ, _BLUR_GEN, _NET_CELEBA),
+    _preset("celeba-mask-gen", "CelebA-128 generation by unmasking: centred masks ending in a random solid colour, T=100",
+            _CELEBA, dict(name="mask", T=100, params=dict(position="center", fill="random")), _NET_CELEBA,
+            batch_size=64, steps=60_000),
+    _preset("celeba-animorph", "CelebA-128 animorphosis: faces mixed with AFHQ animals, T=200",
+            _CELEBA, dict(name="animorph", T=200, params=dict(partners="afhq")), _NET_CELEBA),
+    _preset("celeba-noise", "CelebA-128 hot diffusion baseline: Gaussian noise (fixed per trajectory), T=200",
+            _CELEBA, dict(name="noise", T=200, params=dict(schedule="cosine")), _NET_CELEBA),
+    _preset("mnist5k-blur", "CPU: embedded MNIST digits, lighter blur (T=20, 11x11, sigma 2.5, zero padding), ~10 min",
+            dict(name="mnist-5k", image_size=28, channels=1),
+            dict(name="blur", T=20, params=dict(kernel_size=11, sigma=2.5, schedule="constant", padding="zero")),
+            _NET_CPU, **_CPU_TRAIN),
+    _preset("mnist5k-inpaint", "CPU: embedded MNIST digits, Gaussian masks (T=50, random centre), ~10 min",
+            dict(name="mnist-5k", image_size=28, channels=1), dict(name="mask", T=50, params=dict(position="random")),
+            _NET_CPU, **_CPU_TRAIN),
+    _preset("mnist5k-sr", "CPU: embedded MNIST digits, super-resolution (T=3, 28 -> 4 px), ~10 min",
+            dict(name="mnist-5k", image_size=28, channels=1), dict(name="resolution", T=3),
+            _NET_CPU, **_CPU_TRAIN),
+]}
+
+
+def preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown preset {name!r}{hint}; see `colddiff presets` for the list")
+    return PRESETS[name].copy()

@@ -1,0 +1,393 @@
+"""Image-folder data sets, decoded lazily: CelebA, AFHQ and ``folder:PATH``.
+
+Files are checked cheaply when the dataset is built (PIL reads the header and, for PNG,
+verifies the chunk checksums); an unreadable or non-image file is skipped with one warning
+line naming it and listed in ``.skipped``.  A file that only fails when decoded in
+``__getitem__`` (a truncated JPEG, say) does not stop an epoch either: the next readable
+image takes its place, the file is named in one warning line and listed in ``.bad_at_read``
+(per process: DataLoader workers keep their own lists).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from ..download import Check, FileSpec, check_file
+from ..errors import InputError
+from ..images import IMAGE_EXTENSIONS, to_tensor
+from .base import Source
+from .common import check_image_size, download_dir, log, show, warn_skipped
+
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder``, recursively, sorted; hidden files and folders (``.x``,
+    e.g. macOS's ``._photo.jpg`` companions) are left out.  Symbolic links are followed once."""
+    out: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back up the tree
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out += [Path(dirpath) / f for f in filenames
+                if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+    return sorted(out)
+
+
+def probe(path: Path) -> Tuple[Optional[Tuple[int, int, str]], str]:
+    """((width, height, mode), "") for a readable image header, else (None, reason)."""
+    try:
+        with Image.open(path) as im:
+            info = (im.width, im.height, im.mode)
+            im.verify()
+        return info, ""
+    except DECODE_ERRORS as e:
+        return None, f"not a readable image ({type(e).__name__}: {e})"
+
+
+class ImageFiles(Dataset):
+    """Image files decoded on demand into (C, H, W) tensors in [-1, 1], with integer labels.
+
+    ``crop`` takes a centred square of that side first (CelebA); otherwise, when
+    ``image_size`` is given, non-square images are centre-cropped to a square.  Then images
+    are resized to ``image_size``² (PIL bicubic, which filters when shrinking).  Without
+    ``image_size`` all images must share one size.  ``check`` probes every file now (skipping
+    bad ones); without it only decoding at read time guards against bad files.
+    """
+
+    def __init__(self, files: Sequence[Path], labels: Sequence[int], name: str, image_size: Optional[int] = None,
+                 channels: Optional[int] = None, crop: Optional[int] = None, classes: Sequence[str] = (),
+                 check: bool = True, skipped: Sequence[Tuple[Path, str]] = ()):
+        self.name, self.image_size, self.crop, self.classes = name, image_size, crop, list(classes)
+        self.skipped: list[Tuple[Path, str]] = list(skipped)
+        self.bad_at_read: list[Path] = []
+        keep_files, keep_labels, sizes, modes = [], [], {}, set()
+        for f, y in zip(files, labels):
+            if check:
+                info, why = probe(f)
+                if info is None:
+                    self.skipped.append((Path(f), why))
+                    continue
+                sizes.setdefault(info[:2], f)
+                modes.add(info[2])
+            keep_files.append(Path(f))
+            keep_labels.append(int(y))
+        warn_skipped(self.skipped[len(skipped):])
+        if not keep_files:
+            raise InputError(self._none_usable())
+        self.files, self.labels = keep_files, keep_labels
+        if channels is None:
+            if not modes:  # unchecked: look at the first file
+                modes = {(probe(self.files[0])[0] or (0, 0, "RGB"))[2]}
+            channels = 1 if modes <= GREY_MODES else 3
+        self.channels = channels
+        if image_size is None and crop is None:
+            if len(sizes) > 1:
+                (s1, f1), (s2, f2) = list(sizes.items())[:2]
+                raise InputError(f"images of {name} differ in size ({show(f1)} is {s1[0]}x{s1[1]}, {show(f2)} is "
+                                 f"{s2[0]}x{s2[1]}); pass image_size=N (--size N) to centre-crop and resize them")
+            w, h = next(iter(sizes)) if sizes else (probe(self.files[0])[0] or (0, 0))[:2]
+            self.shape = (channels, h, w)
+        else:
+            side = image_size if image_size is not None else crop
+            self.shape = (channels, side, side)
+        self._bad: set[int] = set()
+
+    @property
+    def n_skipped(self) -> int:
+        """Files left out: unusable when the dataset was built, or when decoded (this process)."""
+        return len(self.skipped) + len(self.bad_at_read)
+
+    def _none_usable(self) -> str:
+        shown = ", ".join(show(p) for p, _ in self.skipped[:3]) + (" ..." if len(self.skipped) > 3 else "")
+        return f"data set {self.name} has no usable images: all {len(self.skipped)} files were unreadable ({shown})"
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def decode(self, path: Path) -> torch.Tensor:
+        """One file as a tensor of this dataset's shape."""
+        with Image.open(path) as im:
+            img = im.convert("L" if self.channels == 1 else "RGB")
+        w, h = img.size
+        side = min(self.crop, w, h) if self.crop else (min(w, h) if self.image_size and w != h else None)
+        if side:
+            left, top = (w - side) // 2, (h - side) // 2
+            img = img.crop((left, top, left + side, top + side))
+        if self.image_size and img.size != (self.image_size, self.image_size):
+            img = img.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+        x = to_tensor(img, self.channels)
+        if tuple(x.shape) != self.shape:
+            raise ValueError(f"decoded to {tuple(x.shape)}, expected {self.shape}")
+        return x
+
+    def __getitem__(self, i: int) -> Tuple[torch.Tensor, int]:
+        n = len(self.files)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {n} images")
+        i %= n
+        for k in range(n):  # the next readable image stands in for an unreadable one
+            j = (i + k) % n
+            if j in self._bad:
+                continue
+            try:
+                return self.decode(self.files[j]), self.labels[j]
+            except DECODE_ERRORS as e:
+                self._bad.add(j)
+                self.bad_at_read.append(self.files[j])
+                log.warning("skipping unreadable image %s (%s: %s); another image takes its place",
+                            self.files[j], type(e).__name__, e)
+        raise InputError(f"data set {self.name} has no readable image left ({len(self._bad)} failed to decode)")
+
+
+# ---------------------------------------------------------------------------- folder:PATH
+SPLIT_DIRS = {"train": ("train",), "test": ("test",), "valid": ("valid", "val")}
+
+
+def labelled_files(folder: Path, classes: Optional[Sequence[str]] = None) -> tuple[list[Path], list[int], list[str]]:
+    """Image files under ``folder`` with labels from their first-level sub-folder (sorted
+    names -> 0, 1, ...; ``classes`` fixes the names and ignores other sub-folders).
+    Files directly in ``folder`` get -1, as do all files when there are no sub-folders."""
+    files = list_image_files(folder)
+    if classes is None:
+        classes = sorted({f.relative_to(folder).parts[0] for f in files if len(f.relative_to(folder).parts) > 1})
+    index = {c: k for k, c in enumerate(classes)}
+    out_f, out_y = [], []
+    for f in files:
+        parts = f.relative_to(folder).parts
+        if len(parts) == 1:
+            label = -1
+        elif parts[0] in index:
+            label = index[parts[0]]
+        else:
+            continue
+        out_f.append(f)
+        out_y.append(label)
+    return out_f, out_y, list(classes)
+
+
+def folder_splits(path: Path) -> dict[str, Path]:
+    """Split sub-folders of ``path`` (train/, test/, valid/ or val/), if it has any."""
+    out = {}
+    for split, names in SPLIT_DIRS.items():
+        for n in names:
+            if (path / n).is_dir():
+                out[split] = path / n
+                break
+    return out
+
+
+def load_folder(spec: str, split: str = "train", image_size=None, channels=None) -> ImageFiles:
+    """``folder:PATH``: any folder of images, recursively, labels from sub-folders.
+
+    A folder with ``train/`` and ``test/`` (and ``valid/`` or ``val/``) sub-folders is split by
+    them; any other folder is one split, ``train`` (also called ``all``).
+    """
+    if not spec:
+        raise InputError("folder: needs a path, e.g. folder:~/pictures/faces")
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise InputError(f"folder not found: {spec}")
+    if not path.is_dir():
+        raise InputError(f"folder:{spec} is a file; give the folder that holds the images")
+    image_size = check_image_size(f"folder:{spec}", image_size)
+    splits = folder_splits(path)
+    if splits:
+        if split not in splits:
+            raise InputError(f"folder:{spec} has split sub-folders {', '.join(splits)}, not {split!r}")
+        path = splits[split]
+    elif split not in ("train", "all"):
+        raise InputError(f"folder:{spec} has no {split!r} split: without train/ and test/ sub-folders all its "
+                         f"images form the 'train' split (also called 'all')")
+    files, labels, classes = labelled_files(path)
+    if not files:
+        raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {show(path)}")
+    return ImageFiles(files, labels, f"folder:{spec}", image_size, channels, classes=classes)
+
+
+# ---------------------------------------------------------------------------- CelebA
+class CelebA(Source):
+    """CelebA's aligned-and-cropped faces (178x218 JPEGs) with the official partition.
+
+    Each image is centre-cropped to 128x128 and resized to image_size (64 or 128), as in the
+    Cold Diffusion authors' code (decolor-diffusion/diffusion/get_dataset.py: CenterCrop(128),
+    then Resize(64) for 64x64).  202,599 files are too many to probe one by one at every load:
+    the folder listing is checked against the partition file, and decoding guards the rest.
+    """
+
+    name = "celeba"
+    title = "CelebA aligned & cropped faces (Liu et al., 2015), centre-cropped to 128x128"
+    licence = "non-commercial research and education only (CelebA agreement)"
+    homepage = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+    citation = "Z. Liu, P. Luo, X. Wang, X. Tang, Deep Learning Face Attributes in the Wild, ICCV 2015"
+    native = (3, 218, 178)
+    counts = {"train": 162770, "valid": 19867, "test": 19962}
+    default_size = 128
+    CROP = 128
+    SIZES = (64, 128)
+    IMAGES = "img_align_celeba"
+    PARTITION = FileSpec("list_eval_partition.txt", md5="d32c9cbf5e040fd4025c592c306e6668")
+    ZIP = FileSpec("img_align_celeba.zip", md5="00d2c5bc6d35e252742224ab0c1e8fcb")
+    SPLIT_CODES = {"train": "0", "valid": "1", "test": "2"}
+
+    def size_rule(self):
+        return f"64 or 128 (default 128), after a centre crop of {self.CROP}x{self.CROP}"
+
+    def check_size(self, image_size):
+        return check_image_size(self.name, image_size, allowed=self.SIZES)
+
+    def files(self, split):
+        return [FileSpec(self.IMAGES + "/"), self.PARTITION, self.ZIP]
+
+    def wanted(self, split):
+        return f"the folder {self.IMAGES}/ (000001.jpg ...) and {self.PARTITION.name}"
+
+    def find(self, split, root=None):
+        for loc in self.locations(root):
+            if (loc.path / self.IMAGES).is_dir() and (loc.path / self.PARTITION.name).is_file():
+                return loc.path
+        return None
+
+    def status(self, root=None):
+        st = super().status(root)
+        if not st.where:
+            zips = [loc.path for loc in self.locations(root) if (loc.path / self.ZIP.name).is_file()]
+            if zips:
+                st.note = f"{self.ZIP.name} found in {show(zips[0])} but not unzipped"
+        return st
+
+    def placement(self, root=None):
+        dest = show(download_dir(self.name, root))
+        return (f"download {self.ZIP.name} (Align&Cropped Images) and {self.PARTITION.name} (Eval) from "
+                f"{self.homepage} (Google Drive/Baidu links), unzip the images so that {dest}/{self.IMAGES}/000001.jpg "
+                f"exists and put {self.PARTITION.name} beside that folder in {dest}")
+
+    def missing(self, split, root=None, reason=None, download=True):
+        msg = super().missing(split, root, reason, download)
+        note = self.status(root).note
+        return msg + (f"; note: {note}" if note else "")
+
+    def partition(self, folder: Path) -> dict[str, list[str]]:
+        """Split name -> file names, from the official partition file (``000001.jpg 0``)."""
+        path = folder / self.PARTITION.name
+        codes = {v: k for k, v in self.SPLIT_CODES.items()}
+        out: dict[str, list[str]] = {s: [] for s in self.SPLIT_CODES}
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or parts[1] not in codes:
+                raise InputError(f"{path} line {n} is {line.strip()!r}, expected 'NAME.jpg 0|1|2'; "
+                                 f"check it with `colddiff data verify {self.name}`")
+            out[codes[parts[1]]].append(parts[0])
+        return out
+
+    def load(self, split, root=None, image_size=None, channels=None, download=True):
+        folder = self.find_or_fetch(split, root, download=False)
+        names = self.partition(folder)[split]
+        present = set(os.listdir(folder / self.IMAGES))  # one listing, not 200,000 stat calls
+        files, skipped = [], []
+        for n in names:
+            if n in present:
+                files.append(folder / self.IMAGES / n)
+            else:
+                skipped.append((folder / self.IMAGES / n, "listed in the partition file but missing"))
+        warn_skipped(skipped)
+        if not files:
+            raise InputError(f"data set 'celeba' ({split} split): none of the {len(names):,} images listed for it in "
+                             f"{show(folder / self.PARTITION.name)} is in {show(folder / self.IMAGES)}")
+        image_size = self.default_size if image_size is None else image_size
+        return ImageFiles(files, [-1] * len(files), self.name, image_size, channels or 3, crop=self.CROP,
+                          check=False, skipped=skipped)
+
+    def verify(self, root=None) -> list[Check]:
+        folder = self.find("train", root)
+        if folder is None:
+            return [Check(Path(self.wanted("train")), False, "missing")]
+        checks = [check_file(folder / self.PARTITION.name, self.PARTITION)]
+        if (folder / self.ZIP.name).is_file():
+            checks.append(check_file(folder / self.ZIP.name, self.ZIP))
+        listed = sum(len(v) for v in self.partition(folder).values())
+        present = set(os.listdir(folder / self.IMAGES))
+        lacking = sum(n not in present for names in self.partition(folder).values() for n in names)
+        checks.append(Check(folder / self.IMAGES, lacking == 0,
+                            f"{listed - lacking:,} of the {listed:,} images listed in the partition file are present"
+                            + ("" if lacking == 0 else f" ({lacking:,} missing)")))
+        return checks
+
+
+# ---------------------------------------------------------------------------- AFHQ
+class AFHQ(Source):
+    """Animal Faces-HQ (StarGAN v2): 512x512 cats, dogs and wild animals in
+    ``train|test/cat|dog|wild/*.jpg|png``; labels from the sub-folder."""
+
+    name = "afhq"
+    title = "AFHQ animal faces (Choi et al., 2020): cat, dog, wild; 512x512 colour"
+    licence = "CC BY-NC 4.0 (NAVER Corp.)"
+    homepage = "https://github.com/clovaai/stargan-v2#animal-faces-hq-dataset-afhq"
+    citation = "Y. Choi, Y. Uh, J. Yoo, J.-W. Ha, StarGAN v2: Diverse Image Synthesis for Multiple Domains, CVPR 2020"
+    native = (3, 512, 512)
+    counts = {"train": 14630, "test": 1500}
+    classes = ("cat", "dog", "wild")
+    default_size = 128
+
+    def size_rule(self):
+        return "any image_size from 4 to 512 (default 128), resized after a centre square crop"
+
+    def check_size(self, image_size):
+        return check_image_size(self.name, image_size, largest=512, why="its images are 512x512")
+
+    def files(self, split):
+        return [FileSpec(f"{split}/{c}/") for c in self.classes]
+
+    def wanted(self, split):
+        return f"the folders {split}/cat, {split}/dog and {split}/wild"
+
+    def find(self, split, root=None):
+        for loc in self.locations(root):
+            if any((loc.path / split / c).is_dir() for c in self.classes):
+                return loc.path
+        return None
+
+    def placement(self, root=None):
+        dest = show(download_dir(self.name, root))
+        return (f"download afhq.zip as StarGAN v2's download.sh does (bash download.sh afhq-dataset, "
+                f"{self.homepage}) and unzip it so that {dest}/train/cat/ exists")
+
+    def load(self, split, root=None, image_size=None, channels=None, download=True):
+        folder = self.find_or_fetch(split, root, download=False)
+        files, labels, _ = labelled_files(folder / split, self.classes)
+        files, labels = [f for f, y in zip(files, labels) if y >= 0], [y for y in labels if y >= 0]
+        if not files:
+            raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {show(folder / split)}/cat|dog|wild")
+        image_size = self.default_size if image_size is None else image_size
+        return ImageFiles(files, labels, self.name, image_size, channels or 3, classes=self.classes)
+
+    def verify(self, root=None) -> list[Check]:
+        checks = []
+        for split in self.splits():
+            folder = self.find(split, root)
+            if folder is None:
+                checks.append(Check(Path(self.wanted(split)), False, "missing"))
+                continue
+            files, labels, _ = labelled_files(folder / split, self.classes)
+            counts = {c: labels.count(k) for k, c in enumerate(self.classes)}
+            total = sum(counts.values())
+            checks.append(Check(folder / split, None if total else False,
+                                f"{total:,} images ({', '.join(f'{c} {n:,}' for c, n in counts.items())}); "
+                                f"official v1: {self.counts[split]:,}; AFHQ publishes no checksums"))
+        return checks
+
+
+CELEBA = CelebA()
+AFHQ_SOURCE = AFHQ()

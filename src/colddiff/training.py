@@ -1,0 +1,484 @@
+"""Training the restoration network R with the paper's recipe (Cold Diffusion, Sec. 3.1).
+
+``train(cfg, out)`` is one loop a reader can follow top to bottom:
+
+    for each optimizer step:
+        for each of grad_accum micro-batches:
+            x0 ~ data, t ~ U{1..T}, ctx = D.context(x0)      # per-trajectory randomness
+            loss = | R(D(x0, t, ctx), t) - x0 |_1            # Eq. 1
+            backward
+        (clip) Adam step, EMA update, log, sample grid, checkpoint
+
+It never loses work: checkpoints are written atomically and hold everything needed to
+continue *exactly* (weights, EMA, optimizer, step, data position, every RNG state), so a
+run killed at any moment and resumed ends bit-identical to an uninterrupted one (on CPU).
+Ctrl-C or SIGTERM saves a checkpoint at the next step boundary and exits cleanly; a NaN or
+Inf loss stops with the step named and the last good checkpoint kept.
+
+Multi-process: launched by ``torchrun``, every process trains on its own slice of each
+global batch under DistributedDataParallel; only rank 0 logs and writes files.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint as ckpt_io
+from .config import RunConfig
+from .errors import ColddiffError, ConfigError
+
+Callback = Callable[[Dict[str, Any]], None]
+
+
+class TrainingError(ColddiffError):
+    """Training stopped (non-finite loss, ...); the message names the step and what is kept."""
+
+
+# ---------------------------------------------------------------------------- set-up helpers
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment (0, 1, 0 when not launched by it)."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    if spec == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={spec} but no CUDA GPU is available here; use --set train.device=cpu (or auto)")
+    if spec == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    try:
+        return torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+def lr_at(cfg: RunConfig, step: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warm-up, then constant."""
+    w = cfg.train.warmup_steps
+    return cfg.train.lr * min(1.0, (step + 1) / w) if w > 0 else cfg.train.lr
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of the weights' bytes: equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class BatchStream:
+    """Seeded, resumable order of training images.
+
+    Epoch ``e`` visits the images in ``randperm(n)`` seeded by (seed, e).  Every micro-batch
+    takes ``batch_size × world_size`` images; process ``rank`` uses its own slice.  The state
+    is (epoch, position): nothing else is needed to continue the same order after a restart.
+    """
+
+    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 num_workers: int = 0, epoch: int = 0, position: int = 0):
+        self.ds, self.B, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
+        self.num_workers = num_workers
+        self.epoch, self.position = epoch, position
+        self.n = len(dataset)
+        if self.n < batch_size * world:
+            raise ConfigError(f"the training set has {self.n} images, fewer than one global batch "
+                              f"({batch_size} x {world} processes); lower train.batch_size")
+        self._iter = None
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=g)
+
+    def _epoch_batches(self) -> List[List[int]]:
+        perm = self._perm(self.epoch)
+        gb = self.B * self.world
+        out = []
+        for start in range(self.position, self.n - gb + 1, gb):
+            lo = start + self.rank * self.B
+            out.append(perm[lo:lo + self.B].tolist())
+        return out
+
+    def next(self) -> torch.Tensor:
+        gb = self.B * self.world
+        if self.position + gb > self.n:  # drop the incomplete tail: every batch is full
+            self.epoch, self.position, self._iter = self.epoch + 1, 0, None
+        if hasattr(self.ds, "images") and isinstance(self.ds.images, torch.Tensor):
+            perm = self._perm(self.epoch)
+            lo = self.position + self.rank * self.B
+            x = self.ds.images[perm[lo:lo + self.B]]
+        else:
+            if self._iter is None:
+                loader = torch.utils.data.DataLoader(self.ds, batch_sampler=self._epoch_batches(),
+                                                     num_workers=self.num_workers)
+                self._iter = iter(loader)
+            item = next(self._iter)
+            x = item[0] if isinstance(item, (list, tuple)) else item
+        self.position += gb
+        return x
+
+    def state(self) -> Dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag checked at step boundaries; a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _rng_state(gen: torch.Generator, device: torch.device) -> Dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state(), "train": gen.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: Dict[str, torch.Tensor], gen: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["train"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# ---------------------------------------------------------------------------- the loop
+def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callback] = (),
+          progress: bool = True) -> Dict[str, Any]:
+    """Train ``cfg`` into the run folder ``out``; with ``resume`` continue from its latest checkpoint.
+
+    Returns a summary dict (also written to ``train_summary.json`` by rank 0).
+    """
+    from . import data as data_mod
+    from .unet import UNet
+
+    out = Path(out)
+    ckdir = out / "checkpoints"
+    rank, world, local_rank = dist_env()
+    distributed = world > 1
+    cfg = cfg.copy().validate()
+    tr = cfg.train
+    device = resolve_device(tr.device, local_rank)
+    if tr.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision=fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
+    if distributed and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend=backend)
+    if tr.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    latest = ckpt_io.find_latest(ckdir)
+    if resume and latest is None:
+        raise ConfigError(f"nothing to resume in {out}: it has no checkpoint (start it with --out instead)")
+    if not resume and latest is not None:
+        raise ConfigError(f"{out} already holds a run (checkpoint {latest.name}); continue it with "
+                          f"`colddiff train --resume {out}` or choose another --out")
+
+    # ---- data, degradation, network (identical initial weights on every process)
+    ds = data_mod.load(cfg.data.name, "train", root=cfg.data.root or None,
+                       image_size=cfg.data.image_size, channels=cfg.data.channels)
+    D = cfg.build_degradation()
+    torch.manual_seed(tr.seed)
+    model = cfg.build_model().to(device)
+    ema = cfg.build_model().to(device)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False).eval()
+    opt = torch.optim.Adam(model.parameters(), lr=tr.lr)
+    scaler = torch.amp.GradScaler("cuda") if tr.precision == "fp16" else None
+    gen = torch.Generator(device=device).manual_seed(tr.seed * 7919 + 17 + rank)
+    torch.manual_seed(tr.seed + 1 + rank)  # dropout etc.: a different stream per process
+    step, elapsed_before = 0, 0.0
+    stream = BatchStream(ds, tr.batch_size, tr.seed, rank, world, cfg.data.num_workers)
+
+    if resume:
+        ck = ckpt_io.load_checkpoint(latest)
+        model.load_state_dict(ck.model)
+        ema.load_state_dict(ck.ema or ck.model)
+        if ck.optimizer is not None:
+            opt.load_state_dict(ck.optimizer)
+        step = ck.step
+        st = ck.state
+        stream.epoch, stream.position = int(st.get("epoch", 0)), int(st.get("position", 0))
+        elapsed_before = float(st.get("elapsed", 0.0))
+        if scaler is not None and "scaler_scale" in st:
+            scaler.update(float(st["scaler_scale"]))
+        rank_rng = {k.split(".", 1)[1]: v for k, v in ck.rng.items() if k.startswith(f"rank{rank}.")}
+        if rank_rng and int(st.get("world_size", 1)) == world:
+            _set_rng_state(rank_rng, gen, device)
+        else:  # a different number of processes: continue reproducibly, but not bit-exactly
+            gen.manual_seed(tr.seed * 7919 + 17 + rank + 1_000_003 * step)
+            torch.manual_seed(tr.seed + 1 + rank + 1_000_003 * step)
+
+    if resume and step >= tr.steps:
+        raise ConfigError(f"the run in {out} is already at step {step} of train.steps={tr.steps}; "
+                          f"extend it with `colddiff train --resume {out} --set train.steps=N` (N > {step})")
+
+    net = model
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    is_main = rank == 0
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.toml")
+        _truncate_metrics(out / "metrics.jsonl", step)
+    tb = _tensorboard(out / "tensorboard") if is_main else None
+    sample_batch = _fixed_batch(cfg, D, data_mod, ds) if is_main and tr.sample_every else None
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if tr.precision == "bf16" else torch.float16)
+                if tr.precision != "fp32" else contextlib.nullcontext())
+
+    bar = None
+    if is_main and progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=tr.steps, initial=step, desc=f"train {cfg.preset}", unit="step", dynamic_ncols=True)
+
+    def save(at_step: int, rng_snapshot, stream_state) -> Optional[Path]:
+        rng_all = _gather_rng(rng_snapshot, distributed, world)
+        if not is_main:
+            return None
+        state = {"step": at_step, **stream_state, "elapsed": elapsed_before + (time.time() - t_start),
+                 "world_size": world, "torch": torch.__version__}
+        if scaler is not None:
+            state["scaler_scale"] = float(scaler.get_scale())
+        path = ckpt_io.save_checkpoint(ckpt_io.checkpoint_path(ckdir, at_step), config=cfg.to_dict(),
+                                       model=model.state_dict(), ema=ema.state_dict(),
+                                       optimizer=opt.state_dict(), rng=rng_all, state=state)
+        ckpt_io.prune(ckdir, tr.keep_last)
+        return path
+
+    t_start = time.time()
+    log_losses: List[float] = []
+    t_log, imgs_log = time.time(), 0
+    last_loss = float("nan")
+    stopped_early = False
+    images_per_step = tr.batch_size * tr.grad_accum * world
+    model.train()
+    with _StopFlag() as stop:
+        while step < tr.steps:
+            # Everything a restart needs, as it is at this step boundary.
+            rng_snapshot, stream_state = _rng_state(gen, device), stream.state()
+            lr = lr_at(cfg, step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            loss_sum = torch.zeros((), device=device)
+            for micro in range(tr.grad_accum):
+                x0 = stream.next().to(device, non_blocking=True)
+                t = torch.randint(1, D.T + 1, (x0.shape[0],), generator=gen, device=device)
+                ctx = D.context(x0, gen)
+                with torch.no_grad():
+                    x_t = D(x0, t, ctx)
+                sync = (contextlib.nullcontext() if not distributed or micro == tr.grad_accum - 1
+                        else net.no_sync())
+                with sync:
+                    with autocast:
+                        x0_hat = net(x_t, t)
+                    loss = F.l1_loss(x0_hat.float(), x0) / tr.grad_accum  # Eq. 1
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                loss_sum += loss.detach()
+            if distributed:
+                torch.distributed.all_reduce(loss_sum)
+                loss_sum /= world
+            loss_value = float(loss_sum)
+            if not math.isfinite(loss_value):
+                kept = ckpt_io.find_latest(ckdir)
+                raise TrainingError(
+                    f"loss became {loss_value} at step {step + 1}; training stopped. "
+                    + (f"The last good checkpoint is {kept} (step {ckpt_io.list_checkpoints(ckdir)[-1][0]}); "
+                       if kept else "No checkpoint was written yet; ")
+                    + "lower train.lr or set train.grad_clip, then resume")
+            if scaler is not None:
+                scaler.unscale_(opt)
+            if tr.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            if step % tr.ema_every == 0:
+                _update_ema(ema, model, tr.ema_decay, reset=step < tr.ema_start)
+            last_loss = loss_value
+            log_losses.append(loss_value)
+            imgs_log += images_per_step
+
+            for cb in callbacks:
+                cb({"step": step, "loss": loss_value, "lr": lr, "model": model, "ema": ema, "out": out})
+
+            if is_main:
+                now = time.time()
+                if bar is not None:
+                    bar.update(1)
+                    if step % max(1, min(tr.log_every, 10)) == 0:
+                        bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{imgs_log / max(now - t_log, 1e-9):.0f}")
+                if tr.log_every and (step % tr.log_every == 0 or step == tr.steps):
+                    rec = {"step": step, "loss": sum(log_losses) / len(log_losses), "lr": lr,
+                           "images_per_s": imgs_log / max(now - t_log, 1e-9),
+                           "time": elapsed_before + (now - t_start), "epoch": stream.epoch}
+                    _append_jsonl(out / "metrics.jsonl", rec)
+                    if tb is not None:
+                        for k in ("loss", "lr", "images_per_s"):
+                            tb.add_scalar(f"train/{k}", rec[k], step)
+                    log_losses, t_log, imgs_log = [], now, 0
+                if tr.sample_every and (step % tr.sample_every == 0 or step == tr.steps):
+                    _write_samples(out / "samples" / f"step-{step:08d}.png", sample_batch, ema, D, autocast)
+            if step % tr.checkpoint_every == 0 or step == tr.steps:
+                save(step, _rng_state(gen, device), stream.state())
+            if stop.requested:
+                stopped_early = step < tr.steps
+                if step % tr.checkpoint_every != 0 and step != tr.steps:
+                    save(step, _rng_state(gen, device), stream.state())
+                break
+
+    if bar is not None:
+        bar.close()
+    digests = _gather_digests(model, distributed, world)
+    summary = {"preset": cfg.preset, "step": step, "steps": tr.steps, "stopped_early": stopped_early,
+               "final_loss": last_loss, "elapsed_s": elapsed_before + (time.time() - t_start),
+               "world_size": world, "device": str(device), "weights_sha256": digests,
+               "ranks_agree": len(set(digests)) == 1,
+               "checkpoint": str(ckpt_io.find_latest(ckdir)) if is_main else None}
+    if is_main:
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    if tb is not None:
+        tb.close()
+    if distributed:
+        torch.distributed.barrier()
+    return summary
+
+
+# ---------------------------------------------------------------------------- pieces
+@torch.no_grad()
+def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, reset: bool) -> None:
+    """EMA of the weights; before ``ema_start`` the EMA simply follows the weights (as the authors do)."""
+    for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
+        if reset or not e.is_floating_point():
+            e.copy_(p)
+        else:
+            e.lerp_(p, 1 - decay)
+
+
+def _gather_rng(snapshot: Dict[str, torch.Tensor], distributed: bool, world: int) -> Dict[str, torch.Tensor]:
+    cpu = {k: v.cpu() for k, v in snapshot.items()}
+    if not distributed:
+        return {f"rank0.{k}": v for k, v in cpu.items()}
+    gathered: List[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, cpu)
+    return {f"rank{r}.{k}": v for r, st in enumerate(gathered) for k, v in st.items()}
+
+
+def _gather_digests(model, distributed: bool, world: int) -> List[str]:
+    d = weights_digest(model)
+    if not distributed:
+        return [d]
+    gathered: List[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, d)
+    return gathered
+
+
+def _append_jsonl(path: Path, rec: Dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop log lines written after the checkpoint we continue from."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except ValueError:
+            continue  # a line cut by a kill
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(x + "\n" for x in keep))
+    os.replace(tmp, path)
+
+
+def _tensorboard(logdir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: the JSON-lines log is enough
+        return None
+    return SummaryWriter(str(logdir))
+
+
+def _fixed_batch(cfg: RunConfig, D, data_mod, train_ds, n: int = 8):
+    """The fixed batch the PNG grids show: the first test images (training images if no test split)."""
+    try:
+        ds = data_mod.load(cfg.data.name, "test", root=cfg.data.root or None,
+                           image_size=cfg.data.image_size, channels=cfg.data.channels)
+    except ColddiffError:
+        ds = train_ds
+    x0 = torch.stack([ds[i][0] for i in range(min(n, len(ds)))])
+    ctx = D.context(x0, torch.Generator().manual_seed(0))
+    return x0, ctx
+
+
+@torch.no_grad()
+def _write_samples(path: Path, batch, ema, D, autocast) -> None:
+    """PNG grid: clean | degraded (t = T) | direct | Algorithm 2, one row per image."""
+    from .images import atomic_save, make_grid
+    from .samplers import algorithm2, direct
+
+    x0, ctx = batch
+    dev = next(ema.parameters()).device
+    x0 = x0.to(dev)
+    ctx = _to_device(ctx, dev)
+
+    def R(x, t):
+        with autocast:
+            return ema(x, t).float()
+
+    x_t = D(x0, D.T, ctx)
+    cols = [x0, x_t, direct(R, x_t, D.T), algorithm2(R, D, x_t, D.T, ctx)]
+    rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
+    atomic_save(make_grid(rows, col_labels=["clean", f"t={D.T}", "direct", "Alg. 2"]), path)
+
+
+def _to_device(ctx, device):
+    if isinstance(ctx, torch.Tensor):
+        return ctx.to(device)
+    if isinstance(ctx, dict):
+        return {k: _to_device(v, device) for k, v in ctx.items()}
+    return ctx
