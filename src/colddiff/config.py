@@ -263,7 +263,7 @@ _NET_CPU = dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[], num_res_blocks=1)
 _BLUR_GEN = dict(name="blur", T=300, params=dict(kernel_size=27, sigma=1.0, schedule="exponential",
                                                   rate=0.01, padding="circular"))
 # the small CPU presets: ~10 minutes on 2 cores (see README); higher lr, no accumulation
-_CPU_TRAIN = dict(steps=4000, batch_size=32, grad_accum=1, lr=1e-3, warmup_steps=100, grad_clip=1.0,
+_CPU_TRAIN = dict(steps=3000, batch_size=32, grad_accum=1, lr=1e-3, warmup_steps=100, grad_clip=1.0,
                   ema_decay=0.995, ema_every=1, ema_start=500, checkpoint_every=500, sample_every=1000,
                   log_every=50)
 

@@ -300,10 +300,7 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
             loss_sum = torch.zeros((), device=device)
             for micro in range(tr.grad_accum):
                 x0 = stream.next().to(device, non_blocking=True)
-                t = torch.randint(1, D.T + 1, (x0.shape[0],), generator=gen, device=device)
-                ctx = D.context(x0, gen)
-                with torch.no_grad():
-                    x_t = D(x0, t, ctx)
+                x_t, t = degrade_batch(D, x0, gen)
                 sync = (contextlib.nullcontext() if not distributed or micro == tr.grad_accum - 1
                         else net.no_sync())
                 with sync:
@@ -386,6 +383,19 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
 
 
 # ---------------------------------------------------------------------------- pieces
+def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, stepwise: bool = False):
+    """t ~ U{1..T} per image, a fresh per-trajectory context, and x_t = D(x0, t, ctx).
+
+    ``stepwise=True`` applies the degradation one step at a time, as the authors' code does
+    (only for the training-step benchmark).
+    """
+    t = torch.randint(1, D.T + 1, (x0.shape[0],), generator=gen, device=x0.device)
+    ctx = D.context(x0, gen)
+    with torch.no_grad():
+        x_t = D.apply_stepwise(x0, t, ctx) if stepwise else D(x0, t, ctx)
+    return x_t, t
+
+
 @torch.no_grad()
 def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, reset: bool) -> None:
     """EMA of the weights; before ``ema_start`` the EMA simply follows the weights (as the authors do)."""
