@@ -77,6 +77,8 @@ def load_input(spec: str, n: int, channels: Optional[int], size: Optional[int]):
     from . import data
     from .images import load_images
 
+    if spec.startswith("folder:"):
+        spec = spec[len("folder:"):]
     if os.path.exists(spec):
         x = load_images(spec, channels=channels, size=(size, size) if size else None, limit=n)
         return x
@@ -163,6 +165,12 @@ def resolve_train_config(args):
         if latest is None:
             raise ConfigError(f"nothing to resume in {run}: no checkpoint in {run / 'checkpoints'}")
         cfg = RunConfig.from_dict(load_checkpoint(latest).config)
+        fixed = [a for a in args.set if not (a.startswith("train.") or a.startswith("data.num_workers"))]
+        if fixed:
+            raise ConfigError(f"a resumed run keeps its data, degradation and network; only train.* settings "
+                              f"can change (got {', '.join(fixed)})")
+        if args.preset or args.config:
+            raise ConfigError("--resume takes the configuration from the run folder; drop --preset/--config")
         return cfg.override(args.set), run
     if not args.preset and not args.config:
         raise ConfigError("say what to train: --preset NAME (see `colddiff presets`) and/or --config run.toml")
@@ -207,6 +215,49 @@ def cmd_presets(args) -> int:
     width = max(map(len, PRESETS))
     for name, p in PRESETS.items():
         print(f"{name:<{width}}  {p.data.name:<9} {p.data.image_size:>3}px  {p.description}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from . import data
+    from .data.common import cache_root, show
+
+    action, root = args.action, args.root
+    if action is None:
+        raise ConfigError("say what to do: colddiff data list | info NAME | verify NAME | download NAME")
+    if action == "list":
+        rows = data.summary(root)
+        print(f"{'name':<14} {'status':<16} {'image':<9} {'train':>8} {'test':>7}  {'licence':<24} source")
+        for r in rows:
+            print(f"{r['name']:<14} {r['status']:<16} {r['image']:<9} {r['splits'].get('train', 0):>8,} "
+                  f"{r['splits'].get('test', 0):>7,}  {r['licence']:<24} {r['source']}")
+            for where in r["where"]:
+                print(f"{'':<14} found in {where}")
+            if r["note"] and not r["where"]:
+                print(f"{'':<14} {r['note']}")
+        print(f"{'folder:PATH':<14} {'(any folder)':<16} any folder of images, recursively; labels from sub-folders")
+        print(f"\nfiles are looked for in --root DIR, then {show(cache_root())}/NAME (set $COLDDIFF_DATA to move it), "
+              "then system copies;\n`colddiff data info NAME` names the exact files, their checksums and where to put them")
+        return 0
+    if action == "info":
+        print(data.info(args.name, root))
+        return 0
+    if action == "verify":
+        checks = data.verify(args.name, root)
+        for c in checks:
+            print(c)
+        bad = [c for c in checks if c.ok is False]
+        if bad:
+            raise InputError(f"{len(bad)} of {len(checks)} file(s) of {args.name} failed the check "
+                             f"({', '.join(c.path.name for c in bad)}); delete them and run "
+                             f"`colddiff data download {args.name}`, or fetch them again by hand "
+                             f"(`colddiff data info {args.name}`)")
+        good = sum(c.ok is True for c in checks)
+        print(f"{args.name}: {good} of {len(checks)} checked file(s) match" +
+              ("" if good == len(checks) else "; the others have no published checksum"))
+        return 0
+    folder = data.fetch(args.name, root, progress=None if args.quiet is False else False)
+    print(f"{args.name}: files in {folder}")
     return 0
 
 
@@ -287,6 +338,37 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     pr.add_argument("--show", metavar="NAME", help="print one preset's full configuration as TOML")
     pr.set_defaults(func=cmd_presets)
+
+    da = sub.add_parser(
+        "data", help="the data sets: list, details, checksums, downloads",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="List the built-in data sets and whether they are here, show where their files go, check\n"
+                    "them against the published checksums, or download those that have an official mirror.",
+        epilog=textwrap.dedent("""\
+            examples:
+              colddiff data list
+              colddiff data info celeba                 # the exact files, checksums and where to put them
+              colddiff data download mnist              # into ~/.cache/colddiff/mnist ($COLDDIFF_DATA)
+              colddiff data verify cifar10 --root /data/cifar10
+              colddiff data info folder:~/pictures/faces
+            """),
+    )
+    da_sub = da.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    for action, help_text in (("list", "every built-in data set, its size, licence and status"),
+                              ("info", "details of one data set (or folder:PATH)"),
+                              ("verify", "check the files that are here against their published checksums"),
+                              ("download", "download a data set that has an official mirror")):
+        a = da_sub.add_parser(action, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                              epilog=f"example:\n  colddiff data {action}" + ("" if action == "list" else " mnist"),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        if action != "list":
+            a.add_argument("name", help="data set name (see `colddiff data list`)"
+                           + (" or folder:PATH" if action == "info" else ""))
+        a.add_argument("--root", default=None, help="folder holding the data set's files (searched first; "
+                       "downloads go there)")
+        if action == "download":
+            a.add_argument("--quiet", action="store_true", help="no progress bar")
+    da.set_defaults(func=cmd_data, action=None, root=None, quiet=False)
     return p
 
 

@@ -175,7 +175,7 @@ def download(urls: Sequence[str], dest: os.PathLike | str, spec: Optional[FileSp
                 received = 0
                 with os.fdopen(fd, "wb") as f, tqdm(
                         total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
-                        file=sys.stderr, leave=False, disable=None if progress is None else not progress) as bar:
+                        file=sys.stderr, leave=True, disable=None if progress is None else not progress) as bar:
                     for block in iter(lambda: response.read(CHUNK), b""):
                         f.write(block)
                         received += len(block)

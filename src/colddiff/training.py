@@ -115,7 +115,7 @@ class BatchStream:
         gb = self.B * self.world
         if self.position + gb > self.n:  # drop the incomplete tail: every batch is full
             self.epoch, self.position, self._iter = self.epoch + 1, 0, None
-        if hasattr(self.ds, "images") and isinstance(self.ds.images, torch.Tensor):
+        if isinstance(getattr(self.ds, "images", None), torch.Tensor) and self.ds.images.is_floating_point():
             perm = self._perm(self.epoch)
             lo = self.position + self.rank * self.B
             x = self.ds.images[perm[lo:lo + self.B]]

@@ -33,7 +33,7 @@ from .base import Source
 from .cifar import CIFAR10
 from .common import ArrayImages, TensorImages, cache_root, check_channels, check_split, convert, show
 from .embedded import SPLIT_SEED, SPLITS, MNIST5K, mnist5k_file, mnist5k_split_indices
-from .folders import AFHQ_SOURCE, CELEBA, ImageFiles, folder_splits, labelled_files, load_folder
+from .folders import AFHQ_SOURCE, CELEBA, ImageFiles, folder_splits, load_folder
 from .idx import FASHION_MNIST, MNIST, read_idx
 
 # The registry: a plain dict, in the order `colddiff data list` shows it.
@@ -88,8 +88,8 @@ def summary(root=None) -> list[dict]:
         st = src.status(root)
         c, h, w = src.native
         rows.append(dict(name=src.name, status=st.state, note=st.note, where=[show(p) for p in st.where],
-                         image=f"{c}x{h}x{w}", splits=dict(src.counts), licence=src.licence, source=src.homepage,
-                         title=src.title))
+                         image=f"{c}x{h}x{w}", splits=dict(src.counts), licence=src.short_licence or src.licence,
+                         licence_full=src.licence, source=src.homepage, title=src.title))
     return rows
 
 
@@ -103,7 +103,8 @@ def _describe_folder(spec: str) -> list[str]:
         ds = load_folder(spec, split)
         classes = f"{len(ds.classes)} classes ({', '.join(ds.classes[:8])}{' ...' if len(ds.classes) > 8 else ''})" \
             if ds.classes else "no labels (-1)"
-        lines.append(f"  {split:<6} {len(ds):,} images in {show(folder)}, {'x'.join(map(str, ds.shape))}, {classes}"
+        n = f"{len(ds):,} image" + ("s" if len(ds) != 1 else "")
+        lines.append(f"  {split:<6} {n} in {show(folder)}, {'x'.join(map(str, ds.shape))}, {classes}"
                      + (f"; {len(ds.skipped)} unreadable file(s) skipped" if ds.skipped else ""))
     lines.append(f"  use:      colddiff.data.load('folder:{spec}', split='train', image_size=None, channels=None)")
     return lines

@@ -19,6 +19,7 @@ class Source:
     name: str = ""
     title: str = ""
     licence: str = ""
+    short_licence: str = ""                      # for the table of `colddiff data list`
     homepage: str = ""
     native: tuple[int, int, int] = (1, 28, 28)   # (C, H, W) as stored
     counts: dict[str, int] = {}                  # split -> official number of images

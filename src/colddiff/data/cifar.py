@@ -39,7 +39,8 @@ META = FileSpec("batches.meta", md5="5ff9c542aee3614f3951f8cda6e48888")
 class _ArraysOnly(pickle.Unpickler):
     """Unpickles dicts, lists, bytes and numpy arrays, and nothing that could run code."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    # _codecs.encode only turns text into bytes: Python 3 writes bytes that way in protocol 2
+    ALLOWED = {("_codecs", "encode"), ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
                ("numpy", "ndarray"), ("numpy", "dtype")}
@@ -75,6 +76,7 @@ class Cifar10(Source):
     name = "cifar10"
     title = "CIFAR-10 (Krizhevsky, 2009), 32x32 colour, 10 classes"
     licence = "no licence stated; free to use with citation (Krizhevsky, 2009)"
+    short_licence = "none stated (cite)"
     homepage = "https://www.cs.toronto.edu/~kriz/cifar.html"
     citation = "A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009"
     native = (3, 32, 32)

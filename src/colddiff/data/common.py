@@ -20,9 +20,9 @@ log = logging.getLogger("colddiff.data")
 
 ENV_VAR = "COLDDIFF_DATA"
 MIN_IMAGE_SIZE = 4
-# In-memory data sets may be upsampled up to this factor (MNIST 28 -> 112): beyond it a
+# In-memory data sets may be upsampled up to this factor (MNIST 28 -> 224): beyond it a
 # resize only adds blur and memory, and is almost certainly a mistake.
-MAX_UPSAMPLE = 4
+MAX_UPSAMPLE = 8
 # Images are decoded to 8 bits in [0, 255] and mapped to [-1, 1] as x / 127.5 - 1.
 # ITU-R 601-2 luma, as PIL's convert("L"), for turning colour into grey.
 LUMA = (0.299, 0.587, 0.114)
@@ -54,14 +54,15 @@ class ArrayImages(Dataset):
                  classes: Sequence[str] = ()):
         if images.dtype != np.uint8 or images.ndim != 4:
             raise ValueError("ArrayImages needs uint8 images shaped (N, C, H, W)")
-        self.images, self.labels, self.name = images, np.asarray(labels, dtype=np.int64), name
+        # "pixels", not "images": code that finds a float tensor .images (TensorImages) may batch it directly
+        self.pixels, self.labels, self.name = images, np.asarray(labels, dtype=np.int64), name
         self.image_size, self.channels, self.classes = image_size, channels, list(classes)
 
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return self.pixels.shape[0]
 
     def __getitem__(self, i: int) -> Tuple[torch.Tensor, int]:
-        x = torch.from_numpy(self.images[i]).float().div_(127.5).sub_(1)
+        x = torch.from_numpy(self.pixels[i]).float().div_(127.5).sub_(1)
         if self.image_size is not None or self.channels is not None:
             x = convert(x[None], self.image_size, self.channels)[0]
         return x, int(self.labels[i])

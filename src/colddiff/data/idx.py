@@ -90,10 +90,10 @@ class IdxSource(Source):
 
     def __init__(self, name: str, title: str, table: dict[str, FileSpec], mirrors: tuple[str, ...],
                  licence: str, homepage: str, classes: tuple[str, ...], aliases: tuple[str, ...] = (),
-                 citation: str = "", system_package: str = ""):
+                 citation: str = "", system_package: str = "", short_licence: str = ""):
         self.name, self.title, self.table, self.mirrors = name, title, table, mirrors
         self.licence, self.homepage, self.classes, self.aliases = licence, homepage, classes, aliases
-        self.citation, self.system_package = citation, system_package
+        self.citation, self.system_package, self.short_licence = citation, system_package, short_licence
         self.counts = {"train": 60000, "test": 10000}
 
     def system_dirs(self):
@@ -156,6 +156,7 @@ MNIST = IdxSource(
     MNIST_FILES,
     mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     licence="CC BY-SA 3.0 (Y. LeCun and C. Cortes)",
+    short_licence="CC BY-SA 3.0",
     homepage="http://yann.lecun.com/exdb/mnist/",
     classes=tuple("0123456789"),
     aliases=("MNIST/raw",),
@@ -166,6 +167,7 @@ FASHION_MNIST = IdxSource(
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
              "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
     licence="MIT (Zalando SE)",
+    short_licence="MIT",
     homepage="https://github.com/zalandoresearch/fashion-mnist",
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
              "Ankle boot"),
