@@ -29,11 +29,12 @@ own and reported as a share of the bare step.
 Timing: warm-up steps first (not timed: Adam state, degradation caches, allocator), then
 the median of N timed steps of each kind measured with ``time.perf_counter``
 (``torch.cuda.synchronize()`` before each clock read on CUDA).  Full, bare and stepwise
-steps are interleaved, in an order that rotates every round, so that drifts in machine load
-hit all three alike.  Each kind trains its own model/optimizer/EMA copy, initialised
-identically, so no state leaks from one to another; the full and stepwise steps read the
-same images and draw the same t (same data order and generator seed), and the bare step
-reuses the degraded micro-batches of the latest full step.  On the CPU the full-size
+steps are interleaved, all six orders in turn (so each kind follows each other kind equally
+often), so that drifts in machine load hit all three alike.  Each kind trains its own
+model/optimizer/EMA copy, initialised identically, so no state leaks from one to another;
+the full and stepwise steps read the same images and draw the same t (same data order
+and generator seed), and the bare step reuses the degraded micro-batches of the latest
+full step.  On the CPU the full-size
 networks are slow: few timed steps there, and celeba-blur runs with a smaller batch (the
 table says so).
 """
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import itertools
 import json
 import math
 import os
@@ -96,7 +98,7 @@ class Options:
     timed_small: int
     warmup_big: int
     timed_big: int
-    cifar_timed_cpu: int
+    timed_big_cpu: int
     component_reps_small: int
     component_reps_big: int
 
@@ -106,8 +108,7 @@ def steps_for(spec: RowSpec, opts: Options) -> Tuple[int, int, int]:
     if not spec.big:
         return opts.warmup_small, opts.timed_small, opts.component_reps_small
     if opts.device.type == "cpu":
-        timed = opts.cifar_timed_cpu if spec.preset.startswith("cifar10") else 1
-        return 1, timed, opts.component_reps_big
+        return 1, opts.timed_big_cpu, opts.component_reps_big
     return opts.warmup_big, opts.timed_big, opts.component_reps_big
 
 
@@ -264,10 +265,13 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
             return timed(lambda: losses["stepwise"].append(full_step(s, D, dt, True)), dev)
         return timed(lambda: bare_step(s, batches, dt), dev)
 
-    order = ["full", "bare", "stepwise"]  # round 0 starts with full: the bare step needs its batches
+    # All six orders in turn, so that each kind follows each other kind equally often (a plain
+    # rotation would always run full right after stepwise).  Round 0 starts with full: the bare
+    # step needs its batches.
+    orders = list(itertools.permutations(["full", "bare", "stepwise"]))
     t_row = time.perf_counter()
     for r in range(warmup + n_timed):
-        for kind in order[r % 3:] + order[:r % 3]:
+        for kind in orders[r % len(orders)]:
             sec = run_kind(kind)
             if r >= warmup:
                 times[kind].append(sec)
@@ -294,6 +298,12 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
     row["components_ms"] = comp
     row["components_share_of_bare"] = {k: (v / bare if v is not None else None) for k, v in comp.items()}
     row["component_reps"] = comp_reps
+    row["overhead_from_parts"] = (comp["data"] + comp["degrade"] + comp["ema"]) / bare
+    row["stepwise_overhead_from_parts"] = (comp["data"] + comp["degrade_stepwise"] + comp["ema"]) / bare
+    sb = times["bare"]
+    row["bare_spread"] = (max(sb) - min(sb)) / statistics.median(sb) if len(sb) > 1 else None
+    if spec.big and row["bare_spread"] is not None:
+        notes.append(f"bare steps {min(sb):.1f}-{max(sb):.1f} s")
     ema_share = comp["ema"] / bare
     if ema_share > OVERHEAD_TARGET:
         notes.append(f"EMA update alone {comp['ema']:.3g} ms = {ema_share:.0%} of bare")
@@ -345,7 +355,7 @@ def component_times(cfg, D, ds, kinds, dt, dev, reps: int, seed: int) -> Dict[st
 # ---------------------------------------------------------------------------- tables
 COLUMNS = ["preset", "image size", "C", "T", "batch x accum", "params", "bare step ms", "full step ms",
            "overhead %", "stepwise full step ms", "stepwise overhead %", "images/s (full)", "data source",
-           "target met", "EMA ms (% bare)", "notes"]
+           "target met", "EMA ms (% bare)", "parts %", "notes"]
 COMP_COLUMNS = ["preset", "bare step ms", "data ms", "degrade ms", "stepwise degrade ms", "EMA ms",
                 "clip ms", "data %", "degrade %", "stepwise degrade %", "EMA %", "clip %"]
 
@@ -364,6 +374,10 @@ def _ms(v: Optional[float]) -> str:
 
 def _pct(v: Optional[float]) -> str:
     return "-" if v is None else f"{v * 100:+.1f}"
+
+
+def _rate(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
 
 
 def _params(n: int) -> str:
@@ -386,8 +400,9 @@ def table_cells(row: Dict[str, Any]) -> List[str]:
         f"{row['batch']} x {row['grad_accum']}", _params(row["params"]) if row.get("params") else "-",
         _ms(row.get("bare_ms")), _ms(row.get("full_ms")), _pct(row.get("overhead")),
         _ms(row.get("stepwise_ms")), _pct(row.get("stepwise_overhead")),
-        f"{row['images_per_s']:,.0f}" if ok else "-", row.get("data_source", "-"),
-        ("yes" if row["target_met"] else "NO") if ok else "-", ema, "; ".join(notes),
+        _rate(row["images_per_s"]) if ok else "-", row.get("data_source", "-"),
+        ("yes" if row["target_met"] else "NO") if ok else "-", ema,
+        _pct(row.get("overhead_from_parts")), "; ".join(notes),
     ]
 
 
@@ -421,7 +436,7 @@ def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
             f"{' (autocast)' if meta['dtype'] != 'float32' else ''}, torch {meta['torch']}, {meta['date']}"
             + (" [quick]" if meta["quick"] else ""))
     lines = [f"**{head}**", ""] if markdown else [head]
-    lines += _render(COLUMNS, [table_cells(r) for r in result["rows"]], set(range(2, 12)) | {14}, markdown)
+    lines += _render(COLUMNS, [table_cells(r) for r in result["rows"]], set(range(2, 12)) | {14, 15}, markdown)
     comp_rows = [comp_cells(r) for r in result["rows"] if r.get("components_ms")]
     if comp_rows:
         lines += ["", ("**" if markdown else "") + "Parts of the overhead, each timed on its own per optimizer "
@@ -433,7 +448,9 @@ def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
     lines.append(f"overhead = (full - bare) / bare, target <= {OVERHEAD_TARGET:.0%}; full = data + degrade_batch "
                  f"+ fwd + L1 + bwd per micro-batch, loss read-back, (clip,) Adam, zero_grad, EMA every step; "
                  f"bare = fwd + L1 + bwd on the same degraded batches, (clip,) Adam, zero_grad; stepwise = full "
-                 f"with degrade_batch(stepwise=True). Medians; full/bare/stepwise interleaved.")
+                 f"with degrade_batch(stepwise=True). Medians; full/bare/stepwise interleaved. "
+                 f"parts % = (data + degrade + EMA, each timed on its own) / bare: the overhead expected "
+                 f"from its parts, a check where step-to-step noise is larger than the overhead.")
     lines.append(f"Total runtime {meta['total_runtime_s']:.1f} s.")
     return "\n".join(lines)
 
@@ -498,11 +515,10 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
         "presets": [s.preset for s in specs],
         "timing": {"warmup_small": opts.warmup_small, "timed_small": opts.timed_small,
                    "warmup_big": 1 if opts.device.type == "cpu" else opts.warmup_big,
-                   "timed_big": (f"cifar10 {opts.cifar_timed_cpu}, celeba 1" if opts.device.type == "cpu"
-                                 else opts.timed_big),
+                   "timed_big": opts.timed_big_cpu if opts.device.type == "cpu" else opts.timed_big,
                    "component_reps_small": opts.component_reps_small,
                    "component_reps_big": opts.component_reps_big,
-                   "statistic": "median", "interleaved": "full, bare, stepwise; order rotated every round",
+                   "statistic": "median", "interleaved": "full, bare, stepwise; the six orders in turn, one per round",
                    "ema": "every step, reset=False"},
         "overhead_target": OVERHEAD_TARGET,
         "total_runtime_s": time.perf_counter() - start,
@@ -556,7 +572,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return Options(
         device=device, dtype=DTYPES[args.dtype], quick=q, seed=args.seed,
         warmup_small=(5 if cuda else 3) if q else (10 if cuda else 5), timed_small=timed_small,
-        warmup_big=3, timed_big=10, cifar_timed_cpu=2,
+        warmup_big=3, timed_big=10, timed_big_cpu=3,
         component_reps_small=(10 if q else 20) if cuda else (5 if q else 10),
         component_reps_big=10 if cuda else 2)
 
