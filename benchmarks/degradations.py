@@ -32,7 +32,6 @@ A disagreement that disappears without the family's output post-processing (the 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -46,6 +45,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+
+from benchmarks.common import clean, device_name, sync, write_json
 
 import colddiff.degradations as deg
 from colddiff.errors import ConfigError
@@ -148,27 +149,22 @@ def family_config(family: str, st: Setting) -> Tuple[int, int, Dict[str, Any], L
 
 
 # ---------------------------------------------------------------------------- timing
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(fn: Callable[[], Any], device: torch.device) -> Tuple[float, Any]:
     """Seconds of one call of ``fn`` (synchronised on CUDA), and its result."""
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     out = fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0, out
 
 
 def sample(fn: Callable[[], Any], n: int, device: torch.device) -> float:
     """Mean seconds per call over a loop of ``n`` calls."""
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(n):
         fn()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - t0) / n
 
 
@@ -183,7 +179,7 @@ def warm_device(device: torch.device, dtype: torch.dtype) -> None:
         F.conv2d(F.pad(xf, (2, 2, 2, 2), mode="reflect"), torch.rand(3, 1, 5, 5, device=device), groups=3)
         F.interpolate(F.adaptive_avg_pool2d(xf, (8, 8)), size=(32, 32), mode="nearest")
         torch.where(xf > 0, xf, 1 - xf).exp().to(dtype)
-    _sync(device)
+    sync(device)
 
 
 # ---------------------------------------------------------------------------- one row
@@ -390,19 +386,6 @@ def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
 
 
 # ---------------------------------------------------------------------------- run
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
 def run(opts: Options, families: Optional[List[str]] = None, settings: Optional[List[str]] = None,
         progress: bool = True) -> Dict[str, Any]:
     start = time.perf_counter()
@@ -464,24 +447,6 @@ def run(opts: Options, families: Optional[List[str]] = None, settings: Optional[
                          if r["status"] in ("rounding", "precision")],
             "target_missed": [f"{r['family']} @ {r['setting']}: ratio {r['ratio']:.2f}"
                               for r in rows if r.get("target_met") is False]}
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: non-finite floats become null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def write_json(result: Dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(_clean(result), f, indent=2, allow_nan=False)
-        f.write("\n")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -547,7 +512,7 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         print(f"FAILED: {line}")
     write_json(result, args.out)
     print(f"wrote {args.out}")
-    return _clean(result)
+    return clean(result)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

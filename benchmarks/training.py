@@ -44,7 +44,6 @@ import argparse
 import contextlib
 import copy
 import itertools
-import json
 import math
 import os
 import platform
@@ -58,6 +57,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+
+from benchmarks.common import clean, device_name, sync, write_json
 import torch.nn.functional as F
 
 from colddiff import data as data_mod
@@ -113,17 +114,12 @@ def steps_for(spec: RowSpec, opts: Options) -> Tuple[int, int, int]:
 
 
 # ---------------------------------------------------------------------------- timing
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(fn: Callable[[], Any], device: torch.device) -> float:
     """Seconds of one call of ``fn`` (synchronised on CUDA)."""
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0
 
 
@@ -456,19 +452,6 @@ def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
 
 
 # ---------------------------------------------------------------------------- run
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
 def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = True) -> Dict[str, Any]:
     start = time.perf_counter()
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -530,24 +513,6 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
                               for r in rows if r.get("target_met") is False]}
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: non-finite floats become null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def write_json(result: Dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(_clean(result), f, indent=2, allow_nan=False)
-        f.write("\n")
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="only the three CPU presets, few steps (< 60 s)")
@@ -597,7 +562,7 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         print(f"FAILED: {line}")
     write_json(result, args.out)
     print(f"wrote {args.out}")
-    return _clean(result)
+    return clean(result)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

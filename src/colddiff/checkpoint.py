@@ -8,15 +8,14 @@ name and renamed, so a checkpoint is either complete or absent.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from .errors import InputError
+from .fileio import atomic_path
 
 FORMAT = "colddiff-checkpoint-v1"
 NAME = re.compile(r"^ckpt-(\d{8})\.safetensors$")
@@ -86,17 +85,8 @@ def save_checkpoint(path, *, config: Dict[str, Any], model: Dict[str, torch.Tens
         "state": json.dumps(state or {}, sort_keys=True),
         "optimizer": json.dumps(opt_meta) if opt_meta is not None else "",
     }
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, fsync=True) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:  # make the bytes durable before the rename makes them visible
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 try:  # Python 3.11+
     import tomllib
@@ -110,12 +108,11 @@ class RunConfig:
 
     def save(self, path) -> Path:
         """Write ``config.toml`` atomically."""
+        from .fileio import atomic_path
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.to_toml())
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(self.to_toml())
         return path
 
     @classmethod

@@ -180,7 +180,6 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     Returns a summary dict (also written to ``train_summary.json`` by rank 0).
     """
     from . import data as data_mod
-    from .unet import UNet
 
     out = Path(out)
     ckdir = out / "checkpoints"
@@ -292,8 +291,6 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     model.train()
     with _StopFlag() as stop:
         while step < tr.steps:
-            # Everything a restart needs, as it is at this step boundary.
-            rng_snapshot, stream_state = _rng_state(gen, device), stream.state()
             lr = lr_at(cfg, step)
             for group in opt.param_groups:
                 group["lr"] = lr

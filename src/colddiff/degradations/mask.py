@@ -18,7 +18,7 @@ from typing import Dict, Tuple
 import torch
 
 from ..errors import ConfigError
-from .base import Degradation, bview, register, work_dtype
+from .base import Degradation, register, work_dtype
 
 POSITIONS = ("random", "center")
 FILLS = ("zero", "random")
