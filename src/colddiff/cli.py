@@ -9,9 +9,10 @@ import os
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from . import __version__
+from .config import parse_value
 from .errors import ColddiffError, ConfigError, InputError
 
 EXIT_USER_ERROR = 2
@@ -22,23 +23,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401  (argparse API)
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
-
-
-def parse_value(text: str) -> Any:
-    """Turn a ``--param`` value into int, float, bool, None or str."""
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def parse_params(items: Sequence[str]) -> dict:
@@ -157,7 +141,7 @@ def _deep_merge(base: dict, extra: dict) -> dict:
 def resolve_train_config(args):
     """The run configuration from --preset / --config / --set (or the run folder with --resume)."""
     from .checkpoint import find_latest, load_checkpoint
-    from .config import RunConfig, preset, tomllib
+    from .config import RunConfig, preset, read_toml
 
     if args.resume:
         run = Path(args.resume)
@@ -176,14 +160,7 @@ def resolve_train_config(args):
         raise ConfigError("say what to train: --preset NAME (see `colddiff presets`) and/or --config run.toml")
     base = preset(args.preset).to_dict() if args.preset else RunConfig().to_dict()
     if args.config:
-        path = Path(args.config)
-        if not path.exists():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            extra = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path} is not valid TOML: {e}") from None
-        base = _deep_merge(base, extra)
+        base = _deep_merge(base, read_toml(args.config))
     cfg = RunConfig.from_dict(base).override(args.set)
     out = Path(args.out) if args.out else Path("runs") / cfg.preset
     return cfg, out

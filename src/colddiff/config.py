@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List
@@ -117,17 +116,7 @@ class RunConfig:
 
     @classmethod
     def load(cls, path) -> "RunConfig":
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            d = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path} is not valid TOML: {e}") from None
-        return cls.from_dict(d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        return cls.from_dict(read_toml(path))
 
     def copy(self) -> "RunConfig":
         return copy.deepcopy(self)
@@ -152,8 +141,6 @@ class RunConfig:
         sec = sections[parts[0]]
         if parts[0] == "degradation" and (parts[1] == "params" or parts[1] not in {f.name for f in fields(sec)}):
             name = parts[-1] if parts[1] == "params" else parts[1]
-            from .cli import parse_value
-
             sec.params[name] = parse_value(text)
             return
         if len(parts) != 2:
@@ -202,6 +189,35 @@ class RunConfig:
         from .unet import UNet
 
         return UNet(**self.model_kwargs())
+
+
+def read_toml(path) -> Dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file is a one-line ConfigError."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+
+
+def parse_value(text: str) -> Any:
+    """Turn a ``--param`` value into int, float, bool, None or str."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
 
 
 def _section_from_dict(cls, d: Dict[str, Any], section: str):

@@ -97,10 +97,13 @@ class BatchStream:
             raise ConfigError(f"the training set has {self.n} images, fewer than one global batch "
                               f"({batch_size} x {world} processes); lower train.batch_size")
         self._iter = None
+        self._perm_cache = (None, None)
 
     def _perm(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.n, generator=g)
+        if self._perm_cache[0] != epoch:  # drawn once per epoch, not once per batch
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm_cache = (epoch, torch.randperm(self.n, generator=g))
+        return self._perm_cache[1]
 
     def _epoch_batches(self) -> List[List[int]]:
         perm = self._perm(self.epoch)

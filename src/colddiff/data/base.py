@@ -1,6 +1,7 @@
 """What every built-in data set tells and does: the ``Source`` base class."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -11,7 +12,7 @@ from ..errors import InputError
 from .common import MAX_UPSAMPLE, Location, Status, check_image_size, download_dir, locations, show
 
 
-class Source:
+class Source(ABC):
     """A built-in data set: its facts (sizes, licence, files, checksums), where its files are
     looked for, and how to load, verify and download it.  Subclasses fill in the facts and
     ``find``/``load``; the registry in ``colddiff.data`` is a plain dict of instances."""
@@ -57,16 +58,17 @@ class Source:
         return locations(self.name, root, self.aliases, self.system_dirs())
 
     # -- finding, loading
+    @abstractmethod
     def find(self, split: str, root=None) -> Optional[Path]:
         """The first folder that holds everything ``split`` needs, or None."""
-        raise NotImplementedError
 
     def status(self, root=None) -> Status:
         return Status({s: self.find(s, root) for s in self.splits()})
 
+    @abstractmethod
     def load(self, split: str, root=None, image_size: Optional[int] = None, channels: Optional[int] = None,
              download: bool = True) -> Dataset:
-        raise NotImplementedError
+        """The split as a Dataset of (image, label) pairs in [-1, 1]."""
 
     def fetch_split(self, split: str, root=None, progress: Optional[bool] = None) -> Path:
         """Download what ``split`` needs into the download folder; return that folder."""
@@ -95,9 +97,9 @@ class Source:
                 return found
         raise InputError(self.missing(split, root, download=download))
 
+    @abstractmethod
     def verify(self, root=None) -> list[Check]:
         """Check the files that are here against their published checksums."""
-        raise NotImplementedError
 
     # -- words
     def placement(self, root=None) -> str:

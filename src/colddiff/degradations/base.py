@@ -15,6 +15,7 @@ once per trajectory by ``context(x0, generator)`` and passed back in, so a sampl
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Dict, Optional, Type, Union
 
 import torch
@@ -97,7 +98,7 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-class Degradation:
+class Degradation(ABC):
     """Base class of all degradations.  Subclasses implement ``forward`` (and ``step``).
 
     Attributes:
@@ -121,12 +122,15 @@ class Degradation:
         """Draw the per-trajectory random parameters for the batch ``x0`` (None if there are none)."""
         return None
 
+    @abstractmethod
     def forward(self, x0: torch.Tensor, t: torch.Tensor, ctx: Any) -> torch.Tensor:
         """Closed form D(x0, t); ``t`` is a (B,) int64 tensor on x0's device."""
-        raise NotImplementedError
 
     def step(self, x: torch.Tensor, s: torch.Tensor, ctx: Any) -> torch.Tensor:
-        """One degradation step x_{s-1} -> x_s, ``s`` a (B,) tensor in 1..T (authors' way)."""
+        """One degradation step x_{s-1} -> x_s, ``s`` a (B,) tensor in 1..T (authors' way).
+
+        Optional for user-defined degradations: only ``apply_stepwise`` needs it.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not define a single-step operator")
 
     def finalize(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
