@@ -31,3 +31,20 @@ def images(B=3, C=3, H=32, W=None, seed=0, dtype=torch.float64, device="cpu"):
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)
+
+
+TINY_NET = dict(dim=8, dim_mults=[1, 2], attn_levels=[], num_res_blocks=1)
+
+
+def make_run(folder, degradation, data=None, net=None, seed=0):
+    """A run folder holding one checkpoint of a freshly initialised (untrained) tiny network."""
+    from colddiff.checkpoint import checkpoint_path, save_checkpoint
+    from colddiff.config import DataConfig, DegradationConfig, ModelConfig, RunConfig
+    from colddiff.runs import load_run
+
+    cfg = RunConfig(data=DataConfig(**(data or dict(name="mnist-5k", image_size=28, channels=1))),
+                    degradation=DegradationConfig(**degradation), model=ModelConfig(**(net or TINY_NET)))
+    torch.manual_seed(seed)
+    save_checkpoint(checkpoint_path(folder / "checkpoints", 0), config=cfg.to_dict(),
+                    model=cfg.build_model().state_dict(), state={"step": 0})
+    return load_run(folder, device="cpu")

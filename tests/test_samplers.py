@@ -104,11 +104,14 @@ def test_algorithm2_uses_the_trajectory_context():
 
 
 def test_samplers_run_without_autograd_with_a_network():
-    D = deg.create("resolution", T=2)
     net = UNet(channels=1, dim=8, dim_mults=(1, 2), attn_levels=(), num_res_blocks=1)
-    x_t = D(images(2, 1, 28, dtype=torch.float32), 2)
+    x0 = images(2, 1, 28, dtype=torch.float32)
     for name, fn in SAMPLERS.items():
-        out = fn(net, x_t, 2) if name == "direct" else fn(net, D, x_t, 2)
+        # DDIM is defined for the noise degradation only; the others run on a cold one.
+        D = deg.create("noise", T=2) if name == "ddim" else deg.create("resolution", T=2)
+        ctx = D.context(x0, torch.Generator().manual_seed(0))
+        x_t = D(x0, 2, ctx)
+        out = fn(net, x_t, 2) if name == "direct" else fn(net, D, x_t, 2, ctx)
         assert out.shape == x_t.shape and not out.requires_grad and torch.isfinite(out).all()
 
 

@@ -238,6 +238,156 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _load_run(args):
+    from .runs import load_run
+
+    return load_run(args.run, device=args.device, ema=not args.raw)
+
+
+def _default_fid(run) -> str:
+    """classifier FID on labelled data sets (works offline), none otherwise."""
+    x, y = run.held_out()[0][0]
+    return "classifier" if int(y) >= 0 else "none"
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate, write_evaluation
+
+    run = _load_run(args)
+    fid = _default_fid(run) if args.fid == "auto" else args.fid
+    if args.generation:
+        from .evaluation import evaluate_generation, write_generation_evaluation
+
+        gev = evaluate_generation(run, n=args.gen_n, noise=args.noise, fid=fid, seed=args.seed,
+                                  progress=not args.no_progress)
+        paths = write_generation_evaluation(gev, run.folder / "evaluation")
+        print(gev.text())
+        print(f"\nwrote {paths['md']} (and .csv, .json, {paths['png'].name}) in {gev.seconds:.0f} s; generated images "
+              f"in {run.folder / 'generation'}/")
+        return 0
+    ev = evaluate(run, n=args.n, t=args.t, fid=fid, classifier=not args.no_classifier,
+                  batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+    paths = write_evaluation(ev, run.folder / "evaluation")
+    print(ev.text())
+    print(f"\nwrote {paths['md']} (and .csv, .json) in {ev.seconds:.0f} s; "
+          f"`colddiff report {args.run}` puts it into the HTML report")
+    return 0
+
+
+def _user_images(spec: str, size: int, channels: int, resize: bool):
+    """The user's images as (N, C, H, W) in [-1, 1] at the run's size and channels, and their names."""
+    import torch
+
+    from .images import list_images, read_image
+
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise InputError(f"input not found: {path}; give an image file or a folder of images")
+    files = [path] if path.is_file() else list_images(path)
+    if not files:
+        raise InputError(f"no images found in folder {path}")
+    imgs, converted, resized = [], [], []
+    for f in files:
+        x = read_image(f)
+        if x.shape[0] != channels:
+            converted.append(f.name)
+            x = read_image(f, channels=channels)
+        if tuple(x.shape[-2:]) != (size, size):
+            if not resize:
+                raise InputError(f"{f} is {x.shape[-1]}×{x.shape[-2]} but this run restores {size}×{size} images; "
+                                 f"crop/resize it yourself, or pass --resize to resize it (bicubic)")
+            resized.append(f.name)
+            x = read_image(f, channels=channels, size=(size, size))
+        imgs.append(x)
+    if converted:
+        print(f"colddiff: warning: converted {len(converted)} image(s) to {channels} channel(s) to match the run "
+              f"({', '.join(converted[:3])}{', ...' if len(converted) > 3 else ''})", file=sys.stderr)
+    if resized:
+        print(f"colddiff: warning: resized {len(resized)} image(s) to {size}×{size}; restoration quality depends on "
+              "the degradation matching the training one", file=sys.stderr)
+    return torch.stack(imgs), files
+
+
+def cmd_restore(args) -> int:
+    import json
+
+    import torch
+
+    from .evaluation import estimate_t, restore
+    from .fileio import atomic_path
+    from .images import make_grid, save_image, atomic_save
+
+    run = _load_run(args)
+    c = run.cfg.data
+    y, files = _user_images(args.input, c.image_size, c.channels, args.resize)
+    if args.t == "auto":
+        t = estimate_t(run, y, progress=not args.no_progress)
+    else:
+        try:
+            t_int = int(args.t)
+        except ValueError:
+            raise ConfigError(f"--t takes a step number 1..{run.T} or auto, got {args.t!r}") from None
+        if not 1 <= t_int <= run.T:
+            raise ConfigError(f"--t must be between 1 and T={run.T} for this run (or auto), got {t_int}")
+        t = torch.full((y.shape[0],), t_int, dtype=torch.long)
+    samplers = ["direct"] + ([args.sampler] if args.sampler != "direct" else [])
+    outs = {s: restore(run, y, t, sampler=s, progress=not args.no_progress) for s in samplers}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stems = [f.stem if len(files) == 1 or f.parent == files[0].parent else f"{f.parent.name}-{f.stem}" for f in files]
+    records = []
+    for i, stem in enumerate(stems):
+        rec = {"input": str(files[i]), "t": int(t[i]), "t_estimated": args.t == "auto"}
+        for s in samplers:
+            rec[s] = str(save_image(outs[s][i], out / f"{stem}.{s}.png"))
+        records.append(rec)
+    rows = [[y[i]] + [outs[s][i] for s in samplers] for i in range(y.shape[0])]
+    sheet = atomic_save(make_grid(rows[:64], col_labels=["input"] + samplers,
+                                  row_labels=[f"t={int(v)}" for v in t[:64]]), out / "sheet.png")
+    with atomic_path(out / "restore.json") as tmp:
+        Path(tmp).write_text(json.dumps({"run": str(run.folder), "checkpoint": run.checkpoint.name,
+                                         "step": run.step, "degradation": repr(run.D), "images": records}, indent=2))
+    ts = sorted({int(v) for v in t})
+    print(f"restored {len(files)} image(s) at t={ts[0] if len(ts) == 1 else f'{ts[0]}..{ts[-1]}'}"
+          f"{' (estimated)' if args.t == 'auto' else ''} with {' and '.join(samplers)}: {out}/ "
+          f"(side by side: {sheet})")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .generation import generate, write_generation
+
+    run = _load_run(args)
+    images = generate(run, args.n, sampler=args.sampler, noise=args.noise, seed=args.seed, k=args.k,
+                      batch_size=args.batch_size, progress=not args.no_progress)
+    info = write_generation(images, args.out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
+                                               "step": run.step, "sampler": args.sampler, "noise": args.noise,
+                                               "seed": args.seed, "k": args.k, "degradation": repr(run.D)})
+    print(f"generated {info['n_images']} image(s) with {args.sampler} (noise {args.noise:g}, seed {args.seed}): "
+          f"{args.out}/ (grid: {Path(args.out) / 'grid.png'}; settings: generation.json)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .evaluation import evaluate, write_evaluation
+    from .report import find_evaluations, generation_section, write_figures, write_report
+
+    run = _load_run(args)
+    evs = find_evaluations(run.folder)
+    if not evs and not args.no_eval:
+        fid = _default_fid(run)
+        print(f"no evaluation in {run.folder / 'evaluation'} yet: evaluating {args.n} test images (--fid {fid})",
+              file=sys.stderr)
+        ev = evaluate(run, n=args.n, fid=fid, progress=not args.no_progress)
+        write_evaluation(ev, run.folder / "evaluation")
+        evs = [ev]
+    figs = write_figures(run, progress=not args.no_progress)
+    path = write_report(run, figs, evs, extra_sections=generation_section(run.folder))
+    print(f"wrote {path} ({len(figs)} figures, {len(evs)} evaluation table(s)); open it in a browser, e.g. "
+          f"xdg-open {path}  (figures also in {run.folder / 'figures'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="colddiff",
@@ -346,6 +496,110 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "download":
             a.add_argument("--quiet", action="store_true", help="no progress bar")
     da.set_defaults(func=cmd_data, action=None, root=None, quiet=False)
+
+    def run_args(q):
+        q.add_argument("run", metavar="RUN", help="run folder written by `colddiff train --out` (or a checkpoint file)")
+        q.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+        q.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
+        q.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    ev = sub.add_parser(
+        "evaluate", help="the paper's Table 1 for a run: FID, SSIM, RMSE, PSNR, class kept",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Restore N held-out test images from t=T (or --t) with direct reconstruction, Algorithm 1 and\n"
+                    "Algorithm 2, and measure each against the clean images. Writes RUN/evaluation/restoration.{md,csv,json}.",
+        epilog=textwrap.dedent("""\
+            examples:
+              colddiff evaluate runs/mnist5k-blur                     # 500 test digits, classifier FID
+              colddiff evaluate runs/mnist5k-blur --t 10 --n 200
+              colddiff evaluate runs/celeba-blur --fid inception      # needs the Inception weights file
+              colddiff evaluate runs/mnist5k-blur --generation        # generated images (see `colddiff generate`)
+            """),
+    )
+    run_args(ev)
+    ev.add_argument("--n", type=int, default=500, help="held-out images to restore (default 500)")
+    ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
+    ev.add_argument("--fid", choices=("auto", "classifier", "inception", "none"), default="auto",
+                    help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "
+                         "auto = classifier on labelled data sets, else none")
+    ev.add_argument("--no-classifier", action="store_true",
+                    help="skip the classifier (no 'class kept' column and no classifier FID)")
+    ev.add_argument("--batch-size", type=int, default=100, help="images per sampler batch (default 100)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the random parts of the degradation")
+    ev.add_argument("--generation", action="store_true",
+                    help="evaluate generated images instead (class histogram, entropy, blank share, FID)")
+    ev.add_argument("--gen-n", type=int, default=500, help="with --generation: images to generate (default 500)")
+    ev.add_argument("--noise", type=float, default=0.002,
+                    help="with --generation: the --noise setting compared against no noise (default 0.002)")
+    ev.set_defaults(func=cmd_evaluate)
+
+    rs = sub.add_parser(
+        "restore", help="restore your own already-degraded images",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Restore images that are already degraded (by the run's kind of degradation) from step t,\n"
+                    "or estimate t per image with --t auto. Writes NAME.direct.png, NAME.algorithm2.png,\n"
+                    "a side-by-side sheet.png and restore.json into --out.",
+        epilog=textwrap.dedent("""\
+            examples:
+              colddiff restore runs/mnist5k-blur --input blurry.png --t auto --out restored/
+              colddiff restore runs/mnist5k-blur --input scans/ --t 12 --out restored/ --sampler algorithm1
+              colddiff restore runs/celeba-blur --input photo.jpg --t auto --resize --out restored/
+
+            Images must have the run's size; --resize resizes them (with a warning). Colour images are
+            converted to the run's number of channels (with a warning).
+            """),
+    )
+    run_args(rs)
+    rs.add_argument("--input", "-i", required=True, help="an image file or a folder of images")
+    rs.add_argument("--t", default="auto", help="severity: a step 1..T, or auto to estimate it per image (default)")
+    rs.add_argument("--out", "-o", required=True, help="output folder")
+    rs.add_argument("--sampler", choices=("algorithm2", "algorithm1", "direct"), default="algorithm2",
+                    help="sampler written beside direct reconstruction (default algorithm2)")
+    rs.add_argument("--resize", action="store_true", help="resize images of another size to the run's size")
+    rs.set_defaults(func=cmd_restore)
+
+    gn = sub.add_parser(
+        "generate", help="generate images from scratch (blur, mask, animorph and noise runs)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Generate images from the fully degraded state with a trained run: blur runs start from a\n"
+                    "constant image whose channel means come from a Gaussian mixture fitted to the training set;\n"
+                    "mask runs from random solid colours; animorph runs from partner images; noise runs from\n"
+                    "Gaussian noise. Writes NNNN.png, grid.png and generation.json into --out.",
+        epilog=textwrap.dedent("""\
+            examples:
+              colddiff generate runs/mnist5k-blur-gen --n 64 --out gen/
+              colddiff generate runs/mnist5k-blur-gen --n 64 --noise 0.002 --out gen-noise/   # broken symmetry
+              colddiff generate runs/celeba-noise --n 16 --sampler ddim --out ddim/
+            """),
+    )
+    run_args(gn)
+    gn.add_argument("--n", type=int, default=64, help="images to generate (default 64)")
+    gn.add_argument("--out", "-o", required=True, help="output folder")
+    gn.add_argument("--sampler", choices=("algorithm2", "algorithm1", "ddim", "direct"), default="algorithm2",
+                    help="algorithm2 (default), algorithm1, ddim (noise runs), direct (one call of R)")
+    gn.add_argument("--noise", type=float, default=0.0,
+                    help="std of Gaussian noise added to the start state (the paper's broken symmetry, e.g. 0.002)")
+    gn.add_argument("--seed", type=int, default=0, help="seed of the start states (same seed, same images)")
+    gn.add_argument("--k", type=int, default=1, help="blur runs: Gaussian-mixture components of the channel means")
+    gn.add_argument("--batch-size", type=int, default=256, help="images per sampler batch (default 256)")
+    gn.set_defaults(func=cmd_generate)
+
+    rp = sub.add_parser(
+        "report", help="write RUN/report.html: config, evaluation, figures, loss curve",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write the figures (RUN/figures/*.png) and one self-contained HTML report (RUN/report.html)\n"
+                    "with the config, the evaluation table(s), the figures and the loss curve. Evaluates the\n"
+                    "run first (--n images) when it has no evaluation yet.",
+        epilog=textwrap.dedent("""\
+            examples:
+              colddiff report runs/mnist5k-blur
+              xdg-open runs/mnist5k-blur/report.html       # or open it in any browser; no server needed
+            """),
+    )
+    run_args(rp)
+    rp.add_argument("--n", type=int, default=500, help="images for the evaluation when there is none (default 500)")
+    rp.add_argument("--no-eval", action="store_true", help="do not evaluate a run that has no evaluation yet")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

@@ -1,4 +1,4 @@
-"""Samplers: direct reconstruction, Algorithm 1 and Algorithm 2 of Cold Diffusion.
+"""Samplers: direct reconstruction, Algorithm 1 and Algorithm 2 of Cold Diffusion, and DDIM.
 
 All share one signature.  ``R(x, t) -> x0_hat`` is any callable (a network or a plain
 function) taking a batch and a (B,) int64 tensor of steps.  ``t`` is an int or a (B,)
@@ -10,6 +10,7 @@ Samplers run without autograd (a T-step loop would otherwise keep every graph al
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -21,7 +22,7 @@ Restorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 TLike = Union[int, torch.Tensor]
 
-__all__ = ["direct", "algorithm1", "algorithm2", "SAMPLERS"]
+__all__ = ["direct", "algorithm1", "algorithm2", "ddim", "SAMPLERS"]
 
 
 def _t_vector(t: TLike, x: torch.Tensor, D: Optional[Degradation] = None) -> torch.Tensor:
@@ -95,4 +96,36 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
                     lambda x_s, x0_hat, s: x_s - D(x0_hat, s, ctx) + D(x0_hat, s - 1, ctx))
 
 
-SAMPLERS = {"direct": direct, "algorithm1": algorithm1, "algorithm2": algorithm2}
+@torch.no_grad()
+def ddim(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
+         callback: Optional[Callback] = None) -> torch.Tensor:
+    """DDIM with η = 0 (Song et al. 2021), the hot baseline's "DDIM-style" sampler.
+
+    For s = t..1: x0_hat = R(x_s, s); the noise is re-estimated from x0_hat,
+    ε_hat = (x_s − √ᾱ_s·x0_hat) / √(1 − ᾱ_s), and x_{s−1} = √ᾱ_{s−1}·x0_hat + √(1 − ᾱ_{s−1})·ε_hat.
+    Unlike Algorithm 2 with a fixed ε, the noise is read back from the current x_s instead of
+    being held at the start noise, so x_{s−1} always lies on the path through x_s and x0_hat.
+    With the oracle R = x0 and x_t = D(x0, t, ε) it retraces D(x0, s−1, ε) exactly.  Only
+    defined for the Gaussian-noise degradation (it uses D's ᾱ schedule); ``ctx`` is accepted
+    for the shared signature and unused.
+    """
+    from .degradations.noise import GaussianNoise
+
+    if not isinstance(D, GaussianNoise):
+        raise ConfigError(f"ddim re-estimates Gaussian noise and works only with the noise degradation, "
+                          f"not {getattr(D, 'name', type(D).__name__)}; use algorithm2 for cold degradations")
+    tt = _t_vector(t, x_t, D)
+    ab = [float(a) for a in D.alpha_bar]  # ᾱ_0 = 1, ..., ᾱ_T in float64
+    x = x_t
+    for s in range(int(tt.max()) if tt.numel() else 0, 0, -1):
+        active = tt >= s
+        x0_hat = _restore_active(R, x, s, active)
+        if callback is not None:
+            callback(s, x, x0_hat)
+        eps_hat = (x - math.sqrt(ab[s]) * x0_hat) / math.sqrt(1.0 - ab[s])
+        x_prev = math.sqrt(ab[s - 1]) * x0_hat + math.sqrt(1.0 - ab[s - 1]) * eps_hat
+        x = torch.where(bview(active, x), x_prev, x)
+    return x
+
+
+SAMPLERS = {"direct": direct, "algorithm1": algorithm1, "algorithm2": algorithm2, "ddim": ddim}

@@ -1,0 +1,288 @@
+"""Figures and the HTML report of a run.
+
+Figures (PNG, in RUN/figures/):
+  * ``degradation.png``  – the run's degradation D(x0, t) at evenly spaced t (trajectory strip);
+  * ``restoration.png``  – clean | degraded | direct | Algorithm 1 | Algorithm 2 (Figs. 2–3 of the paper);
+  * ``algorithm2.png``   – Algorithm 2's trajectory: x_s and its x0_hat = R(x_s, s) at chosen s;
+  * ``loss.png``         – the training loss from metrics.jsonl.
+
+``write_report(run)`` puts them, the config and the evaluation table(s) into one
+self-contained ``RUN/report.html`` (images embedded as data URIs, no server, no network).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from .errors import InputError
+from .evaluation import Evaluation, held_out, read_evaluation, restore_batches
+from .fileio import atomic_path
+from .images import atomic_save, make_grid
+from .runs import Run
+from .samplers import algorithm2
+
+log = logging.getLogger("colddiff.report")
+
+
+# ---------------------------------------------------------------------------- figures
+def even_steps(T: int, k: int) -> List[int]:
+    """k steps from 0 to T, evenly spaced (always including 0 and T)."""
+    k = max(2, min(k, T + 1))
+    return sorted({round(i * T / (k - 1)) for i in range(k)})
+
+
+def degradation_figure(run: Run, path, n: int = 6, k: int = 8, seed: int = 0) -> Path:
+    """Trajectory strip: one row per test image, D(x0, t) at k evenly spaced t."""
+    x0, _, _ = held_out(run, n)
+    steps = even_steps(run.T, k)
+    ctx = run.D.context(x0, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        cols = [run.D(x0, s, ctx) for s in steps]
+    rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
+    return atomic_save(make_grid(rows, col_labels=[f"t={s}" for s in steps]), path)
+
+
+def restoration_figure(x0: torch.Tensor, restored: Dict[str, torch.Tensor], t: int, path, n: int = 8) -> Path:
+    """clean | degraded (t) | direct | Algorithm 1 | Algorithm 2, one row per image."""
+    order = [("clean", x0), (f"t={t}", restored["degraded"]), ("direct", restored["direct"]),
+             ("Alg. 1", restored["algorithm1"]), ("Alg. 2", restored["algorithm2"])]
+    n = min(n, x0.shape[0])
+    rows = [[img[i] for _, img in order] for i in range(n)]
+    return atomic_save(make_grid(rows, col_labels=[name for name, _ in order]), path)
+
+
+def algorithm2_figure(run: Run, path, n: int = 3, k: int = 6, seed: int = 0) -> Path:
+    """Algorithm 2 from t = T: for each image a row of x_s and a row of x0_hat = R(x_s, s) at k steps."""
+    x0, _, _ = held_out(run, n)
+    D = run.D
+    ctx = D.context(x0, torch.Generator().manual_seed(seed))
+    from .training import _to_device
+
+    ctx_d = _to_device(ctx, run.device)
+    x_T = D(x0.to(run.device), D.T, ctx_d)
+    shown = set(even_steps(D.T, k)) - {0}
+    xs: Dict[int, torch.Tensor] = {}
+    x0s: Dict[int, torch.Tensor] = {}
+
+    def record(s, x_s, x0_hat):
+        if s in shown:
+            xs[s], x0s[s] = x_s.float().cpu(), x0_hat.float().cpu()
+
+    final = algorithm2(run.R, D, x_T, D.T, ctx_d, callback=record).float().cpu()
+    steps = sorted(shown, reverse=True)
+    rows, labels = [], []
+    for i in range(x0.shape[0]):
+        rows.append([xs[s][i] for s in steps] + [final[i]])
+        rows.append([x0s[s][i] for s in steps] + [x0[i]])
+        labels += ["x_s", "x0_hat"]
+    cols = [f"s={s}" for s in steps] + ["x_0 / clean"]
+    return atomic_save(make_grid(rows, col_labels=cols, row_labels=labels), path)
+
+
+def read_metrics_log(path) -> List[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash; the rest of the log is still good
+    return out
+
+
+def loss_figure(metrics_log: Sequence[dict], path, title: str = "") -> Optional[Path]:
+    """Training loss (L1, Eq. 1) against step; None when the log has no loss."""
+    pts = [(r["step"], r["loss"]) for r in metrics_log if "loss" in r and "step" in r]
+    if not pts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, loss = zip(*pts)
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    ax.plot(steps, loss, lw=1.4, color="#1f5fa8")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("L1 loss (log scale)")
+    ax.set_title(title or "training loss")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_figures(run: Run, n: int = 8, seed: int = 0, progress: bool = True) -> Dict[str, Path]:
+    """All figures of the run into RUN/figures/ (the restoration figure reuses one restore pass)."""
+    folder = run.folder / "figures"
+    figs: Dict[str, Path] = {}
+    figs["degradation"] = degradation_figure(run, folder / "degradation.png", seed=seed)
+    x0, _, _ = held_out(run, n)
+    restored = restore_batches(run, x0, run.T, seed=seed, progress=progress)
+    figs["restoration"] = restoration_figure(x0, restored, run.T, folder / "restoration.png", n=n)
+    figs["algorithm2"] = algorithm2_figure(run, folder / "algorithm2.png", seed=seed)
+    loss = loss_figure(read_metrics_log(run.folder / "metrics.jsonl"), folder / "loss.png",
+                       title=f"training loss, {run.name}")
+    if loss is not None:
+        figs["loss"] = loss
+    return figs
+
+
+# ---------------------------------------------------------------------------- HTML
+CSS = """
+body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+     padding:0 1em;color:#1d1d1f;background:#fff}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}
+.sub{color:#555;margin-top:0}
+table{border-collapse:collapse;margin:.6em 0} th,td{padding:.3em .8em;border-bottom:1px solid #e3e3e3}
+th{background:#f5f5f7;text-align:right} th:first-child,td:first-child{text-align:left} td{text-align:right;
+font-variant-numeric:tabular-nums} caption{caption-side:bottom;text-align:left;color:#555;font-size:.9em;
+padding-top:.4em;max-width:900px}
+figure{margin:1em 0} figure img{max-width:100%;border:1px solid #ddd;image-rendering:pixelated}
+figcaption{color:#555;font-size:.9em} pre{background:#f5f5f7;padding:.8em;overflow:auto;font-size:.85em}
+.warn{color:#8a4b00} .missing{color:#a00}
+"""
+
+# Marks images the browser could not decode, and counts those it could (a test reads it).
+CHECK_JS = """
+window.addEventListener('load', function () {
+  var ok = 0;
+  document.querySelectorAll('img').forEach(function (im) {
+    if (im.complete && im.naturalWidth > 0) { ok++; } else { im.classList.add('missing');
+      im.insertAdjacentHTML('afterend', '<p class="missing">image could not be shown</p>'); }
+  });
+  document.body.setAttribute('data-images-ok', String(ok));
+});
+"""
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def _figure(path: Path, caption: str, alt: str) -> str:
+    return (f'<figure><img src="{_data_uri(path)}" alt="{html.escape(alt)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def evaluation_html(ev: Evaluation) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ev.headers())
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in ev.cells(r)) + "</tr>" for r in ev.rows)
+    note = ""
+    if ev.fid_small:
+        note = (f'<p class="warn">* FID on {ev.n} images, fewer than 2,048: biased upward; compare it only with '
+                "FIDs on the same number of images and the same back end.</p>")
+    return (f'<table class="evaluation"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            f"<caption>{html.escape(ev.caption())}</caption></table>{note}")
+
+
+def find_evaluations(run_folder: Path) -> List[Evaluation]:
+    """The restoration tables written by `colddiff evaluate`, t = T first."""
+    folder = Path(run_folder) / "evaluation"
+    evs = [read_evaluation(p) for p in sorted(folder.glob("restoration*.json"))]
+    return sorted(evs, key=lambda e: (e.t != e.T, -e.t))
+
+
+Section = Callable[[Run], str]
+
+
+def write_report(run: Run, figures: Dict[str, Path], evaluations: Sequence[Evaluation],
+                 extra_sections: Sequence[str] = (), path=None) -> Path:
+    """RUN/report.html: config, evaluation table(s), figures, loss curve; one self-contained file."""
+    path = Path(path) if path else run.folder / "report.html"
+    cfg = run.cfg
+    summary_path = run.folder / "train_summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>colddiff report: {html.escape(run.name)}</title>",
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>colddiff report: {html.escape(run.name)}</h1>",
+        f"<p class='sub'>{html.escape(cfg.description or '')}</p>",
+        "<p>",
+        f"Data <b>{html.escape(cfg.data.name)}</b> ({cfg.data.image_size}px, {cfg.data.channels} channel(s)); "
+        f"degradation <b>{html.escape(repr(run.D))}</b>; "
+        f"checkpoint <code>{html.escape(run.checkpoint.name)}</code> at step {run.step:,}"
+        + (f" of {cfg.train.steps:,}" if cfg.train.steps else "")
+        + (f", trained in {summary['elapsed_s'] / 60:.1f} min on {html.escape(str(summary.get('device')))}"
+           if summary.get("elapsed_s") else "")
+        + f"; {'EMA' if run.ema else 'raw'} weights.</p>",
+    ]
+    parts.append("<h2>Evaluation</h2>")
+    if evaluations:
+        for ev in evaluations:
+            if ev.t != ev.T:
+                parts.append(f"<h3>from t={ev.t}</h3>")
+            parts.append(evaluation_html(ev))
+    else:
+        parts.append("<p class='warn'>No evaluation yet: run <code>colddiff evaluate "
+                     f"{html.escape(str(run.folder))}</code>, then this report again.</p>")
+    captions = {
+        "restoration": ("Restoration from t=T (paper Figs. 2–3): clean, degraded, direct reconstruction R(x_T, T), "
+                        "Algorithm 1 and Algorithm 2.", "restoration figure"),
+        "algorithm2": ("Algorithm 2 from t=T: each image's upper row is the state x_s, the lower row the "
+                       "network's estimate x0_hat = R(x_s, s); the last column is the result and the clean image.",
+                       "Algorithm 2 trajectory"),
+        "degradation": ("The run's degradation D(x0, t) at evenly spaced t.", "degradation trajectory"),
+        "loss": ("Training loss (L1 between R(D(x0, t), t) and x0, Eq. 1).", "loss curve"),
+    }
+    parts.append("<h2>Figures</h2>")
+    for key in ("restoration", "algorithm2", "degradation", "loss"):
+        if key in figures:
+            cap, alt = captions[key]
+            parts.append(_figure(figures[key], cap, alt))
+    parts.extend(extra_sections)
+    parts.append("<h2>Configuration</h2>")
+    parts.append(f"<pre>{html.escape(cfg.to_toml())}</pre>")
+    parts.append(f"<script>{CHECK_JS}</script></body></html>")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def figure_html(path: Path, caption: str, alt: str) -> str:
+    """An embedded figure, for sections added by other modules (generation)."""
+    if not Path(path).exists():
+        raise InputError(f"figure missing: {path}")
+    return _figure(Path(path), caption, alt)
+
+
+def generation_section(run_folder) -> List[str]:
+    """The report's generation part, from `colddiff evaluate --generation` (empty when not run)."""
+    from .evaluation import read_generation_evaluation
+
+    folder = Path(run_folder) / "evaluation"
+    path = folder / "generation.json"
+    if not path.exists():
+        return []
+    ev = read_generation_evaluation(path)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ev.headers())
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in ev.cells(r)) + "</tr>" for r in ev.rows)
+    parts = ["<h2>Generation</h2>",
+             f'<table class="generation"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+             f"<caption>{html.escape(ev.caption())}</caption></table>"]
+    if ev.fid_small:
+        parts.append(f'<p class="warn">* FID on {ev.n} images, fewer than 2,048: biased upward.</p>')
+    hist = folder / "generation-histogram.png"
+    if hist.exists():
+        parts.append(_figure(hist, "Share of generated images per predicted class, per setting.", "class histogram"))
+    for r in ev.rows:
+        grid = Path(r.get("folder") or "") / "grid.png"
+        if r.get("folder") and grid.exists():
+            parts.append(_figure(grid, f"Generated from scratch: {r['setting']} (first images).",
+                                 f"generated images, {r['setting']}"))
+    return parts
