@@ -14,6 +14,8 @@ says so in its :meth:`FID.label`.
 """
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -24,6 +26,8 @@ from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from .errors import ConfigError, InputError
+
+log = logging.getLogger("colddiff.metrics")
 
 # FID's estimate of the covariance is biased upward on small sets; pytorch-fid and
 # clean-fid warn below the feature dimension of Inception's pool layer, 2048.
@@ -121,9 +125,13 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if not all(np.isfinite(a).all() for a in (mu1, mu2, sigma1, sigma2)):
         raise InputError("Fréchet distance of statistics containing NaN or inf: the features are broken")
     diff = mu1 - mu2
-    with np.errstate(all="ignore"):
+    # Features that never fire (dead ReLUs) or fewer images than dimensions make the product
+    # singular; its square root is still well defined, so scipy's warning is noise here.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
         covmean = linalg.sqrtm(sigma1 @ sigma2)
         if not np.isfinite(covmean).all():
+            log.warning("Fréchet distance: singular covariance product; adding %g to the diagonals", eps)
             offset = np.eye(sigma1.shape[0]) * eps
             covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):

@@ -57,16 +57,17 @@ def restoration_figure(x0: torch.Tensor, restored: Dict[str, torch.Tensor], t: i
     return atomic_save(make_grid(rows, col_labels=[name for name, _ in order]), path)
 
 
-def algorithm2_figure(run: Run, path, n: int = 3, k: int = 6, seed: int = 0) -> Path:
-    """Algorithm 2 from t = T: for each image a row of x_s and a row of x0_hat = R(x_s, s) at k steps."""
+def algorithm2_figure(run: Run, path, n: int = 3, k: int = 6, seed: int = 0, t: Optional[int] = None) -> Path:
+    """Algorithm 2 from t (default T): for each image a row of x_s and a row of x0_hat = R(x_s, s) at k steps."""
     x0, _, _ = held_out(run, n)
     D = run.D
     ctx = D.context(x0, torch.Generator().manual_seed(seed))
     from .training import _to_device
 
     ctx_d = _to_device(ctx, run.device)
-    x_T = D(x0.to(run.device), D.T, ctx_d)
-    shown = set(even_steps(D.T, k)) - {0}
+    t = t or D.T
+    x_t = D(x0.to(run.device), t, ctx_d)
+    shown = set(even_steps(t, k)) - {0}
     xs: Dict[int, torch.Tensor] = {}
     x0s: Dict[int, torch.Tensor] = {}
 
@@ -74,7 +75,7 @@ def algorithm2_figure(run: Run, path, n: int = 3, k: int = 6, seed: int = 0) -> 
         if s in shown:
             xs[s], x0s[s] = x_s.float().cpu(), x0_hat.float().cpu()
 
-    final = algorithm2(run.R, D, x_T, D.T, ctx_d, callback=record).float().cpu()
+    final = algorithm2(run.R, D, x_t, t, ctx_d, callback=record).float().cpu()
     steps = sorted(shown, reverse=True)
     rows, labels = [], []
     for i in range(x0.shape[0]):
@@ -125,15 +126,16 @@ def loss_figure(metrics_log: Sequence[dict], path, title: str = "") -> Optional[
     return path
 
 
-def write_figures(run: Run, n: int = 8, seed: int = 0, progress: bool = True) -> Dict[str, Path]:
-    """All figures of the run into RUN/figures/ (the restoration figure reuses one restore pass)."""
+def write_figures(run: Run, n: int = 8, seed: int = 0, progress: bool = True, t: Optional[int] = None) -> Dict[str, Path]:
+    """All figures of the run into RUN/figures/; the restoration and Algorithm 2 figures start at ``t`` (default T)."""
     folder = run.folder / "figures"
+    t = t or run.T
     figs: Dict[str, Path] = {}
     figs["degradation"] = degradation_figure(run, folder / "degradation.png", seed=seed)
     x0, _, _ = held_out(run, n)
-    restored = restore_batches(run, x0, run.T, seed=seed, progress=progress)
-    figs["restoration"] = restoration_figure(x0, restored, run.T, folder / "restoration.png", n=n)
-    figs["algorithm2"] = algorithm2_figure(run, folder / "algorithm2.png", seed=seed)
+    restored = restore_batches(run, x0, t, seed=seed, progress=progress)
+    figs["restoration"] = restoration_figure(x0, restored, t, folder / "restoration.png", n=n)
+    figs["algorithm2"] = algorithm2_figure(run, folder / "algorithm2.png", seed=seed, t=t)
     loss = loss_figure(read_metrics_log(run.folder / "metrics.jsonl"), folder / "loss.png",
                        title=f"training loss, {run.name}")
     if loss is not None:
@@ -159,12 +161,13 @@ figcaption{color:#555;font-size:.9em} pre{background:#f5f5f7;padding:.8em;overfl
 # Marks images the browser could not decode, and counts those it could (a test reads it).
 CHECK_JS = """
 window.addEventListener('load', function () {
-  var ok = 0;
+  var ok = 0, bad = 0;
   document.querySelectorAll('img').forEach(function (im) {
-    if (im.complete && im.naturalWidth > 0) { ok++; } else { im.classList.add('missing');
+    if (im.complete && im.naturalWidth > 0) { ok++; } else { bad++; im.classList.add('missing');
       im.insertAdjacentHTML('afterend', '<p class="missing">image could not be shown</p>'); }
   });
   document.body.setAttribute('data-images-ok', String(ok));
+  document.body.setAttribute('data-images-missing', String(bad));
 });
 """
 
@@ -200,7 +203,7 @@ Section = Callable[[Run], str]
 
 
 def write_report(run: Run, figures: Dict[str, Path], evaluations: Sequence[Evaluation],
-                 extra_sections: Sequence[str] = (), path=None) -> Path:
+                 extra_sections: Sequence[str] = (), path=None, fig_t: Optional[int] = None) -> Path:
     """RUN/report.html: config, evaluation table(s), figures, loss curve; one self-contained file."""
     path = Path(path) if path else run.folder / "report.html"
     cfg = run.cfg
@@ -231,10 +234,11 @@ def write_report(run: Run, figures: Dict[str, Path], evaluations: Sequence[Evalu
     else:
         parts.append("<p class='warn'>No evaluation yet: run <code>colddiff evaluate "
                      f"{html.escape(str(run.folder))}</code>, then this report again.</p>")
+    fig_t = fig_t or run.T
     captions = {
-        "restoration": ("Restoration from t=T (paper Figs. 2–3): clean, degraded, direct reconstruction R(x_T, T), "
-                        "Algorithm 1 and Algorithm 2.", "restoration figure"),
-        "algorithm2": ("Algorithm 2 from t=T: each image's upper row is the state x_s, the lower row the "
+        "restoration": (f"Restoration from t={fig_t} (paper Figs. 2–3): clean, degraded, direct reconstruction "
+                        "R(x_t, t), Algorithm 1 and Algorithm 2.", "restoration figure"),
+        "algorithm2": (f"Algorithm 2 from t={fig_t}: each image's upper row is the state x_s, the lower row the "
                        "network's estimate x0_hat = R(x_s, s); the last column is the result and the clean image.",
                        "Algorithm 2 trajectory"),
         "degradation": ("The run's degradation D(x0, t) at evenly spaced t.", "degradation trajectory"),

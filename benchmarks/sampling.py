@@ -1,0 +1,555 @@
+"""Sampling benchmark: what Algorithm 2 adds to the T network calls it makes.
+
+For the degradations of the ``mnist5k-blur`` (28 px, 1 channel, T=20), ``mnist5k-inpaint``
+(28 px, Gaussian masks with random centres, T=50), ``cifar10-blur`` (32 px, 3 channels,
+T=50) and ``celeba-blur`` (128 px, 3 channels, T=200) presets (their exact degradation
+settings, from ``colddiff.config.PRESETS``), with a SMALL restoration network so that a CPU
+run takes seconds (the ``mnist-cpu`` U-Net: dim 16, 1-2-2, one res block, attention only in
+the middle, 0.3M parameters; at 128 px scaled to dim 8, 1-2-2-2, 0.1M parameters, so that
+the middle attention sits at 16x16 as in the paper's networks), this measures
+
+* BARE: T calls of the network on the batch, ``R(x_T, s)`` for s = T..1 (no degradation);
+* ALG. 2: ``colddiff.samplers.algorithm2(R, D, x_T, T, ctx)``, the library's sampler, whose
+  every step is ``x0_hat = R(x_s, s)``, ``x_{s-1} = x_s - D(x0_hat, s) + D(x0_hat, s-1)``
+  with the closed form ``D(x0, t)``;
+* STEPWISE ALG. 2: the same sampler with ``D(x0_hat, s)`` computed by ``s`` applications of
+  the single-step operator (``D.apply_stepwise``), the authors' O(T^2) way;
+
+overhead = (Alg. 2 - bare) / bare; target <= 10 % (PASS/FAIL per row).  The update of
+Algorithm 2 (the two degradation calls and the arithmetic of every step, without the
+network) is also timed on its own, closed form and step by step, and reported per step and
+as a share of the bare time ("parts"), a check where run-to-run noise is larger than the
+overhead.  The restorer is an untrained network: its cost does not depend on its weights.
+``cifar10-snow`` (T=200, a costlier closed form) can be added with ``--presets``.
+
+    python -m benchmarks.sampling [--quick] [--device cpu|cuda] [--dtype float32|bfloat16]
+                                  [--out PATH] [--markdown] [--presets NAME,...] [--runs N]
+                                  [--step-max S] [--threads N]
+
+A small network is the hard case: the update's cost is fixed by the image size, so its share
+shrinks as the network grows (the paper's networks have over 100x more parameters).
+
+Timing: under ``torch.no_grad()``, after a short warm-up (network calls, a 2-step run of each
+sampler: caches, allocator), the median of N timed runs of each kind (one stepwise run on the
+CPU: its overhead is large), measured with ``time.perf_counter`` (``torch.cuda.synchronize()``
+before each clock read on CUDA).  Bare, Alg. 2 and stepwise runs are interleaved, all orders
+in turn, so that drifts in machine load hit them alike; on the CPU every Alg. 2 run also
+clocks its own network calls, so its overhead is known from within the run too ("in-run",
+robust to other work on the machine; a row whose two estimates differ by over 5 points says
+"noisy timing").  Where one stepwise run would take longer than ``--step-max`` seconds (the
+128 px row on a CPU), it is not run whole: its time is bare + the stepwise updates, timed on
+every m-th step and scaled by m (the update's cost grows linearly with the step, so the
+strided sum is unbiased), and the row says so (``~``).  ``--dtype bfloat16`` runs the network
+under autocast (as ``train.precision=bf16``); images and degradations stay float32.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from benchmarks.common import clean, device_name, sync, write_json
+
+from colddiff import unet
+from colddiff.config import preset as get_preset
+from colddiff.degradations.base import Degradation, bview
+from colddiff.samplers import algorithm2
+
+NAME = "sampling"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sampling.json"
+OVERHEAD_TARGET = 0.10
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+BASE_NET = "mnist-cpu"
+
+
+# ---------------------------------------------------------------------------- rows
+@dataclass(frozen=True)
+class RowSpec:
+    preset: str                     # colddiff.config preset: image size, channels, degradation
+    batch: int
+    net: Dict[str, Any] = field(default_factory=dict)  # UNet settings changed from BASE_NET
+    quick: bool = True              # part of the --quick run
+    default: bool = True            # part of the default run (else only with --presets)
+
+
+ROWS: List[RowSpec] = [
+    RowSpec("mnist5k-blur", 32),
+    RowSpec("mnist5k-inpaint", 32),
+    RowSpec("cifar10-blur", 32, quick=False),
+    RowSpec("celeba-blur", 4, net=dict(dim=8, dim_mults=(1, 2, 2, 2)), quick=False),
+    RowSpec("cifar10-snow", 32, quick=False, default=False),
+]
+
+
+@dataclass
+class Options:
+    device: torch.device
+    dtype: torch.dtype
+    quick: bool
+    seed: int
+    rounds: int           # timed runs of each kind (median taken)
+    rounds_big: int       # ... for rows whose bare run is long (> big_s)
+    big_s: float
+    part_reps: int        # repeats of the update-only loops (median taken)
+    step_max_s: float     # longest stepwise run made whole; longer ones are estimated
+    step_part_budget_s: float  # time budget of the strided stepwise update timing
+    stepwise_runs: int    # whole stepwise runs (in the first rounds)
+
+
+def network_settings(spec: RowSpec, channels: int) -> Dict[str, Any]:
+    kw = dict(unet.PRESETS[BASE_NET])
+    kw.pop("image_size", None)
+    kw.update(spec.net, channels=channels)
+    return kw
+
+
+def network_label(kw: Dict[str, Any], spec: RowSpec) -> str:
+    mults = "-".join(str(m) for m in kw["dim_mults"])
+    changed = " scaled" if spec.net else ""
+    return f"{BASE_NET}{changed} (dim {kw['dim']}, {mults}, {kw['num_res_blocks']} res block)"
+
+
+# ---------------------------------------------------------------------------- timing
+def timed(fn: Callable[[], Any], device: torch.device) -> Tuple[float, Any]:
+    """Seconds of one call of ``fn`` (synchronised on CUDA), and its result."""
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - t0, out
+
+
+class Stepwise:
+    """``D`` with ``D(x0, t, ctx)`` computed by ``t`` single steps (``apply_stepwise``), the
+    authors' way; everything else (T, as_t, deterministic, ...) is ``D``'s own."""
+
+    def __init__(self, D: Degradation):
+        self.D = D
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.D, name)
+
+    def __call__(self, x0: torch.Tensor, t, ctx: Any = None) -> torch.Tensor:
+        return self.D.apply_stepwise(x0, t, ctx)
+
+
+def make_autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def update_loop(D, x_T: torch.Tensor, x0_hat: torch.Tensor, ctx: Any, steps) -> torch.Tensor:
+    """Algorithm 2's update at each step in ``steps``, without the network (x0_hat fixed):
+    what ``algorithm2`` does around its ``R`` call, as it does it (all samples active)."""
+    x = x_T
+    active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    for s in steps:
+        bool(active.all())  # the sampler's check, once per step
+        x = torch.where(bview(active, x), x - D(x0_hat, s, ctx) + D(x0_hat, s - 1, ctx), x)
+    return x
+
+
+# ---------------------------------------------------------------------------- one row
+def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, Any]:
+    dev, dt = opts.device, opts.dtype
+    cfg = get_preset(spec.preset)
+    H, C = cfg.data.image_size, cfg.data.channels
+    B = spec.batch
+    D = cfg.build_degradation()
+    T = D.T
+    notes: List[str] = []
+    gen = torch.Generator().manual_seed(opts.seed)
+    x0 = (torch.rand(B, C, H, H, generator=gen) * 2 - 1).to(dev)
+    ctx = D.context(x0, gen)
+    x_T = D(x0, T, ctx)
+    kw = network_settings(spec, C)
+    torch.manual_seed(opts.seed)
+    net = unet.build(kw).to(dev).eval()
+    n_params = sum(p.numel() for p in net.parameters())
+    autocast = make_autocast(dev, dt)
+
+    def R(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with autocast:
+            return net(x, t).float()
+
+    SD = Stepwise(D)
+    row: Dict[str, Any] = {
+        "preset": spec.preset, "degradation": D.describe(), "family": D.name, "size": H, "C": C, "T": T,
+        "batch": B, "network": network_label(kw, spec), "network_settings": clean(dict(kw)),
+        "params": n_params, "data": "random images in [-1, 1], x_T = D(x0, T)", "status": "ok",
+        "notes": notes,
+    }
+
+    def bare() -> None:
+        for s in range(T, 0, -1):
+            R(x_T, torch.full((B,), s, dtype=torch.long, device=dev))
+
+    # On the CPU the Alg. 2 runs also clock their own R calls: the time outside them is the
+    # sampler's overhead measured within the same run, immune to drifts in machine load.  (On
+    # CUDA that would need a synchronisation per call, which changes what is timed: not done.)
+    split_R = dev.type == "cpu"
+    acc = [0.0]
+
+    def R_clocked(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        out = R(x, t)
+        acc[0] += time.perf_counter() - t0
+        return out
+
+    kinds: Dict[str, Callable[[], Any]] = {
+        "bare": bare,
+        "alg2": lambda: algorithm2(R_clocked if split_R else R, D, x_T, T, ctx),
+        "stepwise": lambda: algorithm2(R, SD, x_T, T, ctx),
+    }
+
+    # -- warm-up: network, both samplers on 2 steps (degradation caches, allocator)
+    for _ in range(2):
+        R(x_T, torch.full((B,), T, dtype=torch.long, device=dev))
+    algorithm2(R, D, x_T, min(2, T), ctx)
+    algorithm2(R, SD, x_T, min(2, T), ctx)
+    x0_hat = R(x_T, torch.full((B,), T, dtype=torch.long, device=dev))
+    first_update_s = timed(lambda: update_loop(D, x_T, x0_hat, ctx, range(T, 0, -1)), dev)[0]
+
+    # -- the update alone (no network): closed form, all T steps, median of part_reps (3 if slow)
+    reps = opts.part_reps if first_update_s < 0.5 else min(opts.part_reps, 3)
+    upd = [timed(lambda: update_loop(D, x_T, x0_hat, ctx, range(T, 0, -1)), dev)[0] for _ in range(reps)]
+    update_ms = statistics.median(upd) * 1e3
+
+    # -- stepwise update: one step costs ~ (2s - 1) single steps; whole T-step loop ~ T^2 of them
+    one_step_s = statistics.median(timed(lambda: D.apply_stepwise(x0_hat, 1, ctx), dev)[0] for _ in range(3))
+    step_est_s = T * T * one_step_s
+    stepwise_whole = step_est_s <= opts.step_max_s
+    if stepwise_whole:
+        m = 1
+    else:  # every m-th step (m strides through the T steps, offset to the middle of each stride)
+        m = max(2, min(T, int(step_est_s // max(opts.step_part_budget_s, 1e-3)) + 1))
+    sampled = list(range(T - m // 2, 0, -m)) if m > 1 else list(range(T, 0, -1))
+    step_update_s = timed(lambda: update_loop(SD, x_T, x0_hat, ctx, sampled), dev)[0]  # once: it is slow
+    step_update_ms = step_update_s * 1e3 * (T / len(sampled))
+    if not stepwise_whole:
+        notes.append(f"stepwise ~ bare + stepwise updates timed on {len(sampled)} of {T} steps "
+                     f"x {T / len(sampled):.1f} (a whole run would take ~{step_est_s:.0f} s + bare)")
+
+    # -- the timed runs, interleaved, all orders in turn; the (slow) stepwise runs in the first rounds
+    orders2 = list(itertools.permutations(["bare", "alg2"]))
+    orders3 = list(itertools.permutations(["bare", "alg2", "stepwise"]))
+    bare_guess = timed(lambda: R(x_T, torch.full((B,), T, dtype=torch.long, device=dev)), dev)[0] * T
+    n_rounds = opts.rounds_big if bare_guess > opts.big_s else opts.rounds
+    n_step = min(n_rounds, opts.stepwise_runs) if stepwise_whole else 0
+    names = ["bare", "alg2"] + (["stepwise"] if n_step else [])
+    times: Dict[str, List[float]] = {k: [] for k in names}
+    in_R: List[float] = []  # seconds spent inside R during each Alg. 2 run (CPU only)
+    outs: Dict[str, torch.Tensor] = {}
+    t_row = time.perf_counter()
+    for r in range(n_rounds):
+        order = orders3[r % len(orders3)] if r < n_step else orders2[r % len(orders2)]
+        for kind in order:
+            if kind == "alg2" and split_R:
+                acc[0] = 0.0
+            sec, out = timed(kinds[kind], dev)
+            times[kind].append(sec)
+            if kind == "alg2" and split_R:
+                in_R.append(acc[0])
+            if out is not None:
+                outs[kind] = out
+        if progress:
+            print(f"    {spec.preset}: round {r + 1}/{n_rounds} {time.perf_counter() - t_row:6.1f} s",
+                  file=sys.stderr, flush=True)
+
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    bare_ms, alg2_ms = med["bare"], med["alg2"]
+    stepwise_ms = med["stepwise"] if stepwise_whole else bare_ms + step_update_ms
+    pair = [(a - b) / b for a, b in zip(times["alg2"], times["bare"])]
+    in_run = [(a - inside) / inside for a, inside in zip(times["alg2"], in_R)] if in_R else []
+    overhead = (alg2_ms - bare_ms) / bare_ms
+    row.update(
+        bare_ms=bare_ms, alg2_ms=alg2_ms, stepwise_ms=stepwise_ms, stepwise_estimated=not stepwise_whole,
+        overhead=overhead, overhead_paired_median=statistics.median(pair),
+        overhead_in_run=statistics.median(in_run) if in_run else None,
+        in_run_R_ms=[v * 1e3 for v in in_R],
+        stepwise_overhead=(stepwise_ms - bare_ms) / bare_ms,
+        target_met=bool(overhead <= OVERHEAD_TARGET),
+        net_ms_per_call=bare_ms / T,
+        update_ms=update_ms, update_ms_per_step=update_ms / T,
+        stepwise_update_ms=step_update_ms, stepwise_update_ms_per_step=step_update_ms / T,
+        overhead_from_parts=update_ms / bare_ms, stepwise_overhead_from_parts=step_update_ms / bare_ms,
+        single_step_ms=one_step_s * 1e3,
+        timed_rounds=n_rounds, stepwise_runs=len(times.get("stepwise", [])), part_reps=reps,
+        stepwise_update_steps_timed=len(sampled),
+        samples_ms={k: [v * 1e3 for v in vs] for k, vs in times.items()},
+    )
+    if "stepwise" in outs:
+        row["max_diff_alg2_vs_stepwise"] = (outs["alg2"].float() - outs["stepwise"].float()).abs().max().item()
+    if row["overhead_in_run"] is not None and abs(overhead - row["overhead_in_run"]) > 0.05:
+        notes.append(f"noisy timing: in-run overhead {row['overhead_in_run'] * 100:+.1f} %")
+    sb = times["bare"]
+    row["bare_spread"] = (max(sb) - min(sb)) / statistics.median(sb) if len(sb) > 1 else None
+    if row["bare_spread"] is not None and row["bare_spread"] > 2 * OVERHEAD_TARGET:
+        notes.append(f"bare runs vary by {row['bare_spread']:.0%}")
+    return row
+
+
+# ---------------------------------------------------------------------------- tables
+COLUMNS = ["preset", "degradation", "size", "C", "T", "B", "network", "params", "bare ms", "Alg. 2 ms",
+           "overhead %", "target", "stepwise Alg. 2 ms", "stepwise overhead %", "notes"]
+PART_COLUMNS = ["preset", "net ms/call", "update ms/step", "stepwise update ms/step", "update % of bare",
+                "stepwise update % of bare", "paired overhead %", "in-run overhead %",
+                "max diff (Alg. 2 vs stepwise)"]
+
+
+def _ms(v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def _pct(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v * 100:+.1f}"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def _degradation(d: Dict[str, Any]) -> str:
+    if not d:
+        return "-"
+    if d.get("name") == "blur":
+        extra = (f"k{d['kernel_size']}, " + (f"sigma {d['sigma']:g}" if d["schedule"] == "constant" else d["schedule"])
+                 + f", {d['padding']}")
+    elif d.get("name") == "mask":
+        extra = f"{d['position']} centre"
+    elif d.get("name") == "snow":
+        extra = f"level {d['level']}"
+    else:
+        extra = ""
+    return f"{d.get('name')} ({extra})" if extra else str(d.get("name"))
+
+
+def table_cells(row: Dict[str, Any]) -> List[str]:
+    ok = row.get("bare_ms") is not None
+    est = "~" if row.get("stepwise_estimated") else ""
+    notes = list(row.get("notes", []))
+    if ok:
+        n, ns = row["timed_rounds"], row.get("stepwise_runs", 0)
+        notes.insert(0, f"median of {n} run{'s' if n != 1 else ''}"
+                     + (f" ({ns} stepwise)" if ns and ns != n else ""))
+    if row["status"] != "ok":
+        notes.append(f"[{row['status']}] {row.get('problem', '')}")
+    return [
+        row["preset"], _degradation(row.get("degradation") or {}), f"{row['size']}x{row['size']}", str(row["C"]),
+        str(row.get("T", "-")), str(row["batch"]), row.get("network", "-"),
+        _params(row["params"]) if row.get("params") else "-",
+        _ms(row.get("bare_ms")), _ms(row.get("alg2_ms")), _pct(row.get("overhead")),
+        ("PASS" if row["target_met"] else "FAIL") if ok else "-",
+        (est + _ms(row.get("stepwise_ms"))) if ok else "-", (est + _pct(row.get("stepwise_overhead"))) if ok else "-",
+        "; ".join(notes),
+    ]
+
+
+def part_cells(row: Dict[str, Any]) -> List[str]:
+    est = "~" if row.get("stepwise_estimated") else ""
+    md = row.get("max_diff_alg2_vs_stepwise")
+    return [row["preset"], _ms(row["net_ms_per_call"]), _ms(row["update_ms_per_step"]),
+            est + _ms(row["stepwise_update_ms_per_step"]), f"{row['overhead_from_parts'] * 100:.1f}",
+            est + f"{row['stepwise_overhead_from_parts'] * 100:.1f}", _pct(row["overhead_paired_median"]),
+            _pct(row.get("overhead_in_run")), "-" if md is None else f"{md:.1e}"]
+
+
+def _render(columns: List[str], rows: List[List[str]], numeric: set, markdown: bool) -> List[str]:
+    if markdown:
+        lines = ["| " + " | ".join(columns) + " |",
+                 "|" + "|".join("---:" if i in numeric else "---" for i in range(len(columns))) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+        return lines
+    widths = [max(len(columns[i]), *(len(r[i]) for r in rows)) if rows else len(columns[i])
+              for i in range(len(columns))]
+
+    def fmt(cells: List[str]) -> str:
+        return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i])
+                         for i, c in enumerate(cells)).rstrip()
+
+    return [fmt(columns), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+
+
+def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
+    meta = result["meta"]
+    head = (f"Sampling, Algorithm 2 vs T bare network calls: {meta['device_name']} "
+            f"({meta['device']}, {meta['threads']} threads), {meta['dtype']}"
+            f"{' (autocast)' if meta['dtype'] != 'float32' else ''}, torch {meta['torch']}, {meta['date']}"
+            + (" [quick]" if meta["quick"] else ""))
+    lines = [f"**{head}**", ""] if markdown else [head]
+    lines += _render(COLUMNS, [table_cells(r) for r in result["rows"]], set(range(2, 6)) | set(range(7, 14)),
+                     markdown)
+    part_rows = [part_cells(r) for r in result["rows"] if r.get("bare_ms") is not None]
+    if part_rows:
+        lines += ["", ("**" if markdown else "") + "Parts: Algorithm 2's update (two degradation calls and the "
+                  "arithmetic of a step) timed on its own, without the network" + ("**" if markdown else "")]
+        if markdown:
+            lines.append("")
+        lines += _render(PART_COLUMNS, part_rows, set(range(1, 9)), markdown)
+    lines.append("")
+    lines.append(f"overhead = (Alg. 2 - bare) / bare, target <= {OVERHEAD_TARGET:.0%} (PASS/FAIL); bare = T network "
+                 f"calls on the batch; Alg. 2 = colddiff.samplers.algorithm2 with the closed form D(x0, t); stepwise "
+                 f"= the same sampler with D(x0_hat, s) computed by s single steps (apply_stepwise). Medians of "
+                 f"interleaved runs; ~ = bare + stepwise updates timed on every m-th step x m. update % of bare = "
+                 f"the update loop alone / bare: the overhead expected from its parts. paired overhead = median of "
+                 f"per-round (Alg. 2 - bare) / bare; in-run overhead = (Alg. 2 run - its own R calls) / its R calls "
+                 f"(CPU only): both sides from the same run. Untrained networks (cost does not depend on the "
+                 f"weights).")
+    lines.append(f"Total runtime {meta['total_runtime_s']:.1f} s.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- run
+def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = True) -> Dict[str, Any]:
+    start = time.perf_counter()
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if presets:
+        specs = [s for s in ROWS if s.preset in presets]
+    else:
+        specs = [s for s in ROWS if s.default and (s.quick or not opts.quick)]
+    rows = []
+    with torch.no_grad():
+        for i, spec in enumerate(specs):
+            t0 = time.perf_counter()
+            try:
+                row = bench_row(spec, opts, progress)
+            except Exception as e:  # a broken row says so; the others still run
+                row = {"preset": spec.preset, "size": 0, "C": 0, "T": "-", "batch": spec.batch, "params": 0,
+                       "status": "error", "notes": [], "problem": f"ERROR {type(e).__name__}: {e}",
+                       "traceback": traceback.format_exc()}
+                try:
+                    cfg = get_preset(spec.preset)
+                    row.update(size=cfg.data.image_size, C=cfg.data.channels, T=cfg.degradation.T)
+                except Exception:
+                    pass
+            row["row_seconds"] = time.perf_counter() - t0
+            rows.append(row)
+            if opts.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if progress:
+                print(f"[{i + 1}/{len(specs)}] {spec.preset:<16} {row['status']:<6} {row['row_seconds']:6.1f} s",
+                      file=sys.stderr, flush=True)
+    meta = {
+        "benchmark": NAME,
+        "date": date,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(opts.device),
+        "device_name": device_name(opts.device),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "dtype": str(opts.dtype).replace("torch.", ""),
+        "precision": "fp32" if opts.dtype == torch.float32 else "bf16 autocast on the network; images float32",
+        "quick": opts.quick,
+        "seed": opts.seed,
+        "presets": [s.preset for s in specs],
+        "rows": [asdict(s) for s in specs],
+        "timing": {"rounds": opts.rounds, "rounds_big": opts.rounds_big, "big_bare_s": opts.big_s,
+                   "stepwise_runs": opts.stepwise_runs,
+                   "part_reps": opts.part_reps, "stepwise_max_single_run_s": opts.step_max_s,
+                   "stepwise_part_budget_s": opts.step_part_budget_s, "statistic": "median",
+                   "interleaved": "bare, alg2 (, stepwise); all orders in turn, one per round"},
+        "overhead_target": OVERHEAD_TARGET,
+        "total_runtime_s": time.perf_counter() - start,
+    }
+    failures = [r for r in rows if r["status"] == "error"]
+    return {"meta": meta, "rows": rows, "ok": not failures,
+            "failures": [f"{r['preset']}: {r['problem']}" for r in failures],
+            "target_missed": [f"{r['preset']}: overhead {r['overhead'] * 100:.1f} %"
+                              for r in rows if r.get("target_met") is False]}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.sampling", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="only the 28 px rows, fewer runs (~30 s on 2 idle CPU cores)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
+                   help="float32, or bfloat16 = the network under autocast (default float32)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    p.add_argument("--markdown", action="store_true", help="also print the tables in Markdown")
+    p.add_argument("--presets", help="comma-separated rows (default: all but cifar10-snow): "
+                   + ", ".join(s.preset for s in ROWS))
+    p.add_argument("--runs", type=int, default=None,
+                   help="timed runs of each kind (default 3, quick 2; CUDA 10, quick 3); rows whose bare "
+                        "run takes over 10 s get at most 2 on the CPU")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's own); 1 is steadier on a machine shared with "
+                        "other work")
+    p.add_argument("--step-max", type=float, default=None,
+                   help="a stepwise run estimated to take longer than this many seconds is estimated from "
+                        "every m-th step, marked '~' (default 20, quick 5)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("benchmarks.sampling: --device cuda but CUDA is not available")
+    q, cuda = args.quick, device.type == "cuda"
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit("benchmarks.sampling: --threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    rounds = args.runs if args.runs is not None else ((3 if q else 10) if cuda else (2 if q else 3))
+    if rounds < 1:
+        raise SystemExit("benchmarks.sampling: --runs must be at least 1")
+    return Options(
+        device=device, dtype=DTYPES[args.dtype], quick=q, seed=args.seed,
+        rounds=rounds, rounds_big=rounds if cuda else min(rounds, 2), big_s=10.0,
+        part_reps=5 if q else 7,
+        step_max_s=args.step_max if args.step_max is not None else (5.0 if q else 20.0),
+        step_part_budget_s=3.0 if q else 8.0, stepwise_runs=rounds if cuda else 1)
+
+
+def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Parse ``argv``, run, print the table(s), write the JSON; return the result."""
+    args = parser().parse_args(argv)
+    opts = options_from_args(args)
+    presets = [s.strip() for s in args.presets.split(",")] if args.presets else None
+    if presets:
+        unknown = [s for s in presets if s not in {r.preset for r in ROWS}]
+        if unknown:
+            raise SystemExit(f"unknown presets {unknown}; known: {', '.join(r.preset for r in ROWS)}")
+    result = run(opts, presets)
+    print(format_table(result))
+    if args.markdown:
+        print()
+        print(format_table(result, markdown=True))
+    for line in result["target_missed"]:
+        print(f"overhead target missed: {line}")
+    for line in result["failures"]:
+        print(f"FAILED: {line}")
+    write_json(result, args.out)
+    print(f"wrote {args.out}")
+    return clean(result)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return 0 if run_cli(argv)["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
