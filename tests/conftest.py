@@ -48,3 +48,20 @@ def make_run(folder, degradation, data=None, net=None, seed=0):
     save_checkpoint(checkpoint_path(folder / "checkpoints", 0), config=cfg.to_dict(),
                     model=cfg.build_model().state_dict(), state={"step": 0})
     return load_run(folder, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def quick_classifier():
+    """A one-epoch classifier on the real mnist-5k digits (seconds), used instead of the cached default."""
+    import colddiff.classifier as classifier_mod
+
+    return classifier_mod.train_classifier("mnist-5k", 28, 1, epochs=1, progress=False)
+
+
+@pytest.fixture
+def clf(quick_classifier, monkeypatch):
+    """Every get_classifier call gets the quick classifier (no training, nothing cached in the user's home)."""
+    import colddiff.classifier as classifier_mod
+
+    monkeypatch.setattr(classifier_mod, "get_classifier", lambda *a, **k: quick_classifier)
+    return quick_classifier

@@ -16,26 +16,14 @@ import colddiff.classifier as classifier_mod
 from colddiff import metrics
 from colddiff.cli import main
 from colddiff.errors import ConfigError
-from colddiff.evaluation import (METHODS, Evaluation, estimate_t, evaluate, read_evaluation, restore,
+from colddiff.evaluation import (METHODS, estimate_t, evaluate, read_evaluation, restore,
                                  restore_batches, write_evaluation)
 from colddiff.images import read_image, save_image
-from colddiff.report import find_evaluations, write_figures, write_report
+from colddiff.report import find_evaluations
 
 from conftest import make_run
 
 BLUR = dict(name="blur", T=4, params=dict(kernel_size=7, sigma=1.5, padding="reflect"))
-
-
-@pytest.fixture(scope="module")
-def quick_classifier(tmp_path_factory):
-    """A one-epoch classifier on the real mnist-5k digits (seconds), used instead of the cached default."""
-    return classifier_mod.train_classifier("mnist-5k", 28, 1, epochs=1, progress=False)
-
-
-@pytest.fixture
-def clf(quick_classifier, monkeypatch):
-    monkeypatch.setattr(classifier_mod, "get_classifier", lambda *a, **k: quick_classifier)
-    return quick_classifier
 
 
 @pytest.fixture(scope="module")
