@@ -216,3 +216,15 @@ def test_report_renders_in_headless_chromium(reported_run, tmp_path):
     im = Image.open(shot).convert("L")
     hist = im.histogram()
     assert im.size == (1100, 1400) and hist[255] < 0.97 * sum(hist)  # not a blank page
+
+
+def test_evaluate_with_inception_offline_says_which_file_to_put_where(blur_run, clf, tmp_path, monkeypatch, capsys):
+    from colddiff import inception
+
+    target = tmp_path / "weights" / inception.WEIGHTS_NAME
+    monkeypatch.setenv(inception.ENV_VAR, str(target))
+    monkeypatch.setattr(inception, "MIRRORS", ((tmp_path / "no-such-mirror.pth").as_uri(),))
+    assert main(["evaluate", str(blur_run.folder), "--fid", "inception", "--n", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and inception.WEIGHTS_URL in err and "--fid classifier" in err
+    assert str(target.name) in err and not target.exists()

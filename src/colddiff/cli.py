@@ -582,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
             """),
     )
     qs.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
-    qs.add_argument("--steps", type=int, default=2400, help="training steps (default 2400, ~7.5 min on 2 cores)")
+    qs.add_argument("--steps", type=int, default=2200, help="training steps (default 2200, ~7.5 min on 2 cores)")
     qs.add_argument("--t", type=int, default=10, help="restoration severity for the evaluation (default 10 of 30)")
     qs.add_argument("--n", type=int, default=500, help="held-out digits to evaluate (default 500)")
     qs.add_argument("--gen-n", type=int, default=200, help="digits generated per setting (default 200)")

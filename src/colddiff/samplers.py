@@ -45,9 +45,10 @@ def _check_ctx(D: Degradation, ctx: Any) -> None:
         )
 
 
-def _restore_active(R: Restorer, x: torch.Tensor, s: int, active: torch.Tensor) -> torch.Tensor:
+def _restore_active(R: Restorer, x: torch.Tensor, s: int, active: Optional[torch.Tensor],
+                    all_active: bool) -> torch.Tensor:
     """x0_hat = R(x_s, s) for the active samples; inactive samples keep x (R is not called on them)."""
-    if bool(active.all()):
+    if all_active:
         return R(x, torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)).to(x.dtype)
     x0_hat = x.clone()
     idx = active.nonzero().flatten()
@@ -62,17 +63,25 @@ def direct(R: Restorer, x_t: torch.Tensor, t: TLike) -> torch.Tensor:
 
 
 def _iterate(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any,
-             callback: Optional[Callback], update: Callable) -> torch.Tensor:
+             callback: Optional[Callback], update: Callable, need_ctx: bool = True) -> torch.Tensor:
     """The loop both algorithms share: for s = t..1, x0_hat = R(x_s, s), x_{s-1} = update(...)."""
-    _check_ctx(D, ctx)
+    if need_ctx:
+        _check_ctx(D, ctx)
     tt = _t_vector(t, x_t, D)
+    # Which samples are still running is decided on the CPU copy of t, so the loop never waits
+    # for the GPU (no per-step device sync); the usual case, one t for the whole batch, needs no
+    # masking at all.
+    tt_cpu = tt.cpu()
     x = x_t
-    for s in range(int(tt.max()) if tt.numel() else 0, 0, -1):
-        active = tt >= s
-        x0_hat = _restore_active(R, x, s, active)
+    for s in range(int(tt_cpu.max()) if tt_cpu.numel() else 0, 0, -1):
+        active_cpu = tt_cpu >= s
+        all_active = bool(active_cpu.all())
+        active = None if all_active else active_cpu.to(x.device)
+        x0_hat = _restore_active(R, x, s, active, all_active)
         if callback is not None:
             callback(s, x, x0_hat)
-        x = torch.where(bview(active, x), update(x, x0_hat, s), x)
+        x_new = update(x, x0_hat, s)
+        x = x_new if all_active else torch.where(bview(active, x), x_new, x)
     return x
 
 
@@ -114,18 +123,13 @@ def ddim(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = No
     if not isinstance(D, GaussianNoise):
         raise ConfigError(f"ddim re-estimates Gaussian noise and works only with the noise degradation, "
                           f"not {getattr(D, 'name', type(D).__name__)}; use algorithm2 for cold degradations")
-    tt = _t_vector(t, x_t, D)
     ab = [float(a) for a in D.alpha_bar]  # ᾱ_0 = 1, ..., ᾱ_T in float64
-    x = x_t
-    for s in range(int(tt.max()) if tt.numel() else 0, 0, -1):
-        active = tt >= s
-        x0_hat = _restore_active(R, x, s, active)
-        if callback is not None:
-            callback(s, x, x0_hat)
-        eps_hat = (x - math.sqrt(ab[s]) * x0_hat) / math.sqrt(1.0 - ab[s])
-        x_prev = math.sqrt(ab[s - 1]) * x0_hat + math.sqrt(1.0 - ab[s - 1]) * eps_hat
-        x = torch.where(bview(active, x), x_prev, x)
-    return x
+
+    def update(x_s, x0_hat, s):
+        eps_hat = (x_s - math.sqrt(ab[s]) * x0_hat) / math.sqrt(1.0 - ab[s])
+        return math.sqrt(ab[s - 1]) * x0_hat + math.sqrt(1.0 - ab[s - 1]) * eps_hat
+
+    return _iterate(R, D, x_t, t, None, callback, update, need_ctx=False)
 
 
 SAMPLERS = {"direct": direct, "algorithm1": algorithm1, "algorithm2": algorithm2, "ddim": ddim}

@@ -194,7 +194,9 @@ class Degradation(ABC):
                     t = int(t)
                 except (TypeError, ValueError):
                     raise ConfigError(f"t must be an integer step, got {t!r}") from None
-            tt = torch.full((B,), int(t), dtype=torch.long, device=x0.device)
+            if not 0 <= t <= self.T:  # checked on the int: no GPU sync in a sampler's loop
+                raise ConfigError(f"t out of range: got {t}, but {self.name} has steps 0..{self.T}")
+            return torch.full((B,), t, dtype=torch.long, device=x0.device)
         if tt.numel() and (int(tt.min()) < 0 or int(tt.max()) > self.T):
             raise ConfigError(
                 f"t out of range: got {int(tt.min())}..{int(tt.max())}, but {self.name} has steps 0..{self.T}"
