@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-MODULES = ["degradations", "training", "sampling", "throughput"]
+MODULES = ["degradations", "training", "sampling", "throughput", "quickstart"]
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
@@ -62,6 +62,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         ok = ok and bool(result.get("ok", True))
         print()
 
+    print("== summary ==")
+    for name in names:
+        r = merged[name]
+        status = "ok" if r.get("ok", True) else "TARGET MISSED / FAILED"
+        extra = r.get("summary") or "; ".join(r.get("target_missed", []) or r.get("failures", []) or [])
+        print(f"{name:<13} {status:<22} {extra}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(merged, f, indent=2)
