@@ -26,6 +26,8 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from colddiff.evaluation import markdown_table, text_table
+
 from .common import clean, device_name, write_json
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "quickstart.json"
@@ -82,13 +84,7 @@ def format_table(r: Dict[str, Any], markdown: bool = False) -> str:
         rows.append([f"generation, {g['setting']}: class entropy / classes / near-blank",
                      f"{g['entropy']:.2f} / {g['classes_covered_1pct']} / {100 * g['near_blank_share']:.0f}%", "", ""])
     head = ["quickstart (%d steps, %d digits)" % (r["steps"], r["n"]), "measured", "target", ""]
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---|"]
-        lines += ["| " + " | ".join(x) + " |" for x in rows]
-        return "\n".join(lines)
-    widths = [max(len(x[i]) for x in rows + [head]) for i in range(4)]
-    fmt = lambda x: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(x, widths)))  # noqa
-    return "\n".join([fmt(head), "  ".join("-" * w for w in widths)] + [fmt(x) for x in rows])
+    return markdown_table(head, rows) if markdown else text_table(head, rows)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -39,6 +39,33 @@ METHOD_LABELS = {"degraded": "Degraded", "direct": "Direct", "algorithm1": "Algo
 COLUMNS = ("fid", "ssim", "rmse", "psnr", "accuracy")
 
 
+def markdown_table(head: List[str], body: List[List[str]]) -> str:
+    """A Markdown table: first column left-aligned, the numbers right-aligned."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+
+
+def text_table(head: List[str], body: List[List[str]]) -> str:
+    """The same table for a terminal, in aligned columns."""
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                                  for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([fmt(head), "  ".join("-" * w for w in widths)] + [fmt(b) for b in body])
+
+
+def write_tables(folder, stem: str, texts: Dict[str, str]) -> Dict[str, Path]:
+    """folder/stem.EXT for each (EXT, text), each written atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for ext, text in texts.items():
+        path = folder / f"{stem}.{ext}"
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+        out[ext] = path
+    return out
+
+
 @dataclass
 class Evaluation:
     """The evaluation table of one run at one t, with everything needed to reproduce it."""
@@ -107,10 +134,7 @@ class Evaluation:
         return " ".join(parts)
 
     def markdown(self) -> str:
-        head = self.headers()
-        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-        lines += ["| " + " | ".join(self.cells(r)) + " |" for r in self.rows]
-        return "\n".join(lines) + "\n\n" + self.caption() + "\n"
+        return markdown_table(self.headers(), [self.cells(r) for r in self.rows]) + "\n\n" + self.caption() + "\n"
 
     def csv(self) -> str:
         buf = io.StringIO()
@@ -124,13 +148,7 @@ class Evaluation:
 
     def text(self) -> str:
         """A plain table for the terminal."""
-        head = self.headers()
-        body = [self.cells(r) for r in self.rows]
-        widths = [max(len(x) for x in col) for col in zip(head, *body)]
-        fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                      for i, (c, w) in enumerate(zip(cells, widths)))
-        lines = [fmt(head), "  ".join("-" * w for w in widths)] + [fmt(b) for b in body]
-        return "\n".join(lines) + "\n" + self.caption()
+        return text_table(self.headers(), [self.cells(r) for r in self.rows]) + "\n" + self.caption()
 
 
 def eval_name(t: int, T: int) -> str:
@@ -139,16 +157,8 @@ def eval_name(t: int, T: int) -> str:
 
 def write_evaluation(ev: Evaluation, folder) -> Dict[str, Path]:
     """Markdown, CSV and JSON of the table in ``folder`` (RUN/evaluation), each written atomically."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = eval_name(ev.t, ev.T)
-    out = {}
-    for ext, text in (("md", ev.markdown()), ("csv", ev.csv()), ("json", json.dumps(ev.to_dict(), indent=2))):
-        path = folder / f"{stem}.{ext}"
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(text)
-        out[ext] = path
-    return out
+    return write_tables(folder, eval_name(ev.t, ev.T),
+                        {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
 
 
 def read_evaluation(path) -> Evaluation:
@@ -419,12 +429,10 @@ class GenerationEvaluation:
         return s
 
     def markdown(self) -> str:
-        head = self.headers()
-        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-        lines += ["| " + " | ".join(self.cells(r)) + " |" for r in self.rows]
         hist = ["", "Class histograms (images per predicted class 0..K-1):", ""]
         hist += [f"- {r['setting']}: {r['histogram']}" for r in self.rows]
-        return "\n".join(lines) + "\n\n" + self.caption() + "\n" + "\n".join(hist) + "\n"
+        return (markdown_table(self.headers(), [self.cells(r) for r in self.rows]) + "\n\n" + self.caption()
+                + "\n" + "\n".join(hist) + "\n")
 
     def csv(self) -> str:
         buf = io.StringIO()
@@ -440,12 +448,7 @@ class GenerationEvaluation:
         return buf.getvalue()
 
     def text(self) -> str:
-        head = self.headers()
-        body = [self.cells(r) for r in self.rows]
-        widths = [max(len(x) for x in col) for col in zip(head, *body)]
-        fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                      for i, (c, w) in enumerate(zip(cells, widths)))
-        return "\n".join([fmt(head), "  ".join("-" * w for w in widths)] + [fmt(b) for b in body]) + "\n" + self.caption()
+        return text_table(self.headers(), [self.cells(r) for r in self.rows]) + "\n" + self.caption()
 
 
 def generation_settings(run: Run, noise: float) -> List[Dict[str, Any]]:
@@ -521,15 +524,9 @@ def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str =
 
 def write_generation_evaluation(ev: GenerationEvaluation, folder) -> Dict[str, Path]:
     """RUN/evaluation/generation.{md,csv,json} and the class-histogram plot generation-histogram.png."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for ext, text in (("md", ev.markdown()), ("csv", ev.csv()), ("json", json.dumps(ev.to_dict(), indent=2))):
-        path = folder / f"generation.{ext}"
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(text)
-        out[ext] = path
-    out["png"] = histogram_figure(ev, folder / "generation-histogram.png")
+    out = write_tables(folder, "generation",
+                       {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
+    out["png"] = histogram_figure(ev, Path(folder) / "generation-histogram.png")
     return out
 
 

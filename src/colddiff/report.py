@@ -181,15 +181,19 @@ def _figure(path: Path, caption: str, alt: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def table_html(css_class: str, head: Sequence[str], body: Sequence[Sequence[str]], caption: str) -> str:
+    cells = lambda row, tag: "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row)  # noqa: E731
+    rows = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body)
+    return (f'<table class="{css_class}"><thead><tr>{cells(head, "th")}</tr></thead><tbody>{rows}</tbody>'
+            f"<caption>{html.escape(caption)}</caption></table>")
+
+
 def evaluation_html(ev: Evaluation) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ev.headers())
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in ev.cells(r)) + "</tr>" for r in ev.rows)
     note = ""
     if ev.fid_small:
         note = (f'<p class="warn">* FID on {ev.n} images, fewer than 2,048: biased upward; compare it only with '
                 "FIDs on the same number of images and the same back end.</p>")
-    return (f'<table class="evaluation"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
-            f"<caption>{html.escape(ev.caption())}</caption></table>{note}")
+    return table_html("evaluation", ev.headers(), [ev.cells(r) for r in ev.rows], ev.caption()) + note
 
 
 def find_evaluations(run_folder: Path) -> List[Evaluation]:
@@ -274,11 +278,8 @@ def generation_section(run_folder) -> List[str]:
     if not path.exists():
         return []
     ev = read_generation_evaluation(path)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ev.headers())
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in ev.cells(r)) + "</tr>" for r in ev.rows)
     parts = ["<h2>Generation</h2>",
-             f'<table class="generation"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
-             f"<caption>{html.escape(ev.caption())}</caption></table>"]
+             table_html("generation", ev.headers(), [ev.cells(r) for r in ev.rows], ev.caption())]
     if ev.fid_small:
         parts.append(f'<p class="warn">* FID on {ev.n} images, fewer than 2,048: biased upward.</p>')
     hist = folder / "generation-histogram.png"
