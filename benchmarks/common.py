@@ -45,3 +45,33 @@ def write_json(result: Dict[str, Any], path: Path) -> None:
     with open(path, "w") as f:
         json.dump(clean(result), f, indent=2, allow_nan=False)
         f.write("\n")
+
+
+def pick_presets(text, rows) -> "list | None":
+    """The comma-separated preset names of a ``--presets`` option (None: all), checked against ``rows``."""
+    if not text:
+        return None
+    names = [s.strip() for s in text.split(",")]
+    known = [r.preset for r in rows]
+    unknown = [s for s in names if s not in known]
+    if unknown:
+        raise SystemExit(f"unknown presets {unknown}; known: {', '.join(known)}")
+    return names
+
+
+# Result lists every module may report, and how each is printed after its table.
+NOTES = (("target_missed", "target missed: "), ("warnings", "WARNING: "), ("failures", "FAILED: "))
+
+
+def finish(result: Dict[str, Any], format_table, markdown: bool, out: Path) -> Dict[str, Any]:
+    """Print the table (and its Markdown), the missed targets, warnings and failures; write the JSON."""
+    print(format_table(result))
+    if markdown:
+        print()
+        print(format_table(result, markdown=True))
+    for key, prefix in NOTES:
+        for line in result.get(key) or []:
+            print(f"{prefix}{line}")
+    write_json(result, out)
+    print(f"wrote {out}")
+    return clean(result)

@@ -46,7 +46,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import clean, device_name, sync, write_json
+from benchmarks.common import device_name, finish, sync
 
 import colddiff.degradations as deg
 from colddiff.errors import ConfigError
@@ -500,19 +500,7 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if unknown:
             raise SystemExit(f"unknown settings {unknown}; known: {', '.join(s.name for s in SETTINGS)}")
     result = run(opts, fams, sts)
-    print(format_table(result))
-    if args.markdown:
-        print()
-        print(format_table(result, markdown=True))
-    for line in result["target_missed"]:
-        print(f"ratio target missed: {line}")
-    for line in result["warnings"]:
-        print(f"WARNING: {line}")
-    for line in result["failures"]:
-        print(f"FAILED: {line}")
-    write_json(result, args.out)
-    print(f"wrote {args.out}")
-    return clean(result)
+    return finish(result, format_table, args.markdown, args.out)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -28,7 +28,7 @@ import torch
 
 from colddiff.evaluation import markdown_table, text_table
 
-from .common import clean, device_name, write_json
+from .common import device_name, finish
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "quickstart.json"
 BUDGET_S = 600.0
@@ -108,13 +108,7 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if args.quick and out == DEFAULT_OUT:
         out = out.with_name("quickstart-quick.json")  # a pipeline check never overwrites the real figures
     result = run(args.steps, args.quick, args.keep)
-    print(format_table(result))
-    if args.markdown:
-        print()
-        print(format_table(result, markdown=True))
-    write_json(result, out)
-    print(f"wrote {out}")
-    return clean(result)
+    return finish(result, format_table, args.markdown, out)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

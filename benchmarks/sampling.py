@@ -60,7 +60,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import clean, device_name, sync, write_json
+from benchmarks.common import clean, device_name, finish, pick_presets, sync
 
 from colddiff import unet
 from colddiff.config import preset as get_preset
@@ -539,23 +539,8 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Parse ``argv``, run, print the table(s), write the JSON; return the result."""
     args = parser().parse_args(argv)
     opts = options_from_args(args)
-    presets = [s.strip() for s in args.presets.split(",")] if args.presets else None
-    if presets:
-        unknown = [s for s in presets if s not in {r.preset for r in ROWS}]
-        if unknown:
-            raise SystemExit(f"unknown presets {unknown}; known: {', '.join(r.preset for r in ROWS)}")
-    result = run(opts, presets)
-    print(format_table(result))
-    if args.markdown:
-        print()
-        print(format_table(result, markdown=True))
-    for line in result["target_missed"]:
-        print(f"overhead target missed: {line}")
-    for line in result["failures"]:
-        print(f"FAILED: {line}")
-    write_json(result, args.out)
-    print(f"wrote {args.out}")
-    return clean(result)
+    result = run(opts, pick_presets(args.presets, ROWS))
+    return finish(result, format_table, args.markdown, args.out)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

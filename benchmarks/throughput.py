@@ -48,7 +48,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import clean, device_name, sync, write_json
+from benchmarks.common import device_name, finish, pick_presets, sync
 from benchmarks.sampling import timed as timed_with_result
 from benchmarks.training import (SyntheticImages, Trainer, _ms, _params, _rate, _render, full_step,
                                  make_autocast, timed)
@@ -377,22 +377,9 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Parse ``argv``, run, print the table, write the JSON; return the result."""
     args = parser().parse_args(argv)
     opts = options_from_args(args)
-    presets = [s.strip() for s in args.presets.split(",")] if args.presets else None
-    if presets:
-        unknown = [s for s in presets if s not in {r.preset for r in ROWS}]
-        if unknown:
-            raise SystemExit(f"unknown presets {unknown}; known: {', '.join(r.preset for r in ROWS)}")
-    result = run(opts, presets)
-    print(format_table(result))
-    if args.markdown:
-        print()
-        print(format_table(result, markdown=True))
-    for line in result["failures"]:
-        print(f"FAILED: {line}")
+    result = run(opts, pick_presets(args.presets, ROWS))
     out = args.out if args.out is not None else default_out(opts.device, args.dtype)
-    write_json(result, out)
-    print(f"wrote {out}")
-    return clean(result)
+    return finish(result, format_table, args.markdown, out)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
