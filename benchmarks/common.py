@@ -75,3 +75,21 @@ def finish(result: Dict[str, Any], format_table, markdown: bool, out: Path) -> D
     write_json(result, out)
     print(f"wrote {out}")
     return clean(result)
+
+
+def machine_meta(name: str, device: torch.device, dtype: torch.dtype, date: str) -> Dict[str, Any]:
+    """What every result records about where and how it was measured."""
+    import os
+
+    return {
+        "benchmark": name,
+        "date": date,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "dtype": str(dtype).replace("torch.", ""),
+    }

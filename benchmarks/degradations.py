@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -46,7 +44,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import device_name, finish, sync
+from benchmarks.common import finish, machine_meta, sync
 
 import colddiff.degradations as deg
 from colddiff.errors import ConfigError
@@ -417,16 +415,7 @@ def run(opts: Options, families: Optional[List[str]] = None, settings: Optional[
                     print(f"[{len(rows)}/{n}] {fam:<11} {st.name:<16} {row['status']:<8} "
                           f"{row['row_seconds']:6.1f} s", file=sys.stderr, flush=True)
     meta = {
-        "benchmark": NAME,
-        "date": date,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(opts.device),
-        "device_name": device_name(opts.device),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "dtype": str(opts.dtype).replace("torch.", ""),
+        **machine_meta(NAME, opts.device, opts.dtype, date),
         "quick": opts.quick,
         "seed": opts.seed,
         "families": fams,

@@ -47,8 +47,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import os
-import platform
 import statistics
 import sys
 import time
@@ -60,7 +58,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import clean, device_name, finish, pick_presets, sync
+from benchmarks.common import clean, finish, machine_meta, pick_presets, sync
 
 from colddiff import unet
 from colddiff.config import preset as get_preset
@@ -462,16 +460,7 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
                 print(f"[{i + 1}/{len(specs)}] {spec.preset:<16} {row['status']:<6} {row['row_seconds']:6.1f} s",
                       file=sys.stderr, flush=True)
     meta = {
-        "benchmark": NAME,
-        "date": date,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(opts.device),
-        "device_name": device_name(opts.device),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "dtype": str(opts.dtype).replace("torch.", ""),
+        **machine_meta(NAME, opts.device, opts.dtype, date),
         "precision": "fp32" if opts.dtype == torch.float32 else "bf16 autocast on the network; images float32",
         "quick": opts.quick,
         "seed": opts.seed,

@@ -34,8 +34,6 @@ the Alg. 2 run (no synchronisation is needed there), so no separate loop is run.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
 import statistics
 import sys
@@ -48,7 +46,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import device_name, finish, pick_presets, sync
+from benchmarks.common import device_name, finish, machine_meta, pick_presets, sync
 from benchmarks.sampling import timed as timed_with_result
 from benchmarks.training import (SyntheticImages, Trainer, _ms, _params, _rate, _render, full_step,
                                  make_autocast, timed)
@@ -302,16 +300,7 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
                   file=sys.stderr, flush=True)
     bf16 = opts.dtype != torch.float32
     meta = {
-        "benchmark": NAME,
-        "date": date,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(opts.device),
-        "device_name": device_name(opts.device),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "dtype": str(opts.dtype).replace("torch.", ""),
+        **machine_meta(NAME, opts.device, opts.dtype, date),
         "precision": "bf16 autocast on the network (train.precision=bf16); images, loss, degradations float32"
                      if bf16 else "fp32",
         "precision_short": "bf16 autocast" if bf16 else "fp32",

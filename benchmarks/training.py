@@ -45,8 +45,6 @@ import contextlib
 import copy
 import itertools
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -58,7 +56,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import device_name, finish, pick_presets, sync
+from benchmarks.common import finish, machine_meta, pick_presets, sync
 import torch.nn.functional as F
 
 from colddiff import data as data_mod
@@ -482,16 +480,7 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
             print(f"[{i + 1}/{len(specs)}] {spec.preset:<16} {row['status']:<6} {row['row_seconds']:6.1f} s",
                   file=sys.stderr, flush=True)
     meta = {
-        "benchmark": NAME,
-        "date": date,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(opts.device),
-        "device_name": device_name(opts.device),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "dtype": str(opts.dtype).replace("torch.", ""),
+        **machine_meta(NAME, opts.device, opts.dtype, date),
         "precision": "fp32" if opts.dtype == torch.float32 else "bf16 autocast (train.precision=bf16)",
         "quick": opts.quick,
         "seed": opts.seed,
