@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from colddiff.evaluation import markdown_table, text_table
+from colddiff.tables import markdown_table, text_table
 
 from .common import device_name, finish
 

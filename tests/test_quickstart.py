@@ -65,4 +65,4 @@ def test_generate_refuses_a_resolution_run(tmp_path, capsys):
     run = make_run(tmp_path / "sr", dict(name="resolution", T=2, params={}))
     assert main(["generate", str(run.folder), "--n", "2", "--out", str(tmp_path / "g")]) == 2
     err = capsys.readouterr().err
-    assert "generation is defined for blur, mask, animorph, noise" in err and len(err.strip().splitlines()) == 1
+    assert "generation is not defined for resolution" in err and len(err.strip().splitlines()) == 1

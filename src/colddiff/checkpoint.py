@@ -106,6 +106,29 @@ class Checkpoint:
         return self.ema if ema and self.ema else self.model
 
 
+def read_meta(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(config, state) of a checkpoint from its header alone: no tensor is read."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise InputError(f"{path} is not a colddiff checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
+        config, state = json.loads(meta["config"]), json.loads(meta.get("state") or "{}")
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); "
+                         "delete it to fall back to the previous one") from None
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise InputError(f"checkpoint {path} has malformed metadata (config and state must be JSON objects)")
+    return config, state
+
+
 def load_checkpoint(path, device="cpu") -> Checkpoint:
     """Read a checkpoint; a corrupt, truncated or foreign file gives one clear InputError."""
     from safetensors import safe_open

@@ -1,6 +1,9 @@
-"""The ``colddiff`` command line: argument parsing only; the work is done by the library.
+"""The ``colddiff`` command line: argument parsing and thin adapters; the work is done by the library.
 
-Every problem the user can fix ends in one line on stderr and a non-zero exit status.
+Each command is a pair: ``add_NAME(sub)`` declares its arguments (with an example) and
+``cmd_NAME(args)`` calls the library.  Every problem the user can fix ends in one line on
+stderr and exit status 2.  ``--plugin FILE_OR_MODULE`` (or ``COLDDIFF_PLUGINS``) loads
+degradations of one's own before any command runs (see :mod:`colddiff.plugins`).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from .config import parse_value
 from .errors import ColddiffError, ConfigError, InputError
 
 EXIT_USER_ERROR = 2
+RAW = argparse.RawDescriptionHelpFormatter
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,6 +27,22 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401  (argparse API)
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _command(sub, name: str, help: str, description: str, examples: str, func) -> argparse.ArgumentParser:
+    """A sub-command with its help, its examples and its adapter."""
+    p = sub.add_parser(name, help=help, description=description, formatter_class=RAW,
+                       epilog=textwrap.dedent(examples).strip("\n") + "\n" if examples else None)
+    p.set_defaults(func=func)
+    p.add_argument("--plugin", action="append", default=argparse.SUPPRESS, metavar="FILE_OR_MODULE",
+                   help="load degradations of your own first (repeatable; also before the command)")
+    return p
+
+
+def _sampler_names(**kw):
+    from .samplers import SAMPLERS
+
+    return [n for n, fn in SAMPLERS.items() if all(getattr(fn, k) == v for k, v in kw.items())]
 
 
 def parse_params(items: Sequence[str]) -> dict:
@@ -75,7 +95,7 @@ def load_input(spec: str, n: int, channels: Optional[int], size: Optional[int]):
     )
 
 
-# ---------------------------------------------------------------------------- commands
+# ---------------------------------------------------------------------------- degrade, degradations
 def cmd_degrade(args) -> int:
     import torch
 
@@ -101,6 +121,30 @@ def cmd_degrade(args) -> int:
     return 0
 
 
+def add_degrade(sub):
+    d = _command(sub, "degrade", "write a strip of D(x0, t) at chosen steps",
+                 "Apply a degradation at several steps and write a PNG strip (one row per image).", """
+        examples:
+          colddiff degrade --degradation blur --input mnist-5k --n 8 --steps 0,5,10,20 --out strip.png
+          colddiff degrade --degradation mask --param T=50 --input photo.png --out mask.png
+          colddiff degrade --degradation blur --param schedule=exponential --param sigma=1 \\
+              --param kernel_size=27 --param padding=circular --param T=300 --input faces/ --out gen.png
+          colddiff --plugin mine.py degrade --degradation mine --input mnist-5k --out mine.png
+        """, cmd_degrade)
+    d.add_argument("--degradation", "-d", required=True, help="degradation name (see `colddiff degradations`)")
+    d.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="degradation parameter, repeatable (e.g. --param sigma=2 --param padding=circular)")
+    d.add_argument("--T", type=int, default=None, help="number of steps (same as --param T=N)")
+    d.add_argument("--input", "-i", required=True,
+                   help="image file, folder of images, or data set name (e.g. mnist-5k: its test split)")
+    d.add_argument("--n", type=int, default=8, help="at most this many images (default 8)")
+    d.add_argument("--steps", default=None, help="comma-separated steps, e.g. 0,5,10,T (default: 0, T/4, T/2, 3T/4, T)")
+    d.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert images to 1 or 3 channels")
+    d.add_argument("--size", type=int, default=None, help="resize images to SIZE×SIZE")
+    d.add_argument("--seed", type=int, default=0, help="seed of the random parts (mask centres, noise, ...)")
+    d.add_argument("--out", "-o", default="degrade.png", help="output PNG (default degrade.png)")
+
+
 def cmd_degradations(args) -> int:
     from . import degradations as deg
 
@@ -112,6 +156,56 @@ def cmd_degradations(args) -> int:
         print(f"{name:<11} {doc}")
         print(textwrap.indent(textwrap.fill(params, 88), " " * 12))
     return 0
+
+
+def add_degradations(sub):
+    _command(sub, "degradations", "list the degradations and their parameters",
+             "List the registered degradations (built in and plug-ins) and their parameters.",
+             "example:\n  colddiff degradations\n  colddiff --plugin mine.py degradations", cmd_degradations)
+
+
+def cmd_check_degradation(args) -> int:
+    from . import degradations as deg
+    from .degradations.checks import check
+
+    params = parse_params(args.param)
+    cls = deg.get_class(args.name)
+    if params or args.T is not None:
+        if args.T is not None:
+            params["T"] = args.T
+        params.setdefault("T", 8)
+        D = deg.create(args.name, image_size=args.size, channels=args.channels, **params)
+    else:
+        D = cls.example(image_size=args.size, channels=args.channels)
+    print(f"checking {D!r} on {args.channels}x{args.size}x{args.size} images")
+    results = check(D)
+    for r in results:
+        print(r.line())
+    failed = [r.name for r in results if r.ok is False]
+    passed = sum(r.ok is True for r in results)
+    print(f"{passed} passed, {len(failed)} failed, {len(results) - passed - len(failed)} skipped")
+    if failed:
+        raise ConfigError(f"{args.name} fails {len(failed)} propert{'y' if len(failed) == 1 else 'ies'}: "
+                          f"{', '.join(failed)} (details above)")
+    return 0
+
+
+def add_check_degradation(sub):
+    c = _command(sub, "check-degradation", "run the property suite on a degradation (yours included)",
+                 "Check the properties every degradation must have: D(x0, 0) == x0, shape/dtype/device, range,\n"
+                 "closed form == step-by-step, cost flat in t, a context reproducible from a seed, one batch axis.",
+                 """
+        examples:
+          colddiff check-degradation blur
+          colddiff --plugin mine.py check-degradation mine
+          colddiff check-degradation mask --param position=random --T 20 --size 32 --channels 3
+        """, cmd_check_degradation)
+    c.add_argument("name", help="degradation name (see `colddiff degradations`)")
+    c.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="degradation parameter, repeatable (default: the family's example settings)")
+    c.add_argument("--T", type=int, default=None, help="number of steps")
+    c.add_argument("--size", type=int, default=16, help="image size for the checks (default 16)")
+    c.add_argument("--channels", type=int, choices=(1, 3), default=1, help="image channels (default 1)")
 
 
 def cmd_networks(args) -> int:
@@ -129,47 +223,28 @@ def cmd_networks(args) -> int:
     return 0
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _deep_merge(base[k], v)
-        else:
-            base[k] = v
-    return base
+def add_networks(sub):
+    _command(sub, "networks", "parameter counts of the paper's restoration networks",
+             "Show the U-Net configurations used by the presets and their parameter counts.",
+             "example:\n  colddiff networks", cmd_networks)
 
 
-def resolve_train_config(args):
-    """The run configuration from --preset / --config / --set (or the run folder with --resume)."""
-    from .checkpoint import find_latest, load_checkpoint
-    from .config import RunConfig, preset, read_toml
+# ---------------------------------------------------------------------------- train, presets, data
+def cmd_train(args) -> int:
+    from .config import resolve_config
+    from .training import resume_config, train
 
     if args.resume:
-        run = Path(args.resume)
-        latest = find_latest(run / "checkpoints")
-        if latest is None:
-            raise ConfigError(f"nothing to resume in {run}: no checkpoint in {run / 'checkpoints'}")
-        cfg = RunConfig.from_dict(load_checkpoint(latest).config)
-        fixed = [a for a in args.set if not (a.startswith("train.") or a.startswith("data.num_workers"))]
-        if fixed:
-            raise ConfigError(f"a resumed run keeps its data, degradation and network; only train.* settings "
-                              f"can change (got {', '.join(fixed)})")
         if args.preset or args.config:
             raise ConfigError("--resume takes the configuration from the run folder; drop --preset/--config")
-        return cfg.override(args.set), run
-    if not args.preset and not args.config:
-        raise ConfigError("say what to train: --preset NAME (see `colddiff presets`) and/or --config run.toml")
-    base = preset(args.preset).to_dict() if args.preset else RunConfig().to_dict()
-    if args.config:
-        base = _deep_merge(base, read_toml(args.config))
-    cfg = RunConfig.from_dict(base).override(args.set)
-    out = Path(args.out) if args.out else Path("runs") / cfg.preset
-    return cfg, out
-
-
-def cmd_train(args) -> int:
-    from .training import train
-
-    cfg, out = resolve_train_config(args)
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ConfigError(f"--resume continues the run in {args.resume} there; drop --out {args.out} "
+                              "(or copy the run folder first and resume the copy)")
+        out = Path(args.resume)
+        cfg = resume_config(out, args.set)
+    else:
+        cfg = resolve_config(args.preset, args.config, args.set)
+        out = Path(args.out) if args.out else Path("runs") / cfg.preset
     cfg.build_degradation()  # fail early on impossible degradation settings
     summary = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
     if int(os.environ.get("RANK", 0)) != 0:
@@ -183,6 +258,27 @@ def cmd_train(args) -> int:
     return 0
 
 
+def add_train(sub):
+    tr = _command(sub, "train", "train a restoration network (paper recipe, exact resume, DDP)",
+                  "Train R with the paper's recipe: L1 loss on R(D(x0, t), t), Adam, gradient accumulation, EMA.\n"
+                  "The resolved config is written to OUT/config.toml and into every checkpoint.", """
+        examples:
+          colddiff train --preset mnist5k-blur --out runs/blur             # ~10 minutes on 2 CPU cores
+          colddiff train --preset cifar10-blur --set train.batch_size=64 train.lr=1e-4 --out runs/c10
+          colddiff train --resume runs/blur --set train.steps=8000        # continue (or extend) a run
+          colddiff --plugin mine.py train --preset mnist5k-blur --set degradation.name=mine --out runs/mine
+          torchrun --nproc_per_node 4 -m colddiff train --preset celeba-blur --out runs/celeba
+        """, cmd_train)
+    tr.add_argument("--preset", help="named configuration (see `colddiff presets`)")
+    tr.add_argument("--config", help="TOML file with config sections; overrides the preset's values")
+    tr.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="override config keys: train.steps=1000 model.dim=32 degradation.sigma=2 (several after "
+                         "one --set, or --set repeated); degradation.name=OTHER drops the old family's parameters")
+    tr.add_argument("--out", help="run folder (default runs/PRESET)")
+    tr.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its latest checkpoint")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def cmd_presets(args) -> int:
     from .config import PRESETS, preset
 
@@ -193,6 +289,13 @@ def cmd_presets(args) -> int:
     for name, p in PRESETS.items():
         print(f"{name:<{width}}  {p.data.name:<9} {p.data.image_size:>3}px  {p.description}")
     return 0
+
+
+def add_presets(sub):
+    pr = _command(sub, "presets", "list the named training configurations",
+                  "List the presets (one per experiment of the paper, plus small CPU ones).",
+                  "examples:\n  colddiff presets\n  colddiff presets --show mnist5k-blur", cmd_presets)
+    pr.add_argument("--show", metavar="NAME", help="print one preset's full configuration as TOML")
 
 
 def cmd_data(args) -> int:
@@ -238,34 +341,64 @@ def cmd_data(args) -> int:
     return 0
 
 
+def add_data(sub):
+    da = _command(sub, "data", "the data sets: list, details, checksums, downloads",
+                  "List the built-in data sets and whether they are here, show where their files go, check\n"
+                  "them against the published checksums, or download those that have an official mirror.", """
+        examples:
+          colddiff data list
+          colddiff data info celeba                 # the exact files, checksums and where to put them
+          colddiff data download mnist              # into ~/.cache/colddiff/mnist ($COLDDIFF_DATA)
+          colddiff data verify cifar10 --root /data/cifar10
+          colddiff data info folder:~/pictures/faces
+        """, cmd_data)
+    da_sub = da.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    for action, help_text in (("list", "every built-in data set, its size, licence and status"),
+                              ("info", "details of one data set (or folder:PATH)"),
+                              ("verify", "check the files that are here against their published checksums"),
+                              ("download", "download a data set that has an official mirror")):
+        a = da_sub.add_parser(action, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                              epilog=f"example:\n  colddiff data {action}" + ("" if action == "list" else " mnist"),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        if action != "list":
+            a.add_argument("name", help="data set name (see `colddiff data list`)"
+                           + (" or folder:PATH" if action == "info" else ""))
+        a.add_argument("--root", default=None, help="folder holding the data set's files (searched first; "
+                       "downloads go there)")
+        if action == "download":
+            a.add_argument("--quiet", action="store_true", help="no progress bar")
+    da.set_defaults(action=None, root=None, quiet=False)
+
+
+# ---------------------------------------------------------------------------- commands on a trained run
+def _run_args(q):
+    q.add_argument("run", metavar="RUN", help="run folder written by `colddiff train --out` (or a checkpoint file)")
+    q.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+    q.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def _load_run(args):
     from .runs import load_run
 
     return load_run(args.run, device=args.device, ema=not args.raw)
 
 
-def _default_fid(run) -> str:
-    """classifier FID on labelled data sets (works offline), none otherwise."""
-    x, y = run.held_out()[0][0]
-    return "classifier" if int(y) >= 0 else "none"
-
-
 def cmd_evaluate(args) -> int:
     from .evaluation import evaluate, write_evaluation
 
     run = _load_run(args)
-    fid = _default_fid(run) if args.fid == "auto" else args.fid
     if args.generation:
-        from .evaluation import evaluate_generation, write_generation_evaluation
+        from .generation_eval import evaluate_generation, write_generation_evaluation
 
-        gev = evaluate_generation(run, n=args.gen_n, noise=args.noise, fid=fid, seed=args.seed,
+        gev = evaluate_generation(run, n=args.gen_n, noise=args.noise, fid=args.fid, seed=args.seed,
                                   progress=not args.no_progress)
         paths = write_generation_evaluation(gev, run.folder / "evaluation")
         print(gev.text())
         print(f"\nwrote {paths['md']} (and .csv, .json, {paths['png'].name}) in {gev.seconds:.0f} s; generated images "
               f"in {run.folder / 'generation'}/")
         return 0
-    ev = evaluate(run, n=args.n, t=args.t, fid=fid, classifier=not args.no_classifier,
+    ev = evaluate(run, n=args.n, t=args.t, fid=args.fid, classifier=not args.no_classifier,
                   batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
     paths = write_evaluation(ev, run.folder / "evaluation")
     print(ev.text())
@@ -274,84 +407,71 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _user_images(spec: str, size: int, channels: int, resize: bool):
-    """The user's images as (N, C, H, W) in [-1, 1] at the run's size and channels, and their names."""
-    import torch
+def add_evaluate(sub):
+    from .metrics import FID_BACKENDS
 
-    from .images import list_images, read_image
-
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise InputError(f"input not found: {path}; give an image file or a folder of images")
-    files = [path] if path.is_file() else list_images(path)
-    if not files:
-        raise InputError(f"no images found in folder {path}")
-    imgs, converted, resized = [], [], []
-    for f in files:
-        x = read_image(f)
-        if x.shape[0] != channels:
-            converted.append(f.name)
-            x = read_image(f, channels=channels)
-        if tuple(x.shape[-2:]) != (size, size):
-            if not resize:
-                raise InputError(f"{f} is {x.shape[-1]}×{x.shape[-2]} but this run restores {size}×{size} images; "
-                                 f"crop/resize it yourself, or pass --resize to resize it (bicubic)")
-            resized.append(f.name)
-            x = read_image(f, channels=channels, size=(size, size))
-        imgs.append(x)
-    if converted:
-        print(f"colddiff: warning: converted {len(converted)} image(s) to {channels} channel(s) to match the run "
-              f"({', '.join(converted[:3])}{', ...' if len(converted) > 3 else ''})", file=sys.stderr)
-    if resized:
-        print(f"colddiff: warning: resized {len(resized)} image(s) to {size}×{size}; restoration quality depends on "
-              "the degradation matching the training one", file=sys.stderr)
-    return torch.stack(imgs), files
+    ev = _command(sub, "evaluate", "the paper's Table 1 for a run: FID, SSIM, RMSE, PSNR, class kept",
+                  "Restore N held-out test images from t=T (or --t) with direct reconstruction, Algorithm 1 and\n"
+                  "Algorithm 2, and measure each against the clean images. Writes RUN/evaluation/restoration.{md,csv,json}.",
+                  """
+        examples:
+          colddiff evaluate runs/mnist5k-blur                     # 500 test digits, classifier FID
+          colddiff evaluate runs/mnist5k-blur --t 10 --n 200
+          colddiff evaluate runs/celeba-blur --fid inception      # needs the Inception weights file
+          colddiff evaluate runs/mnist5k-blur --generation        # generated images (see `colddiff generate`)
+        """, cmd_evaluate)
+    _run_args(ev)
+    ev.add_argument("--n", type=int, default=500, help="held-out images to restore (default 500)")
+    ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
+    ev.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto",
+                    help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "
+                         "auto = classifier on labelled data sets, else none")
+    ev.add_argument("--no-classifier", action="store_true",
+                    help="skip the classifier (no 'class kept' column and no classifier FID)")
+    ev.add_argument("--batch-size", type=int, default=100, help="images per sampler batch (default 100)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the random parts of the degradation")
+    ev.add_argument("--generation", action="store_true",
+                    help="evaluate generated images instead (class histogram, entropy, blank share, FID)")
+    ev.add_argument("--gen-n", type=int, default=500, help="with --generation: images to generate (default 500)")
+    ev.add_argument("--noise", type=float, default=0.002,
+                    help="with --generation: the --noise setting compared against no noise (default 0.002)")
 
 
 def cmd_restore(args) -> int:
-    import json
-
-    import torch
-
-    from .evaluation import estimate_t, restore
-    from .fileio import atomic_path
-    from .images import make_grid, save_image, atomic_save
+    from .restoration import restore_files
 
     run = _load_run(args)
-    c = run.cfg.data
-    y, files = _user_images(args.input, c.image_size, c.channels, args.resize)
-    if args.t == "auto":
-        t = estimate_t(run, y, progress=not args.no_progress)
-    else:
-        try:
-            t_int = int(args.t)
-        except ValueError:
-            raise ConfigError(f"--t takes a step number 1..{run.T} or auto, got {args.t!r}") from None
-        if not 1 <= t_int <= run.T:
-            raise ConfigError(f"--t must be between 1 and T={run.T} for this run (or auto), got {t_int}")
-        t = torch.full((y.shape[0],), t_int, dtype=torch.long)
-    samplers = ["direct"] + ([args.sampler] if args.sampler != "direct" else [])
-    outs = {s: restore(run, y, t, sampler=s, progress=not args.no_progress) for s in samplers}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stems = [f.stem if len(files) == 1 or f.parent == files[0].parent else f"{f.parent.name}-{f.stem}" for f in files]
-    records = []
-    for i, stem in enumerate(stems):
-        rec = {"input": str(files[i]), "t": int(t[i]), "t_estimated": args.t == "auto"}
-        for s in samplers:
-            rec[s] = str(save_image(outs[s][i], out / f"{stem}.{s}.png"))
-        records.append(rec)
-    rows = [[y[i]] + [outs[s][i] for s in samplers] for i in range(y.shape[0])]
-    sheet = atomic_save(make_grid(rows[:64], col_labels=["input"] + samplers,
-                                  row_labels=[f"t={int(v)}" for v in t[:64]]), out / "sheet.png")
-    with atomic_path(out / "restore.json") as tmp:
-        Path(tmp).write_text(json.dumps({"run": str(run.folder), "checkpoint": run.checkpoint.name,
-                                         "step": run.step, "degradation": repr(run.D), "images": records}, indent=2))
-    ts = sorted({int(v) for v in t})
-    print(f"restored {len(files)} image(s) at t={ts[0] if len(ts) == 1 else f'{ts[0]}..{ts[-1]}'}"
-          f"{' (estimated)' if args.t == 'auto' else ''} with {' and '.join(samplers)}: {out}/ "
-          f"(side by side: {sheet})")
+    res = restore_files(run, args.input, args.out, t=args.t, sampler=args.sampler, resize=args.resize,
+                        progress=not args.no_progress)
+    for w in res["warnings"]:
+        print(f"colddiff: warning: {w}", file=sys.stderr)
+    ts = res["t_values"]
+    print(f"restored {len(res['images'])} image(s) at t={ts[0] if len(ts) == 1 else f'{ts[0]}..{ts[-1]}'}"
+          f"{' (estimated)' if args.t == 'auto' else ''} with {' and '.join(res['samplers'])}: {args.out}/ "
+          f"(side by side: {res['sheet']})")
     return 0
+
+
+def add_restore(sub):
+    rs = _command(sub, "restore", "restore your own already-degraded images",
+                  "Restore images that are already degraded (by the run's kind of degradation) from step t,\n"
+                  "or estimate t per image with --t auto. Writes NAME.direct.png, NAME.algorithm2.png,\n"
+                  "a side-by-side sheet.png and restore.json into --out.", """
+        examples:
+          colddiff restore runs/mnist5k-blur --input blurry.png --t auto --out restored/
+          colddiff restore runs/mnist5k-blur --input scans/ --t 12 --out restored/ --sampler algorithm1
+          colddiff restore runs/celeba-blur --input photo.jpg --t auto --resize --out restored/
+
+        Images must have the run's size; --resize resizes them (with a warning). Colour images are
+        converted to the run's number of channels (with a warning). Sub-folders of the input are kept.
+        """, cmd_restore)
+    _run_args(rs)
+    rs.add_argument("--input", "-i", required=True, help="an image file or a folder of images")
+    rs.add_argument("--t", default="auto", help="severity: a step 1..T, or auto to estimate it per image (default)")
+    rs.add_argument("--out", "-o", required=True, help="output folder")
+    rs.add_argument("--sampler", choices=_sampler_names(), default="algorithm2",
+                    help="sampler written beside direct reconstruction (default algorithm2)")
+    rs.add_argument("--resize", action="store_true", help="resize images of another size to the run's size")
 
 
 def cmd_generate(args) -> int:
@@ -368,6 +488,29 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def add_generate(sub):
+    gn = _command(sub, "generate", "generate images from scratch (blur, mask, animorph and noise runs)",
+                  "Generate images from the fully degraded state with a trained run: blur runs start from a\n"
+                  "constant image whose channel means come from a Gaussian mixture fitted to the training set;\n"
+                  "mask runs from random solid colours; animorph runs from partner images; noise runs from\n"
+                  "Gaussian noise. Writes NNNN.png, grid.png and generation.json into --out.", """
+        examples:
+          colddiff generate runs/mnist5k-blur-gen --n 64 --out gen/
+          colddiff generate runs/mnist5k-blur-gen --n 64 --noise 0.002 --out gen-noise/   # broken symmetry
+          colddiff generate runs/celeba-noise --n 16 --sampler ddim --out ddim/
+        """, cmd_generate)
+    _run_args(gn)
+    gn.add_argument("--n", type=int, default=64, help="images to generate (default 64)")
+    gn.add_argument("--out", "-o", required=True, help="output folder")
+    gn.add_argument("--sampler", choices=_sampler_names(), default="algorithm2",
+                    help="algorithm2 (default), algorithm1, ddim (noise runs), direct (one call of R)")
+    gn.add_argument("--noise", type=float, default=0.0,
+                    help="std of Gaussian noise added to the start state (the paper's broken symmetry, e.g. 0.002)")
+    gn.add_argument("--seed", type=int, default=0, help="seed of the start states (same seed, same images)")
+    gn.add_argument("--k", type=int, default=1, help="blur runs: Gaussian-mixture components of the start statistic")
+    gn.add_argument("--batch-size", type=int, default=256, help="images per sampler batch (default 256)")
+
+
 def cmd_report(args) -> int:
     from .evaluation import evaluate, write_evaluation
     from .report import find_evaluations, generation_section, write_figures, write_report
@@ -375,10 +518,9 @@ def cmd_report(args) -> int:
     run = _load_run(args)
     evs = find_evaluations(run.folder)
     if not evs and not args.no_eval:
-        fid = _default_fid(run)
-        print(f"no evaluation in {run.folder / 'evaluation'} yet: evaluating {args.n} test images (--fid {fid})",
+        print(f"no evaluation in {run.folder / 'evaluation'} yet: evaluating {args.n} test images (--fid auto)",
               file=sys.stderr)
-        ev = evaluate(run, n=args.n, fid=fid, progress=not args.no_progress)
+        ev = evaluate(run, n=args.n, fid="auto", progress=not args.no_progress)
         write_evaluation(ev, run.folder / "evaluation")
         evs = [ev]
     fig_t = evs[0].t if evs else run.T
@@ -387,6 +529,20 @@ def cmd_report(args) -> int:
     print(f"wrote {path} ({len(figs)} figures, {len(evs)} evaluation table(s)); open it in a browser, e.g. "
           f"xdg-open {path}  (figures also in {run.folder / 'figures'})")
     return 0
+
+
+def add_report(sub):
+    rp = _command(sub, "report", "write RUN/report.html: config, evaluation, figures, loss curve",
+                  "Write the figures (RUN/figures/*.png) and one self-contained HTML report (RUN/report.html)\n"
+                  "with the config, the evaluation table(s), the figures and the loss curve. Evaluates the\n"
+                  "run first (--n images) when it has no evaluation yet.", """
+        examples:
+          colddiff report runs/mnist5k-blur
+          xdg-open runs/mnist5k-blur/report.html       # or open it in any browser; no server needed
+        """, cmd_report)
+    _run_args(rp)
+    rp.add_argument("--n", type=int, default=500, help="images for the evaluation when there is none (default 500)")
+    rp.add_argument("--no-eval", action="store_true", help="do not evaluate a run that has no evaluation yet")
 
 
 def cmd_quickstart(args) -> int:
@@ -398,243 +554,68 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="colddiff",
-        description="Cold Diffusion: restoration and generation with arbitrary image degradations.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run `colddiff COMMAND --help` for a command's options and an example.",
-    )
-    p.add_argument("--version", action="version", version=f"colddiff {__version__}")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    d = sub.add_parser(
-        "degrade", help="write a strip of D(x0, t) at chosen steps",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Apply a degradation at several steps and write a PNG strip (one row per image).",
-        epilog=textwrap.dedent("""\
-            examples:
-              colddiff degrade --degradation blur --input mnist-5k --n 8 --steps 0,5,10,20 --out strip.png
-              colddiff degrade --degradation mask --param T=50 --input photo.png --out mask.png
-              colddiff degrade --degradation blur --param schedule=exponential --param sigma=1 \\
-                  --param kernel_size=27 --param padding=circular --param T=300 --input faces/ --out gen.png
-            """),
-    )
-    d.add_argument("--degradation", "-d", required=True, help="degradation name (see `colddiff degradations`)")
-    d.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
-                   help="degradation parameter, repeatable (e.g. --param sigma=2 --param padding=circular)")
-    d.add_argument("--T", type=int, default=None, help="number of steps (same as --param T=N)")
-    d.add_argument("--input", "-i", required=True,
-                   help="image file, folder of images, or data set name (e.g. mnist-5k: its test split)")
-    d.add_argument("--n", type=int, default=8, help="at most this many images (default 8)")
-    d.add_argument("--steps", default=None, help="comma-separated steps, e.g. 0,5,10,T (default: 0, T/4, T/2, 3T/4, T)")
-    d.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert images to 1 or 3 channels")
-    d.add_argument("--size", type=int, default=None, help="resize images to SIZE×SIZE")
-    d.add_argument("--seed", type=int, default=0, help="seed of the random parts (mask centres, noise, ...)")
-    d.add_argument("--out", "-o", default="degrade.png", help="output PNG (default degrade.png)")
-    d.set_defaults(func=cmd_degrade)
-
-    ls = sub.add_parser("degradations", help="list the degradations and their parameters",
-                        description="List the registered degradations and their parameters.",
-                        epilog="example:\n  colddiff degradations",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    ls.set_defaults(func=cmd_degradations)
-
-    nw = sub.add_parser("networks", help="parameter counts of the paper's restoration networks",
-                        description="Show the U-Net configurations used by the presets and their parameter counts.",
-                        epilog="example:\n  colddiff networks",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    nw.set_defaults(func=cmd_networks)
-
-    tr = sub.add_parser(
-        "train", help="train a restoration network (paper recipe, exact resume, DDP)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train R with the paper's recipe: L1 loss on R(D(x0, t), t), Adam, gradient accumulation, EMA.\n"
-                    "The resolved config is written to OUT/config.toml and into every checkpoint.",
-        epilog=textwrap.dedent("""\
-            examples:
-              colddiff train --preset mnist5k-blur --out runs/blur             # ~10 minutes on 2 CPU cores
-              colddiff train --preset cifar10-blur --set train.batch_size=64 --out runs/c10
-              colddiff train --resume runs/blur --set train.steps=8000        # continue (or extend) a run
-              torchrun --nproc_per_node 4 -m colddiff train --preset celeba-blur --out runs/celeba
-            """),
-    )
-    tr.add_argument("--preset", help="named configuration (see `colddiff presets`)")
-    tr.add_argument("--config", help="TOML file with config sections; overrides the preset's values")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config key, repeatable: train.steps=1000, model.dim=32, degradation.sigma=2")
-    tr.add_argument("--out", help="run folder (default runs/PRESET)")
-    tr.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its latest checkpoint")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tr.set_defaults(func=cmd_train)
-
-    pr = sub.add_parser("presets", help="list the named training configurations",
-                        description="List the presets (one per experiment of the paper, plus small CPU ones).",
-                        epilog="examples:\n  colddiff presets\n  colddiff presets --show mnist5k-blur",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    pr.add_argument("--show", metavar="NAME", help="print one preset's full configuration as TOML")
-    pr.set_defaults(func=cmd_presets)
-
-    da = sub.add_parser(
-        "data", help="the data sets: list, details, checksums, downloads",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="List the built-in data sets and whether they are here, show where their files go, check\n"
-                    "them against the published checksums, or download those that have an official mirror.",
-        epilog=textwrap.dedent("""\
-            examples:
-              colddiff data list
-              colddiff data info celeba                 # the exact files, checksums and where to put them
-              colddiff data download mnist              # into ~/.cache/colddiff/mnist ($COLDDIFF_DATA)
-              colddiff data verify cifar10 --root /data/cifar10
-              colddiff data info folder:~/pictures/faces
-            """),
-    )
-    da_sub = da.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
-    for action, help_text in (("list", "every built-in data set, its size, licence and status"),
-                              ("info", "details of one data set (or folder:PATH)"),
-                              ("verify", "check the files that are here against their published checksums"),
-                              ("download", "download a data set that has an official mirror")):
-        a = da_sub.add_parser(action, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
-                              epilog=f"example:\n  colddiff data {action}" + ("" if action == "list" else " mnist"),
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-        if action != "list":
-            a.add_argument("name", help="data set name (see `colddiff data list`)"
-                           + (" or folder:PATH" if action == "info" else ""))
-        a.add_argument("--root", default=None, help="folder holding the data set's files (searched first; "
-                       "downloads go there)")
-        if action == "download":
-            a.add_argument("--quiet", action="store_true", help="no progress bar")
-    da.set_defaults(func=cmd_data, action=None, root=None, quiet=False)
-
-    def run_args(q):
-        q.add_argument("run", metavar="RUN", help="run folder written by `colddiff train --out` (or a checkpoint file)")
-        q.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
-        q.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
-        q.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-    ev = sub.add_parser(
-        "evaluate", help="the paper's Table 1 for a run: FID, SSIM, RMSE, PSNR, class kept",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Restore N held-out test images from t=T (or --t) with direct reconstruction, Algorithm 1 and\n"
-                    "Algorithm 2, and measure each against the clean images. Writes RUN/evaluation/restoration.{md,csv,json}.",
-        epilog=textwrap.dedent("""\
-            examples:
-              colddiff evaluate runs/mnist5k-blur                     # 500 test digits, classifier FID
-              colddiff evaluate runs/mnist5k-blur --t 10 --n 200
-              colddiff evaluate runs/celeba-blur --fid inception      # needs the Inception weights file
-              colddiff evaluate runs/mnist5k-blur --generation        # generated images (see `colddiff generate`)
-            """),
-    )
-    run_args(ev)
-    ev.add_argument("--n", type=int, default=500, help="held-out images to restore (default 500)")
-    ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
-    ev.add_argument("--fid", choices=("auto", "classifier", "inception", "none"), default="auto",
-                    help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "
-                         "auto = classifier on labelled data sets, else none")
-    ev.add_argument("--no-classifier", action="store_true",
-                    help="skip the classifier (no 'class kept' column and no classifier FID)")
-    ev.add_argument("--batch-size", type=int, default=100, help="images per sampler batch (default 100)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the random parts of the degradation")
-    ev.add_argument("--generation", action="store_true",
-                    help="evaluate generated images instead (class histogram, entropy, blank share, FID)")
-    ev.add_argument("--gen-n", type=int, default=500, help="with --generation: images to generate (default 500)")
-    ev.add_argument("--noise", type=float, default=0.002,
-                    help="with --generation: the --noise setting compared against no noise (default 0.002)")
-    ev.set_defaults(func=cmd_evaluate)
-
-    rs = sub.add_parser(
-        "restore", help="restore your own already-degraded images",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Restore images that are already degraded (by the run's kind of degradation) from step t,\n"
-                    "or estimate t per image with --t auto. Writes NAME.direct.png, NAME.algorithm2.png,\n"
-                    "a side-by-side sheet.png and restore.json into --out.",
-        epilog=textwrap.dedent("""\
-            examples:
-              colddiff restore runs/mnist5k-blur --input blurry.png --t auto --out restored/
-              colddiff restore runs/mnist5k-blur --input scans/ --t 12 --out restored/ --sampler algorithm1
-              colddiff restore runs/celeba-blur --input photo.jpg --t auto --resize --out restored/
-
-            Images must have the run's size; --resize resizes them (with a warning). Colour images are
-            converted to the run's number of channels (with a warning).
-            """),
-    )
-    run_args(rs)
-    rs.add_argument("--input", "-i", required=True, help="an image file or a folder of images")
-    rs.add_argument("--t", default="auto", help="severity: a step 1..T, or auto to estimate it per image (default)")
-    rs.add_argument("--out", "-o", required=True, help="output folder")
-    rs.add_argument("--sampler", choices=("algorithm2", "algorithm1", "direct"), default="algorithm2",
-                    help="sampler written beside direct reconstruction (default algorithm2)")
-    rs.add_argument("--resize", action="store_true", help="resize images of another size to the run's size")
-    rs.set_defaults(func=cmd_restore)
-
-    qs = sub.add_parser(
-        "quickstart", help="train, evaluate, generate and report on the embedded MNIST digits (~10 min CPU)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="The whole method in one command, on the 5,000 embedded MNIST digits and 2 CPU cores in about\n"
-                    "ten minutes: train the mnist5k-blur-gen preset (a blur that ends in a constant image), evaluate\n"
-                    "restoration from t=10 (Table 1 layout), generate digits from t=T, write RUN/report.html and\n"
-                    "print a summary with the targets. Interrupted? Run it again: it continues.",
-        epilog=textwrap.dedent("""\
-            examples:
-              colddiff quickstart
-              colddiff quickstart --out runs/qs --steps 3000      # longer training
-            """),
-    )
+def add_quickstart(sub):
+    qs = _command(sub, "quickstart", "train, evaluate, generate and report on the embedded MNIST digits (~10 min CPU)",
+                  "The whole method in one command, on the 5,000 embedded MNIST digits and 2 CPU cores in about\n"
+                  "ten minutes: train the mnist5k-blur-gen preset (a blur that ends in a constant image), evaluate\n"
+                  "restoration from t=10 (Table 1 layout), generate digits from t=T, write RUN/report.html and\n"
+                  "print a summary with the targets. Interrupted? Run it again: it continues.", """
+        examples:
+          colddiff quickstart
+          colddiff quickstart --out runs/qs --steps 3000      # longer training
+        """, cmd_quickstart)
     qs.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
     qs.add_argument("--steps", type=int, default=2200, help="training steps (default 2200, ~7.5 min on 2 cores)")
     qs.add_argument("--t", type=int, default=10, help="restoration severity for the evaluation (default 10 of 30)")
     qs.add_argument("--n", type=int, default=500, help="held-out digits to evaluate (default 500)")
     qs.add_argument("--gen-n", type=int, default=200, help="digits generated per setting (default 200)")
     qs.add_argument("--no-progress", action="store_true", help="no progress bars")
-    qs.set_defaults(func=cmd_quickstart)
 
-    gn = sub.add_parser(
-        "generate", help="generate images from scratch (blur, mask, animorph and noise runs)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Generate images from the fully degraded state with a trained run: blur runs start from a\n"
-                    "constant image whose channel means come from a Gaussian mixture fitted to the training set;\n"
-                    "mask runs from random solid colours; animorph runs from partner images; noise runs from\n"
-                    "Gaussian noise. Writes NNNN.png, grid.png and generation.json into --out.",
-        epilog=textwrap.dedent("""\
-            examples:
-              colddiff generate runs/mnist5k-blur-gen --n 64 --out gen/
-              colddiff generate runs/mnist5k-blur-gen --n 64 --noise 0.002 --out gen-noise/   # broken symmetry
-              colddiff generate runs/celeba-noise --n 16 --sampler ddim --out ddim/
-            """),
-    )
-    run_args(gn)
-    gn.add_argument("--n", type=int, default=64, help="images to generate (default 64)")
-    gn.add_argument("--out", "-o", required=True, help="output folder")
-    gn.add_argument("--sampler", choices=("algorithm2", "algorithm1", "ddim", "direct"), default="algorithm2",
-                    help="algorithm2 (default), algorithm1, ddim (noise runs), direct (one call of R)")
-    gn.add_argument("--noise", type=float, default=0.0,
-                    help="std of Gaussian noise added to the start state (the paper's broken symmetry, e.g. 0.002)")
-    gn.add_argument("--seed", type=int, default=0, help="seed of the start states (same seed, same images)")
-    gn.add_argument("--k", type=int, default=1, help="blur runs: Gaussian-mixture components of the channel means")
-    gn.add_argument("--batch-size", type=int, default=256, help="images per sampler batch (default 256)")
-    gn.set_defaults(func=cmd_generate)
 
-    rp = sub.add_parser(
-        "report", help="write RUN/report.html: config, evaluation, figures, loss curve",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Write the figures (RUN/figures/*.png) and one self-contained HTML report (RUN/report.html)\n"
-                    "with the config, the evaluation table(s), the figures and the loss curve. Evaluates the\n"
-                    "run first (--n images) when it has no evaluation yet.",
-        epilog=textwrap.dedent("""\
-            examples:
-              colddiff report runs/mnist5k-blur
-              xdg-open runs/mnist5k-blur/report.html       # or open it in any browser; no server needed
-            """),
-    )
-    run_args(rp)
-    rp.add_argument("--n", type=int, default=500, help="images for the evaluation when there is none (default 500)")
-    rp.add_argument("--no-eval", action="store_true", help="do not evaluate a run that has no evaluation yet")
-    rp.set_defaults(func=cmd_report)
+ADDERS = (add_degrade, add_degradations, add_check_degradation, add_networks, add_train, add_presets, add_data,
+          add_evaluate, add_restore, add_quickstart, add_generate, add_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="colddiff", description="Cold Diffusion: restoration and generation with arbitrary image "
+                "degradations.", formatter_class=RAW,
+                epilog="Run `colddiff COMMAND --help` for a command's options and an example.")
+    p.add_argument("--version", action="version", version=f"colddiff {__version__}")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                   help="load degradations of your own first (a .py file or a module name; repeatable; "
+                        "also $COLDDIFF_PLUGINS)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in ADDERS:
+        add(sub)
     return p
 
 
+def _argv_plugins(argv: Sequence[str]) -> list:
+    """--plugin values given before the command (read before parsing, so choices can list plug-ins)."""
+    out, it = [], iter(argv)
+    for a in it:
+        if a == "--plugin":
+            out.append(next(it, ""))
+        elif a.startswith("--plugin="):
+            out.append(a.split("=", 1)[1])
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        from . import plugins
+
+        plugins.load_entry_points()   # installed plug-ins: listed by `degradations`, usable everywhere
+        plugins.from_environment()
+        plugins.load_plugins(_argv_plugins(argv))
+    except ColddiffError as e:
+        if debug:
+            raise
+        print(f"colddiff: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -139,6 +139,10 @@ class RunConfig:
             raise ConfigError(f"unknown config key {key!r}; keys look like section.name with section one of "
                               f"{', '.join(sections)} (e.g. train.steps)")
         sec = sections[parts[0]]
+        if parts[0] == "degradation" and parts[1] == "name" and len(parts) == 2:
+            if text.strip() != sec.name:  # another family: the old family's parameters mean nothing to it
+                sec.name, sec.params = text.strip(), {}
+            return
         if parts[0] == "degradation" and (parts[1] == "params" or parts[1] not in {f.name for f in fields(sec)}):
             name = parts[-1] if parts[1] == "params" else parts[1]
             sec.params[name] = parse_value(text)
@@ -346,3 +350,56 @@ def preset(name: str) -> RunConfig:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown preset {name!r}{hint}; see `colddiff presets` for the list")
     return PRESETS[name].copy()
+
+
+# ---------------------------------------------------------------------------- resolution and resume
+# Settings a resumed run may change: how it trains, not what it is (its data, degradation, network).
+RESUMABLE = ("train.", "data.num_workers", "data.root")
+
+
+def deep_merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
+    """``extra`` merged into ``base`` (nested tables merged key by key).  A [degradation] table that
+    names another family replaces the old family's parameters instead of merging into them."""
+    for k, v in extra.items():
+        if k == "degradation" and isinstance(v, dict) and isinstance(base.get(k), dict) \
+                and v.get("name", base[k].get("name")) != base[k].get("name"):
+            base[k] = {**{kk: vv for kk, vv in base[k].items() if kk != "params"}, **v}
+            base[k].setdefault("params", {})
+        elif isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def resolve_config(preset_name: str = "", config_file=None, sets=()) -> RunConfig:
+    """The run configuration of ``--preset`` + ``--config FILE`` + ``--set key=value`` (in that order)."""
+    if not preset_name and not config_file:
+        raise ConfigError("say what to train: --preset NAME (see `colddiff presets`) and/or --config run.toml")
+    base = preset(preset_name).to_dict() if preset_name else RunConfig().to_dict()
+    if config_file:
+        path = Path(config_file)
+        if path.is_dir():
+            raise ConfigError(f"--config {path} is a folder; give a TOML file (e.g. a run's config.toml)")
+        base = deep_merge(base, read_toml(path))
+    return RunConfig.from_dict(base).override(list(sets))
+
+
+def check_resumable(saved: Dict[str, Any], cfg: "RunConfig", where="the run") -> None:
+    """A one-line ConfigError when ``cfg`` differs from the ``saved`` config outside :data:`RESUMABLE`."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and not (prefix == "degradation." and k == "params"):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    a, b = flat(RunConfig.from_dict(saved).to_dict()), flat(cfg.to_dict())
+    changed = sorted(k for k in set(a) | set(b)
+                     if a.get(k) != b.get(k) and not k.startswith(RESUMABLE) and k not in ("description",))
+    if changed:
+        raise ConfigError(f"a resumed run keeps its data, degradation and network; only train.* settings can change, "
+                          f"but {', '.join(changed)} differ from {where} (start a new run with another --out instead)")
+

@@ -1,26 +1,17 @@
 """Unconditional generation: start states at t = T, the sampling loop, output files, statistics.
 
-A cold degradation generates when its image at t = T no longer depends on x0 beyond a few
-numbers that can be drawn (Cold Diffusion, "Generation"):
+A degradation generates when its image at t = T no longer depends on x0 beyond a few
+numbers that can be drawn (Cold Diffusion, "Generation").  Each family says how through
+its own ``start`` hook (see :class:`colddiff.degradations.Degradation`); this module never
+asks for a family's name:
 
-* ``blur``: every image blurs to a constant image, its per-channel mean.  A Gaussian
-  mixture of the per-image channel means of the run's training set (1 component in the
-  paper) is fitted once and stored with the run (``RUN/generation/gmm-k{K}.json``); a mean
-  is drawn per image and the start is x_T = D(fill, T), ``fill`` the constant image of that
-  mean.  With circular or reflect padding every blur row sums to one, so D(fill, T) == fill
-  up to float rounding; with zero padding D(fill, T) is darker near the borders, exactly as a
-  real image of that mean would be at t = T, so D(fill, T) is the right start for every
-  padding.  Whether t = T really is constant is checked (:func:`constant_residual`) and a
-  warning is logged when it is not (e.g. the light CPU blur presets): generation from a
-  constant is then out of distribution for R.
-* ``mask`` (generation variant, ``fill=random``): the image at t = T is a random solid
-  colour.  The colour is drawn by the degradation's own ``context`` and x_T = D(0, T, ctx),
-  so every later call D(x0_hat, s, ctx) of the sampler fades towards that same colour.
-* ``animorph``: x_T = D(0, T, ctx) = √(1 − ᾱ_T)·z, the partner images of the context.
-* ``noise`` (the hot baseline): x_T = D(0, T, ctx) = √(1 − ᾱ_T)·ε and the context holds that
-  ε, so Algorithm 2 with fixed noise continues the trajectory x_T started; the unknown
-  x0 enters x_T only through √ᾱ_T (2.5e-4 for the cosine schedule at T = 200, 5.5e-3 linear).  ``ddim``
-  re-estimates ε from x0_hat at every step instead.
+* families whose end state keeps a statistic of x0 (``start_fit``; blur: the channel means)
+  get a Gaussian mixture fitted once to that statistic over the run's training set (1
+  component in the paper), stored with the run (``RUN/generation/gmm-k{K}.json``), and a
+  sampler of it (``draw``) to build their start, e.g. blur's x_T = D(fill, T);
+* the others draw their start from their own context: mask generation a random solid
+  colour, animorph partner images, noise Gaussian ε (x_T = D(0, T, ctx)), so the sampler's
+  later calls D(x0_hat, s, ctx) head towards the same end.
 
 ``noise > 0`` adds N(0, noise²) to the start ("broken symmetry": the paper's 0.002 in
 [-1, 1] units).  Algorithm 2 carries this perturbation to the end (the final image keeps it,
@@ -42,28 +33,25 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from .degradations import context_cat, context_slice
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 
-__all__ = ["GENERATIVE", "SAMPLER_NAMES", "CHUNK", "ChannelGMM", "channel_means", "channel_gmm",
-           "constant_residual", "generation_family", "start_state", "generate", "write_generation",
+__all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generate", "write_generation",
            "near_blank", "ink_fraction", "generation_stats"]
 
 log = logging.getLogger("colddiff.generation")
 
-GENERATIVE = ("blur", "mask", "animorph", "noise")
-SAMPLER_NAMES = ("algorithm2", "algorithm1", "ddim", "direct")
 CHUNK = 64                 # images per start-state generator (changing it changes every sample)
 GMM_FORMAT = "colddiff-gmm-v1"
 GENERATION_FORMAT = "colddiff-generation-v1"
-RESIDUAL_WARN = 0.05       # warn when D(·, T) keeps more than 5% of an image's contrast
 INK_CONTRAST = 0.5         # a pixel is "ink" when it differs from the image's median by > half the range
 BLANK_THRESHOLD = 0.01     # near-blank: less than 1% of the pixels are ink
 
 
 # ---------------------------------------------------------------------------- GMM of channel means
 class ChannelGMM:
-    """A Gaussian mixture over per-image channel means (C values per image, in [-1, 1]).
+    """A Gaussian mixture over a per-image start statistic (blur: C channel means per image, in [-1, 1]).
 
     Attributes: ``weights`` (K,), ``means`` (K, C), ``covariances`` (K, C, C) float64 tensors,
     ``covariance_type`` ("full"), and ``meta`` (what it was fitted on: data set, n images, seed).
@@ -163,21 +151,21 @@ class ChannelGMM:
         return f"ChannelGMM(k={self.k}, channels={self.channels}, n_images={self.meta.get('n_images')})"
 
 
-def channel_means(dataset, batch_size: int = 512, num_workers: int = 0, progress: bool = False) -> torch.Tensor:
-    """(N, C) float64 per-image channel means of a data set of images or (image, label) pairs."""
+def start_statistics(D, dataset, batch_size: int = 512, num_workers: int = 0, progress: bool = False) -> torch.Tensor:
+    """(N, d) float64 start statistic ``D.start_statistic`` of every image of a data set (images or pairs)."""
     images = getattr(dataset, "images", None)
     if isinstance(images, torch.Tensor) and images.is_floating_point() and images.dim() == 4:
-        return images.double().mean((2, 3))  # in-memory data sets: one reduction
+        return D.start_statistic(images).double().flatten(1)  # in-memory data sets: one call
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     out = []
-    for batch in tqdm(loader, desc="channel means", unit="batch", disable=not progress, dynamic_ncols=True):
+    for batch in tqdm(loader, desc="start statistics", unit="batch", disable=not progress, dynamic_ncols=True):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        out.append(x.double().mean((2, 3)))
+        out.append(D.start_statistic(x).double().flatten(1))
     if not out:
-        raise InputError("the training set is empty: no channel means to fit")
+        raise InputError("the training set is empty: no start statistics to fit")
     return torch.cat(out)
 
 
@@ -187,27 +175,30 @@ def _gmm_dataset(run) -> dict:
     return {"name": d.name, "split": "train", "image_size": int(d.image_size), "channels": int(d.channels)}
 
 
-def channel_gmm(run, k: int = 1, refit: bool = False, progress: bool = True) -> ChannelGMM:
-    """The GMM of the run's training-set channel means, from ``RUN/generation/gmm-k{k}.json``.
+def start_gmm(run, k: int = 1, refit: bool = False, progress: bool = True) -> ChannelGMM:
+    """The GMM of the run's training-set start statistic, from ``RUN/generation/gmm-k{k}.json``.
 
-    The file is reused when it was fitted with the same k on the same data set, image size
-    and channels; otherwise (or with ``refit``) the GMM is fitted (seed 0) and the file written.
+    The file is reused when it was fitted with the same k on the same data set, image size,
+    channels and degradation; otherwise (or with ``refit``) the GMM is fitted (seed 0) and the
+    file written.
     """
     k = _positive_int(k, "k (GMM components)")
     path = Path(run.folder) / "generation" / f"gmm-k{k}.json"
     want = _gmm_dataset(run)
+    statistic = run.D.describe()
     if path.exists() and not refit:
         try:
             gmm = ChannelGMM.load(path)
         except InputError as e:
             log.warning("%s; fitting the GMM again", e)
         else:
-            if gmm.k == k and gmm.meta.get("dataset") == want and gmm.channels == want["channels"]:
+            if gmm.k == k and gmm.meta.get("dataset") == want and gmm.meta.get("degradation", statistic) == statistic:
                 return gmm
             log.info("%s was fitted on %s, not %s: fitting again", path, gmm.meta.get("dataset"), want)
-    means = channel_means(run.dataset("train"), num_workers=int(run.cfg.data.num_workers), progress=progress)
-    gmm = ChannelGMM.fit(means, k=k, seed=0)
-    gmm.meta = {"dataset": want, **gmm.meta}
+    stats = start_statistics(run.D, run.dataset("train"), num_workers=int(run.cfg.data.num_workers),
+                             progress=progress)
+    gmm = ChannelGMM.fit(stats, k=k, seed=0)
+    gmm.meta = {"dataset": want, "degradation": statistic, **gmm.meta}
     try:
         gmm.save(path)
     except OSError as e:  # a read-only run folder: generation still works, the fit is just not cached
@@ -216,92 +207,44 @@ def channel_gmm(run, k: int = 1, refit: bool = False, progress: bool = True) -> 
 
 
 # ---------------------------------------------------------------------------- start states
-def generation_family(D) -> str:
-    """The degradation's name when it can generate from t = T, else a one-line ConfigError."""
-    name = getattr(D, "name", type(D).__name__)
-    if name not in GENERATIVE:
-        raise ConfigError(f"generation is defined for {', '.join(GENERATIVE)} runs, not {name}: "
-                          f"its image at t=T still depends on the clean image, so there is nothing to start from")
-    if name == "mask" and getattr(D, "fill", None) != "random":
-        raise ConfigError("mask generation needs the generation variant fill=random (e.g. preset celeba-mask-gen): "
-                          "with fill=zero the image at t=T still shows the clean image outside the masks")
-    return name
-
-
-def constant_residual(D, H: int, W: Optional[int] = None) -> float:
-    """How much of an image's contrast a blur keeps at t = T (0: D(x0, T) is exactly constant).
-
-    The largest gain ‖M_T·(I − 11ᵀ/n)‖₂ of the per-axis operator on zero-mean signals, over
-    both axes: D(x0, T) deviates from a constant image by at most this factor of x0's deviation.
-    """
-    gains = []
-    for n in {int(H), int(W or H)}:
-        M = D.composite(n)[D.T]
-        P = torch.eye(n, dtype=M.dtype) - 1.0 / n
-        gains.append(float(torch.linalg.matrix_norm(M @ P, ord=2)))
-    return max(gains)
-
-
 def _generator(seed: int, chunk: int) -> torch.Generator:
     """The CPU generator of start-state chunk ``chunk`` (independent streams for (seed, chunk))."""
     state = np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
 
 
-def _start_chunk(run, family: str, m: int, g: torch.Generator, noise: float, gmm: Optional[ChannelGMM]):
+def _start_chunk(run, m: int, g: torch.Generator, noise: float, gmm: Optional[ChannelGMM]):
     """x_T and ctx for ``m`` images, every random number drawn from ``g`` in a fixed order."""
-    D, dev = run.D, run.device
     C, H = int(run.cfg.data.channels), int(run.cfg.data.image_size)
-    x0 = torch.zeros(m, C, H, H, device=dev)  # the unknown x0; D(x0, T) ignores it (up to √ᾱ_T for mixing)
-    if family == "blur":
-        # the fully blurred image is its channel means: fill with a mean drawn from the GMM
-        fill = gmm.sample(m, g).to(dev)[:, :, None, None].expand(m, C, H, H).contiguous()
-        x_T, ctx = D(fill, D.T), None
-    else:
-        ctx = D.context(x0, g)  # mask: solid colour (and centre); animorph: partners z; noise: ε
-        x_T = D(x0, D.T, ctx)
+    draw = gmm.sample if gmm is not None else None
+    x_T, ctx = run.D.start(m, (C, H, H), g, run.device, draw=draw)
     if noise > 0:  # "broken symmetry": small Gaussian noise on the start image
-        x_T = x_T + noise * torch.randn(m, C, H, H, generator=g).to(dev)
+        x_T = x_T + noise * torch.randn(m, C, H, H, generator=g).to(run.device)
     return x_T, ctx
 
 
-def _ctx_cat(parts: Sequence[Any]) -> Any:
-    first = parts[0]
-    if first is None:
-        return None
-    if isinstance(first, torch.Tensor):
-        return torch.cat(list(parts))
-    if isinstance(first, dict):
-        return {key: _ctx_cat([p[key] for p in parts]) for key in first}
-    raise TypeError(f"cannot batch a context of type {type(first).__name__}")
-
-
-def _ctx_slice(ctx: Any, a: int, b: int) -> Any:
-    if ctx is None:
-        return None
-    if isinstance(ctx, torch.Tensor):
-        return ctx[a:b].contiguous()
-    return {key: _ctx_slice(v, a, b) for key, v in ctx.items()}
-
-
-def _start_state(run, family: str, n: int, seed: int, noise: float, gmm: Optional[ChannelGMM], first: int = 0):
+def _start_state(run, n: int, seed: int, noise: float, gmm: Optional[ChannelGMM], first: int = 0):
     c0, c1 = first // CHUNK, (first + n - 1) // CHUNK
-    parts = [_start_chunk(run, family, CHUNK, _generator(seed, c), noise, gmm) for c in range(c0, c1 + 1)]
+    parts = [_start_chunk(run, CHUNK, _generator(seed, c), noise, gmm) for c in range(c0, c1 + 1)]
     a = first - c0 * CHUNK
+    total = CHUNK * len(parts)
     x_T = torch.cat([p[0] for p in parts])[a:a + n].contiguous()
-    return x_T, _ctx_slice(_ctx_cat([p[1] for p in parts]), a, a + n)
+    ctx = context_cat([p[1] for p in parts], [CHUNK] * len(parts))
+    return x_T, context_slice(ctx, a, a + n, total)
+
+
+def _gmm_for(run, k: int, progress: bool) -> Optional[ChannelGMM]:
+    return start_gmm(run, k, progress=progress) if run.D.start_fit else None
 
 
 def start_state(run, n: int, seed: int = 0, noise: float = 0.0, k: int = 1, *, first: int = 0):
     """(x_T, ctx): the start of generation for images ``first .. first+n-1`` of stream ``seed``.
 
     x_T is (n, C, H, W) on ``run.device``; ctx is what the sampler must be given (None for blur).
-    ``k`` is the number of GMM components (blur only).  See the module docstring per family.
+    ``k`` is the number of GMM components (start_fit families such as blur).
     """
-    family = generation_family(run.D)
     n, seed, noise, first = _positive_int(n, "n"), _seed(seed), _noise(noise), _nonneg_int(first, "first")
-    gmm = channel_gmm(run, k, progress=False) if family == "blur" else None
-    return _start_state(run, family, n, seed, noise, gmm, first)
+    return _start_state(run, n, seed, noise, _gmm_for(run, k, False), first)
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -309,47 +252,23 @@ def generate(run, n: int, sampler: str = "algorithm2", noise: float = 0.0, seed:
              batch_size: int = 256, progress: bool = True) -> torch.Tensor:
     """``n`` generated images (n, C, H, W) in [-1, 1] on the CPU, run from t = T by ``sampler``.
 
-    ``sampler``: ``algorithm2`` (the paper's), ``algorithm1``, ``direct`` (one call of R) or
-    ``ddim`` (noise runs only).  Deterministic for a seed, whatever ``batch_size`` and device.
+    ``sampler``: any registered sampler that applies to the run's degradation (``algorithm2``,
+    the paper's; ``algorithm1``; ``direct``, one call of R; ``ddim`` on noise runs).
+    Deterministic for a seed, whatever ``batch_size`` and device.
     """
-    from tqdm.auto import tqdm
+    from .runs import batches
+    from .samplers import get_sampler
 
-    from .samplers import SAMPLERS, direct
-
-    family = generation_family(run.D)
     n, batch_size = _positive_int(n, "n"), _positive_int(batch_size, "batch_size")
     seed, noise = _seed(seed), _noise(noise)
-    if sampler not in SAMPLER_NAMES:
-        raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}")
-    if sampler == "ddim" and family != "noise":
-        raise ConfigError(f"the ddim sampler re-estimates Gaussian noise and needs a noise run, not {family}; "
-                          "use algorithm2")
-    gmm = channel_gmm(run, k, progress=progress) if family == "blur" else None
-    if family == "blur":
-        H = int(run.cfg.data.image_size)
-        r = constant_residual(run.D, H)
-        if r > RESIDUAL_WARN:
-            log.warning("this blur keeps %.0f%% of an image's contrast at t=T=%d (not a constant image), so "
-                        "generation from a constant start is out of distribution for the network; the "
-                        "generation presets (*-blur-gen: T=300, 27x27, circular) blur to a constant", 100 * r, run.T)
-
-    T = run.T
-    steps = 1 if sampler == "direct" else T
-    n_batches = -(-n // batch_size)
-    C, H = int(run.cfg.data.channels), int(run.cfg.data.image_size)
-    out = torch.empty(n, C, H, H)
-    with tqdm(total=n_batches * steps, desc=f"generate {run.name} ({sampler})", unit="step",
-              disable=not progress, dynamic_ncols=True) as bar:
-        for b0 in range(0, n, batch_size):
-            m = min(batch_size, n - b0)
-            x_T, ctx = _start_state(run, family, m, seed, noise, gmm, first=b0)
-            if sampler == "direct":
-                x0_hat = direct(run.R, x_T, T)
-                bar.update(1)
-            else:  # Algorithm 2 / Algorithm 1 / DDIM from s = T down to 1
-                x0_hat = SAMPLERS[sampler](run.R, run.D, x_T, T, ctx, callback=lambda *_: bar.update(1))
-            out[b0:b0 + m] = x0_hat.float().clamp(-1, 1).cpu()
-    return out
+    get_sampler(sampler).check(run.D)
+    gmm = _gmm_for(run, k, progress)
+    out = []
+    for lo, hi in batches(n, batch_size):  # start states per batch: memory stays at one batch
+        x_T, ctx = _start_state(run, hi - lo, seed, noise, gmm, first=lo)
+        out.append(run.sample(x_T, run.T, ctx, sampler=sampler, batch_size=hi - lo, progress=progress,
+                              desc=f"generate {run.name} ({sampler}) {lo}-{hi} of {n}").clamp(-1, 1))
+    return torch.cat(out)
 
 
 # ---------------------------------------------------------------------------- output files

@@ -36,14 +36,21 @@ def to_tensor(img: Image.Image, channels: Optional[int] = None) -> torch.Tensor:
 
 
 def read_image(path: PathLike, channels: Optional[int] = None,
-               size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
-    """Read one image file as a (C, H, W) tensor in [-1, 1], optionally resized to ``size`` (H, W)."""
+               size: Optional[Tuple[int, int]] = None, info: Optional[dict] = None) -> torch.Tensor:
+    """Read one image file as a (C, H, W) tensor in [-1, 1], optionally resized to ``size`` (H, W).
+
+    The file is decoded once; ``info``, when given, receives what the file itself holds:
+    ``channels`` (1 or 3) and ``size`` (H, W) before any conversion.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
             im.load()
+            if info is not None:
+                info["channels"] = 1 if im.mode in ("1", "L", "I", "I;16", "F") else 3
+                info["size"] = (im.height, im.width)
             if size is not None and (im.height, im.width) != tuple(size):
                 im = im.convert("RGB" if im.mode not in ("L", "1") else "L").resize(
                     (size[1], size[0]), Image.Resampling.BICUBIC)

@@ -187,6 +187,15 @@ def fid(feats: Tensor, ref_feats: Tensor, backend: str, accuracy: Optional[float
 
 
 # ---------------------------------------------------------------------------- feature extractors
+def resolve_backend(fid: str, labelled: bool) -> str:
+    """The FID back end for a ``--fid`` choice: ``auto`` = classifier on labelled data sets, none otherwise."""
+    if fid == "auto":
+        return "classifier" if labelled else "none"
+    if fid not in FID_BACKENDS:
+        raise ConfigError(f"--fid must be auto, classifier, inception or none, got {fid!r}")
+    return fid
+
+
 def get_extractor(backend: str, data_name: str, image_size: int, channels: int, root=None, device="cpu",
                   progress: bool = True):
     """The feature extractor of a FID back end, or None for ``"none"``.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from .errors import ConfigError
+from .runs import check_t
 
 log = logging.getLogger("colddiff.quickstart")
 
@@ -44,10 +45,11 @@ def targets(ev) -> Dict[str, Any]:
 def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n: int = 500, gen_n: int = 200,
                noise: float = 0.002, progress: bool = True, echo=print) -> Dict[str, Any]:
     """Train (or resume, or reuse) the quickstart run, evaluate it, generate from it, write the report."""
-    from .checkpoint import find_latest, load_checkpoint
+    from .checkpoint import find_latest, read_meta
     from .config import preset
-    from .evaluation import evaluate, evaluate_generation, write_evaluation, write_generation_evaluation
+    from .evaluation import evaluate, write_evaluation
     from .generation import generate, write_generation
+    from .generation_eval import evaluate_generation, write_generation_evaluation
     from .report import generation_section, write_figures, write_report
     from .runs import load_run
     from .training import train
@@ -55,8 +57,10 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
     start = time.perf_counter()
     out = Path(out)
     cfg = preset(PRESET).override([f"train.steps={steps}"])
-    if not 1 <= t <= cfg.degradation.T:
-        raise ConfigError(f"--t must be between 1 and T={cfg.degradation.T}, got {t}")
+    t = check_t(t, cfg.degradation.T)
+    for what, v in (("--n", n), ("--gen-n", gen_n)):  # checked before minutes of training, not after
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{what} must be a positive whole number, got {v!r}")
     latest = find_latest(out / "checkpoints")
     timings: Dict[str, float] = {}
 
@@ -66,16 +70,17 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
         echo(f"[1/4] training {PRESET} for {steps} steps on the embedded MNIST digits -> {out}")
         summary = train(cfg, out, progress=progress)
     else:
-        done = load_checkpoint(latest)
-        if done.config.get("preset") != PRESET:
-            raise ConfigError(f"{out} holds a {done.config.get('preset')!r} run, not a quickstart; "
+        config, state = read_meta(latest)
+        done_step = int(state.get("step", 0))
+        if config.get("preset") != PRESET:
+            raise ConfigError(f"{out} holds a {config.get('preset')!r} run, not a quickstart; "
                               "choose another --out")
-        if done.step < steps:
-            echo(f"[1/4] resuming the quickstart run in {out} at step {done.step} of {steps}")
+        if done_step < steps:
+            echo(f"[1/4] resuming the quickstart run in {out} at step {done_step} of {steps}")
             summary = train(cfg.override([f"train.steps={steps}"]), out, resume=True, progress=progress)
         else:
-            echo(f"[1/4] {out} is already trained ({done.step} steps); reusing it (delete the folder to retrain)")
-            summary = {"stopped_early": False, "step": done.step}
+            echo(f"[1/4] {out} is already trained ({done_step} steps); reusing it (delete the folder to retrain)")
+            summary = {"stopped_early": False, "step": done_step}
     timings["train"] = time.perf_counter() - t0
     if summary.get("stopped_early"):
         raise ConfigError(f"training was interrupted at step {summary['step']}; run `colddiff quickstart` again "
@@ -118,7 +123,8 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
 
 
 def summary_text(result: Dict[str, Any]) -> str:
-    from .evaluation import Evaluation, GenerationEvaluation
+    from .evaluation import Evaluation
+    from .generation_eval import GenerationEvaluation
 
     ev = Evaluation.from_dict(result["evaluation"])
     gev = GenerationEvaluation.from_dict(result["generation"])

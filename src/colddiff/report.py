@@ -21,11 +21,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from .errors import InputError
-from .evaluation import Evaluation, held_out, read_evaluation, restore_batches
+from .evaluation import Evaluation, held_out, method_label, read_evaluation, restore_batches
 from .fileio import atomic_path
 from .images import atomic_save, make_grid
 from .runs import Run
-from .samplers import algorithm2
 
 log = logging.getLogger("colddiff.report")
 
@@ -49,9 +48,9 @@ def degradation_figure(run: Run, path, n: int = 6, k: int = 8, seed: int = 0) ->
 
 
 def restoration_figure(x0: torch.Tensor, restored: Dict[str, torch.Tensor], t: int, path, n: int = 8) -> Path:
-    """clean | degraded (t) | direct | Algorithm 1 | Algorithm 2, one row per image."""
-    order = [("clean", x0), (f"t={t}", restored["degraded"]), ("direct", restored["direct"]),
-             ("Alg. 1", restored["algorithm1"]), ("Alg. 2", restored["algorithm2"])]
+    """clean | degraded (t) | one column per sampler (direct, Algorithm 1, Algorithm 2, ...), one row per image."""
+    order = [("clean", x0), (f"t={t}", restored["degraded"])]
+    order += [(method_label(m).replace("Algorithm ", "Alg. "), y) for m, y in restored.items() if m != "degraded"]
     n = min(n, x0.shape[0])
     rows = [[img[i] for _, img in order] for i in range(n)]
     return atomic_save(make_grid(rows, col_labels=[name for name, _ in order]), path)
@@ -62,11 +61,8 @@ def algorithm2_figure(run: Run, path, n: int = 3, k: int = 6, seed: int = 0, t: 
     x0, _, _ = held_out(run, n)
     D = run.D
     ctx = D.context(x0, torch.Generator().manual_seed(seed))
-    from .training import _to_device
-
-    ctx_d = _to_device(ctx, run.device)
     t = t or D.T
-    x_t = D(x0.to(run.device), t, ctx_d)
+    x_t = run.degrade(x0, t, ctx)
     shown = set(even_steps(t, k)) - {0}
     xs: Dict[int, torch.Tensor] = {}
     x0s: Dict[int, torch.Tensor] = {}
@@ -75,7 +71,7 @@ def algorithm2_figure(run: Run, path, n: int = 3, k: int = 6, seed: int = 0, t: 
         if s in shown:
             xs[s], x0s[s] = x_s.float().cpu(), x0_hat.float().cpu()
 
-    final = algorithm2(run.R, D, x_t, t, ctx_d, callback=record).float().cpu()
+    final = run.sample(x_t, t, ctx, sampler="algorithm2", batch_size=max(1, x0.shape[0]), callback=record)
     steps = sorted(shown, reverse=True)
     rows, labels = [], []
     for i in range(x0.shape[0]):
@@ -271,7 +267,7 @@ def figure_html(path: Path, caption: str, alt: str) -> str:
 
 def generation_section(run_folder) -> List[str]:
     """The report's generation part, from `colddiff evaluate --generation` (empty when not run)."""
-    from .evaluation import read_generation_evaluation
+    from .generation_eval import read_generation_evaluation
 
     folder = Path(run_folder) / "evaluation"
     path = folder / "generation.json"

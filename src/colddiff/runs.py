@@ -2,29 +2,59 @@
 
 ``load_run(path)`` takes a run folder (``colddiff train --out``) or one checkpoint file and
 returns a :class:`Run`.  Evaluation, restoration, generation and the report all start here,
-so they agree on which weights (EMA by default), device and precision are used.
+so they agree on which weights (EMA by default), device and precision are used, and
+:meth:`Run.sample` is the one place that drives R over many images: batches, the context's
+batch axis, the device, the precision and the progress bar.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional, Tuple, Union
 
 import torch
 
 from . import checkpoint as ckpt_io
 from .config import RunConfig
+from .degradations import context_slice, context_to
+from .devices import autocast, resolve_device
 from .errors import ConfigError, InputError
 
-__all__ = ["Run", "load_run", "resolve_device"]
+__all__ = ["Run", "load_run", "resolve_device", "check_t", "batches", "progress_bar"]
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; a clear error otherwise."""
-    from .training import resolve_device as _resolve
+def check_t(t, T: int, what: str = "--t", auto: bool = False) -> Union[int, str]:
+    """A user's restoration step: a whole number 1..T (``T`` or ``None`` mean T; ``auto`` when allowed).
 
-    return _resolve(spec)
+    The library's samplers accept 0..T (t = 0 returns x0); a step to restore *from* is 1..T.
+    """
+    if t is None or (isinstance(t, str) and t.strip().upper() == "T"):
+        return int(T)
+    if auto and isinstance(t, str) and t.strip().lower() == "auto":
+        return "auto"
+    try:
+        v = int(str(t).strip()) if isinstance(t, str) else int(t)
+        if isinstance(t, bool) or (not isinstance(t, str) and v != t):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} takes a step number 1..{T}{' or auto' if auto else ''}, got {t!r}") from None
+    if not 1 <= v <= T:
+        raise ConfigError(f"{what} must be between 1 and T={T} for this run{' (or auto)' if auto else ''}, got {v}")
+    return v
+
+
+def batches(n: int, batch_size: int) -> Iterator[Tuple[int, int]]:
+    """(lo, hi) of consecutive batches covering 0..n."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a positive whole number, got {batch_size!r}")
+    for lo in range(0, n, batch_size):
+        yield lo, min(n, lo + batch_size)
+
+
+def progress_bar(total: int, desc: str, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=not progress, leave=False)
 
 
 @dataclass
@@ -43,14 +73,54 @@ class Run:
     _cache: dict = field(default_factory=dict, repr=False)
 
     def R(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The restorer x0_hat = R(x_t, t), float32, under the run's mixed precision on CUDA."""
-        if self.precision in ("bf16", "fp16") and self.device.type == "cuda":
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            ctx = torch.autocast("cuda", dtype=dtype)
-        else:
-            ctx = contextlib.nullcontext()
-        with torch.no_grad(), ctx:
+        """The restorer x0_hat = R(x_t, t), float32, under the run's precision (the training policy)."""
+        with torch.no_grad(), autocast(self.device, self.precision):
             return self.model(x.to(self.device), t.to(self.device)).float()
+
+    def sample(self, x_t: torch.Tensor, t, ctx: Any = None, sampler: str = "algorithm2", batch_size: int = 64,
+               progress: bool = False, desc: Optional[str] = None, callback: Optional[Callable] = None,
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """x0_hat for N images ``x_t`` (CPU or device) from steps ``t`` (int or (N,)), by ``sampler``, on the CPU.
+
+        ``ctx`` is the context of all N trajectories (its batch axis is sliced per batch, see
+        :func:`colddiff.degradations.context_slice`).  Results do not depend on ``batch_size``.
+        """
+        from .samplers import get_sampler
+
+        fn = get_sampler(sampler)
+        fn.check(self.D)
+        n = int(x_t.shape[0])
+        tt = self.D.as_t(t, x_t).cpu()
+        spans = list(batches(n, batch_size))
+        calls = sum(1 if fn.one_call else int(tt[lo:hi].max()) for lo, hi in spans) if n else 0
+        bar = progress_bar(calls, desc or f"{self.name}: {sampler}", progress)
+
+        def tick(s, x_s, x0_hat):
+            bar.update(1)
+            if callback is not None:
+                callback(s, x_s, x0_hat)
+
+        outs = []
+        try:
+            for lo, hi in spans:
+                xb = x_t[lo:hi].to(self.device)
+                cb = context_to(context_slice(ctx, lo, hi, n), self.device)
+                outs.append(fn(self.R, self.D, xb, tt[lo:hi].to(self.device), cb, callback=tick,
+                               generator=generator).float().cpu())
+        finally:
+            bar.close()
+        return torch.cat(outs) if outs else x_t.float().cpu()
+
+    def degrade(self, x0: torch.Tensor, t, ctx: Any = None, batch_size: int = 64) -> torch.Tensor:
+        """D(x0, t, ctx) for N images, computed in batches on the run's device, returned on the CPU."""
+        n = int(x0.shape[0])
+        tt = self.D.as_t(t, x0).cpu()
+        outs = []
+        with torch.no_grad():
+            for lo, hi in batches(n, batch_size):
+                cb = context_to(context_slice(ctx, lo, hi, n), self.device)
+                outs.append(self.D(x0[lo:hi].to(self.device), tt[lo:hi].to(self.device), cb).float().cpu())
+        return torch.cat(outs) if outs else x0.float().cpu()
 
     def dataset(self, split: str = "test"):
         """The run's data set split (the test split when it has one, else an error naming the splits)."""

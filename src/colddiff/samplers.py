@@ -1,17 +1,25 @@
 """Samplers: direct reconstruction, Algorithm 1 and Algorithm 2 of Cold Diffusion, and DDIM.
 
-All share one signature.  ``R(x, t) -> x0_hat`` is any callable (a network or a plain
-function) taking a batch and a (B,) int64 tensor of steps.  ``t`` is an int or a (B,)
-tensor: each sample starts at its own step, and a sample whose ``t_b`` is below the
-current step ``s`` is passed through unchanged until its turn comes.  ``callback(s, x_s,
-x0_hat)`` is called once per step, before the update, so trajectories can be recorded.
+All share one signature, ``sampler(R, D, x_t, t, ctx=None, callback=None, generator=None)``.
+``R(x, t) -> x0_hat`` is any callable (a network or a plain function) taking a batch and a
+(B,) int64 tensor of steps.  ``t`` is an int or a (B,) tensor: each sample starts at its own
+step, and a sample whose ``t_b`` is below the current step ``s`` is passed through unchanged
+until its turn comes.  ``ctx`` is the per-trajectory context that produced x_t;
+``callback(s, x_s, x0_hat)`` is called once per step, before the update, so trajectories can
+be recorded; ``generator`` feeds samplers that draw random numbers (none of these four do).
+
+``SAMPLERS`` is the one registry (a plain dict name -> function); every list of sampler
+names (CLI choices included) derives from it.  Each function carries what callers need to
+know about it: ``label`` (for tables), ``one_call`` (R is called once instead of t times),
+``needs_context`` (it re-applies D, so the context of x_t must be known) and ``check(D)``
+(a one-line ConfigError when it does not apply to D).
 
 Samplers run without autograd (a T-step loop would otherwise keep every graph alive).
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 
@@ -22,7 +30,7 @@ Restorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 TLike = Union[int, torch.Tensor]
 
-__all__ = ["direct", "algorithm1", "algorithm2", "ddim", "SAMPLERS"]
+__all__ = ["direct", "algorithm1", "algorithm2", "ddim", "SAMPLERS", "register_sampler", "get_sampler", "sampler_names"]
 
 
 def _t_vector(t: TLike, x: torch.Tensor, D: Optional[Degradation] = None) -> torch.Tensor:
@@ -56,10 +64,52 @@ def _restore_active(R: Restorer, x: torch.Tensor, s: int, active: Optional[torch
     return x0_hat
 
 
+def register_sampler(name: str, label: str, one_call: bool = False, needs_context: bool = True,
+                     check: Optional[Callable[[Degradation], None]] = None):
+    """Function decorator: add a sampler (one signature, see the module docstring) to ``SAMPLERS``."""
+
+    def deco(fn):
+        fn.sampler_name, fn.label, fn.one_call, fn.needs_context = name, label, one_call, needs_context
+        fn.check = check or (lambda D: None)
+        SAMPLERS[name] = fn
+        return fn
+
+    return deco
+
+
+SAMPLERS: Dict[str, Callable] = {}
+
+
+def get_sampler(name: str) -> Callable:
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}") from None
+
+
+def sampler_names(D: Optional[Degradation] = None) -> list:
+    """Every registered sampler, or those that apply to ``D``."""
+    out = []
+    for name, fn in SAMPLERS.items():
+        if D is not None:
+            try:
+                fn.check(D)
+            except ConfigError:
+                continue
+        out.append(name)
+    return out
+
+
+@register_sampler("direct", "Direct", one_call=True, needs_context=False)
 @torch.no_grad()
-def direct(R: Restorer, x_t: torch.Tensor, t: TLike) -> torch.Tensor:
-    """Direct reconstruction: x0_hat = R(x_t, t) in one call."""
-    return R(x_t, _t_vector(t, x_t)).to(x_t.dtype)
+def direct(R: Restorer, D: Optional[Degradation], x_t: torch.Tensor, t: TLike, ctx: Any = None,
+           callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Direct reconstruction: x0_hat = R(x_t, t) in one call (D and ctx are not used)."""
+    tt = _t_vector(t, x_t, D)
+    x0_hat = R(x_t, tt).to(x_t.dtype)
+    if callback is not None:
+        callback(int(tt.max()) if tt.numel() else 0, x_t, x0_hat)
+    return x0_hat
 
 
 def _iterate(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any,
@@ -85,17 +135,19 @@ def _iterate(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any,
     return x
 
 
+@register_sampler("algorithm1", "Algorithm 1")
 @torch.no_grad()
 def algorithm1(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
-               callback: Optional[Callback] = None) -> torch.Tensor:
+               callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Algorithm 1 (naive): for s = t..1: x0_hat = R(x_s, s); x_{s-1} = D(x0_hat, s-1)."""
     return _iterate(R, D, x_t, t, ctx, callback,
                     lambda x_s, x0_hat, s: D(x0_hat, s - 1, ctx))
 
 
+@register_sampler("algorithm2", "Algorithm 2")
 @torch.no_grad()
 def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
-               callback: Optional[Callback] = None) -> torch.Tensor:
+               callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Algorithm 2 (improved): for s = t..1: x0_hat = R(x_s, s);
     x_{s-1} = x_s − D(x0_hat, s) + D(x0_hat, s−1).
 
@@ -105,31 +157,32 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
                     lambda x_s, x0_hat, s: x_s - D(x0_hat, s, ctx) + D(x0_hat, s - 1, ctx))
 
 
+def _check_mixing(D: Degradation) -> None:
+    if D is None or D.mixing_schedule() is None:
+        raise ConfigError(f"ddim re-estimates Gaussian noise and works only with the noise degradation "
+                          f"(x_t = √ᾱ·x0 + √(1−ᾱ)·ε), not {getattr(D, 'name', type(D).__name__)}; "
+                          "use algorithm2 for cold degradations")
+
+
+@register_sampler("ddim", "DDIM", needs_context=False, check=_check_mixing)
 @torch.no_grad()
 def ddim(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
-         callback: Optional[Callback] = None) -> torch.Tensor:
+         callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """DDIM with η = 0 (Song et al. 2021), the hot baseline's "DDIM-style" sampler.
 
     For s = t..1: x0_hat = R(x_s, s); the noise is re-estimated from x0_hat,
     ε_hat = (x_s − √ᾱ_s·x0_hat) / √(1 − ᾱ_s), and x_{s−1} = √ᾱ_{s−1}·x0_hat + √(1 − ᾱ_{s−1})·ε_hat.
     Unlike Algorithm 2 with a fixed ε, the noise is read back from the current x_s instead of
     being held at the start noise, so x_{s−1} always lies on the path through x_s and x0_hat.
-    With the oracle R = x0 and x_t = D(x0, t, ε) it retraces D(x0, s−1, ε) exactly.  Only
-    defined for the Gaussian-noise degradation (it uses D's ᾱ schedule); ``ctx`` is accepted
-    for the shared signature and unused.
+    With the oracle R = x0 and x_t = D(x0, t, ε) it retraces D(x0, s−1, ε) exactly.  Defined
+    for degradations that declare a Gaussian mixing schedule (``D.mixing_schedule()``, the
+    noise degradation); ``ctx`` is accepted for the shared signature and unused.
     """
-    from .degradations.noise import GaussianNoise
-
-    if not isinstance(D, GaussianNoise):
-        raise ConfigError(f"ddim re-estimates Gaussian noise and works only with the noise degradation, "
-                          f"not {getattr(D, 'name', type(D).__name__)}; use algorithm2 for cold degradations")
-    ab = [float(a) for a in D.alpha_bar]  # ᾱ_0 = 1, ..., ᾱ_T in float64
+    _check_mixing(D)
+    ab = [float(a) for a in D.mixing_schedule()]  # ᾱ_0 = 1, ..., ᾱ_T in float64
 
     def update(x_s, x0_hat, s):
         eps_hat = (x_s - math.sqrt(ab[s]) * x0_hat) / math.sqrt(1.0 - ab[s])
         return math.sqrt(ab[s - 1]) * x0_hat + math.sqrt(1.0 - ab[s - 1]) * eps_hat
 
     return _iterate(R, D, x_t, t, None, callback, update, need_ctx=False)
-
-
-SAMPLERS = {"direct": direct, "algorithm1": algorithm1, "algorithm2": algorithm2, "ddim": ddim}

@@ -34,7 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt_io
-from .config import RunConfig
+from .config import RunConfig, check_resumable
+from .degradations import context_to
+from .devices import autocast as precision_autocast
+from .devices import resolve_device as _resolve_device
 from .errors import ColddiffError, ConfigError
 
 Callback = Callable[[Dict[str, Any]], None]
@@ -52,16 +55,22 @@ def dist_env() -> tuple[int, int, int]:
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    if spec == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={spec} but no CUDA GPU is available here; use --set train.device=cpu (or auto)")
-    if spec == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    try:
-        return torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
+    return _resolve_device(spec, local_rank, hint="--set train.device=cpu")
+
+
+def resume_config(out, sets: Sequence[str] = ()) -> RunConfig:
+    """The configuration of the run in ``out`` (from its latest checkpoint's header) with ``sets`` applied.
+
+    Only train.* (and data.num_workers / data.root) may change; :func:`train` refuses the rest.
+    """
+    out = Path(out)
+    latest = ckpt_io.find_latest(out / "checkpoints")
+    if latest is None:
+        raise ConfigError(f"nothing to resume in {out}: no checkpoint in {out / 'checkpoints'}")
+    saved, _ = ckpt_io.read_meta(latest)
+    cfg = RunConfig.from_dict(saved).override(list(sets))
+    check_resumable(saved, cfg, f"the run in {out}")
+    return cfg
 
 
 def lr_at(cfg: RunConfig, step: int) -> float:
@@ -210,6 +219,8 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     if not resume and latest is not None:
         raise ConfigError(f"{out} already holds a run (checkpoint {latest.name}); continue it with "
                           f"`colddiff train --resume {out}` or choose another --out")
+    if resume:
+        check_resumable(ckpt_io.read_meta(latest)[0], cfg, f"the run in {out}")
 
     # ---- data, degradation, network (identical initial weights on every process)
     ds = data_mod.load(cfg.data.name, "train", root=cfg.data.root or None,
@@ -262,8 +273,7 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         _truncate_metrics(out / "metrics.jsonl", step)
     tb = _tensorboard(out / "tensorboard") if is_main else None
     sample_batch = _fixed_batch(cfg, D, data_mod, ds) if is_main and tr.sample_every else None
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if tr.precision == "bf16" else torch.float16)
-                if tr.precision != "fp32" else contextlib.nullcontext())
+    autocast = precision_autocast(device, tr.precision)
 
     bar = None
     if is_main and progress:
@@ -483,21 +493,13 @@ def _write_samples(path: Path, batch, ema, D, autocast) -> None:
     x0, ctx = batch
     dev = next(ema.parameters()).device
     x0 = x0.to(dev)
-    ctx = _to_device(ctx, dev)
+    ctx = context_to(ctx, dev)
 
     def R(x, t):
         with autocast:
             return ema(x, t).float()
 
     x_t = D(x0, D.T, ctx)
-    cols = [x0, x_t, direct(R, x_t, D.T), algorithm2(R, D, x_t, D.T, ctx)]
+    cols = [x0, x_t, direct(R, D, x_t, D.T), algorithm2(R, D, x_t, D.T, ctx)]
     rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
     atomic_save(make_grid(rows, col_labels=["clean", f"t={D.T}", "direct", "Alg. 2"]), path)
-
-
-def _to_device(ctx, device):
-    if isinstance(ctx, torch.Tensor):
-        return ctx.to(device)
-    if isinstance(ctx, dict):
-        return {k: _to_device(v, device) for k, v in ctx.items()}
-    return ctx

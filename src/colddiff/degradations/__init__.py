@@ -7,7 +7,9 @@
 
 Add your own with ``@register("name")`` on a :class:`Degradation` subclass.
 """
-from .base import Degradation, create, get_class, names, parameters, register
+from .base import (Degradation, context_cat, context_slice, context_to, create, generative_names, get_class, names,
+                   parameters, register)
 from . import blur, mask, resolution, snow, desaturate, noise, animorph  # noqa: F401  (registration)
 
-__all__ = ["Degradation", "create", "get_class", "names", "parameters", "register"]
+__all__ = ["Degradation", "create", "get_class", "names", "generative_names", "parameters", "register",
+           "context_to", "context_slice", "context_cat"]

@@ -83,3 +83,9 @@ class Animorph(Mixing):
                 f"{tuple(x0.shape[1:])}; use partners of the same size and channels"
             )
         return {"z": z.to(device=x0.device, dtype=work_dtype(x0.dtype)), "index": torch.tensor(idx)}
+
+    @classmethod
+    def example(cls, image_size: int = 16, channels: int = 1) -> "Animorph":
+        g = torch.Generator().manual_seed(0)
+        partners = torch.rand(6, channels, image_size, image_size, generator=g) * 2 - 1
+        return cls(T=8, partners=partners, image_size=image_size, channels=channels)

@@ -45,12 +45,23 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def generative_names() -> list[str]:
+    """Registered degradations that define a start state for generation (override ``start``)."""
+    return [n for n in names() if _REGISTRY[n].start is not Degradation.start]
+
+
 def get_class(name: str) -> Type["Degradation"]:
+    if name not in _REGISTRY:  # not built in: look in the installed and named plug-ins (colddiff.plugins)
+        from .. import plugins
+
+        plugins.load_entry_points()
+        plugins.from_environment()
     try:
         return _REGISTRY[name]
     except KeyError:
         raise ConfigError(
-            f"unknown degradation {name!r}; known degradations: {', '.join(names())}"
+            f"unknown degradation {name!r}; known degradations: {', '.join(names())} (a plug-in of your own: "
+            "pass --plugin FILE_OR_MODULE or set COLDDIFF_PLUGINS)"
         ) from None
 
 
@@ -132,6 +143,48 @@ class Degradation(ABC):
         Optional for user-defined degradations: only ``apply_stepwise`` needs it.
         """
         raise NotImplementedError(f"{type(self).__name__} does not define a single-step operator")
+
+    # ------------------------------------------------------------------ generation (start states)
+    # A family that can generate from t = T says so by overriding ``start``.  When its end state
+    # still carries a few numbers of x0 (blur: the channel means), it also defines
+    # ``start_statistic`` and sets ``start_fit``: generation fits a Gaussian mixture to that
+    # statistic over the training set and passes a sampler of it to ``start`` as ``draw``.
+    start_fit: bool = False
+
+    def start_statistic(self, x0: torch.Tensor) -> torch.Tensor:
+        """(B, d) numbers of x0 that survive to t = T and must be drawn to generate (start_fit families)."""
+        raise NotImplementedError(f"{type(self).__name__} fits nothing for its start state")
+
+    def start(self, n: int, shape, generator: Optional[torch.Generator] = None, device=None,
+              draw: Optional[Callable[[int, torch.Generator], torch.Tensor]] = None):
+        """(x_T, ctx): ``n`` start states of generation, shape (n, *shape), every random number from ``generator``.
+
+        ``draw(m, generator)`` samples the fitted start statistic ((m, d), start_fit families only).
+        The base class cannot generate: its image at t = T still depends on the clean image.
+        """
+        raise ConfigError(f"generation is not defined for {self.name}: its image at t=T still depends on the "
+                          "clean image, so there is nothing to start from (generative degradations: "
+                          f"{', '.join(generative_names()) or 'none'})")
+
+    def start_from_context(self, n: int, shape, generator=None, device=None):
+        """The start state of a family whose t = T image is its context alone (solid colour, partner, noise):
+        x_T = D(0, T, ctx), ctx = context(0, generator), so every later D(x0_hat, s, ctx) heads to the same end."""
+        x0 = torch.zeros(n, *shape, device=device)
+        ctx = self.context(x0, generator)
+        return self(x0, self.T, ctx), ctx
+
+    # ------------------------------------------------------------------ capabilities
+    # Samplers ask for what they need instead of a family's name: DDIM needs x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·z.
+    output_range: Optional[tuple] = (-1.0, 1.0)   # bounds of D(x0, t) for x0 in [-1, 1]; None = unbounded
+
+    def mixing_schedule(self) -> Optional[torch.Tensor]:
+        """ᾱ_0..ᾱ_T (float64) when D(x0, t) = √ᾱ_t·x0 + √(1−ᾱ_t)·z with Gaussian z (DDIM applies), else None."""
+        return None
+
+    @classmethod
+    def example(cls, image_size: int = 16, channels: int = 1) -> "Degradation":
+        """A small instance for property checks (``colddiff check-degradation``); override when the defaults need data."""
+        return create(cls.name, T=8, image_size=image_size, channels=channels)
 
     def finalize(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Applied once to the result of ``forward`` and of ``apply_stepwise`` (e.g. 8-bit rounding)."""
@@ -224,3 +277,37 @@ class Degradation(ABC):
 def bview(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Reshape a per-sample (B,) tensor so it broadcasts against a (B, C, H, W) tensor."""
     return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+# ---------------------------------------------------------------------------- contexts
+# A per-trajectory context is None, a tensor, or a dict of those (nested dicts allowed).  One
+# batch-axis rule for all of them: a tensor leaf whose first axis has the batch's length holds
+# one entry per sample; any other leaf (a scalar, a table shared by the batch) is shared.
+def context_to(ctx: Any, device) -> Any:
+    """The context with every tensor moved to ``device``."""
+    if isinstance(ctx, torch.Tensor):
+        return ctx.to(device)
+    if isinstance(ctx, dict):
+        return {k: context_to(v, device) for k, v in ctx.items()}
+    return ctx
+
+
+def context_slice(ctx: Any, lo: int, hi: int, n: int) -> Any:
+    """The part of a context of ``n`` samples that belongs to samples ``lo:hi``."""
+    if isinstance(ctx, torch.Tensor):
+        return ctx[lo:hi].contiguous() if ctx.dim() > 0 and ctx.shape[0] == n else ctx
+    if isinstance(ctx, dict):
+        return {k: context_slice(v, lo, hi, n) for k, v in ctx.items()}
+    return ctx
+
+
+def context_cat(parts: list, sizes: list) -> Any:
+    """One context from the contexts of consecutive batches of ``sizes`` samples (inverse of context_slice)."""
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        if all(p.dim() > 0 and p.shape[0] == m for p, m in zip(parts, sizes)):
+            return torch.cat(list(parts))
+        return first
+    if isinstance(first, dict):
+        return {k: context_cat([p[k] for p in parts], sizes) for k in first}
+    return first

@@ -122,3 +122,48 @@ class GaussianBlur(SeparableDegradation):
             xp = F.pad(x[idx].to(dt), (r, r, r, r), mode=mode)
             out[idx] = F.conv2d(xp, k, groups=C)
         return out.to(x.dtype)
+
+    # ---- generation (Cold Diffusion, Sec. 5): every image blurs to a constant image, its channel means
+    start_fit = True
+    RESIDUAL_WARN = 0.05   # warn when D(·, T) keeps more than 5% of an image's contrast
+
+    def start_statistic(self, x0):
+        return x0.double().mean((2, 3))
+
+    def constant_residual(self, H: int, W=None) -> float:
+        """How much of an image's contrast this blur keeps at t = T (0: D(x0, T) is exactly constant).
+
+        The largest gain ‖M_T·(I − 11ᵀ/n)‖₂ of the per-axis operator on zero-mean signals, over
+        both axes: D(x0, T) deviates from a constant image by at most this factor of x0's deviation.
+        """
+        gains = []
+        for n in {int(H), int(W or H)}:
+            M = self.composite(n)[self.T]
+            P = torch.eye(n, dtype=M.dtype) - 1.0 / n
+            gains.append(float(torch.linalg.matrix_norm(M @ P, ord=2)))
+        return max(gains)
+
+    def start(self, n, shape, generator=None, device=None, draw=None):
+        """x_T = D(fill, T), ``fill`` the constant image of channel means drawn by ``draw`` (the fitted GMM).
+
+        With circular or reflect padding every blur row sums to one, so D(fill, T) == fill up to
+        rounding; with zero padding it is darker near the borders, exactly as a real image of
+        that mean would be at t = T, so D(fill, T) is the right start for every padding.
+        """
+        if draw is None:
+            raise ConfigError("blur generation draws its start from a Gaussian mixture of channel means: pass draw=")
+        C, H, W = shape
+        key = ("residual", H, W)
+        warned = self.__dict__.setdefault("_warned", set())
+        if key not in warned:
+            warned.add(key)
+            r = self.constant_residual(H, W)
+            if r > self.RESIDUAL_WARN:
+                import logging
+
+                logging.getLogger("colddiff.generation").warning(
+                    "this blur keeps %.0f%% of an image's contrast at t=T=%d (not a constant image), so generation "
+                    "from a constant start is out of distribution for the network; the generation presets "
+                    "(*-blur-gen: T=300, 27x27, circular) blur to a constant", 100 * r, self.T)
+        fill = draw(n, generator).to(device)[:, :, None, None].expand(n, C, H, W).contiguous()
+        return self(fill, self.T), None

@@ -139,3 +139,10 @@ class GaussianMask(Degradation):
 
     def finalize(self, x_t, t):
         return quantize8(x_t) if self.quantize else x_t
+
+    # ---- generation: the generation variant ends in a random solid colour (the context's colour)
+    def start(self, n, shape, generator=None, device=None, draw=None):
+        if self.fill != "random":
+            raise ConfigError("mask generation needs the generation variant fill=random (e.g. preset celeba-mask-gen): "
+                              "with fill=zero the image at t=T still shows the clean image outside the masks")
+        return self.start_from_context(n, shape, generator, device)

@@ -63,6 +63,13 @@ class Mixing(Degradation):
         x = x0.to(dt)
         return bview(ab.sqrt().to(dt), x) * x + bview((1 - ab).sqrt().to(dt), x) * self._z(x0, ctx)
 
+    # Generation: x_T = D(0, T, ctx) = √(1 − ᾱ_T)·z, z from the context (noise ε, or partner images);
+    # the unknown x0 enters x_T only through √ᾱ_T (2.5e-4 for the cosine schedule at T = 200).
+    output_range = None  # √ᾱ·x0 + √(1−ᾱ)·z leaves [-1, 1] when z is Gaussian
+
+    def start(self, n, shape, generator=None, device=None, draw=None):
+        return self.start_from_context(n, shape, generator, device)
+
     def step(self, x, s, ctx):
         dt = work_dtype(x.dtype)
         ab = self.alpha_bar.to(device=x.device)
@@ -83,6 +90,9 @@ class GaussianNoise(Mixing):
 
     def __init__(self, T: int = 200, schedule: str = "cosine", image_size=None, channels=None):
         super().__init__(T, schedule, image_size=image_size, channels=channels)
+
+    def mixing_schedule(self):
+        return self.alpha_bar  # z is Gaussian: DDIM can re-estimate it from x0_hat
 
     def context(self, x0, generator=None):
         dev = generator.device if generator is not None else x0.device

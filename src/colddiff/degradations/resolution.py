@@ -79,3 +79,7 @@ class Downsample(SeparableDegradation):
             small = F.adaptive_avg_pool2d(x[idx].to(dt), (size_at(H, sv), size_at(W, sv)))
             out[idx] = F.interpolate(small, size=(H, W), mode="nearest")
         return out.to(x.dtype)
+
+    @classmethod
+    def example(cls, image_size: int = 16, channels: int = 1) -> "Degradation":
+        return cls(T=2, image_size=image_size, channels=channels)

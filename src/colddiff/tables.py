@@ -1,0 +1,44 @@
+"""Tables for people: Markdown (README, reports), aligned text (terminals), atomic files.
+
+One renderer for the package (evaluation, generation, quickstart) and the benchmarks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from .fileio import atomic_path
+
+__all__ = ["markdown_table", "text_table", "write_tables"]
+
+
+def markdown_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A Markdown table: first column left-aligned, the numbers right-aligned."""
+    head = [str(h) for h in head]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in body])
+
+
+def text_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """The same table for a terminal, in aligned columns."""
+    head = [str(h) for h in head]
+    body = [[str(c) for c in row] for row in body]
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+
+    def fmt(cells: List[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([fmt(head), "  ".join("-" * w for w in widths)] + [fmt(b) for b in body])
+
+
+def write_tables(folder, stem: str, texts: Dict[str, str]) -> Dict[str, Path]:
+    """folder/stem.EXT for each (EXT, text), each written atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for ext, text in texts.items():
+        path = folder / f"{stem}.{ext}"
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+        out[ext] = path
+    return out
