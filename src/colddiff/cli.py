@@ -39,10 +39,10 @@ def _command(sub, name: str, help: str, description: str, examples: str, func) -
     return p
 
 
-def _sampler_names(**kw):
+def _sampler_names():
     from .samplers import SAMPLERS
 
-    return [n for n, fn in SAMPLERS.items() if all(getattr(fn, k) == v for k, v in kw.items())]
+    return list(SAMPLERS)
 
 
 def parse_params(items: Sequence[str]) -> dict:

@@ -9,7 +9,6 @@ write one PNG per input and sampler, a side-by-side sheet and ``restore.json``.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -21,9 +20,7 @@ from .fileio import atomic_path
 from .runs import Run, check_t, progress_bar
 from .samplers import get_sampler
 
-log = logging.getLogger("colddiff.restoration")
-
-__all__ = ["estimate_t", "restore", "UserImages", "load_user_images", "output_names", "restore_files"]
+__all__ = ["estimate_t", "restore", "check_restorable", "UserImages", "load_user_images", "output_names", "restore_files"]
 
 
 def estimate_t(run: Run, y: torch.Tensor, candidates: Optional[List[int]] = None, batch_size: int = 64,
@@ -57,14 +54,19 @@ def estimate_t(run: Run, y: torch.Tensor, candidates: Optional[List[int]] = None
     return best_t
 
 
-def restore(run: Run, y: torch.Tensor, t, sampler: str = "algorithm2", batch_size: int = 64,
-            progress: bool = True) -> torch.Tensor:
-    """Restore already-degraded images ``y`` (N, C, H, W) in [-1, 1] from per-image steps ``t``."""
+def check_restorable(run: Run, sampler: str) -> None:
+    """A one-line ConfigError when ``sampler`` cannot restore a user's images degraded by the run's D."""
     fn = get_sampler(sampler)
     fn.check(run.D)
     if fn.needs_context and not run.D.deterministic:
         raise ConfigError(f"{run.D.name} is random per image (its mask position / noise / partner is unknown for "
                           f"your images), so {sampler} cannot re-apply it; restore with --sampler direct")
+
+
+def restore(run: Run, y: torch.Tensor, t, sampler: str = "algorithm2", batch_size: int = 64,
+            progress: bool = True) -> torch.Tensor:
+    """Restore already-degraded images ``y`` (N, C, H, W) in [-1, 1] from per-image steps ``t``."""
+    check_restorable(run, sampler)
     return run.sample(y, t, None, sampler=sampler, batch_size=batch_size, progress=progress,
                       desc=f"restore ({sampler})")
 
@@ -160,11 +162,7 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     t = check_t(t, run.T, auto=True)
     samplers = ["direct"] + ([sampler] if sampler != "direct" else [])
     for s in samplers:  # refuse impossible settings before reading any image
-        fn = get_sampler(s)
-        fn.check(run.D)
-        if fn.needs_context and not run.D.deterministic:
-            raise ConfigError(f"{run.D.name} is random per image (its mask position / noise / partner is unknown "
-                              f"for your images), so {s} cannot re-apply it; restore with --sampler direct")
+        check_restorable(run, s)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the restored images")

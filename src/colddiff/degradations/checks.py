@@ -17,7 +17,7 @@ every registered family.  The properties (DESIGN.md, "Tests of three kinds"):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import torch
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .base import register, work_dtype
+from .base import Degradation, register, work_dtype
 from .separable import SeparableDegradation
 
 
