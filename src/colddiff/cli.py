@@ -372,7 +372,8 @@ def add_data(sub):
 
 # ---------------------------------------------------------------------------- commands on a trained run
 def _run_args(q):
-    q.add_argument("run", metavar="RUN", help="run folder written by `colddiff train --out` (or a checkpoint file)")
+    q.add_argument("run", metavar="RUN", help="run folder written by `colddiff train --out` (or a checkpoint file), "
+                   "a model folder written by `colddiff export`, or hf://owner/name[@revision]")
     q.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     q.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -572,8 +573,78 @@ def add_quickstart(sub):
     qs.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+# ---------------------------------------------------------------------------- share and show: export, demo
+def cmd_export(args) -> int:
+    from .export import export_run, push
+
+    run = _load_run(args)
+    res = export_run(run, args.out, licence=args.license, repo_id=args.push, n_samples=args.n,
+                     progress=not args.no_progress)
+    if not res["samples"]:
+        print(f"colddiff: warning: no sample grid in the model card (the data set {run.cfg.data.name} is not "
+              "available here)", file=sys.stderr)
+    print(f"exported {run.name} (step {run.step}, {'EMA' if run.ema else 'raw'} weights) to {res['folder']}/: "
+          f"{len(res['files'])} files, {res['bytes'] / 1e6:.1f} MB (model.safetensors, config.json, README.md"
+          f"{', samples.png' if res['samples'] else ''})")
+    if args.push:
+        url = push(res["folder"], args.push, private=args.private)
+        print(f"pushed to {url}; load it with hf://{args.push}")
+    return 0
+
+
+def add_export(sub):
+    ex = _command(sub, "export", "write a shareable model folder (Hugging Face layout); --push uploads it",
+                  "Write the run as a model folder in the Hugging Face Hub layout: model.safetensors (EMA weights\n"
+                  "only, no optimizer state), config.json (full configuration, degradation, colddiff version),\n"
+                  "config.toml, a model card README.md (licence, data set, tags, evaluation tables, sample grid,\n"
+                  "the command that reproduces the run) and samples.png. Every command that takes RUN takes the\n"
+                  "folder too; --push owner/name uploads it (needs huggingface_hub) and hf://owner/name loads it.",
+                  """
+        examples:
+          colddiff export runs/quickstart --out exported/quickstart
+          colddiff evaluate exported/quickstart --n 100          # the folder works wherever RUN does
+          colddiff export runs/quickstart --out exported/quickstart --push you/colddiff-mnist-blur
+          colddiff restore hf://you/colddiff-mnist-blur --input blurry.png --out restored/
+        """, cmd_export)
+    _run_args(ex)
+    ex.add_argument("--out", "-o", required=True, help="folder to write (new, empty, or an earlier export)")
+    ex.add_argument("--license", default=None,
+                    help="licence identifier for the model card (default: the data set's, e.g. cc-by-sa-3.0 for "
+                         "MNIST; 'other' when unknown)")
+    ex.add_argument("--n", type=int, default=8, help="held-out images in the sample grid (default 8)")
+    ex.add_argument("--push", metavar="OWNER/NAME", default=None,
+                    help="upload the folder to this Hub model repository (needs huggingface_hub and a login)")
+    ex.add_argument("--private", action="store_true", help="with --push: create the repository as private")
+
+
+def cmd_demo(args) -> int:
+    from .demo import serve
+
+    run = _load_run(args)
+    serve(run, host=args.host, port=args.port, open_browser=args.open)
+    return 0
+
+
+def add_demo(sub):
+    dm = _command(sub, "demo", "a local web page to degrade, restore and generate with a run (pip install colddiff[demo])",
+                  "Serve a local web page (Gradio) with three tabs: degrade (a test image or an upload, slide t,\n"
+                  "see D(x0, t)); restore (an uploaded degraded image, t estimated or chosen, direct / Algorithm 1 /\n"
+                  "Algorithm 2 side by side with Algorithm 2's trajectory); generate (seed, noise, sampler, a grid).\n"
+                  "Needs the optional extra: pip install 'colddiff[demo]'. Stop it with Ctrl-C.", """
+        examples:
+          colddiff demo runs/quickstart                  # then open http://127.0.0.1:7860
+          colddiff demo exported/quickstart --port 8000
+          colddiff demo hf://you/colddiff-mnist-blur
+        """, cmd_demo)
+    _run_args(dm)
+    dm.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 = any free port)")
+    dm.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for the network)")
+    dm.add_argument("--open", action="store_true", help="open the page in the default browser")
+
+
 ADDERS = (add_degrade, add_degradations, add_check_degradation, add_networks, add_train, add_presets, add_data,
-          add_evaluate, add_restore, add_quickstart, add_generate, add_report)
+          add_evaluate, add_restore, add_quickstart, add_generate, add_report, add_export, add_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

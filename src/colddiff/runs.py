@@ -1,7 +1,8 @@
 """A trained run, loaded for use: its config, degradation D, restorer R and data.
 
-``load_run(path)`` takes a run folder (``colddiff train --out``) or one checkpoint file and
-returns a :class:`Run`.  Evaluation, restoration, generation and the report all start here,
+``load_run(path)`` takes a run folder (``colddiff train --out``), one checkpoint file, a model
+folder written by ``colddiff export`` (or its ``model.safetensors``) or ``hf://owner/name[@rev]``
+and returns a :class:`Run`.  Evaluation, restoration, generation and the report all start here,
 so they agree on which weights (EMA by default), device and precision are used, and
 :meth:`Run.sample` is the one place that drives R over many images: batches, the context's
 batch axis, the device, the precision and the progress bar.
@@ -156,22 +157,38 @@ def _find_checkpoint(path: Path) -> tuple[Path, Path]:
         folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         return folder, path
     if path.is_dir():
+        from .export import WEIGHTS, is_export
+
+        if is_export(path):  # an exported model folder (colddiff export): its one weights file
+            return path, path / WEIGHTS
         latest = ckpt_io.find_latest(path / "checkpoints") or ckpt_io.find_latest(path)
         if latest is None:
             raise InputError(f"{path} holds no checkpoint (looked in {path / 'checkpoints'}); train one with "
                              f"`colddiff train --preset NAME --out {path}` or give a run folder that has one")
         return path, latest
-    raise InputError(f"run not found: {path}; give a run folder written by `colddiff train --out DIR` "
-                     "or a checkpoint file (ckpt-XXXXXXXX.safetensors)")
+    raise InputError(f"run not found: {path}; give a run folder written by `colddiff train --out DIR`, "
+                     "a checkpoint file (ckpt-XXXXXXXX.safetensors), a folder written by `colddiff export` "
+                     "or hf://owner/name")
 
 
 def load_run(path, device: str = "auto", ema: bool = True, checkpoint: Optional[str] = None) -> Run:
-    """Load a run folder (its latest checkpoint, or ``checkpoint``) or a checkpoint file."""
+    """Load a run folder (its latest checkpoint, or ``checkpoint``), a checkpoint file, an exported model
+    folder (or its ``model.safetensors``), or ``hf://owner/name[@revision]`` (needs huggingface_hub)."""
+    from . import export
+
+    if str(path).startswith(export.HF_PREFIX):
+        path = export.resolve_hf(str(path))
     folder, ck_path = _find_checkpoint(Path(path).expanduser())
     if checkpoint:
         ck_path = Path(checkpoint)
     dev = resolve_device(device)
-    ck = ckpt_io.load_checkpoint(ck_path)
+    if export.is_model_file(ck_path):  # exported: one set of weights, no optimizer
+        ck = export.load_model_file(ck_path)
+        if ck.ema and not ema:
+            raise InputError(f"{ck_path} holds only the EMA weights (an exported model); --raw needs the run "
+                             "folder it was exported from")
+    else:
+        ck = ckpt_io.load_checkpoint(ck_path)
     try:
         cfg = RunConfig.from_dict(ck.config)
     except ConfigError as e:

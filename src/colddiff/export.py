@@ -1,0 +1,336 @@
+"""Shareable model folders in the Hugging Face Hub layout, and loading them back (local or ``hf://``).
+
+A run folder is made to continue training: its checkpoints carry Adam's moments, RNG states
+and logs that nobody downloading a model wants.  ``export_run(run, out)`` writes what a user
+needs to *use* the model, in the Hub's convention for a model repository:
+
+  * ``model.safetensors`` – the EMA weights only (the weights evaluation uses), with the run
+    configuration in the file's metadata, so the file alone is loadable too;
+  * ``config.json``       – the full run configuration (degradation included), the step and the
+    colddiff version; ``config.toml`` is the same configuration as ``colddiff train --config`` reads;
+  * ``README.md``         – the model card: front matter (library, licence, data set, tags), the
+    evaluation tables, a sample grid (``samples.png``) and the command that reproduces the run;
+  * ``evaluation/`` and ``generation/gmm-k*.json`` copied from the run when present, so
+    ``colddiff report`` shows the tables and blur runs generate without the training set.
+
+``load_run`` (:mod:`colddiff.runs`) accepts such a folder, its ``model.safetensors``, and
+``hf://owner/name[@revision]``, resolved through huggingface_hub's cache (an optional package).
+The weights are stored bit for bit, so an exported model gives exactly the run's outputs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+from . import __version__
+from .errors import ColddiffError, ConfigError, InputError
+from .fileio import atomic_path
+
+log = logging.getLogger("colddiff.export")
+
+FORMAT = "colddiff-model-v1"
+WEIGHTS, CONFIG, CONFIG_TOML, CARD, SAMPLES = "model.safetensors", "config.json", "config.toml", "README.md", "samples.png"
+HF_PREFIX = "hf://"
+HF_INSTALL = "pip install huggingface_hub (or pip install 'colddiff[demo]', which includes it)"
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+# Hub data set ids and licences (Hub licence identifiers) of the built-in data sets: the weights
+# are derived from the images, so the card states the data's licence unless --license says otherwise.
+HUB_DATASETS = {"mnist-5k": "ylecun/mnist", "mnist": "ylecun/mnist", "fashion-mnist": "zalando-datasets/fashion_mnist",
+                "cifar10": "uoft-cs/cifar10", "celeba": "celeba", "afhq": "afhq"}
+DATA_LICENCES = {"mnist-5k": "cc-by-sa-3.0", "mnist": "cc-by-sa-3.0", "fashion-mnist": "mit",
+                 "afhq": "cc-by-nc-4.0"}
+TASK_TAGS = {"blur": "deblurring", "mask": "inpainting", "resolution": "super-resolution", "snow": "desnowing",
+             "desaturate": "colorization", "animorph": "image-to-image", "noise": "denoising"}
+
+
+# ---------------------------------------------------------------------------- reading
+def is_export(folder) -> bool:
+    """Whether ``folder`` is an exported model folder (``model.safetensors`` + ``config.json``)."""
+    folder = Path(folder)
+    return (folder / WEIGHTS).is_file() and (folder / CONFIG).is_file()
+
+
+def _header(path: Path) -> Dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        return f.metadata() or {}
+
+
+def is_model_file(path) -> bool:
+    """Whether ``path`` is an exported ``model.safetensors`` (not a training checkpoint): header only."""
+    path = Path(path)
+    if not path.is_file() or path.suffix != ".safetensors":
+        return False
+    try:
+        return _header(path).get("format") == FORMAT
+    except Exception:  # not a safetensors file at all: the checkpoint loader says so in its own words
+        return False
+
+
+def load_model_file(path):
+    """An exported ``model.safetensors`` as a :class:`colddiff.checkpoint.Checkpoint` (weights, config, step).
+
+    Only the EMA weights (or, for a run exported with ``--raw``, the raw ones) are in the file,
+    so the checkpoint has one set of weights and no optimizer or RNG state.
+    """
+    from safetensors import safe_open
+
+    from .checkpoint import Checkpoint
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            weights = {k: f.get_tensor(k) for k in f.keys()}
+        config, state = json.loads(meta["config"]), json.loads(meta.get("state") or "{}")
+    except Exception as e:
+        raise InputError(f"model file {path} is corrupt or truncated ({type(e).__name__}: {e}); "
+                         "export it again or download it again") from None
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise InputError(f"model file {path} has malformed metadata (config and state must be JSON objects)")
+    ema = state.get("weights", "ema") == "ema"
+    return Checkpoint(path, config, state, model=weights, ema=weights if ema else {}, optimizer=None, rng={})
+
+
+def parse_hf(spec: str) -> Tuple[str, Optional[str]]:
+    """``hf://owner/name[@revision]`` -> (repo id, revision or None)."""
+    rest = spec[len(HF_PREFIX):].strip("/")
+    repo, _, rev = rest.partition("@")
+    if not REPO_ID.match(repo) or (_ and not rev):
+        raise ConfigError(f"{spec!r} is not a Hub model address; write hf://owner/name or hf://owner/name@revision")
+    return repo, rev or None
+
+
+def _hub():
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise ConfigError(f"hf:// models and --push need the huggingface_hub package: {HF_INSTALL}") from None
+    return huggingface_hub
+
+
+def resolve_hf(spec: str) -> Path:
+    """The local folder of ``hf://owner/name[@revision]`` in huggingface_hub's cache (downloaded when missing).
+
+    Only the files a model needs are fetched (weights, configs, card, sample grid, evaluation
+    tables, GMM fits).  With ``HF_HUB_OFFLINE=1`` a cached copy is used without a network.
+    """
+    repo, rev = parse_hf(spec)
+    hub = _hub()
+    try:
+        path = hub.snapshot_download(repo_id=repo, revision=rev, repo_type="model",
+                                     allow_patterns=[WEIGHTS, CONFIG, CONFIG_TOML, CARD, SAMPLES, "*.png",
+                                                     "evaluation/*", "generation/*.json"])
+    except Exception as e:  # offline, unknown repo, private repo without a token, ...: one line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"cannot get {spec} from the Hugging Face Hub ({type(e).__name__}: {first}); check the "
+                         "name and revision, your network, or `huggingface-cli login` for a private model") from None
+    if not is_export(path):
+        raise InputError(f"{spec} is not a colddiff model (no {WEIGHTS} and {CONFIG} in it); "
+                         "colddiff loads folders written by `colddiff export`")
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------- writing
+def _dump_json(obj: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _write_text(text: str, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
+def _check_out(run, out: Path) -> None:
+    """Refuse to write into the run itself or into a folder holding something other than an export."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the exported model")
+    if out.resolve() == Path(run.folder).resolve():
+        raise ConfigError(f"--out {out} is the run folder itself; give a new folder (e.g. {out}-export)")
+    if out.is_dir() and any(out.iterdir()) and not is_export(out):
+        raise ConfigError(f"--out {out} already holds files that are not an exported model; "
+                          "give an empty or new folder")
+
+
+def card_metadata(run, licence: Optional[str] = None) -> Dict[str, Any]:
+    """The model card's front matter: library, licence, data set, tags, task."""
+    d = run.cfg.data.name
+    family = run.cfg.degradation.name
+    meta: Dict[str, Any] = {"library_name": "colddiff", "license": licence or DATA_LICENCES.get(d, "other")}
+    if d in HUB_DATASETS:
+        meta["datasets"] = [HUB_DATASETS[d]]
+    meta["tags"] = ["cold-diffusion", "colddiff", "image-restoration", f"degradation-{family}",
+                    TASK_TAGS.get(family, "image-to-image"), "pytorch", "safetensors"]
+    meta["pipeline_tag"] = "image-to-image"
+    return meta
+
+
+def _front_matter(meta: Dict[str, Any]) -> str:
+    lines = ["---"]
+    for k, v in meta.items():
+        if isinstance(v, list):
+            lines.append(f"{k}:")
+            lines += [f"- {item}" for item in v]
+        else:
+            lines.append(f"{k}: {v}")
+    return "\n".join(lines + ["---", ""])
+
+
+def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample_t: int,
+               repo_id: Optional[str] = None) -> str:
+    """README.md of an exported model: what it is, how to use it, how well it does, how to reproduce it."""
+    cfg = run.cfg
+    name = repo_id or run.name
+    where = f"hf://{repo_id}" if repo_id else "MODEL_FOLDER"
+    params = sum(p.numel() for p in run.model.parameters())
+    deg = repr(run.D)
+    parts = [_front_matter(meta),
+             f"# colddiff: {name}", "",
+             f"A Cold Diffusion restorer (Bansal et al., 2022, *Cold Diffusion: Inverting Arbitrary Image Transforms "
+             f"Without Noise*) trained with colddiff {__version__} (`pip install colddiff`): the U-Net "
+             f"R(x_t, t) ≈ x0 ({params:,} parameters) for the degradation `{deg}` on `{cfg.data.name}` "
+             f"({cfg.data.image_size}px, {cfg.data.channels} channel(s)), {run.step:,} training steps, "
+             f"{'EMA' if run.ema else 'raw'} weights.", ""]
+    if cfg.description:
+        parts += [f"Preset `{cfg.preset}`: {cfg.description}", ""]
+    parts += ["## Use", "", "```bash", "pip install colddiff" + ("" if not repo_id else "[demo]   # [demo]: the web page, and hf:// models"),
+              f"colddiff restore {where} --input blurry.png --t auto --out restored/",
+              f"colddiff evaluate {where} --n 200",
+              f"colddiff demo {where}          # a local web page: degrade, restore, generate", "```", "",
+              "```python", "from colddiff.runs import load_run", f"run = load_run({where!r})",
+              "x0_hat = run.sample(x_t, t, sampler=\"algorithm2\")", "```", ""]
+    parts += ["## Evaluation", ""]
+    parts += [tables.strip() if tables.strip() else
+              "No evaluation was run before export; `colddiff evaluate` on this folder writes one.", ""]
+    if has_samples:
+        parts += ["## Samples", "",
+                  f"Held-out images restored from t = {sample_t}: clean | degraded | direct R(x_t, t) | "
+                  "Algorithm 1 | Algorithm 2.", "", f"![samples]({SAMPLES})", ""]
+    parts += ["## Reproduce", "",
+              f"`{CONFIG_TOML}` is the run's full configuration; training it again with the same seed on the same "
+              "kind of machine gives the same weights:", "", "```bash",
+              f"colddiff train --config {CONFIG_TOML} --out runs/{cfg.preset if cfg.preset != 'custom' else 'model'}",
+              "```", ""]
+    if cfg.preset != "custom":
+        parts += [f"(the preset: `colddiff presets --show {cfg.preset}`; this run may override some of its keys)", ""]
+    parts += ["## Files", "",
+              f"- `{WEIGHTS}`: the weights (safetensors; the configuration is in its metadata too)",
+              f"- `{CONFIG}`: configuration, degradation, step and colddiff version; `{CONFIG_TOML}`: the same as TOML",
+              "- `evaluation/`: the tables as Markdown, CSV and JSON (when the run was evaluated)", ""]
+    return "\n".join(parts)
+
+
+def _tables_markdown(folder: Path) -> str:
+    """The run's evaluation tables (restoration at each t, generation) as Markdown."""
+    from .report import find_evaluations
+
+    out = []
+    for ev in find_evaluations(folder):
+        out += [f"### Restoration from t = {ev.t} (of T = {ev.T}), {ev.n} held-out images", "", ev.markdown().strip(), ""]
+    gen = folder / "evaluation" / "generation.md"
+    if gen.exists():
+        out += ["### Generation from t = T", "", gen.read_text(encoding="utf-8").strip(), ""]
+    return "\n".join(out)
+
+
+def _copy_small_files(src: Path, out: Path) -> list:
+    """evaluation/* and generation/gmm-k*.json from the run (tables and GMM fits: kilobytes)."""
+    copied = []
+    patterns = [("evaluation", "*.json"), ("evaluation", "*.md"), ("evaluation", "*.csv"), ("evaluation", "*.png"),
+                ("generation", "gmm-k*.json")]
+    for sub, pat in patterns:
+        for p in sorted((src / sub).glob(pat)):
+            dst = out / sub / p.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(p, tmp)
+            copied.append(dst)
+    return copied
+
+
+def export_run(run, out, licence: Optional[str] = None, repo_id: Optional[str] = None, n_samples: int = 8,
+               seed: int = 0, progress: bool = False) -> Dict[str, Any]:
+    """Write ``run`` (a loaded :class:`colddiff.runs.Run`) as a shareable model folder ``out``.
+
+    Returns {"folder", "files", "bytes", "samples"}.  The weights are ``run.model``'s as loaded
+    (EMA by default), copied bit for bit.  Every file is written atomically; an existing export
+    in ``out`` is replaced file by file.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    _check_out(run, out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {"step": int(run.step), "weights": "ema" if run.ema else "raw", "source_checkpoint": run.checkpoint.name,
+             "colddiff_version": __version__}
+    weights = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
+    with atomic_path(out / WEIGHTS, fsync=True) as tmp:
+        save_file(weights, tmp, metadata={"format": FORMAT, "config": json.dumps(run.cfg.to_dict(), sort_keys=True),
+                                          "state": json.dumps(state, sort_keys=True)})
+    _dump_json({"format": FORMAT, "library_name": "colddiff", **state, "degradation_repr": repr(run.D),
+                "config": run.cfg.to_dict()}, out / CONFIG)
+    _write_text(run.cfg.to_toml(), out / CONFIG_TOML)
+    copied = _copy_small_files(Path(run.folder), out)
+
+    # the sample grid: restoration of held-out images (skipped, with a note, when the data set is absent)
+    evs_t = _first_eval_t(Path(run.folder))
+    sample_t = evs_t or run.T
+    has_samples = False
+    try:
+        from .evaluation import held_out, restore_batches
+        from .report import restoration_figure
+
+        x0, _, _ = held_out(run, n_samples)
+        restored = restore_batches(run, x0, sample_t, seed=seed, progress=progress)
+        restoration_figure(x0, restored, sample_t, out / SAMPLES, n=n_samples)
+        has_samples = True
+    except ColddiffError as e:
+        log.warning("no sample grid in the model card: %s", e)
+    meta = card_metadata(run, licence)
+    _write_text(model_card(run, meta, _tables_markdown(Path(run.folder)), has_samples, sample_t, repo_id),
+                out / CARD)
+    files = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return {"folder": out, "files": files, "bytes": sum(p.stat().st_size for p in files), "samples": has_samples,
+            "copied": copied}
+
+
+def _first_eval_t(folder: Path) -> Optional[int]:
+    from .report import find_evaluations
+
+    try:
+        evs = find_evaluations(folder)
+    except ColddiffError:
+        return None
+    return evs[0].t if evs else None
+
+
+def push(folder, repo_id: str, private: bool = False, message: Optional[str] = None) -> str:
+    """Upload an exported folder to the Hub as model repository ``repo_id``; returns its URL."""
+    if not REPO_ID.match(repo_id or ""):
+        raise ConfigError(f"--push takes a Hub repository id owner/name, got {repo_id!r}")
+    if not is_export(folder):
+        raise InputError(f"{folder} is not an exported model folder (run `colddiff export RUN --out {folder}` first)")
+    hub = _hub()
+    try:
+        api = hub.HfApi()
+        api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                          commit_message=message or f"colddiff {__version__} export")
+    except Exception as e:  # no token, no network, no permission: one line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"upload to {repo_id} failed ({type(e).__name__}: {first}); log in with "
+                         "`huggingface-cli login` (or set HF_TOKEN) and check the network") from None
+    return f"https://huggingface.co/{repo_id}"
+
+
+__all__ = ["export_run", "push", "is_export", "is_model_file", "load_model_file", "resolve_hf", "parse_hf",
+           "card_metadata", "model_card", "FORMAT", "HF_PREFIX"]
