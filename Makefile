@@ -10,7 +10,9 @@ RUN        ?= runs/quickstart
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.colddiff-installed
 
-.PHONY: install demo strips test bench clean
+EXTRAS_STAMP := $(VENV)/.colddiff-extras-installed
+
+.PHONY: install demo strips test test-all bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +44,15 @@ strips: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The optional extras too (the Gradio demo, hf:// models, the notebook runner), so that their tests
+# run instead of skipping; CI uses this target.
+$(EXTRAS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,demo,notebook]"
+	touch $(EXTRAS_STAMP)
+
+test-all: $(EXTRAS_STAMP)
+	COLDDIFF_REQUIRE_DEMO=1 COLDDIFF_REQUIRE_NOTEBOOK=1 $(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
