@@ -621,12 +621,12 @@ def cmd_demo(args) -> int:
     from .demo import serve
 
     run = _load_run(args)
-    serve(run, host=args.host, port=args.port, open_browser=args.open)
+    serve(run, host=args.host, port=args.port, open_browser=args.open, tab=args.tab)
     return 0
 
 
 def add_demo(sub):
-    dm = _command(sub, "demo", "a local web page to degrade, restore and generate with a run (pip install colddiff[demo])",
+    dm = _command(sub, "demo", "a local web page to degrade, restore and generate (pip install colddiff[demo])",
                   "Serve a local web page (Gradio) with three tabs: degrade (a test image or an upload, slide t,\n"
                   "see D(x0, t)); restore (an uploaded degraded image, t estimated or chosen, direct / Algorithm 1 /\n"
                   "Algorithm 2 side by side with Algorithm 2's trajectory); generate (seed, noise, sampler, a grid).\n"
@@ -641,6 +641,8 @@ def add_demo(sub):
     dm.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for the network)")
     dm.add_argument("--open", action="store_true", help="open the page in the default browser")
+    dm.add_argument("--tab", choices=("degrade", "restore", "generate"), default="degrade",
+                    help="the tab the page opens on (default degrade)")
 
 
 ADDERS = (add_degrade, add_degradations, add_check_degradation, add_networks, add_train, add_presets, add_data,

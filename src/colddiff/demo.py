@@ -98,6 +98,20 @@ class DemoApp:
                 self._test = torch.empty(0, c.channels, c.image_size, c.image_size)
         return self._test
 
+    def example_upload(self) -> Optional[str]:
+        """A PNG of the first held-out image degraded to T/2 (the restore tab's example), or None without data."""
+        import tempfile
+
+        from .images import save_image
+
+        test = self.test_images()
+        if test.shape[0] == 0:
+            return None
+        t = max(1, self.run.T // 2)
+        x_t = self.run.degrade(test[:1], t, self.run.D.context(test[:1], torch.Generator().manual_seed(self.seed)))
+        folder = Path(tempfile.mkdtemp(prefix="colddiff-demo-"))
+        return str(save_image(x_t[0], folder / f"example-t{t}.png"))
+
     def read_upload(self, path) -> Tuple[torch.Tensor, List[str]]:
         """An uploaded file as a (1, C, H, W) image at the run's size and channels, and notes on what changed."""
         from .restoration import load_user_images
@@ -113,7 +127,8 @@ class DemoApp:
             with Image.open(path) as im:  # the header only: refuse giant images before decoding them
                 w, h = im.size
         except Exception:
-            raise InputError(f"{path.name} is not an image PIL can read; upload a PNG, JPEG, BMP or WebP file") from None
+            raise InputError(f"{path.name} is not an image PIL can read; upload a PNG, JPEG, BMP or WebP "
+                             "file") from None
         if w * h > MAX_UPLOAD_PIXELS:
             raise InputError(f"{path.name} is {w}×{h} pixels; upload an image of at most "
                              f"{int(math.sqrt(MAX_UPLOAD_PIXELS))}×{int(math.sqrt(MAX_UPLOAD_PIXELS))}")
@@ -243,8 +258,15 @@ def _theme(gr):
                              font_mono=["ui-monospace", "monospace"])
 
 
-def build_demo(run, seed: int = 0):
-    """The Gradio Blocks page for ``run`` (not started); ``demo.app_state`` is its :class:`DemoApp`."""
+TABS = ("degrade", "restore", "generate")
+
+
+def build_demo(run, seed: int = 0, tab: str = "degrade"):
+    """The Gradio Blocks page for ``run`` (not started), opening on ``tab``; ``demo.app_state`` is its :class:`DemoApp`.
+
+    When the run's test images are available, the restore tab starts with an example (a held-out
+    image degraded to T/2), and every tab is filled once when the page loads.
+    """
     from .samplers import sampler_names
 
     gr = _gradio()
@@ -253,64 +275,76 @@ def build_demo(run, seed: int = 0):
     blocks_kw = dict(title=f"colddiff: {run.name}", analytics_enabled=False)
     if _supports(gr.Blocks.__init__, "css"):   # Gradio 5 takes theme and css here, Gradio 6 in launch()
         blocks_kw.update(css=CSS, theme=_theme(gr))
+    if tab not in TABS:
+        raise ConfigError(f"--tab must be one of {', '.join(TABS)}, got {tab!r}")
     n_test = max(1, app.test_images().shape[0])
+    example = app.example_upload()
     with gr.Blocks(**blocks_kw) as demo:
         gr.Markdown(f"# colddiff: {run.name}\n"
                     f"Cold Diffusion restorer for **{run.D!r}** on {c.name} "
                     f"({c.image_size}×{c.image_size}, {c.channels} channel(s)), step {run.step:,}, "
                     f"{'EMA' if run.ema else 'raw'} weights.")
-        with gr.Tab("Degrade"):
-            gr.Markdown("The forward process: pick a held-out test image (or upload one) and slide t to see "
-                        "x_t = D(x0, t). Right-click the result to save it and restore it in the next tab.")
-            with gr.Row():
-                with gr.Column():
-                    index = gr.Slider(0, n_test - 1, value=0, step=1, label="test image")
-                    t_deg = gr.Slider(0, run.T, value=run.T // 2, step=1, label="t")
-                    up_deg = gr.File(label="or upload an image", file_count="single")
-                    go_deg = gr.Button("Degrade", variant="primary")
-                x0_out = gr.Image(label="x0", type="pil", format="png", elem_classes="pixelated", height=240)
-                xt_out = gr.Image(label="D(x0, t)", type="pil", format="png", elem_classes="pixelated", height=240)
-            msg_deg = gr.Markdown()
-            deg_io = dict(fn=app.degrade, inputs=[index, t_deg, up_deg], outputs=[x0_out, xt_out, msg_deg])
-            go_deg.click(**deg_io, api_name="degrade")
-            t_deg.release(**deg_io, api_name=False)
-            index.release(**deg_io, api_name=False)
-        with gr.Tab("Restore"):
-            gr.Markdown(f"Upload an image degraded by this run's kind of degradation ({c.image_size}×{c.image_size}; "
-                        "other sizes are resized, colour is converted). t is estimated as argmin_t "
-                        "‖D(R(y, t), t) − y‖², or chosen.")
-            with gr.Row():
-                with gr.Column():
-                    up_rs = gr.File(label="degraded image", file_count="single")
-                    estimate = gr.Checkbox(value=run.D.deterministic, label="estimate t")
-                    t_rs = gr.Slider(1, run.T, value=run.T, step=1, label="t (when not estimated)")
-                    go_rs = gr.Button("Restore", variant="primary")
-                y_out = gr.Image(label="input", type="pil", format="png", elem_classes="pixelated", height=200)
-            with gr.Row():
-                outs = [gr.Image(label=lab, type="pil", format="png", elem_classes="pixelated", height=200)
-                        for lab in ("direct R(y, t)", "Algorithm 1", "Algorithm 2")]
-            traj = gr.Image(label="Algorithm 2 trajectory: x_s (top) and x0_hat = R(x_s, s) (bottom)", type="pil",
-                            format="png")
-            msg_rs = gr.Markdown()
-            go_rs.click(app.restore, inputs=[up_rs, estimate, t_rs], outputs=[y_out, *outs, traj, msg_rs],
-                        api_name="restore")
-        with gr.Tab("Generate"):
-            gr.Markdown("From the fully degraded start state (t = T) back to an image with the chosen sampler; "
-                        "start noise breaks the symmetry of deterministic starts (the paper uses 0.002).")
-            names = sampler_names(run.D)
-            with gr.Row():
-                with gr.Column():
-                    seed_in = gr.Number(value=0, precision=0, label="seed")
-                    noise_in = gr.Number(value=0.002, label="start noise (std)")
-                    sampler_in = gr.Dropdown(names, value="algorithm2" if "algorithm2" in names else names[0],
-                                             label="sampler")
-                    n_in = gr.Slider(1, 64, value=16, step=1, label="images")
-                    go_gen = gr.Button("Generate", variant="primary")
-                gen_out = gr.Image(label="generated", type="pil", format="png", elem_classes="pixelated", height=360)
-            msg_gen = gr.Markdown()
-            go_gen.click(app.generate, inputs=[seed_in, noise_in, sampler_in, n_in], outputs=[gen_out, msg_gen],
-                         api_name="generate")
+        with gr.Tabs(selected=tab):
+            with gr.Tab("Degrade", id="degrade"):
+                gr.Markdown("The forward process: pick a held-out test image (or upload one) and slide t to see "
+                            "x_t = D(x0, t). Right-click the result to save it and restore it in the next tab.")
+                with gr.Row():
+                    with gr.Column():
+                        index = gr.Slider(0, n_test - 1, value=0, step=1, label="test image")
+                        t_deg = gr.Slider(0, run.T, value=run.T // 2, step=1, label="t")
+                        up_deg = gr.File(label="or upload an image", file_count="single")
+                        go_deg = gr.Button("Degrade", variant="primary")
+                    x0_out = gr.Image(label="x0", type="pil", format="png", elem_classes="pixelated", height=240)
+                    xt_out = gr.Image(label="D(x0, t)", type="pil", format="png", elem_classes="pixelated",
+                                      height=240)
+                msg_deg = gr.Markdown()
+                deg_io = dict(fn=app.degrade, inputs=[index, t_deg, up_deg], outputs=[x0_out, xt_out, msg_deg])
+                go_deg.click(**deg_io, api_name="degrade")
+                t_deg.release(**deg_io, api_name=False)
+                index.release(**deg_io, api_name=False)
+            with gr.Tab("Restore", id="restore"):
+                gr.Markdown("Upload an image degraded by this run's kind of degradation "
+                            f"({c.image_size}×{c.image_size}; other sizes are resized, colour is converted). "
+                            "t is estimated as argmin_t ‖D(R(y, t), t) − y‖², or chosen.")
+                with gr.Row():
+                    with gr.Column():
+                        label = "degraded image" + (" (an example: a test image at t = T/2)" if example else "")
+                        up_rs = gr.File(label=label, file_count="single", value=example)
+                        estimate = gr.Checkbox(value=run.D.deterministic, label="estimate t")
+                        t_rs = gr.Slider(1, run.T, value=run.T, step=1, label="t (when not estimated)")
+                        go_rs = gr.Button("Restore", variant="primary")
+                    y_out = gr.Image(label="input", type="pil", format="png", elem_classes="pixelated", height=200)
+                with gr.Row():
+                    outs = [gr.Image(label=lab, type="pil", format="png", elem_classes="pixelated", height=200)
+                            for lab in ("direct R(y, t)", "Algorithm 1", "Algorithm 2")]
+                gr.Markdown("**Algorithm 2's trajectory**: the state x_s (top row) and the network's estimate "
+                            "x0_hat = R(x_s, s) (bottom row) at a few steps s, from t down to the result.")
+                traj = gr.Image(label="Algorithm 2 trajectory", show_label=False, type="pil", format="png")
+                msg_rs = gr.Markdown()
+                rs_io = dict(fn=app.restore, inputs=[up_rs, estimate, t_rs], outputs=[y_out, *outs, traj, msg_rs])
+                go_rs.click(**rs_io, api_name="restore")
+            with gr.Tab("Generate", id="generate"):
+                gr.Markdown("From the fully degraded start state (t = T) back to an image with the chosen sampler; "
+                            "start noise breaks the symmetry of deterministic starts (the paper uses 0.002).")
+                names = sampler_names(run.D)
+                with gr.Row():
+                    with gr.Column():
+                        seed_in = gr.Number(value=0, precision=0, label="seed")
+                        noise_in = gr.Number(value=0.002, label="start noise (std)")
+                        sampler_in = gr.Dropdown(names, value="algorithm2" if "algorithm2" in names else names[0],
+                                                 label="sampler")
+                        n_in = gr.Slider(1, 64, value=16, step=1, label="images")
+                        go_gen = gr.Button("Generate", variant="primary")
+                    gen_out = gr.Image(label="generated", type="pil", format="png", elem_classes="pixelated",
+                                       height=360)
+                msg_gen = gr.Markdown()
+                gen_io = dict(fn=app.generate, inputs=[seed_in, noise_in, sampler_in, n_in], outputs=[gen_out, msg_gen])
+                go_gen.click(**gen_io, api_name="generate")
+        # fill every tab once on load (the restore tab only when it has its example)
         demo.load(**deg_io, api_name=False)
+        if example:
+            demo.load(**rs_io, api_name=False)
+        demo.load(**gen_io, api_name=False)
     demo.app_state = app
     return demo
 
@@ -326,10 +360,11 @@ def launch_kwargs(gr, host: str, port: Optional[int], open_browser: bool = False
     return kw
 
 
-def serve(run, host: str = "127.0.0.1", port: Optional[int] = 7860, open_browser: bool = False) -> None:
+def serve(run, host: str = "127.0.0.1", port: Optional[int] = 7860, open_browser: bool = False,
+          tab: str = "degrade") -> None:
     """Build the page for ``run`` and serve it until Ctrl-C."""
     gr = _gradio()
-    demo = build_demo(run)
+    demo = build_demo(run, tab=tab)
     print(f"colddiff demo of {run.name}: http://{host}:{port or 7860}/ (Ctrl-C stops it)", flush=True)
     try:
         demo.launch(**launch_kwargs(gr, host, port, open_browser))

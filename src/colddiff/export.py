@@ -35,7 +35,8 @@ from .fileio import atomic_path
 log = logging.getLogger("colddiff.export")
 
 FORMAT = "colddiff-model-v1"
-WEIGHTS, CONFIG, CONFIG_TOML, CARD, SAMPLES = "model.safetensors", "config.json", "config.toml", "README.md", "samples.png"
+WEIGHTS, CONFIG, CONFIG_TOML = "model.safetensors", "config.json", "config.toml"
+CARD, SAMPLES = "README.md", "samples.png"
 HF_PREFIX = "hf://"
 HF_INSTALL = "pip install huggingface_hub (or pip install 'colddiff[demo]', which includes it)"
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -202,7 +203,8 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
              f"{'EMA' if run.ema else 'raw'} weights.", ""]
     if cfg.description:
         parts += [f"Preset `{cfg.preset}`: {cfg.description}", ""]
-    parts += ["## Use", "", "```bash", "pip install colddiff" + ("" if not repo_id else "[demo]   # [demo]: the web page, and hf:// models"),
+    parts += ["## Use", "", "```bash",
+              "pip install 'colddiff[demo]'   # [demo]: the web page and hf:// models; plain colddiff for the rest",
               f"colddiff restore {where} --input blurry.png --t auto --out restored/",
               f"colddiff evaluate {where} --n 200",
               f"colddiff demo {where}          # a local web page: degrade, restore, generate", "```", "",
@@ -235,7 +237,8 @@ def _tables_markdown(folder: Path) -> str:
 
     out = []
     for ev in find_evaluations(folder):
-        out += [f"### Restoration from t = {ev.t} (of T = {ev.T}), {ev.n} held-out images", "", ev.markdown().strip(), ""]
+        out += [f"### Restoration from t = {ev.t} (of T = {ev.T}), {ev.n} held-out images", "",
+                ev.markdown().strip(), ""]
     gen = folder / "evaluation" / "generation.md"
     if gen.exists():
         out += ["### Generation from t = T", "", gen.read_text(encoding="utf-8").strip(), ""]
