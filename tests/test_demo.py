@@ -112,6 +112,13 @@ def test_demo_without_gradio_says_what_to_install(blur_run, monkeypatch, capsys)
     assert len(err.splitlines()) == 1 and "pip install 'colddiff[demo]'" in err
 
 
+def test_bad_port_is_one_line(blur_run, capsys):
+    from colddiff.cli import main
+
+    assert main(["demo", str(blur_run.folder), "--port", "70000", "--device", "cpu"]) == 2
+    assert "--port must be a port number 1..65535" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- the served page
 def _have(mod):
     try:
@@ -174,6 +181,11 @@ def test_served_demo_over_http_and_in_headless_chromium(blur_run, degraded, tmp_
         bad = tmp_path / "bad.png"
         bad.write_text("not an image")
         assert "not an image" in client.predict(handle_file(str(bad)), True, 2, api_name="/restore")[-1]
+        # a second server on the same port: one line, exit status 2
+        taken = subprocess.run([sys.executable, "-m", "colddiff", "demo", str(blur_run.folder), "--port", str(port),
+                                "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
+        assert taken.returncode == 2 and "pick another --port" in taken.stderr
+        assert len(taken.stderr.strip().splitlines()) == 1, taken.stderr
 
         browser = chromium()
         if browser or os.environ.get("COLDDIFF_REQUIRE_CHROMIUM") == "1":

@@ -363,9 +363,11 @@ def launch_kwargs(gr, host: str, port: Optional[int], open_browser: bool = False
 def serve(run, host: str = "127.0.0.1", port: Optional[int] = 7860, open_browser: bool = False,
           tab: str = "degrade") -> None:
     """Build the page for ``run`` and serve it until Ctrl-C."""
+    if isinstance(port, bool) or not isinstance(port, (int, type(None))) or not 0 <= (port or 0) <= 65535:
+        raise ConfigError(f"--port must be a port number 1..65535 (or 0: the first free one from 7860), got {port!r}")
     gr = _gradio()
     demo = build_demo(run, tab=tab)
-    print(f"colddiff demo of {run.name}: http://{host}:{port or 7860}/ (Ctrl-C stops it)", flush=True)
+    print(f"colddiff demo of {run.name} (Ctrl-C stops it):", flush=True)
     try:
         demo.launch(**launch_kwargs(gr, host, port, open_browser))
     except OSError as e:  # the port is taken, or the address is not this machine's
