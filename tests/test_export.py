@@ -137,6 +137,10 @@ def test_export_refusals_are_one_line(trained, exported, tmp_path, capsys):
     with safe_open(str(tmp_path / "again" / "model.safetensors"), framework="pt") as f1, \
             safe_open(str(exported / "model.safetensors"), framework="pt") as f2:
         assert all(torch.equal(f1.get_tensor(k), f2.get_tensor(k)) for k in f2.keys())
+    stale = tmp_path / "again" / "evaluation" / "restoration-t9.json"
+    stale.write_text("{}")                  # a table of an earlier export: gone after exporting over it
+    assert main(["export", str(trained), "--out", str(tmp_path / "again"), "--n", "2", "--no-progress"]) == 0
+    assert not stale.exists() and (tmp_path / "again" / "evaluation" / "restoration.json").exists()
 
 
 def test_hf_addresses_parse_and_bad_ones_are_one_line(capsys):

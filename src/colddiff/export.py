@@ -272,6 +272,11 @@ def export_run(run, out, licence: Optional[str] = None, repo_id: Optional[str] =
 
     out = Path(out)
     _check_out(run, out)
+    if is_export(out):  # an earlier export: its tables, fits and samples must not outlive it
+        for p in [out / SAMPLES, out / "report.html", *(out / "evaluation").glob("*"),
+                  *(out / "generation").glob("gmm-k*.json")]:
+            if p.is_file():
+                p.unlink()
     out.mkdir(parents=True, exist_ok=True)
     state = {"step": int(run.step), "weights": "ema" if run.ema else "raw", "source_checkpoint": run.checkpoint.name,
              "colddiff_version": __version__}
