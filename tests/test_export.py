@@ -84,6 +84,7 @@ def test_export_holds_ema_weights_config_card_and_samples(trained, exported):
     im = Image.open(exported / "samples.png")
     assert im.width > 4 * 28 and im.height > 3 * 28            # clean | degraded | direct | Alg. 1 | Alg. 2, 3 rows
     assert (exported / "evaluation" / "restoration.json").exists()
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in exported.rglob("*") if p.is_file())   # readable by others
 
 
 def test_export_load_round_trip_is_bit_identical(trained, exported):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -222,6 +223,9 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
               "kind of machine gives the same weights:", "", "```bash",
               f"colddiff train --config {CONFIG_TOML} --out runs/{cfg.preset if cfg.preset != 'custom' else 'model'}",
               "```", ""]
+    if run.step < cfg.train.steps:
+        parts += [f"(this export holds step {run.step:,} of the configured {cfg.train.steps:,}: training was "
+                  "stopped early)", ""]
     if cfg.preset != "custom":
         parts += [f"(the preset: `colddiff presets --show {cfg.preset}`; this run may override some of its keys)", ""]
     parts += ["## Files", "",
@@ -307,6 +311,10 @@ def export_run(run, out, licence: Optional[str] = None, repo_id: Optional[str] =
     _write_text(model_card(run, meta, _tables_markdown(Path(run.folder)), has_samples, sample_t, repo_id),
                 out / CARD)
     files = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in files:  # temporary files are private (0600); a folder made to be shared is readable like any file
+        p.chmod(0o666 & ~umask)
     return {"folder": out, "files": files, "bytes": sum(p.stat().st_size for p in files), "samples": has_samples,
             "copied": copied}
 
