@@ -376,12 +376,15 @@ def _run_args(q):
     q.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     q.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.add_argument("--cuda-graphs", action="store_true",
+                   help="GPU: replay each sampling loop from CUDA graphs (same results within float tolerance, "
+                        "fewer kernel launches; no effect on a CPU)")
 
 
 def _load_run(args):
     from .runs import load_run
 
-    return load_run(args.run, device=args.device, ema=not args.raw)
+    return load_run(args.run, device=args.device, ema=not args.raw, cuda_graphs=getattr(args, "cuda_graphs", False))
 
 
 def cmd_evaluate(args) -> int:
