@@ -116,11 +116,14 @@ def compiled_loss(net: torch.nn.Module, mode: str, autocast, channels_last: bool
 
     if mode == "off":
         return loss_fn
-    ok, why = compiler_available()
+    ok, why = compiler_available() if os.environ.get("COLDDIFF_COMPILE_BACKEND", "inductor") == "inductor" else (True, "")
     if not ok:
         raise ConfigError(f"train.compile={mode} needs torch.compile, but {why}; set train.compile=off")
     kwargs: dict[str, Any] = {"dynamic": False}
-    if mode != "default":
+    backend = os.environ.get("COLDDIFF_COMPILE_BACKEND", "inductor")
+    if backend != "inductor":  # e.g. aot_eager: the same graph capture without code generation (tests)
+        kwargs["backend"] = backend
+    elif mode != "default":
         kwargs["mode"] = mode
     return torch.compile(loss_fn, **kwargs)
 

@@ -84,7 +84,7 @@ def weights_digest(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(v.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())  # flatten: channels_last strides
     return h.hexdigest()
 
 

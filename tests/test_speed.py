@@ -1,0 +1,269 @@
+"""Speed switches change how fast, never what: compile, channels_last, fused Adam, the device-side
+loss, DataLoader settings, prepared folders and CUDA-graph sampling (CPU: their fall-backs)."""
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colddiff import data, speed
+from colddiff.cli import main
+from colddiff.config import preset
+from colddiff.errors import ConfigError
+from colddiff.graphs import GraphedRestorer
+from colddiff.samplers import SAMPLERS, algorithm2
+from colddiff.training import BatchStream, train
+
+from conftest import make, make_run
+
+TINY = ["train.steps=6", "train.batch_size=4", "train.grad_accum=2", "train.checkpoint_every=3",
+        "train.keep_last=3", "train.log_every=1", "train.sample_every=0", "train.ema_start=2",
+        "model.dim=8", "model.dim_mults=1,2", "model.attn_levels=", "model.num_res_blocks=1", "train.lr=1e-3"]
+
+
+def tiny(*extra):
+    return preset("mnist5k-blur").override(TINY + list(extra))
+
+
+def losses(run) -> list:
+    return [json.loads(line)["loss"] for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+def digest(run) -> str:
+    return json.loads((Path(run) / "train_summary.json").read_text())["weights_sha256"][0]
+
+
+def resumed_digest(tmp_path, cfg_extra, name):
+    """Train 3 steps, then resume to 6 in a fresh train() call: the digest of the resumed run."""
+    out = tmp_path / name
+    train(tiny(*cfg_extra, "train.steps=3"), out, progress=False)
+    train(tiny(*cfg_extra), out, resume=True, progress=False)
+    return digest(out)
+
+
+# ---------------------------------------------------------------------------- config
+@pytest.mark.parametrize("key,value,words", [
+    ("train.compile", "fast", "train.compile must be one of off, default"),
+    ("train.fused_adam", "maybe", "train.fused_adam must be one of auto, on, off"),
+    ("data.num_workers", "-2", "data.num_workers must be a whole number >= 0, or -1"),
+])
+def test_bad_speed_settings_are_one_line_errors(key, value, words):
+    with pytest.raises(ConfigError, match=words):
+        tiny(f"{key}={value}")
+
+
+def test_cli_refuses_a_bad_compile_mode_with_exit_2(tmp_path, capsys):
+    assert main(["train", "--preset", "mnist5k-blur", "--set", "train.compile=turbo", "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.compile" in err[0]
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_fused_adam_is_chosen_by_device():
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    assert not speed.make_adam(p, 1e-3, torch.device("cpu"), "auto").defaults.get("fused")
+    assert speed.make_adam(p, 1e-3, torch.device("cpu"), "on").defaults["fused"] is True
+    assert not speed.make_adam(p, 1e-3, torch.device("cpu"), "off").defaults.get("fused")
+
+
+def test_auto_workers_only_for_decoded_files_on_a_gpu():
+    assert speed.auto_workers(torch.device("cpu"), lazy=True) == 0
+    assert speed.auto_workers(torch.device("cuda"), lazy=False) == 0
+    n = speed.auto_workers(torch.device("cuda"), lazy=True)
+    assert 0 <= n <= 8
+    assert speed.loader_kwargs(2, torch.device("cuda")) == dict(num_workers=2, pin_memory=True, prefetch_factor=4,
+                                                              persistent_workers=True)
+    assert speed.loader_kwargs(0, torch.device("cpu")) == dict(num_workers=0, pin_memory=False)
+
+
+# ---------------------------------------------------------------------------- loss on the device
+def test_loss_accumulator_mean_equals_the_python_mean_and_names_the_first_bad_step():
+    acc = speed.LossAccumulator(torch.device("cpu"))
+    vals = [0.3, 0.25, 0.2125]
+    for i, v in enumerate(vals, 1):
+        acc.add(torch.tensor(v, dtype=torch.float32), i)
+    mean, last, bad = acc.read()
+    assert mean == sum(float(torch.tensor(v, dtype=torch.float32)) for v in vals) / 3
+    assert last == float(torch.tensor(0.2125, dtype=torch.float32)) and bad == 0
+    acc.add(torch.tensor(float("nan")), 4)
+    acc.add(torch.tensor(float("inf")), 5)
+    assert acc.read()[2] == 4
+    acc.reset()
+    acc.add(torch.tensor(1.0), 6)
+    assert acc.read()[0] == 1.0
+
+
+# ---------------------------------------------------------------------------- channels_last
+def test_channels_last_trains_like_eager_and_resumes_exactly(tmp_path):
+    train(tiny(), tmp_path / "eager", progress=False)
+    train(tiny("train.channels_last=true"), tmp_path / "cl", progress=False)
+    np.testing.assert_allclose(losses(tmp_path / "cl"), losses(tmp_path / "eager"), rtol=1e-4, atol=1e-5)
+    assert resumed_digest(tmp_path, ["train.channels_last=true"], "cl-resumed") == digest(tmp_path / "cl")
+
+
+def _compile_matches_eager_and_resumes(tmp_path):
+    train(tiny(), tmp_path / "eager", progress=False)
+    train(tiny("train.compile=default"), tmp_path / "compiled", progress=False)
+    np.testing.assert_allclose(losses(tmp_path / "compiled"), losses(tmp_path / "eager"), rtol=1e-4, atol=1e-5)
+    # resume: copy the run at step 3 and continue it; the weights must be bit-identical
+    part = tmp_path / "part"
+    shutil.copytree(tmp_path / "compiled", part)
+    for ck in (part / "checkpoints").glob("ckpt-00000006*"):
+        ck.unlink()
+    train(tiny("train.compile=default"), part, resume=True, progress=False)
+    assert digest(part) == digest(tmp_path / "compiled")
+
+
+def test_compiled_step_matches_eager_loss_and_resumes_exactly(tmp_path, monkeypatch):
+    """torch.compile's graph capture of network + loss + backward (dynamo, AOTAutograd) with the
+    aot_eager back end: seconds.  The inductor back end (C++ code generation) is the test below."""
+    monkeypatch.setenv("COLDDIFF_COMPILE_BACKEND", "aot_eager")
+    _compile_matches_eager_and_resumes(tmp_path)
+
+
+@pytest.mark.skipif(not os.environ.get("COLDDIFF_SLOW_TESTS"),
+                    reason="inductor compiles C++: 1.5-6 min on 2 busy cores; set COLDDIFF_SLOW_TESTS=1")
+def test_inductor_compiled_step_matches_eager_loss_and_resumes_exactly(tmp_path):
+    ok, why = speed.compiler_available()
+    if not ok:
+        pytest.skip(why)
+    _compile_matches_eager_and_resumes(tmp_path)
+
+
+# ---------------------------------------------------------------------------- data path
+class Numbered(torch.utils.data.Dataset):
+    """Image i is filled with the value i: batches tell which images they hold."""
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        return torch.full((1, 2, 2), float(i)), -1
+
+
+def _ids(x):
+    return x[:, 0, 0, 0].long().tolist()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batch_stream_order_survives_epochs_and_restarts(workers):
+    ref = BatchStream(Numbered(), 3, seed=5)
+    seq = [_ids(ref.next()) for _ in range(7)]  # 3 full batches per epoch of 10: crosses two epochs
+    s = BatchStream(Numbered(), 3, seed=5, num_workers=workers)
+    assert [_ids(s.next()) for _ in range(7)] == seq
+    r = BatchStream(Numbered(), 3, seed=5, num_workers=workers)  # restarted from the state after 4 batches
+    for _ in range(4):
+        r.next()
+    st = r.state()
+    r2 = BatchStream(Numbered(), 3, seed=5, num_workers=workers, epoch=st["epoch"], position=st["position"])
+    assert [_ids(r2.next()) for _ in range(3)] == seq[4:]
+
+
+def make_folder(root: Path, n=6, size=(20, 24)) -> Path:
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n // 2):
+            Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_prepared_folder_is_bit_identical_and_batched(tmp_path):
+    from colddiff.data.prepared import PreparedImages, bypass, prepare
+
+    folder = make_folder(tmp_path / "faces")
+    (folder / "cat" / "broken.png").write_bytes(b"not a png")
+    [(path, man)] = prepare(f"folder:{folder}", image_size=16, channels=3, progress=False)
+    assert path.parent == folder / ".colddiff" and path.suffix == ".npy" and path.with_suffix(".json").is_file()
+    assert man["sources"] == 7 and len(man["labels"]) == 6 and len(man["skipped"]) == 1
+    ds = data.load(f"folder:{folder}", image_size=16, channels=3)
+    assert isinstance(ds, PreparedImages) and ds.classes == ["cat", "dog"]
+    with bypass():
+        lazy = data.load(f"folder:{folder}", image_size=16, channels=3)
+    for i in range(len(lazy)):
+        assert torch.equal(ds[i][0], lazy[i][0]) and ds[i][1] == lazy[i][1]
+    assert torch.equal(ds.get_batch(torch.tensor([4, 0, 2])), torch.stack([lazy[i][0] for i in (4, 0, 2)]))
+    # another size is another array: none prepared, so the files are decoded
+    assert not isinstance(data.load(f"folder:{folder}", image_size=8, channels=3), PreparedImages)
+
+
+def test_a_stale_prepared_folder_is_explained_and_ignored(tmp_path, caplog):
+    from colddiff.data.prepared import PreparedImages, prepare
+
+    folder = make_folder(tmp_path / "faces")
+    prepare(f"folder:{folder}", image_size=16, channels=3, progress=False)
+    Image.new("RGB", (20, 24), "red").save(folder / "dog" / "new.png")
+    with caplog.at_level(logging.WARNING, logger="colddiff.data"):
+        ds = data.load(f"folder:{folder}", image_size=16, channels=3)
+    assert not isinstance(ds, PreparedImages) and len(ds) == 7
+    assert "changed since it was written" in caplog.text and "colddiff data prepare" in caplog.text
+    # a truncated array is refused too
+    prepare(f"folder:{folder}", image_size=16, channels=3, progress=False)
+    npy = folder / ".colddiff" / "train-16px-3ch.npy"
+    npy.write_bytes(npy.read_bytes()[:-50])
+    assert not isinstance(data.load(f"folder:{folder}", image_size=16, channels=3), PreparedImages)
+
+
+def test_training_reads_a_prepared_folder_like_its_files(tmp_path):
+    folder = make_folder(tmp_path / "faces", n=12, size=(16, 16))
+    sets = ["train.steps=2", "train.batch_size=4", "train.grad_accum=1", "train.log_every=1", "train.sample_every=0",
+            f"data.name=folder:{folder}", "data.image_size=16", "data.channels=3", "model.dim=8",
+            "model.dim_mults=1,2", "model.attn_levels=", "model.num_res_blocks=1"]
+    train(preset("mnist5k-blur").override(sets), tmp_path / "files", progress=False)
+    assert main(["data", "prepare", f"folder:{folder}", "--size", "16", "--channels", "3", "--quiet"]) == 0
+    train(preset("mnist5k-blur").override(sets), tmp_path / "prepared", progress=False)
+    assert digest(tmp_path / "prepared") == digest(tmp_path / "files")
+
+
+def test_cli_prepare_refuses_in_memory_sets(capsys):
+    assert main(["data", "prepare", "mnist-5k"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "folder data sets" in err[0]
+
+
+# ---------------------------------------------------------------------------- CUDA graphs
+def test_graphed_restorer_falls_back_to_the_eager_loop_on_a_cpu(tmp_path):
+    run = make_run(tmp_path / "run", dict(name="blur", T=6, params=dict(kernel_size=5, sigma=1.0)))
+    x0 = torch.rand(5, 1, 28, 28) * 2 - 1
+    x_t = run.degrade(x0, 6)
+    G = GraphedRestorer(run.R)
+    for name in ("algorithm1", "algorithm2"):
+        assert torch.equal(SAMPLERS[name](G, run.D, x_t, 6), SAMPLERS[name](run.R, run.D, x_t, 6))
+    assert G.stats["captured_whole"] == G.stats["replayed"] == 0
+    want = run.sample(x_t, 6, batch_size=2)
+    run.cuda_graphs = True
+    assert torch.equal(run.sample(x_t, 6, batch_size=2), want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.parametrize("family,kw", [("blur", dict(T=12, kernel_size=7, sigma=1.5)), ("mask", dict(T=20))])
+def test_cuda_graph_sampling_matches_the_eager_loop(family, kw):
+    from colddiff.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(channels=3, dim=8, dim_mults=(1, 2), attn_levels=(), num_res_blocks=1).cuda().eval()
+    D = make(family, **kw)
+    R = lambda x, t: net(x, t)  # noqa: E731
+    G = GraphedRestorer(R)
+    x0 = torch.rand(4, 3, 32, 32, device="cuda") * 2 - 1
+    ctx = D.context(x0, torch.Generator(device="cuda").manual_seed(1))
+    x_t = D(x0, D.T, ctx)
+    with torch.no_grad():
+        want = algorithm2(R, D, x_t, D.T, ctx)
+        first = algorithm2(G, D, x_t, D.T, ctx)      # eager, then captured
+        again = algorithm2(G, D, x_t, D.T, ctx)      # replayed
+        x0b = torch.rand(4, 3, 32, 32, device="cuda") * 2 - 1  # another batch of the same shape
+        ctxb = D.context(x0b, torch.Generator(device="cuda").manual_seed(2))
+        x_tb = D(x0b, D.T, ctxb)
+        other = algorithm2(G, D, x_tb, D.T, ctxb)
+        want_b = algorithm2(R, D, x_tb, D.T, ctxb)
+    torch.testing.assert_close(first, want)
+    torch.testing.assert_close(again, want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(other, want_b, rtol=1e-4, atol=1e-4)
+    assert G.stats["replayed"] >= 2 and G.stats["captured_whole"] + G.stats["captured_network"] == 1
