@@ -61,7 +61,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import device_name, finish, machine_meta, pick_presets, sync
+from benchmarks.common import device_name, finish, graphed_bare, machine_meta, pick_presets, sync
 from benchmarks.flops import flops_per_image, mfu_fields, peak_flops
 from benchmarks.sampling import timed as timed_with_result
 from benchmarks.training import (SyntheticImages, Trainer, _ms, _params, _rate, _render, full_step,
@@ -165,21 +165,19 @@ def bench_train(spec: RowSpec, cfg, base, D, opts: Options, say, peak, flops_img
     tr = cfg.train
     B0, A = tr.batch_size, tr.grad_accum
     out = []
+    batches = [B0]
+    if opts.max_batch and cuda:  # searched once, eagerly (a compiled step would recompile per batch)
+        def attempt(B):
+            c = cfg.copy()
+            c.train.batch_size = B
+            o = Options(**{**asdict(opts), "train_warmup": 1, "train_timed": 1, "device": opts.device,
+                           "dtype": opts.dtype})
+            train_steps(c, base, SyntheticImages(B * A * 2, cfg.data.channels, cfg.data.image_size, 0), D, o,
+                        lambda m: None)
+        big = largest_batch(attempt, B0, 1024, say)
+        if big != B0:
+            batches.append(big)
     for mode in opts.train_modes:
-        batches = [B0]
-        if opts.max_batch and cuda:
-            def attempt(B, mode=mode):
-                c = cfg.copy()
-                c.train.batch_size = B
-                for k, v in TRAIN_MODES[mode].items():
-                    setattr(c.train, k, v)
-                o = Options(**{**asdict(opts), "train_warmup": 1, "train_timed": 1, "device": opts.device,
-                               "dtype": opts.dtype})
-                train_steps(c, base, SyntheticImages(B * A * 2, cfg.data.channels, cfg.data.image_size, 0), D, o,
-                            lambda m: None)
-            big = largest_batch(attempt, B0, 1024, say)
-            if big != B0:
-                batches.append(big)
         for B in batches:
             c = cfg.copy()
             c.train.batch_size = B
@@ -223,25 +221,6 @@ def _sampler_R(net, mode: str, autocast, clock):
         return y
 
     return R
-
-
-def graphed_bare(R, x: torch.Tensor, T: int, steps: int):
-    """T bare network calls replayed from one CUDA graph (t a static tensor): the floor for graphs mode."""
-    static_t = torch.full((x.shape[0],), T, dtype=torch.long, device=x.device)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        R(x, static_t)
-    torch.cuda.current_stream().wait_stream(side)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        R(x, static_t)
-
-    def run():
-        for k in range(steps):
-            static_t.fill_(T - k)
-            g.replay()
-    return run
 
 
 def bench_sample(spec: RowSpec, cfg, base, D, opts: Options, say, peak, flops_img) -> List[Dict[str, Any]]:
