@@ -267,3 +267,16 @@ def test_cuda_graph_sampling_matches_the_eager_loop(family, kw):
     torch.testing.assert_close(again, want, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(other, want_b, rtol=1e-4, atol=1e-4)
     assert G.stats["replayed"] >= 2 and G.stats["captured_whole"] + G.stats["captured_network"] == 1
+
+
+def test_cuda_graphs_flag_gives_the_eager_images_on_a_cpu(tmp_path):
+    from colddiff.images import read_image, save_image
+
+    run = make_run(tmp_path / "run", dict(name="blur", T=4, params=dict(kernel_size=5, sigma=1.0)))
+    ds, _ = run.held_out()
+    save_image(run.D(ds[0][0][None], 3)[0], tmp_path / "in" / "d.png")
+    for flag, out in (([], "eager"), (["--cuda-graphs"], "graphs")):
+        assert main(["restore", str(run.folder), "--input", str(tmp_path / "in"), "--t", "3", "--device", "cpu",
+                     "--out", str(tmp_path / out), "--no-progress", *flag]) == 0
+    assert torch.equal(read_image(tmp_path / "graphs" / "d.algorithm2.png"),
+                       read_image(tmp_path / "eager" / "d.algorithm2.png"))
