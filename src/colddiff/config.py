@@ -26,7 +26,7 @@ class DataConfig:
     image_size: int = 28
     channels: int = 1
     root: str = ""                # where the data set's files are ("" = the default places)
-    num_workers: int = 0          # DataLoader workers for data sets decoded on the fly (-1 = auto, see speed.py)
+    num_workers: int = -1         # DataLoader workers for data sets decoded on the fly; -1 = auto (speed.auto_workers)
 
 
 @dataclass
