@@ -280,3 +280,30 @@ def test_cuda_graphs_flag_gives_the_eager_images_on_a_cpu(tmp_path):
                      "--out", str(tmp_path / out), "--no-progress", *flag]) == 0
     assert torch.equal(read_image(tmp_path / "graphs" / "d.algorithm2.png"),
                        read_image(tmp_path / "eager" / "d.algorithm2.png"))
+
+
+# ---------------------------------------------------------------------------- benchmark FLOPs and peaks
+def test_flop_count_is_two_per_multiply_add_and_peaks_are_looked_up_by_name():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.flops import flops_per_image, peak_flops
+
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Conv2d(3, 5, 3, padding=1), torch.nn.Conv2d(5, 2, 1)
+
+        def forward(self, x, t):
+            return self.b(self.a(x))
+
+    fwd = flops_per_image(Two(), 3, 8, train=False)
+    assert fwd == 2 * (5 * 3 * 9 + 2 * 5) * 8 * 8
+    assert flops_per_image(Two(), 3, 8, train=True) >= 2 * fwd  # + the weight gradients at least
+    assert peak_flops("NVIDIA H100 80GB HBM3", "bfloat16")[0] == 989e12
+    assert peak_flops("NVIDIA H100 PCIe", "bfloat16")[0] == 756e12
+    assert peak_flops("NVIDIA H200", "float32")[0] == 494e12  # TF32: train() allows it on CUDA
+    assert peak_flops("NVIDIA A100-SXM4-80GB", "bfloat16")[0] == 312e12
+    value, label = peak_flops("Tesla T4", "bfloat16")
+    assert value is None and label.startswith("unknown device")
+    assert peak_flops("AMD EPYC", "float32", "cpu")[0] is None
