@@ -23,7 +23,8 @@ from conftest import make, make_run
 
 TINY = ["train.steps=6", "train.batch_size=4", "train.grad_accum=2", "train.checkpoint_every=3",
         "train.keep_last=3", "train.log_every=1", "train.sample_every=0", "train.ema_start=2",
-        "model.dim=8", "model.dim_mults=1,2", "model.attn_levels=", "model.num_res_blocks=1", "train.lr=1e-3"]
+        "model.dim=8", "model.dim_mults=1,2", "model.attn_levels=", "model.num_res_blocks=1", "train.lr=1e-3",
+        "train.device=cpu"]  # bit-exact resume is a CPU promise
 
 
 def tiny(*extra):
@@ -214,7 +215,7 @@ def test_training_reads_a_prepared_folder_like_its_files(tmp_path):
     folder = make_folder(tmp_path / "faces", n=12, size=(16, 16))
     sets = ["train.steps=2", "train.batch_size=4", "train.grad_accum=1", "train.log_every=1", "train.sample_every=0",
             f"data.name=folder:{folder}", "data.image_size=16", "data.channels=3", "model.dim=8",
-            "model.dim_mults=1,2", "model.attn_levels=", "model.num_res_blocks=1"]
+            "model.dim_mults=1,2", "model.attn_levels=", "model.num_res_blocks=1", "train.device=cpu"]
     train(preset("mnist5k-blur").override(sets), tmp_path / "files", progress=False)
     assert main(["data", "prepare", f"folder:{folder}", "--size", "16", "--channels", "3", "--quiet"]) == 0
     train(preset("mnist5k-blur").override(sets), tmp_path / "prepared", progress=False)
