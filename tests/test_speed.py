@@ -308,3 +308,33 @@ def test_flop_count_is_two_per_multiply_add_and_peaks_are_looked_up_by_name():
     value, label = peak_flops("Tesla T4", "bfloat16")
     assert value is None and label.startswith("unknown device")
     assert peak_flops("AMD EPYC", "float32", "cpu")[0] is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device syncs exist only with a GPU")
+def test_a_training_step_never_waits_for_the_gpu():
+    import contextlib
+
+    from colddiff.graphs import _sync_errors
+    from colddiff.training import _update_ema, degrade_batch
+
+    cfg = tiny()
+    dev = torch.device("cuda")
+    D = cfg.build_degradation()
+    net, ema = cfg.build_model().to(dev), cfg.build_model().to(dev)
+    opt = speed.make_adam(net.parameters(), 1e-3, dev, "auto")
+    loss_fn = speed.compiled_loss(net, "off", contextlib.nullcontext())
+    acc = speed.LossAccumulator(dev)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    x0_cpu = (torch.rand(4, 1, 28, 28) * 2 - 1).pin_memory()
+    for i in range(2):  # the first step initialises (cuBLAS, Adam state); the second is watched
+        with _sync_errors() if i else contextlib.nullcontext():
+            x0 = x0_cpu.to(dev, non_blocking=True)
+            x_t, t = degrade_batch(D, x0, gen)
+            loss = loss_fn(x_t, t, x0)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            _update_ema(ema, net, 0.99, reset=False)
+            acc.add(loss.detach(), i + 1)
+    assert acc.read()[2] == 0

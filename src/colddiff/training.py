@@ -433,6 +433,7 @@ def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, stepwise: bool = Fa
     (only for the training-step benchmark).
     """
     t = torch.randint(1, D.T + 1, (x0.shape[0],), generator=gen, device=x0.device)
+    t.in_range = True  # 1..T by construction: D need not read it back from the GPU to check it
     ctx = D.context(x0, gen)
     with torch.no_grad():
         x_t = D.apply_stepwise(x0, t, ctx) if stepwise else D(x0, t, ctx)
