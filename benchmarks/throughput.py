@@ -96,6 +96,8 @@ ROWS: List[RowSpec] = [
 TRAIN_MODES = {
     "eager": dict(compile="off", channels_last=False),
     "compiled": dict(compile="default", channels_last=True),
+    "compile-only": dict(compile="default", channels_last=False),
+    "channels-last": dict(compile="off", channels_last=True),
     "max-autotune": dict(compile="max-autotune", channels_last=True),
 }
 SAMPLE_MODES = ("eager", "graphs", "compiled")
@@ -547,6 +549,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", action=argparse.BooleanOptionalAction, default=None,
                    help="also measure at the largest batch that fits (default: on CUDA)")
     p.add_argument("--no-loader", action="store_true", help="skip the data-loader rates")
+    p.add_argument("--train-steps", type=int, default=None, help="timed training steps per mode (default: CUDA 15, "
+                   "quick 5; CPU 3, quick 1)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -564,6 +568,10 @@ def options_from_args(args: argparse.Namespace) -> Options:
         steps = args.sample_steps if args.sample_steps is not None else (2 if q else None)
     if steps is not None and steps < 1:
         raise SystemExit("benchmarks.throughput: --sample-steps must be at least 1")
+    if args.train_steps is not None:
+        if args.train_steps < 1:
+            raise SystemExit("benchmarks.throughput: --train-steps must be at least 1")
+        n_timed = args.train_steps
 
     def modes(text, known, default):
         names = tuple(m.strip() for m in (text or default).split(",") if m.strip())

@@ -338,3 +338,14 @@ def test_a_training_step_never_waits_for_the_gpu():
             _update_ema(ema, net, 0.99, reset=False)
             acc.add(loss.detach(), i + 1)
     assert acc.read()[2] == 0
+
+
+def test_a_late_read_non_finite_loss_still_names_its_step(tmp_path):
+    """On a GPU the loss is read back only at log/checkpoint steps: the error names the first bad step."""
+    from colddiff.training import TrainingError, _stop_if_not_finite
+
+    _stop_if_not_finite(0, 0.5, 8, tmp_path)  # nothing wrong: no error
+    with pytest.raises(TrainingError, match=r"loss became non-finite at step 5; .*No checkpoint was written yet"):
+        _stop_if_not_finite(5, float("nan"), 8, tmp_path)
+    with pytest.raises(TrainingError, match=r"loss became nan at step 8"):
+        _stop_if_not_finite(8, float("nan"), 8, tmp_path)

@@ -353,16 +353,11 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
             # checkpoint and final steps (a non-finite loss is remembered on the device with its
             # step); on a CPU, where reading costs nothing, at every step as before.
             nxt = step + 1
-            if (device.type != "cuda" or callbacks or stop.requested or nxt == tr.steps
-                    or nxt % tr.checkpoint_every == 0 or (tr.log_every and nxt % tr.log_every == 0)):
+            read_now = (device.type != "cuda" or callbacks or stop.requested or nxt == tr.steps
+                        or nxt % tr.checkpoint_every == 0 or (tr.log_every and nxt % tr.log_every == 0))
+            if read_now:
                 mean_loss, loss_value, bad_step = acc.read()
-            if bad_step:
-                kept = ckpt_io.find_latest(ckdir)
-                raise TrainingError(
-                    f"loss became {loss_value if bad_step == nxt else 'non-finite'} at step {bad_step}; training stopped. "
-                    + (f"The last good checkpoint is {kept} (step {ckpt_io.list_checkpoints(ckdir)[-1][0]}); "
-                       if kept else "No checkpoint was written yet; ")
-                    + "lower train.lr or set train.grad_clip, then resume")
+                _stop_if_not_finite(bad_step, loss_value, nxt, ckdir)
             if scaler is not None:
                 scaler.unscale_(opt)
             if tr.grad_clip > 0:
@@ -404,6 +399,9 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
                 save(step, _rng_state(gen, device), stream.state())
             if stop.requested:
                 stopped_early = step < tr.steps
+                if not read_now:  # asked to stop during this step: never checkpoint a non-finite loss
+                    mean_loss, loss_value, bad_step = acc.read()
+                    _stop_if_not_finite(bad_step, loss_value, step, ckdir)
                 if step % tr.checkpoint_every != 0 and step != tr.steps:
                     save(step, _rng_state(gen, device), stream.state())
                 break
@@ -426,6 +424,18 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
 
 
 # ---------------------------------------------------------------------------- pieces
+def _stop_if_not_finite(bad_step: int, loss_value: float, step: int, ckdir: Path) -> None:
+    """The TrainingError of a non-finite loss (first seen at ``bad_step``; 0 = none), naming what is kept."""
+    if not bad_step:
+        return
+    kept = ckpt_io.find_latest(ckdir)
+    raise TrainingError(
+        f"loss became {loss_value if bad_step == step else 'non-finite'} at step {bad_step}; training stopped. "
+        + (f"The last good checkpoint is {kept} (step {ckpt_io.list_checkpoints(ckdir)[-1][0]}); "
+           if kept else "No checkpoint was written yet; ")
+        + "lower train.lr or set train.grad_clip, then resume")
+
+
 def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, stepwise: bool = False):
     """t ~ U{1..T} per image, a fresh per-trajectory context, and x_t = D(x0, t, ctx).
 
