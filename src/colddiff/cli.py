@@ -372,7 +372,8 @@ def add_data(sub):
                               ("prepare", "decode a folder data set once into a memory-mapped uint8 array "
                                           "beside it (fast loading)")):
         a = da_sub.add_parser(action, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
-                              epilog=f"example:\n  colddiff data {action}" + ("" if action == "list" else " mnist"),
+                              epilog=f"example:\n  colddiff data {action}" + ("" if action == "list" else
+                                                                    " celeba" if action == "prepare" else " mnist"),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
         if action != "list":
             a.add_argument("name", help="data set name (see `colddiff data list`)"
