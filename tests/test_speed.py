@@ -349,3 +349,13 @@ def test_a_late_read_non_finite_loss_still_names_its_step(tmp_path):
         _stop_if_not_finite(5, float("nan"), 8, tmp_path)
     with pytest.raises(TrainingError, match=r"loss became nan at step 8"):
         _stop_if_not_finite(8, float("nan"), 8, tmp_path)
+
+
+def test_data_info_says_when_a_folder_is_read_from_its_prepared_copy(tmp_path, capsys):
+    folder = make_folder(tmp_path / "faces", n=4, size=(8, 8))
+    assert main(["data", "info", f"folder:{folder}"]) == 0
+    assert "prepared copy" not in capsys.readouterr().out
+    assert main(["data", "prepare", f"folder:{folder}", "--quiet"]) == 0
+    assert "train: 4 images 3x8x8 uint8" in capsys.readouterr().out
+    assert main(["data", "info", f"folder:{folder}"]) == 0
+    assert "read from the prepared copy" in capsys.readouterr().out
