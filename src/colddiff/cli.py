@@ -268,8 +268,7 @@ def add_train(sub):
           colddiff train --resume runs/blur --set train.steps=8000        # continue (or extend) a run
           colddiff --plugin mine.py train --preset mnist5k-blur --set degradation.name=mine --out runs/mine
           torchrun --nproc_per_node 4 -m colddiff train --preset celeba-blur --out runs/celeba
-          colddiff train --preset cifar10-blur --set train.precision=bf16 train.compile=default \
-              train.channels_last=true --out runs/c10                     # GPU speed switches (README)
+          colddiff train --preset cifar10-blur --set train.precision=bf16 train.compile=default train.channels_last=true
         """, cmd_train)
     tr.add_argument("--preset", help="named configuration (see `colddiff presets`)")
     tr.add_argument("--config", help="TOML file with config sections; overrides the preset's values")
