@@ -359,3 +359,18 @@ def test_data_info_says_when_a_folder_is_read_from_its_prepared_copy(tmp_path, c
     assert "train: 4 images 3x8x8 uint8" in capsys.readouterr().out
     assert main(["data", "info", f"folder:{folder}"]) == 0
     assert "read from the prepared copy" in capsys.readouterr().out
+
+
+def test_a_graph_entry_takes_each_batch_inputs_into_its_static_tensors():
+    """What a replay reads: x_t and every tensor of the context copied into the captured buffers."""
+    from colddiff.graphs import _Entry, _signature
+
+    ctx = {"center": torch.zeros(2, 2), "extra": {"noise": torch.zeros(2, 1, 4, 4)}, "level": 3}
+    entry = _Entry(torch.zeros(2, 1, 4, 4), ctx, whole=True)
+    new = {"center": torch.ones(2, 2), "extra": {"noise": torch.full((2, 1, 4, 4), 2.0)}, "level": 3}
+    x = torch.rand(2, 1, 4, 4)
+    entry.load(x, new)
+    assert torch.equal(entry.x, x) and torch.equal(entry.ctx["center"], new["center"])
+    assert torch.equal(entry.ctx["extra"]["noise"], new["extra"]["noise"])
+    assert entry.ctx["center"] is not new["center"] and ctx["center"].sum() == 0  # the caller's tensors untouched
+    assert _signature(new) == _signature(ctx) != _signature({**new, "level": 4})  # other constants: another key
