@@ -6,9 +6,10 @@
 #    (32 x 2) and the largest that fits, sampling eager vs CUDA graphs vs compiled, FLOPs, TFLOP/s,
 #    share of the device's peak, hours per paper run, loader images/s (decoded PNGs vs prepared);
 # 3. the sampling-overhead benchmark (tiny networks: the launch-bound case) eager and with graphs.
-# Each step has its own time limit, so one slow step cannot eat the others' time; with --quick
-# settings the whole script is meant to fit in about 10 minutes of an H100/H200.  Copy the JSON to
+# Each step has its own time limit, so one slow step cannot eat the others' time, and the whole
+# script fits in one 10-minute device command (run it with timeout_s=600).  Copy the JSON to
 # benchmarks/results/ with the device name (e.g. throughput-h200-bfloat16.json) and the README table.
+# Needs a CUDA build of torch and colddiff's dependencies importable (pip install -e ".[test]").
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results/gpu-check}"
@@ -36,12 +37,16 @@ print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))
 EOF
 [ "${PIPESTATUS[0]}" -eq 0 ] || exit 2
 
-step tests 240 "$PY" -m pytest -q -x tests/test_speed.py -k "cuda or compiled or channels_last"
-step throughput-bf16 420 "$PY" -m benchmarks.throughput --device cuda --dtype bfloat16 --quick --markdown \
-    --presets cifar10-blur,celeba-blur,mnist5k-blur-gen --train-modes eager,compiled \
-    --sample-modes eager,graphs,compiled --out "$OUT/throughput-bfloat16.json"
-step sampling-eager 120 "$PY" -m benchmarks.sampling --device cuda --quick --markdown --out "$OUT/sampling-float32.json"
-step sampling-graphs 120 "$PY" -m benchmarks.sampling --device cuda --quick --graphs --markdown \
+# one command of a device session may run at most 10 minutes: the limits below add up to 570 s
+step tests 90 "$PY" -m pytest -q -x tests/test_speed.py -k "cuda or graph or gpu"
+for preset in cifar10-blur celeba-blur mnist5k-blur-gen; do
+    limit=150; [ "$preset" = mnist5k-blur-gen ] && limit=60
+    step "throughput-$preset" $limit "$PY" -m benchmarks.throughput --device cuda --dtype bfloat16 --quick \
+        --markdown --presets "$preset" --train-modes eager,compiled --sample-modes eager,graphs,compiled \
+        --out "$OUT/throughput-$preset-bfloat16.json"
+done
+step sampling-eager 60 "$PY" -m benchmarks.sampling --device cuda --quick --markdown --out "$OUT/sampling-float32.json"
+step sampling-graphs 60 "$PY" -m benchmarks.sampling --device cuda --quick --graphs --markdown \
     --out "$OUT/sampling-graphs-float32.json"
 echo "results in $OUT/ (summary.txt, *.json, *.txt)"
 exit $status

@@ -180,7 +180,8 @@ def bench_train(spec: RowSpec, cfg, base, D, opts: Options, say, peak, flops_img
         if big != B0:
             batches.append(big)
     for mode in opts.train_modes:
-        for B in batches:
+        # a compiled step recompiles for every new batch: compiled modes run at the preset's batch only
+        for B in (batches if TRAIN_MODES[mode]["compile"] == "off" else batches[:1]):
             c = cfg.copy()
             c.train.batch_size = B
             for k, v in TRAIN_MODES[mode].items():
@@ -238,7 +239,7 @@ def bench_sample(spec: RowSpec, cfg, base, D, opts: Options, say, peak, flops_im
     B0 = spec.sample_batch_cuda if cuda else spec.cpu_sample_batch
     for mode in opts.sample_modes:
         batches = [B0]
-        if opts.max_batch and cuda:
+        if opts.max_batch and cuda and mode != "compiled":  # compiled: the preset's batch only (no recompile)
             def attempt(B, mode=mode):
                 x = torch.zeros(B, C, H, H, device=dev)
                 with torch.no_grad():
