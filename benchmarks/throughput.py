@@ -423,7 +423,8 @@ def train_cells(row, r) -> List[str]:
     ld = row.get("loader") or {}
     loader = "-"
     if "decoded" in ld and "prepared" in ld:
-        loader = f"{_rate3(ld['decoded']['images_per_s'])} ({ld['decoded']['workers']} w) / {_rate3(ld['prepared']['images_per_s'])}"
+        dec, pre = ld["decoded"], ld["prepared"]
+        loader = f"{_rate3(dec['images_per_s'])} ({dec['workers']} w) / {_rate3(pre['images_per_s'])}"
     if r.get("status") == "error":
         return [row["preset"], _params(row["params"]), r["mode"], f"{r['batch']} x {r['grad_accum']}",
                 f"[error] {r['problem']}", "-", "-", "-", "-", "-", loader]
@@ -544,9 +545,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-steps", type=int, default=None,
                    help="time the Alg. 2 loop on this many steps and scale to T (default: all T; CPU quick 2)")
     p.add_argument("--train-modes", default=None,
-                   help="comma-separated training modes: " + ", ".join(TRAIN_MODES) + " (default: CUDA eager,compiled; CPU eager)")
+                   help="comma-separated training modes: " + ", ".join(TRAIN_MODES)
+                        + " (default: CUDA eager,compiled; CPU eager)")
     p.add_argument("--sample-modes", default=None,
-                   help="comma-separated sampling modes: " + ", ".join(SAMPLE_MODES) + " (default: CUDA eager,graphs,compiled; CPU eager)")
+                   help="comma-separated sampling modes: " + ", ".join(SAMPLE_MODES)
+                        + " (default: CUDA eager,graphs,compiled; CPU eager)")
     p.add_argument("--max-batch", action=argparse.BooleanOptionalAction, default=None,
                    help="also measure at the largest batch that fits (default: on CUDA)")
     p.add_argument("--no-loader", action="store_true", help="skip the data-loader rates")

@@ -129,7 +129,8 @@ def test_compiled_step_matches_eager_loss_and_resumes_exactly(tmp_path, monkeypa
 
 
 @pytest.mark.skipif(not os.environ.get("COLDDIFF_SLOW_TESTS"),
-                    reason="inductor compiles C++: about 7 min on the busy 2-core machine; set COLDDIFF_SLOW_TESTS=1")
+                    reason="inductor compiles C++: about 7 min on the busy 2-core machine; "
+                           "set COLDDIFF_SLOW_TESTS=1")
 def test_inductor_compiled_step_matches_eager_loss_and_resumes_exactly(tmp_path):
     ok, why = speed.compiler_available()
     if not ok:

@@ -116,7 +116,8 @@ def compiled_loss(net: torch.nn.Module, mode: str, autocast, channels_last: bool
 
     if mode == "off":
         return loss_fn
-    ok, why = compiler_available() if os.environ.get("COLDDIFF_COMPILE_BACKEND", "inductor") == "inductor" else (True, "")
+    inductor = os.environ.get("COLDDIFF_COMPILE_BACKEND", "inductor") == "inductor"
+    ok, why = compiler_available() if inductor else (True, "")
     if not ok:
         raise ConfigError(f"train.compile={mode} needs torch.compile, but {why}; set train.compile=off")
     kwargs: dict[str, Any] = {"dynamic": False}

@@ -84,7 +84,8 @@ def weights_digest(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())  # flatten: channels_last strides
+        # flatten: a channels_last tensor may count as contiguous with strides a byte view refuses
+        h.update(v.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

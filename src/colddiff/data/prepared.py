@@ -265,7 +265,8 @@ def prepare(name: str, root=None, image_size: Optional[int] = None, channels: Op
         with bypass():
             ds = load(name, split, root=root, image_size=image_size, channels=channels, download=False)
         if not hasattr(ds, "prepare_as"):
-            raise InputError(f"data set {name!r} is already read into memory as 8-bit arrays; `colddiff data prepare` "
-                             "is for the folder data sets (celeba, afhq, folder:PATH), whose images are decoded per item")
+            raise InputError(f"data set {name!r} is already read into memory as 8-bit arrays; `colddiff data "
+                             "prepare` is for the folder data sets (celeba, afhq, folder:PATH), whose images are "
+                             "decoded per item")
         out.append(write_prepared(ds, progress=progress))
     return out
