@@ -117,8 +117,8 @@ def test_context_is_reproducible_from_the_generator():
 def test_blur_schedules():
     assert deg.create("blur", T=5, sigma=7, schedule="constant").sigma_at(3) == 7
     assert deg.create("blur", T=5, sigma=0.5, schedule="incremental").sigma_at(3) == pytest.approx(1.5)
-    assert deg.create("blur", T=5, sigma=1, schedule="exponential").sigma_at(100) == pytest.approx(math.e)
-    assert deg.create("blur", T=50, schedule="cifar10").sigma_at(10) == pytest.approx(0.45)
+    assert deg.create("blur", T=5, sigma=1, schedule="exponential").sigma_at(101) == pytest.approx(math.e)
+    assert deg.create("blur", T=50, schedule="cifar10").sigma_at(11) == pytest.approx(0.45)
 
 
 @pytest.mark.parametrize("padding", ["circular", "reflect", "zero"])

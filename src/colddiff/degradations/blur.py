@@ -48,7 +48,11 @@ class GaussianBlur(SeparableDegradation):
         T: number of steps.
         kernel_size: odd kernel width k (the paper: 11 for MNIST/CIFAR-10, 15 CelebA, 27 generation).
         sigma: kernel std for ``constant``; base std for ``incremental`` (σ_t = sigma·t) and
-            ``exponential`` (σ_t = sigma·exp(rate·t)); ignored by ``cifar10`` (σ_t = 0.35 + 0.01·t).
+            ``exponential`` (σ_t = sigma·exp(rate·(t − 1))); ignored by ``cifar10`` (σ_t = 0.35 + 0.01·(t − 1)).
+            The two growing schedules count from the authors' step index i = t − 1 (their
+            ``np.exp(kernel_std * i)`` and ``i/100 + 0.35`` for i = 0..T−1, in
+            deblurring-diffusion-pytorch/deblurring_diffusion_pytorch/deblurring_diffusion_pytorch.py);
+            the paper's text writes σ_t = exp(0.01·t), one step further along.
         schedule: ``constant``, ``incremental``, ``exponential`` or ``cifar10``.
         padding: ``circular``, ``reflect`` or ``zero``.
         rate: growth rate of the exponential schedule (the paper's CelebA: 0.01 with sigma=1).
@@ -78,9 +82,9 @@ class GaussianBlur(SeparableDegradation):
             return self.sigma
         if self.schedule == "incremental":
             return self.sigma * s
-        if self.schedule == "exponential":
-            return self.sigma * math.exp(self.rate * s)
-        return 0.35 + 0.01 * s  # cifar10
+        if self.schedule == "exponential":  # the authors' Exponential(_reflect): exp(kernel_std * i), i = s - 1
+            return self.sigma * math.exp(self.rate * (s - 1))
+        return 0.35 + 0.01 * (s - 1)  # cifar10: the authors' Special_6_routine, i/100 + 0.35 with i = s - 1
 
     def _check_size(self, n: int) -> None:
         r = self.kernel_size // 2
