@@ -283,7 +283,12 @@ def cmd_presets(args) -> int:
     from .config import PRESETS, preset
 
     if args.show:
+        from .paper import provenance
+
         print(preset(args.show).to_toml(), end="")
+        prov = provenance(args.show)
+        if prov is not None:  # as TOML comments, so the output still loads as a --config file
+            print("\n" + "\n".join(f"# {line}" for line in prov.lines()))
         return 0
     width = max(map(len, PRESETS))
     for name, p in PRESETS.items():
@@ -295,7 +300,9 @@ def add_presets(sub):
     pr = _command(sub, "presets", "list the named training configurations",
                   "List the presets (one per experiment of the paper, plus small CPU ones).",
                   "examples:\n  colddiff presets\n  colddiff presets --show mnist5k-blur", cmd_presets)
-    pr.add_argument("--show", metavar="NAME", help="print one preset's full configuration as TOML")
+    pr.add_argument("--show", metavar="NAME", help="print one preset's full configuration as TOML (paper presets: "
+                    "with the experiment, the authors' setting, the files of their code checked and every "
+                    "remaining difference, as comments)")
 
 
 def cmd_data(args) -> int:
