@@ -377,6 +377,41 @@ def add_data(sub):
     da.set_defaults(action=None, root=None, quiet=False)
 
 
+# ---------------------------------------------------------------------------- weights (FID Inception)
+def cmd_weights(args) -> int:
+    from . import inception
+
+    if args.action is None:
+        raise ConfigError("say what to do: colddiff weights info | verify [--path FILE]")
+    if args.action == "info":
+        print("\n".join(inception.weights_info()))
+        return 0
+    path = inception.verify_weights(args.path)
+    print(f"ok: {path} holds the FID Inception-v3 weights"
+          + (f" (sha256 {inception.WEIGHTS_SHA256})" if path.name == inception.WEIGHTS_NAME else
+             " (keys and shapes checked; the checksum is compared only under the published file name)"))
+    return 0
+
+
+def add_weights(sub):
+    we = _command(sub, "weights", "the FID Inception weights: where the file goes, and a check of it",
+                  "The standard FID network's weights file: where colddiff looks for it (info) and whether the\n"
+                  "file there is the published one and loads (verify). With the file in place, evaluate, generate\n"
+                  "and report use Inception FID by default (--fid auto); without it, the offline classifier FID.", """
+        examples:
+          colddiff weights info
+          colddiff weights verify
+          colddiff weights verify --path /models/pt_inception-2015-12-05-6726825d.pth
+        """, cmd_weights)
+    we_sub = we.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    we_sub.add_parser("info", help="where the Inception weights file goes, its checksum and whether it is there",
+                      description="Where the Inception weights file goes, its checksum and whether it is there.")
+    v = we_sub.add_parser("verify", help="check the Inception weights file (published SHA-256, loads into the network)",
+                          description="Check the Inception weights file: the published SHA-256 and that it loads.")
+    v.add_argument("--path", default=None, help="the file to check (default: where colddiff looks for it)")
+    we.set_defaults(action=None, path=None)
+
+
 # ---------------------------------------------------------------------------- commands on a trained run
 def _run_args(q):
     q.add_argument("run", metavar="RUN", help="run folder written by `colddiff train --out` (or a checkpoint file)")
@@ -432,7 +467,9 @@ def add_evaluate(sub):
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
     ev.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto",
                     help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "
-                         "auto = classifier on labelled data sets, else none")
+                         "auto = inception when its weights file is in place (`colddiff weights info`; then the "
+                         "classifier FID is an extra column on labelled sets), else classifier on labelled data "
+                         "sets, else none")
     ev.add_argument("--no-classifier", action="store_true",
                     help="skip the classifier (no 'class kept' column and no classifier FID)")
     ev.add_argument("--batch-size", type=int, default=100, help="images per sampler batch (default 100)")
@@ -580,6 +617,7 @@ def add_quickstart(sub):
 
 
 ADDERS = (add_degrade, add_degradations, add_check_degradation, add_networks, add_train, add_presets, add_data,
+          add_weights,
           add_evaluate, add_restore, add_quickstart, add_generate, add_report)
 
 
