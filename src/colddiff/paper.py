@@ -45,8 +45,6 @@ QUANT = ("8-bit quantisation of masked images: colddiff rounds to the nearest le
          "truncates (int())")
 RANDOM_CENTRE = ("random mask centres: colddiff draws a pixel 0..n-1 per axis, the authors' window offsets put the "
                  "centre at -1..n-1")
-SR_INTERP = ("downsampling: colddiff area-averages each halving (the closed form stays one matrix per axis); the "
-             "authors' Incremental_factor_2 uses bicubic interpolation without antialiasing, then nearest-exact up")
 GEN_DISCRETE = ("the authors' --discrete replaces the last step by the exact channel means and truncates every "
                 "degraded image to 8 bits; colddiff's 300 circular 27x27 blurs keep 0.013% of an image's contrast "
                 "at t=T and are not quantised")
@@ -124,21 +122,22 @@ PROVENANCE: Dict[str, Provenance] = {
          NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
     "mnist-sr": Provenance(
         "Sec. 4.3 (MNIST super-resolution)",
-        "T=3 halvings of a 32 px image (--resolution_routine Incremental_factor_2), MNIST through Resize(35)+"
+        "T=3 halvings of a 32 px image (--resolution_routine Incremental_factor_2: bicubic down without "
+        "antialiasing, nearest-exact up; downsample=bicubic), MNIST through Resize(35)+"
         "CenterCrop(32), no random augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "resolution-diffusion-pytorch/mnist_train.py", RES_CODE],
-        [SR_INTERP, NET_LUCIDRAINS, MNIST_FRAME]),
+        [NET_LUCIDRAINS, MNIST_FRAME]),
     "cifar10-sr": Provenance(
         "Sec. 4.3 (CIFAR-10 super-resolution)",
-        "T=3 halvings (32 -> 4 px), Resize(35)+RandomCrop(32)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        "T=3 bicubic halvings (32 -> 4 px, Incremental_factor_2), Resize(35)+RandomCrop(32)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "resolution-diffusion-pytorch/cifar10_train.py", RES_CODE],
-        [SR_INTERP, NET_DDPM, RESIZE_SOURCE]),
+        [NET_DDPM, RESIZE_SOURCE]),
     "celeba-sr": Provenance(
         "Sec. 4.3 (CelebA super-resolution)",
-        "T=4 halvings (128 -> 8 px), Resize(143)+RandomCrop(128)+flip, " + COMMON_TRAIN.format(b=32)
+        "T=4 bicubic halvings (128 -> 8 px, Incremental_factor_2), Resize(143)+RandomCrop(128)+flip, " + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
         [README, "resolution-diffusion-pytorch/celebA_128.py", RES_CODE],
-        [SR_INTERP, NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
     "cifar10-snow": Provenance(
         "Sec. 4.4 (CIFAR-10 desnowification)",
         "T=200, the authors' snow level 3 (field N(0.55, 0.3) zoomed 2.5x, threshold 1.15 -> 0.7, 11-tap motion "
