@@ -84,7 +84,8 @@ class GaussianMask(Degradation):
         """One step's mask 1 − g_β on squared distances ``d2`` (the last step is 0 for fill=random)."""
         if self.fill == "random" and s == self.T and self.order == "forward":
             return torch.zeros_like(d2)
-        return 1.0 - torch.exp(-d2 / (2.0 * self.beta(s) ** 2))
+        # exp() below -700 would return subnormals (slow on CPUs) where 1 - g == 1 exactly anyway
+        return 1.0 - torch.exp((-d2 / (2.0 * self.beta(s) ** 2)).clamp(min=-700.0))
 
     def _cumulative(self, d2: torch.Tensor) -> torch.Tensor:
         """(T+1, *d2.shape) visible shares m_t: Π_{i≤t} z_{β_i} (forward) or 1 − Π_{i≤T−t} z_{β_i}
