@@ -201,3 +201,59 @@ def test_golden_numbers_would_catch_a_wrong_constant(monkeypatch):
     C, n, _ = CASES["cifar10-blur"]
     assert pick(ours("cifar10-blur", A.x_fixed(C, n), 25, n, C), n, C) != pytest.approx(PINS[("cifar10-blur", 25)],
                                                                                           abs=1e-8)
+
+
+# ---------------------------------------------------------------------------- what the issue measured
+def test_mnist_blur_keeps_the_digits_mean_like_the_authors_circular_blur():
+    """Circular padding (the authors' get_conv default): every step keeps each image's mean, so the digit
+    fades to its own mean (about -0.75 for MNIST), not towards mid-grey as zero padding made it."""
+    x0 = A.x_fixed(1, 32)[None] * 0.2 - 0.75
+    D = preset("mnist-blur").build_degradation()
+    assert float(D(x0, 20).mean()) == pytest.approx(float(x0.mean()), abs=1e-12)
+    zero = deg.create("blur", T=20, kernel_size=11, sigma=7.0, padding="zero")
+    assert float(zero(x0, 20).mean()) > float(x0.mean()) + 0.3
+
+
+def test_mask_generation_is_gradual():
+    """celeba-mask-gen (the authors' reversed 750-step schedule): no step removes more than 0.5% of the
+    image, and until only 1% of it is left no step removes more than a quarter of what remains."""
+    D = preset("celeba-mask-gen").build_degradation()
+    m = D._table(128, 128, "cpu", torch.float64)
+    visible = m.mean((1, 2))                       # share of the image still visible at t = 0..T
+    drop = visible[:-1] - visible[1:]
+    assert float(visible[1]) > 0.98 and float(visible[-1]) == 0.0
+    assert float(drop.min()) >= -1e-12 and float(drop.max()) < 0.005
+    big = visible[:-1] > 0.01
+    assert float((drop[big] / visible[:-1][big]).max()) < 0.25
+    assert int((visible > 0.5).sum()) > 300        # half the image is still there after 300 of 750 steps
+    # the earlier schedule ended in one step that removed about 85% of the image
+    old = deg.create("mask", T=100, position="center", fill="random", quantize=False)
+    om = old._table(128, 128, "cpu", torch.float64).mean((1, 2))
+    assert float(om[-2] - om[-1]) > 0.8
+
+
+def test_celeba_inpaint_uses_the_authors_wide_masks():
+    """--kernel_std 0.2 --initial_mask 1 over 100 steps masks about half of a 128 px face at t = T
+    (colddiff's earlier 1 + 0.1 (t-1) widths masked about 14%)."""
+    D = preset("celeba-inpaint").build_degradation()
+    masked = 1 - float(D._table(128, 128, "cpu", torch.float64)[100].mean())
+    assert 0.4 < masked < 0.55, masked
+    x0 = torch.ones(1, 3, 128, 128, dtype=torch.float64)
+    out = D(x0, 100)
+    assert float(out[0, 0, 63, 63]) == 0.0 and float(out[0, 0, 64, 64]) > 0  # centred at pixel 63, as theirs
+
+
+def test_presets_show_prints_the_provenance_as_toml_comments(capsys, tmp_path):
+    from colddiff.cli import main
+    from colddiff.config import RunConfig
+    from colddiff.paper import PROVENANCE
+
+    for name in PROVENANCE:
+        assert main(["presets", "--show", name]) == 0
+        out = capsys.readouterr().out
+        assert "# experiment: " in out and "# checked in arpitbansal297/Cold-Diffusion-Models: " in out
+        assert "# remaining differences:" in out
+        (tmp_path / "p.toml").write_text(out)
+        assert RunConfig.load(tmp_path / "p.toml") == preset(name)  # still a valid --config file
+    assert main(["presets", "--show", "mnist5k-blur"]) == 0
+    assert "# experiment" not in capsys.readouterr().out
