@@ -102,13 +102,28 @@ def cmd_degrade(args) -> int:
     from . import degradations as deg
     from .images import atomic_save, make_grid
 
-    params = parse_params(args.param)
+    name, params = args.degradation, {}
+    size, channels = args.size, args.channels
+    if getattr(args, "preset", None):  # a preset's degradation, at its image size and channels
+        from .config import preset
+
+        cfg = preset(args.preset)
+        if name and name != cfg.degradation.name:
+            raise ConfigError(f"--preset {args.preset} uses the {cfg.degradation.name} degradation, not {name}; "
+                              "give one of --preset and --degradation")
+        name, params = cfg.degradation.name, dict(cfg.degradation.params, T=cfg.degradation.T)
+        size = size if size is not None else cfg.data.image_size
+        channels = channels if channels is not None else cfg.data.channels
+    if not name:
+        raise ConfigError("say which degradation: --degradation NAME (see `colddiff degradations`) or --preset NAME "
+                          "(see `colddiff presets`)")
+    params.update(parse_params(args.param))
     if args.T is not None:
         params["T"] = args.T
-    x0 = load_input(args.input, args.n, args.channels, args.size)
+    x0 = load_input(args.input, args.n, channels, size)
     params.setdefault("image_size", int(x0.shape[-1]))
     params.setdefault("channels", int(x0.shape[1]))
-    D = deg.create(args.degradation, **params)
+    D = deg.create(name, **params)
     steps = parse_steps(args.steps, D.T)
     g = torch.Generator().manual_seed(args.seed)
     ctx = D.context(x0, g)
@@ -130,8 +145,11 @@ def add_degrade(sub):
           colddiff degrade --degradation blur --param schedule=exponential --param sigma=1 \\
               --param kernel_size=27 --param padding=circular --param T=300 --input faces/ --out gen.png
           colddiff --plugin mine.py degrade --degradation mine --input mnist-5k --out mine.png
+          colddiff degrade --preset celeba-snow --input faces/ --steps 0,50,100,150,200 --out snow.png
         """, cmd_degrade)
-    d.add_argument("--degradation", "-d", required=True, help="degradation name (see `colddiff degradations`)")
+    d.add_argument("--degradation", "-d", default=None, help="degradation name (see `colddiff degradations`)")
+    d.add_argument("--preset", default=None, help="use a preset's degradation, T and parameters, at its image size "
+                   "and channels (see `colddiff presets`); --param, --T, --size, --channels override")
     d.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="degradation parameter, repeatable (e.g. --param sigma=2 --param padding=circular)")
     d.add_argument("--T", type=int, default=None, help="number of steps (same as --param T=N)")
