@@ -359,6 +359,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                        num_res_blocks=2, dropout=0.0, image_size=128),
     "afhq-gen": dict(channels=3, dim=64, dim_mults=(1, 2, 4, 8), attn_levels=(3,),
                      num_res_blocks=2, dropout=0.0, image_size=128),
+    "cifar10-64": dict(channels=3, dim=64, dim_mults=(1, 2, 4, 8), attn_levels=(1,),
+                       num_res_blocks=2, dropout=0.0, image_size=32),
     "mnist-cpu": dict(channels=1, dim=16, dim_mults=(1, 2, 2), attn_levels=(),
                       num_res_blocks=1, dropout=0.0, image_size=28),
 }
@@ -369,6 +371,8 @@ PRESET_NOTES: Dict[str, str] = {
     "celeba": "CelebA 128x128 restoration (authors' width: dim 64, 1-2-4-8); attention at 16x16",
     "celeba-gen": "CelebA 128x128 generation (same network as celeba)",
     "afhq-gen": "AFHQ 128x128 generation (same network as celeba)",
+    "cifar10-64": "CIFAR-10 snow / colourisation: the widths of the authors' UnetConvNext (dim 64, 1-2-4-8) "
+                  "in colddiff's blocks",
     "mnist-cpu": "small fast CPU network for MNIST: dim 16, 1-2-2, 1 res block, attention only in the middle",
 }
 
