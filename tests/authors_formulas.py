@@ -52,15 +52,26 @@ def blur_sigma(routine: str, i: int, blur_std: float) -> float:
     raise ValueError(routine)
 
 
-def blur(x0: torch.Tensor, t: int, routine: str, size: int, blur_std: float, mode: str) -> torch.Tensor:
-    """t steps of pad(mode) + depthwise conv2d with the step's k x k Gaussian, as nn.Conv2d(padding_mode=mode)."""
+def blur(x0: torch.Tensor, t: int, routine: str, size: int, blur_std: float, mode: str,
+         discrete_T: int = 0) -> torch.Tensor:
+    """t steps of pad(mode) + depthwise conv2d with the step's k x k Gaussian, as nn.Conv2d(padding_mode=mode).
+
+    ``discrete_T``: their --discrete with T steps, whose last step (i = T - 1) replaces the image by its
+    channel means.  (It then also truncates the result to 8 bits; the pins are taken before that.)"""
     x = x0[None].clone()
     C = x.shape[1]
     r = (size - 1) // 2
     for i in range(t):
         k = torch.from_numpy(gauss_2d(size, blur_sigma(routine, i, blur_std)))[None, None].repeat(C, 1, 1, 1)
         x = F.conv2d(F.pad(x, (r, r, r, r), mode=mode), k, groups=C)
+        if discrete_T and i == discrete_T - 1:
+            x = x.mean((2, 3), keepdim=True).expand_as(x)
     return x[0]
+
+
+def truncate8(x: torch.Tensor) -> torch.Tensor:
+    """Their --discrete 8-bit step: (x + 1)/2 * 255, int() (truncation), back to [-1, 1]."""
+    return (((x + 1) * 0.5 * 255).int().double() / 255) * 2 - 1
 
 
 # ---------------------------------------------------------------- Gaussian masks (defading-*)

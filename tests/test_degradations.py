@@ -434,3 +434,18 @@ def test_snow_c_fft_motion_blur_equals_direct_convolution():
     assert torch.allclose(ker.sum((1, 2, 3)), torch.ones(3, dtype=torch.float64))
     direct = torch.nn.functional.conv2d(x.view(1, 3, 30, 26), ker, padding=7, groups=3).view(3, 1, 30, 26)
     assert torch.allclose(correlate_fft(x, ker), direct, atol=1e-12)
+
+
+def test_blur_discrete_ends_in_the_channel_means_on_8_bit_levels():
+    """The authors' --discrete: D(x0, T) is the channel mean of D(x0, T-1), every output on 8-bit levels."""
+    D = deg.create("blur", T=6, kernel_size=5, sigma=1.0, padding="zero", discrete=True)
+    plain = deg.create("blur", T=6, kernel_size=5, sigma=1.0, padding="zero")
+    x0 = images(2, 3, 16)
+    xT = D(x0, 6)
+    want = plain(x0, 5).mean((2, 3), keepdim=True).expand_as(xT)
+    assert torch.allclose(xT, want, atol=1 / 255)
+    assert torch.equal(xT, xT[..., :1, :1].expand_as(xT))  # one value per channel
+    for t in (1, 3, 6):
+        levels = (D(x0, t) + 1) * 127.5
+        assert torch.allclose(levels, levels.round(), atol=1e-9)
+    assert torch.allclose(D(x0, 3), plain(x0, 3), atol=1 / 255)

@@ -286,7 +286,7 @@ _NET_CIFAR = dict(dim=128, dim_mults=[1, 2, 2, 2], attn_levels=[1], dropout=0.1)
 _NET_CELEBA = dict(dim=64, dim_mults=[1, 2, 4, 8], attn_levels=[3])
 _NET_CPU = dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[], num_res_blocks=1)
 _BLUR_GEN = dict(name="blur", T=300, params=dict(kernel_size=27, sigma=1.0, schedule="exponential",
-                                                  rate=0.01, padding="circular"))
+                                                  rate=0.01, padding="circular", discrete=True))  # --discrete
 # the authors' Gaussian-mask schedules: std kernel_std*(i + initial_mask) at step i = 0..T-1
 _MASK_SMALL = dict(beta_start=1.1, beta_step=0.1)      # MNIST/CIFAR-10: kernel_std 0.1, initial_mask 11 (default)
 _MASK_CELEBA = dict(beta_start=0.2, beta_step=0.2)     # CelebA: kernel_std 0.2, initial_mask 1

@@ -42,12 +42,14 @@ RESIZE_SOURCE = ("augmentation: resize-crop enlarges the already resized n-px im
 MNIST_FRAME = ("data: MNIST's 28 px digits are resized to 32 px; the authors' loader for this experiment resizes to "
                "35 px and then crops 32 (the digit ends up 12% larger)")
 QUANT = ("8-bit quantisation of masked images: colddiff rounds to the nearest level, the authors' --discrete "
-         "truncates (int())")
+         "truncates (int()), which moves an 8-bit pixel whose float value lands a hair below its level down one "
+         "level")
 RANDOM_CENTRE = ("random mask centres: colddiff draws a pixel 0..n-1 per axis, the authors' window offsets put the "
                  "centre at -1..n-1")
-GEN_DISCRETE = ("the authors' --discrete replaces the last step by the exact channel means and truncates every "
-                "degraded image to 8 bits; colddiff's 300 circular 27x27 blurs keep 0.013% of an image's contrast "
-                "at t=T and are not quantised")
+GEN_DISCRETE = ("--discrete (the last step gives the channel means, every degraded image is put on 8-bit levels) "
+                "is followed with discrete=true, except that colddiff rounds to the nearest level where the authors "
+                "truncate (int()), which moves an 8-bit pixel whose float value lands a hair below its level down one "
+                "level")
 STEPS_700K = "training steps: 700k (the authors' --train_steps default)"
 
 
