@@ -160,13 +160,13 @@ PROVENANCE: Dict[str, Provenance] = {
         "Sec. 4.5 (CIFAR-10 colourisation)",
         "T=20, --decolor_routine Linear --decolor_total_remove: colour share 1 - t/T towards the plain channel mean "
         "(a 1x1 convolution with weights 1/3), no augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
-        [README, DECOLOR_CODE, "decolor-diffusion/train.py"],
+        [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py"],
         [NET_CONVNEXT]),
     "celeba-desaturate": Provenance(
         "Sec. 4.5 / the authors' README (CelebA colourisation)",
         "T=20, Linear with total removal towards the channel mean, CelebA 128 centre crop only, batch 16, "
         "2 accumulated micro-batches, lr 2e-5, EMA 0.995 every 10 steps from step 2000, 700k steps",
-        [README, DECOLOR_CODE, "decolor-diffusion/train.py", SNOW_DATA],
+        [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py"],
         [NET_CONVNEXT, CELEBA_DATA]),
     "celeba-blur-gen": Provenance(
         "Sec. 5 (CelebA generation by deblurring; broken symmetry FID 49.45)",
