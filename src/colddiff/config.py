@@ -352,8 +352,8 @@ PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
             dict(name="mnist-5k", image_size=28, channels=1),
             dict(name="blur", T=20, params=dict(kernel_size=11, sigma=1.0, schedule="constant", padding="reflect")),
             _NET_CPU, **_CPU_TRAIN),
-    _preset("mnist5k-blur-gen", "CPU: embedded MNIST, generation by deblurring: T=30, 15x15, sigma_t = exp(0.05 t), "
-            "circular (blurs to a constant), ~10 min",
+    _preset("mnist5k-blur-gen", "CPU: embedded MNIST, generation by deblurring: T=30, 15x15, "
+            "sigma_t = exp(0.05 (t-1)), circular (blurs to a constant), ~10 min",
             dict(name="mnist-5k", image_size=28, channels=1),
             dict(name="blur", T=30, params=dict(kernel_size=15, sigma=1.0, schedule="exponential", rate=0.05,
                                                 padding="circular")),

@@ -115,7 +115,8 @@ PROVENANCE: Dict[str, Provenance] = {
         "Sec. 4.2, Table 2 (CelebA inpainting)",
         "T=100, centred masks of std 0.2 (i + 1) for i = 0..T-1 (--fade_routine Incremental --kernel_std 0.2 "
         "--initial_mask 1), no quantisation, centre at pixel 63 of 128, Resize(143)+RandomCrop(128)+flip "
-        "(--dataset celebA), Adam lr 2e-5, batch 100, 2 accumulated micro-batches, EMA 0.995 every 10 steps from step 2000, 350k steps",
+        "(--dataset celebA), Adam lr 2e-5, batch 100, 2 accumulated micro-batches, EMA 0.995 every 10 steps from "
+        "step 2000, 350k steps",
         [README, "defading-diffusion-pytorch/celebA_train.py", "defading-diffusion-pytorch/bigger_mask_train.sh",
          FADE_CODE],
         ["mask width: bigger_mask_train.sh and the README's test command use --initial_mask 1 (widths 0.2 t, "
@@ -131,12 +132,14 @@ PROVENANCE: Dict[str, Provenance] = {
         [NET_LUCIDRAINS, MNIST_FRAME]),
     "cifar10-sr": Provenance(
         "Sec. 4.3 (CIFAR-10 super-resolution)",
-        "T=3 bicubic halvings (32 -> 4 px, Incremental_factor_2), Resize(35)+RandomCrop(32)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        "T=3 bicubic halvings (32 -> 4 px, Incremental_factor_2), Resize(35)+RandomCrop(32)+flip, "
+        + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "resolution-diffusion-pytorch/cifar10_train.py", RES_CODE],
         [NET_DDPM, RESIZE_SOURCE]),
     "celeba-sr": Provenance(
         "Sec. 4.3 (CelebA super-resolution)",
-        "T=4 bicubic halvings (128 -> 8 px, Incremental_factor_2), Resize(143)+RandomCrop(128)+flip, " + COMMON_TRAIN.format(b=32)
+        "T=4 bicubic halvings (128 -> 8 px, Incremental_factor_2), Resize(143)+RandomCrop(128)+flip, "
+        + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
         [README, "resolution-diffusion-pytorch/celebA_128.py", RES_CODE],
         [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
