@@ -13,6 +13,8 @@ Deliberate deviations are not in these numbers: masks and the --discrete generat
 pinned before colddiff's 8-bit rounding (the authors truncate), and snow is pinned for one given field and direction (how the
 field is drawn per trajectory is tested in test_degradations.py).
 """
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +101,26 @@ PINS = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these are many small tensor operations, which two spin-waiting OpenMP
+    threads on the 2 shared cores make many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@functools.lru_cache(maxsize=None)
+def degradation(name, n, C, **extra):
+    """The preset's degradation at n px, C channels (cached: its tables are built once per test run)."""
+    cfg = preset(name)
+    params = dict(cfg.degradation.params, **extra)
+    if name == "celeba-animorph":
+        params["partners"] = A.x_fixed(C, n).flip(-1)[None]
+    return deg.create(cfg.degradation.name, T=cfg.degradation.T, image_size=n, channels=C, **params)
+
+
 def z_of(seed, n):
     return np.random.RandomState(seed).standard_normal((n, n))
 
@@ -110,14 +132,11 @@ def pick(y, n, C):
 
 def ours(name, x, t, n, C):
     """colddiff's closed form for preset ``name`` at t, with the fixed random parts."""
-    cfg = preset(name)
-    params = dict(cfg.degradation.params)
+    params = dict(preset(name).degradation.params)
     ctx = None
     if name == "celeba-animorph":
-        params["partners"] = A.x_fixed(C, n).flip(-1)[None]
         ctx = {"z": A.x_fixed(C, n).flip(-1)[None]}
     if name in ("mnist-inpaint", "cifar10-inpaint"):
-        params["quantize"] = False
         ctx = {"center": torch.tensor([list(CENTRE)])}
     if name == "celeba-mask-gen":
         ctx = {"color": torch.tensor(COLOUR, dtype=torch.float64).view(1, 3, 1, 1)}
@@ -128,7 +147,7 @@ def ours(name, x, t, n, C):
                "vertical": torch.tensor([name.startswith("celeba")])}
     if name == "afhq-noise":
         ctx = {"z": torch.from_numpy(z_of(7, n))[None, None].expand(1, C, n, n)}
-    D = deg.create(cfg.degradation.name, T=cfg.degradation.T, image_size=n, channels=C, **params)
+    D = degradation(name, n, C, **({"quantize": False} if name in ("mnist-inpaint", "cifar10-inpaint") else {}))
     x0 = A.x_fixed(C, n)[None]
     if params.get("discrete"):  # pinned before the 8-bit step (they truncate, colddiff rounds: a named deviation)
         return D.forward(x0, D.as_t(t, x0), ctx)[0]
@@ -200,10 +219,15 @@ def test_golden_numbers_would_catch_a_wrong_constant(monkeypatch):
     """The pins fail on the kind of change property tests miss: here the blur schedule one step further along."""
     from colddiff.degradations import blur
 
-    monkeypatch.setattr(blur.GaussianBlur, "sigma_at", lambda self, s: 0.35 + 0.01 * s)
     C, n, _ = CASES["cifar10-blur"]
-    assert pick(ours("cifar10-blur", A.x_fixed(C, n), 25, n, C), n, C) != pytest.approx(PINS[("cifar10-blur", 25)],
-                                                                                          abs=1e-8)
+    cfg = preset("cifar10-blur").degradation
+
+    def fresh():
+        return deg.create("blur", T=cfg.T, image_size=n, channels=C, **cfg.params)(A.x_fixed(C, n)[None], 25)[0]
+
+    assert pick(fresh(), n, C) == pytest.approx(PINS[("cifar10-blur", 25)], abs=1e-8)
+    monkeypatch.setattr(blur.GaussianBlur, "sigma_at", lambda self, s: 0.35 + 0.01 * s)
+    assert pick(fresh(), n, C) != pytest.approx(PINS[("cifar10-blur", 25)], abs=1e-8)
 
 
 # ---------------------------------------------------------------------------- what the issue measured
@@ -220,7 +244,7 @@ def test_mnist_blur_keeps_the_digits_mean_like_the_authors_circular_blur():
 def test_mask_generation_is_gradual():
     """celeba-mask-gen (the authors' reversed 750-step schedule): no step removes more than 0.5% of the
     image, and until only 1% of it is left no step removes more than a quarter of what remains."""
-    D = preset("celeba-mask-gen").build_degradation()
+    D = degradation("celeba-mask-gen", 128, 3)
     m = D._table(128, 128, "cpu", torch.float64)
     visible = m.mean((1, 2))                       # share of the image still visible at t = 0..T
     drop = visible[:-1] - visible[1:]
