@@ -37,7 +37,8 @@ from .degradations import context_cat, context_slice
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 
-__all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generate", "write_generation",
+__all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generation_defaults", "generate",
+           "write_generation",
            "near_blank", "ink_fraction", "generation_stats"]
 
 log = logging.getLogger("colddiff.generation")
@@ -248,26 +249,56 @@ def start_state(run, n: int, seed: int = 0, noise: float = 0.0, k: int = 1, *, f
 
 
 # ---------------------------------------------------------------------------- the loop
-def generate(run, n: int, sampler: str = "algorithm2", noise: float = 0.0, seed: int = 0, k: int = 1,
-             batch_size: int = 256, progress: bool = True) -> torch.Tensor:
+def _step_generator(seed: int, chunk: int) -> torch.Generator:
+    """The CPU generator of a stochastic sampler's per-step noise for chunk ``chunk`` (a stream apart from the start's)."""
+    state = np.random.SeedSequence([int(seed), int(chunk), 1]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def generation_defaults(run, sampler: Optional[str] = None, noise: Optional[float] = None,
+                        delta: Optional[float] = None, k: Optional[int] = None) -> dict:
+    """The settings a generation uses: each one given here, else the run's ``[generation]`` config."""
+    g = run.cfg.generation
+    return {"sampler": g.sampler if sampler is None else sampler,
+            "noise": _noise(g.noise if noise is None else noise),
+            "delta": _delta(g.delta if delta is None else delta),
+            "k": _positive_int(g.k if k is None else k, "k (GMM components)")}
+
+
+def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] = None, seed: int = 0,
+             k: Optional[int] = None, batch_size: int = 256, progress: bool = True,
+             delta: Optional[float] = None) -> torch.Tensor:
     """``n`` generated images (n, C, H, W) in [-1, 1] on the CPU, run from t = T by ``sampler``.
 
     ``sampler``: any registered sampler that applies to the run's degradation (``algorithm2``,
-    the paper's; ``algorithm1``; ``direct``, one call of R; ``ddim`` on noise runs).
-    Deterministic for a seed, whatever ``batch_size`` and device.
+    the paper's; ``stochastic``, Algorithm 2 with per-step noise ``delta``; ``algorithm1``;
+    ``direct``, one call of R; ``ddim`` on noise runs).  ``sampler``, ``noise`` (start noise),
+    ``delta`` and ``k`` default to the run's ``[generation]`` configuration.
+    Deterministic for a seed, whatever ``batch_size`` and device: with per-step noise the images
+    are sampled in chunks of ``CHUNK``, each with its own noise stream.
     """
     from .runs import batches
     from .samplers import get_sampler
 
     n, batch_size = _positive_int(n, "n"), _positive_int(batch_size, "batch_size")
-    seed, noise = _seed(seed), _noise(noise)
-    get_sampler(sampler).check(run.D)
-    gmm = _gmm_for(run, k, progress)
+    seed = _seed(seed)
+    st = generation_defaults(run, sampler, noise, delta, k)
+    fn = get_sampler(st["sampler"])
+    fn.check(run.D)
+    options = {"delta": st["delta"]} if st["sampler"] == "stochastic" else {}
+    if st["delta"] > 0 and not options:
+        raise ConfigError(f"delta (per-step noise) is an option of the stochastic sampler, not of {st['sampler']}; "
+                          "use --sampler stochastic or --delta 0")
+    gmm = _gmm_for(run, st["k"], progress)
+    # a sampler that draws noise gets one generator per chunk, so image i never depends on the batch size
+    spans = (list(batches(n, CHUNK)) if st["delta"] > 0 else list(batches(n, batch_size)))
     out = []
-    for lo, hi in batches(n, batch_size):  # start states per batch: memory stays at one batch
-        x_T, ctx = _start_state(run, hi - lo, seed, noise, gmm, first=lo)
-        out.append(run.sample(x_T, run.T, ctx, sampler=sampler, batch_size=hi - lo, progress=progress,
-                              desc=f"generate {run.name} ({sampler}) {lo}-{hi} of {n}").clamp(-1, 1))
+    for lo, hi in spans:  # start states per batch: memory stays at one batch
+        x_T, ctx = _start_state(run, hi - lo, seed, st["noise"], gmm, first=lo)
+        g = _step_generator(seed, lo // CHUNK) if st["delta"] > 0 else None
+        out.append(run.sample(x_T, run.T, ctx, sampler=st["sampler"], batch_size=hi - lo, progress=progress,
+                              desc=f"generate {run.name} ({st['sampler']}) {lo}-{hi} of {n}", generator=g,
+                              options=options).clamp(-1, 1))
     return torch.cat(out)
 
 
@@ -405,6 +436,16 @@ def _nonneg_int(v: Any, what: str) -> int:
 
 def _seed(v: Any) -> int:
     return _nonneg_int(v, "seed")
+
+
+def _delta(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"delta must be a number >= 0 (the per-step noise std), got {v!r}") from None
+    if not math.isfinite(f) or f < 0:
+        raise ConfigError(f"delta must be a finite number >= 0 (the per-step noise std), got {v!r}")
+    return f
 
 
 def _noise(v: Any) -> float:

@@ -6,7 +6,9 @@ All share one signature, ``sampler(R, D, x_t, t, ctx=None, callback=None, genera
 step, and a sample whose ``t_b`` is below the current step ``s`` is passed through unchanged
 until its turn comes.  ``ctx`` is the per-trajectory context that produced x_t;
 ``callback(s, x_s, x0_hat)`` is called once per step, before the update, so trajectories can
-be recorded; ``generator`` feeds samplers that draw random numbers (none of these four do).
+be recorded; ``generator`` feeds samplers that draw random numbers (``stochastic``, with δ > 0).
+A sampler may take keyword-only options after the shared arguments (``stochastic``: ``delta``);
+``Run.sample(..., options=...)`` passes them on.
 
 ``SAMPLERS`` is the one registry (a plain dict name -> function); every list of sampler
 names (CLI choices included) derives from it.  Each function carries what callers need to
@@ -30,7 +32,7 @@ Restorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 TLike = Union[int, torch.Tensor]
 
-__all__ = ["direct", "algorithm1", "algorithm2", "ddim", "SAMPLERS", "register_sampler", "get_sampler", "sampler_names"]
+__all__ = ["direct", "algorithm1", "algorithm2", "stochastic", "ddim", "SAMPLERS", "register_sampler", "get_sampler", "sampler_names"]
 
 
 def _t_vector(t: TLike, x: torch.Tensor, D: Optional[Degradation] = None) -> torch.Tensor:
@@ -155,6 +157,38 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
     """
     return _iterate(R, D, x_t, t, ctx, callback,
                     lambda x_s, x0_hat, s: x_s - D(x0_hat, s, ctx) + D(x0_hat, s - 1, ctx))
+
+
+@register_sampler("stochastic", "Stochastic (IHD)")
+@torch.no_grad()
+def stochastic(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
+               callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None, *,
+               delta: float = 0.0) -> torch.Tensor:
+    """Algorithm 2 with fresh noise at every step, in the style of Inverse Heat Dissipation
+    (Rissanen, Heinonen, Solin, "Generative Modelling With Inverse Heat Dissipation", ICLR 2023,
+    Sec. 3 and its sampling algorithm: u_{k−1} = μ_θ(u_k, k) + δ·ε).
+
+    For s = t..1: x0_hat = R(x_s, s); x_{s−1} = x_s − D(x0_hat, s) + D(x0_hat, s−1) + δ·ε_s with
+    ε_s ~ N(0, I) drawn from ``generator``, except at the last step (s = 1), which returns the
+    update without fresh noise.  A deterministic restorer started from a constant image can only
+    produce as many images as it can tell start values apart; the per-step noise lets every
+    intermediate step choose among the details that the blur erased, so R (trained on inputs
+    with the matching noise σ, ``degradation.input_noise``) samples instead of averaging.
+    With δ = 0 no number is drawn and this is Algorithm 2, bit for bit.
+    """
+    delta = float(delta)
+    if not math.isfinite(delta) or delta < 0:
+        raise ConfigError(f"the stochastic sampler's delta must be a finite number >= 0, got {delta!r}")
+
+    def update(x_s, x0_hat, s):
+        x_prev = x_s - D(x0_hat, s, ctx) + D(x0_hat, s - 1, ctx)  # Algorithm 2
+        if delta > 0 and s > 1:
+            eps = torch.randn(x_prev.shape, generator=generator,
+                              device=generator.device if generator is not None else x_prev.device)
+            x_prev = x_prev + delta * eps.to(device=x_prev.device, dtype=x_prev.dtype)
+        return x_prev
+
+    return _iterate(R, D, x_t, t, ctx, callback, update)
 
 
 def _check_mixing(D: Degradation) -> None:
