@@ -387,7 +387,8 @@ def generation_stats(probs: torch.Tensor, images: torch.Tensor, blank_threshold:
     Returns ``n``, ``num_classes``, ``histogram`` (images per predicted class), ``entropy``
     (histogram entropy / log K, in [0, 1]: 0 = one class, 1 = uniform; 1.0 when K = 1),
     ``classes_covered`` (classes with at least one image), ``classes_covered_1pct`` (classes
-    with at least 1% of the images), ``near_blank_share`` / ``near_blank_count`` (see
+    with at least 1% of the images), ``classes_covered_3pct`` (at least 3%: the generation
+    targets' coverage), ``near_blank_share`` / ``near_blank_count`` (see
     :func:`near_blank`), ``blank_definition`` and ``mean_confidence`` (mean max probability).
     """
     if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or probs.shape[0] < 1 or probs.shape[1] < 1:
@@ -413,6 +414,7 @@ def generation_stats(probs: torch.Tensor, images: torch.Tensor, blank_threshold:
         "entropy": min(1.0, max(0.0, entropy)),
         "classes_covered": int((hist > 0).sum()),
         "classes_covered_1pct": int((share >= 0.01).sum()),
+        "classes_covered_3pct": int((share >= 0.03).sum()),
         "near_blank_share": float(blank.double().mean()),
         "near_blank_count": int(blank.sum()),
         "blank_definition": f"less than {blank_threshold:g} of the pixels differ from the image's median grey "

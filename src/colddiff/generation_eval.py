@@ -54,7 +54,7 @@ class GenerationEvaluation:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def headers(self) -> List[str]:
-        h = ["Images", "class entropy ↑", "classes (≥1%)", "near-blank ↓", "confidence"]
+        h = ["Images", "class entropy ↑", "classes (≥3%)", "near-blank ↓", "confidence"]
         if self.fid_backend != "none":
             h.insert(1, f"FID ({self.fid_backend})" + ("*" if self.fid_small else ""))
         return h
@@ -63,7 +63,7 @@ class GenerationEvaluation:
         out = [r["setting"]]
         if self.fid_backend != "none":
             out.append("–" if r.get("fid") is None else f"{r['fid']:.2f}")
-        out += [f"{r['entropy']:.3f}", f"{r['classes_covered_1pct']} of {self.num_classes}",
+        out += [f"{r['entropy']:.3f}", f"{r.get('classes_covered_3pct', '?')} of {self.num_classes}",
                 f"{100 * r['near_blank_share']:.1f}%", f"{r['mean_confidence']:.3f}"]
         return out
 
@@ -86,12 +86,14 @@ class GenerationEvaluation:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["setting", "sampler", "noise", "fid", "entropy", "classes_covered", "classes_covered_1pct",
+                    "classes_covered_3pct", "sample_seconds",
                     "near_blank_share", "mean_confidence", "n", "fid_backend"]
                    + [f"class_{k}" for k in range(self.num_classes)])
         for r in self.rows:
             w.writerow([r["setting"], r.get("sampler", ""), r.get("noise", ""),
                         "" if r.get("fid") is None else f"{r['fid']:.6g}", f"{r['entropy']:.6g}",
-                        r["classes_covered"], r["classes_covered_1pct"], f"{r['near_blank_share']:.6g}",
+                        r["classes_covered"], r["classes_covered_1pct"], r.get("classes_covered_3pct", ""),
+                        r.get("sample_seconds", ""), f"{r['near_blank_share']:.6g}",
                         f"{r['mean_confidence']:.6g}", r["n"], self.fid_backend] + list(r["histogram"]))
         return buf.getvalue()
 
