@@ -74,11 +74,12 @@ def quickstart_row() -> str:
 def _config(name: str, steps: int, quick: bool):
     from colddiff.config import preset
 
+    cfg = preset(name)
     sets = [f"train.steps={steps}", "train.log_every=1000000"]
-    if quick:  # a tiny network, a pipeline check
+    if quick:  # a tiny network and short schedules, a pipeline check
         sets += ["model.dim=8", "model.dim_mults=1,2", "train.ema_start=0", "train.checkpoint_every=1000000",
-                 "train.sample_every=0"]
-    return preset(name).override(sets)
+                 "train.sample_every=0", "train.batch_size=8", f"degradation.T={min(cfg.degradation.T, 4)}"]
+    return cfg.override(sets)
 
 
 def _trained(name: str, steps: int, quick: bool, folder: Path, echo) -> Dict[str, Any]:

@@ -14,11 +14,15 @@ def test_quickstart_end_to_end_and_reuse(tmp_path, clf, capsys):
     args = ["quickstart", "--out", str(out), "--steps", "3", "--n", "16", "--gen-n", "8", "--no-progress"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "[1/4] training mnist5k-blur-gen for 3 steps" in text
+    assert "[1/4] training mnist5k-sr for 3 steps" in text
     assert "target: direct RMSE <= 0.6x degraded RMSE" in text and "target: Algorithm 2 keeps the digit" in text
+    assert "target: generated digits, class entropy >= 0.90" in text and "classifier confidence >= 0.85" in text
     assert "report: " in text and (out / "report.html").exists()
     res = json.loads((out / "quickstart.json").read_text())
-    assert res["t"] == 10 and res["steps"] == 3 and set(res["seconds"]) == {"train", "evaluate", "generate", "report"}
+    assert res["t"] == 2 and res["steps"] == 3 and set(res["seconds"]) == {"train", "evaluate", "generate", "report"}
+    g = res["targets"]["generation"]
+    assert g["setting"] == "Algorithm 2, no noise, GMM k=30" and isinstance(g["entropy_ok"], bool)
+    assert res["generation"]["rows"][0]["k"] == 30 and res["generation"]["rows"][0]["n"] == 8
     html = (out / "report.html").read_text()
     assert "<h2>Generation</h2>" in html and "<table class=\"generation\">" in html
     assert (out / "generation" / "quickstart" / "grid.png").exists()

@@ -567,19 +567,23 @@ def cmd_quickstart(args) -> int:
 
 def add_quickstart(sub):
     qs = _command(sub, "quickstart", "train, evaluate, generate and report on the embedded MNIST digits (~10 min CPU)",
-                  "The whole method in one command, on the 5,000 embedded MNIST digits and 2 CPU cores in about\n"
-                  "ten minutes: train the mnist5k-blur-gen preset (a blur that ends in a constant image), evaluate\n"
-                  "restoration from t=10 (Table 1 layout), generate digits from t=T, write RUN/report.html and\n"
-                  "print a summary with the targets. Interrupted? Run it again: it continues.", """
+                  "The whole method in one command, on the 5,000 embedded MNIST digits and 2 CPU cores in a few\n"
+                  "minutes: train the mnist5k-sr preset (x2 downsampling to 4x4 px, the best cold generator of\n"
+                  "python -m benchmarks.generation), evaluate restoration from t=2 (Table 1 layout), generate digits\n"
+                  "from t=T (a Gaussian mixture over the 4x4 end state), write RUN/report.html and print a summary\n"
+                  "with the targets. Interrupted? Run it again: it continues.", """
         examples:
           colddiff quickstart
           colddiff quickstart --out runs/qs --steps 3000      # longer training
         """, cmd_quickstart)
     qs.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
-    qs.add_argument("--steps", type=int, default=2200, help="training steps (default 2200, ~7.5 min on 2 cores)")
-    qs.add_argument("--t", type=int, default=10, help="restoration severity for the evaluation (default 10 of 30)")
+    from .quickstart import RESTORE_T, STEPS
+
+    qs.add_argument("--steps", type=int, default=STEPS, help=f"training steps (default {STEPS}, ~3.5 min on 2 cores)")
+    qs.add_argument("--t", type=int, default=RESTORE_T, help=f"restoration severity for the evaluation "
+                    f"(default {RESTORE_T} of 3)")
     qs.add_argument("--n", type=int, default=500, help="held-out digits to evaluate (default 500)")
-    qs.add_argument("--gen-n", type=int, default=200, help="digits generated per setting (default 200)")
+    qs.add_argument("--gen-n", type=int, default=200, help="digits generated (default 200)")
     qs.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -67,11 +67,15 @@ def _restore_active(R: Restorer, x: torch.Tensor, s: int, active: Optional[torch
 
 
 def register_sampler(name: str, label: str, one_call: bool = False, needs_context: bool = True,
-                     check: Optional[Callable[[Degradation], None]] = None):
-    """Function decorator: add a sampler (one signature, see the module docstring) to ``SAMPLERS``."""
+                     check: Optional[Callable[[Degradation], None]] = None, restores: bool = True):
+    """Function decorator: add a sampler (one signature, see the module docstring) to ``SAMPLERS``.
+
+    ``restores=False`` keeps a sampler out of the restoration table (Table 1): a generation-only sampler.
+    """
 
     def deco(fn):
         fn.sampler_name, fn.label, fn.one_call, fn.needs_context = name, label, one_call, needs_context
+        fn.restores = restores
         fn.check = check or (lambda D: None)
         SAMPLERS[name] = fn
         return fn
@@ -159,7 +163,9 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
                     lambda x_s, x0_hat, s: x_s - D(x0_hat, s, ctx) + D(x0_hat, s - 1, ctx))
 
 
-@register_sampler("stochastic", "Stochastic (IHD)")
+# Generation only (restores=False): restoring a given image wants the most likely x0, not a sample;
+# with δ = 0 its Table 1 row would repeat Algorithm 2's.
+@register_sampler("stochastic", "Stochastic (IHD)", restores=False)
 @torch.no_grad()
 def stochastic(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
                callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None, *,
