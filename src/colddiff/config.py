@@ -315,7 +315,7 @@ def _with(cfg: RunConfig, generation=None) -> RunConfig:
 _MNIST5K_BLUR_GEN = dict(name="blur", T=30, params=dict(kernel_size=15, sigma=1.0, schedule="exponential", rate=0.05,
                                                          padding="circular"))
 _IHD_SIGMA, _IHD_DELTA = 0.01, 0.0125   # Inverse Heat Dissipation's σ and δ = 1.25σ (Rissanen et al. 2023)
-_SR_GMM_K = 30                          # mixture components over the 16 numbers of a 4x4 digit (30 beat 1 and 10)
+_SR_GMM_K = 10                          # mixture components over the 16 numbers of a 4x4 digit
 
 PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
     _preset("mnist-blur", "MNIST deblurring (Table 1): T=20, 11x11 kernel, sigma 7 at every step",
