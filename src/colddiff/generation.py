@@ -5,17 +5,20 @@ numbers that can be drawn (Cold Diffusion, "Generation").  Each family says how 
 its own ``start`` hook (see :class:`colddiff.degradations.Degradation`); this module never
 asks for a family's name:
 
-* families whose end state keeps a statistic of x0 (``start_fit``; blur: the channel means)
-  get a Gaussian mixture fitted once to that statistic over the run's training set (1
-  component in the paper), stored with the run (``RUN/generation/gmm-k{K}.json``), and a
-  sampler of it (``draw``) to build their start, e.g. blur's x_T = D(fill, T);
+* families whose end state keeps a statistic of x0 (``start_fit``; blur: the channel means;
+  resolution: the whole low-resolution end state, 16 numbers per channel for 4x4) get a
+  Gaussian mixture fitted once to that statistic over the run's training set (1 component in
+  the paper), stored with the run (``RUN/generation/gmm-k{K}.json``), and a sampler of it
+  (``draw``) to build their start, e.g. blur's x_T = D(fill, T);
 * the others draw their start from their own context: mask generation a random solid
   colour, animorph partner images, noise Gaussian ε (x_T = D(0, T, ctx)), so the sampler's
   later calls D(x0_hat, s, ctx) head towards the same end.
 
 ``noise > 0`` adds N(0, noise²) to the start ("broken symmetry": the paper's 0.002 in
 [-1, 1] units).  Algorithm 2 carries this perturbation to the end (the final image keeps it,
-far below one 8-bit level for 0.002) while R turns it into diversity.
+far below one 8-bit level for 0.002) while R turns it into diversity.  The ``stochastic``
+sampler adds noise δ at every step instead (Inverse Heat Dissipation); a run's
+``[generation]`` configuration says which sampler, start noise, δ and k it generates with.
 
 Randomness: start states are drawn in fixed chunks of ``CHUNK`` images, chunk c from its
 own generator seeded by (seed, c), on the CPU.  Image i is therefore the same whatever the
