@@ -26,7 +26,7 @@ class DataConfig:
     image_size: int = 28
     channels: int = 1
     root: str = ""                # where the data set's files are ("" = the default places)
-    num_workers: int = 0          # DataLoader workers for data sets decoded on the fly
+    num_workers: int = -1         # DataLoader workers for data sets decoded on the fly; -1 = auto (speed.auto_workers)
 
 
 @dataclass
@@ -69,6 +69,10 @@ class TrainConfig:
     keep_last: int = 3            # checkpoints kept in the run folder
     sample_every: int = 5000      # PNG grid of a fixed batch; 0 = off
     log_every: int = 50           # metrics log lines
+    # speed (colddiff.speed): none changes what is computed, only how fast (loss within float tolerance)
+    compile: str = "off"          # off | default | max-autotune: torch.compile of the restorer + L1 loss
+    channels_last: bool = False   # NHWC memory format for the network and its inputs (faster convs on GPUs)
+    fused_adam: str = "auto"      # auto (fused on CUDA) | on | off: one kernel for the whole Adam update
 
 
 @dataclass
@@ -185,6 +189,9 @@ class RunConfig:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {tr.ema_decay}")
         if tr.precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"train.precision must be fp32, bf16 or fp16, got {tr.precision!r}")
+        from .speed import check_train_speed
+
+        check_train_speed(tr, self.data)
         if self.data.channels not in (1, 3):
             raise ConfigError(f"data.channels must be 1 or 3, got {self.data.channels}")
         if self.data.image_size < 8:
