@@ -119,8 +119,12 @@ def direct(R: Restorer, D: Optional[Degradation], x_t: torch.Tensor, t: TLike, c
 
 
 def _iterate(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any,
-             callback: Optional[Callback], update: Callable, need_ctx: bool = True, kind: str = "") -> torch.Tensor:
-    """The loop the algorithms share: for s = t..1, x0_hat = R(x_s, s), x_{s-1} = update(x_s, x0_hat, s, ctx)."""
+             callback: Optional[Callback], update: Callable, need_ctx: bool = True, kind: str = "",
+             graphable: bool = True) -> torch.Tensor:
+    """The loop the algorithms share: for s = t..1, x0_hat = R(x_s, s), x_{s-1} = update(x_s, x0_hat, s, ctx).
+
+    ``graphable=False``: never replay the loop from CUDA graphs (an update that draws random numbers
+    would replay the same draw)."""
     if need_ctx:
         _check_ctx(D, ctx)
     tt = _t_vector(t, x_t, D)
@@ -145,7 +149,7 @@ def _iterate(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any,
 
     # A GraphedRestorer (colddiff.graphs) replays the whole loop from CUDA graphs when every
     # sample is at the same step and nobody needs the per-step callback; elsewhere: eager.
-    if (s_max > 0 and hasattr(R, "loop") and R.applies(x_t, callback)
+    if (graphable and s_max > 0 and hasattr(R, "loop") and R.applies(x_t, callback)
             and bool((tt_cpu == s_max).all())):
         return R.loop(kind, D, x_t, s_max, ctx, update, eager)
     return eager()
@@ -196,15 +200,17 @@ def stochastic(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
     if not math.isfinite(delta) or delta < 0:
         raise ConfigError(f"the stochastic sampler's delta must be a finite number >= 0, got {delta!r}")
 
-    def update(x_s, x0_hat, s):
-        x_prev = x_s - D(x0_hat, s, ctx) + D(x0_hat, s - 1, ctx)  # Algorithm 2
+    def update(x_s, x0_hat, s, c):
+        x_prev = x_s - D(x0_hat, s, c) + D(x0_hat, s - 1, c)  # Algorithm 2
         if delta > 0 and s > 1:
             eps = torch.randn(x_prev.shape, generator=generator,
                               device=generator.device if generator is not None else x_prev.device)
             x_prev = x_prev + delta * eps.to(device=x_prev.device, dtype=x_prev.dtype)
         return x_prev
 
-    return _iterate(R, D, x_t, t, ctx, callback, update)
+    # δ = 0 is Algorithm 2 and may share its CUDA graphs; with δ > 0 every step draws, so no graph
+    return _iterate(R, D, x_t, t, ctx, callback, update, kind="algorithm2" if delta == 0 else "stochastic",
+                    graphable=delta == 0)
 
 
 def _check_mixing(D: Degradation) -> None:
