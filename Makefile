@@ -30,11 +30,12 @@ demo: $(STAMP)
 
 # Degradation strips of every image family at the paper's settings -> $(OUT)/*.png (seconds).
 strips: $(STAMP)
-	$(BIN)/colddiff degrade --degradation blur --T 20 --param kernel_size=11 --param sigma=7 \
-	    --input mnist-5k --n 6 --steps 0,1,2,3,5,10,20 --out $(OUT)/blur.png
-	$(BIN)/colddiff degrade --degradation mask --T 50 --input mnist-5k --n 6 --steps 0,5,10,20,30,40,50 --out $(OUT)/mask.png
-	$(BIN)/colddiff degrade --degradation resolution --T 3 --input mnist-5k --n 6 --steps 0,1,2,3 --out $(OUT)/resolution.png
-	$(BIN)/colddiff degrade --degradation snow --T 200 --param level=3 --input mnist-5k --n 6 --steps 0,50,100,150,200 --out $(OUT)/snow.png
+	$(BIN)/colddiff degrade --preset mnist-blur --input mnist-5k --n 6 --steps 0,1,2,3,5,10,20 --out $(OUT)/blur.png
+	$(BIN)/colddiff degrade --preset mnist-inpaint --input mnist-5k --n 6 --steps 0,5,10,20,30,40,50 --out $(OUT)/mask.png
+	$(BIN)/colddiff degrade --preset mnist-sr --input mnist-5k --n 6 --steps 0,1,2,3 --out $(OUT)/resolution.png
+	$(BIN)/colddiff degrade --preset celeba-snow --input mnist-5k --n 6 --steps 0,50,100,150,200 --out $(OUT)/snow.png
+	$(BIN)/colddiff degrade --preset celeba-mask-gen --input mnist-5k --n 6 --steps 0,300,500,650,720,749,750 \
+	    --out $(OUT)/mask-gen.png
 	$(BIN)/colddiff degrade --degradation animorph --T 200 --param partners=mnist-5k --input mnist-5k --n 6 \
 	    --steps 0,50,100,150,200 --out $(OUT)/animorph.png
 	$(BIN)/colddiff degrade --degradation noise --T 200 --input mnist-5k --n 6 --steps 0,25,50,100,200 --out $(OUT)/noise.png

@@ -47,6 +47,7 @@ import torch
 from benchmarks.common import finish, machine_meta, sync
 
 import colddiff.degradations as deg
+from colddiff.degradations.base import Degradation
 from colddiff.errors import ConfigError
 
 NAME = "degradations"
@@ -224,7 +225,10 @@ def bench_row(family: str, st: Setting, opts: Options) -> Dict[str, Any]:
                closed_repeats=repeats, closed_calls_per_sample=n_inner,
                d_t1_samples_ms=[v * 1e3 for v in s1], d_tT_samples_ms=[v * 1e3 for v in sT])
 
-    # -- step by step (the authors' way)
+    # -- step by step (the authors' way); a family with only a closed form (the authors' snow) has none
+    if type(D).step is Degradation.step:
+        notes.append("no single-step operator: closed form only, as in the authors' code")
+        return row
     one_s, one_out = timed(lambda: D.apply_stepwise(x0, 1, ctx), dev)  # warm-up + cost per step
     if T == 1 or (not opts.full_stepwise and one_s * T > opts.step_max_s):
         k = T if T == 1 else max(1, min(T - 1, int(opts.step_max_s // one_s)))

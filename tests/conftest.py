@@ -13,6 +13,7 @@ def make(name: str, **kw):
         "mask": dict(T=20, quantize=False),
         "resolution": dict(T=3),
         "snow": dict(T=16, level=3),
+        "snow-c": dict(T=16, level=3),
         "desaturate": dict(T=10),
         "noise": dict(T=40),
         "animorph": dict(T=40),

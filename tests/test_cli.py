@@ -94,3 +94,23 @@ def test_parse_value():
     assert parse_value("3") == 3 and parse_value("2.5") == 2.5
     assert parse_value("true") is True and parse_value("none") is None
     assert parse_value("circular") == "circular"
+
+
+def test_degrade_at_a_presets_settings(tmp_path, capsys):
+    out = tmp_path / "snow.png"
+    assert main(["degrade", "--preset", "celeba-snow", "--input", "mnist-5k", "--n", "2", "--steps", "0,200",
+                 "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "AuthorsSnow(T=200, level=4" in said and "image_size=128, channels=3" in said
+    im = Image.open(out)
+    assert im.width > 2 * 128 and im.height > 2 * 128  # the preset's 128 px, two columns, two rows
+    assert main(["degrade", "--preset", "mnist-blur", "--T", "5", "--param", "padding=zero", "--input", "mnist-5k",
+                 "--n", "1", "--out", str(tmp_path / "b.png")]) == 0
+    said = capsys.readouterr().out
+    assert "T=5" in said and "padding='zero'" in said and "image_size=32" in said
+    assert main(["degrade", "--input", "mnist-5k", "--out", str(tmp_path / "x.png")]) == 2
+    assert main(["degrade", "--preset", "mnist-blur", "-d", "mask", "--input", "mnist-5k",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--degradation NAME" in err and "uses the blur degradation, not mask" in err
+    assert not (tmp_path / "x.png").exists()

@@ -20,6 +20,13 @@ def build(name, C, H, **kw):
     return make(name, **kw)
 
 
+def needs_step(D):
+    """Skip the closed-form == steps properties for a family with only a closed form (the authors' snow:
+    clipping at white makes x_t no function of x_{t-1}; their code, too, always starts from x0)."""
+    if type(D).step is Degradation.step:
+        pytest.skip(f"{D.name} has no single-step operator")
+
+
 def test_registry_lists_every_family():
     assert set(FAMILIES) <= set(deg.names())
 
@@ -30,6 +37,7 @@ def test_registry_lists_every_family():
 @pytest.mark.parametrize("C", [1, 3])
 def test_closed_form_equals_step_by_step(name, H, C):
     D = build(name, C, H)
+    needs_step(D)
     x0 = images(2, C, H, dtype=torch.float64)
     ctx = D.context(x0, torch.Generator().manual_seed(3))
     for t in sorted({1, 2, D.T // 2, D.T}):
@@ -44,6 +52,7 @@ def test_closed_form_equals_step_by_step(name, H, C):
 @pytest.mark.parametrize("name", FAMILIES)
 def test_closed_form_equals_step_by_step_per_sample_t_float32(name):
     D = build(name, 3, 32)
+    needs_step(D)
     x0 = images(4, 3, 32, dtype=torch.float32)
     ctx = D.context(x0, torch.Generator().manual_seed(5))
     t = torch.tensor([0, 1, D.T // 2, D.T])
@@ -117,8 +126,8 @@ def test_context_is_reproducible_from_the_generator():
 def test_blur_schedules():
     assert deg.create("blur", T=5, sigma=7, schedule="constant").sigma_at(3) == 7
     assert deg.create("blur", T=5, sigma=0.5, schedule="incremental").sigma_at(3) == pytest.approx(1.5)
-    assert deg.create("blur", T=5, sigma=1, schedule="exponential").sigma_at(100) == pytest.approx(math.e)
-    assert deg.create("blur", T=50, schedule="cifar10").sigma_at(10) == pytest.approx(0.45)
+    assert deg.create("blur", T=5, sigma=1, schedule="exponential").sigma_at(101) == pytest.approx(math.e)
+    assert deg.create("blur", T=50, schedule="cifar10").sigma_at(11) == pytest.approx(0.45)
 
 
 @pytest.mark.parametrize("padding", ["circular", "reflect", "zero"])
@@ -219,9 +228,68 @@ def test_resolution_rejects_too_many_halvings():
         deg.create("resolution", T=6, image_size=32)
 
 
-# --------------------------------------------------------------------------- snow
-def test_snow_only_brightens_and_grows_with_t():
+# --------------------------------------------------------------------------- snow (the authors')
+def test_snow_is_additive_clipped_and_grows_with_t():
     D = deg.create("snow", T=50, level=4)
+    x0 = images(2, 3, 32)
+    ctx = D.context(x0, torch.Generator().manual_seed(0))
+    xs = [D(x0, t, ctx) for t in (10, 25, 50)]
+    for t, x in zip((10, 25, 50), xs):
+        L = D.layer(torch.full((2,), t), x0, ctx)
+        assert (L >= 0).all() and torch.equal(L, torch.flip(L, dims=(-2, -1)))  # S + its 180° rotation
+        assert torch.allclose(x, (x0 + 2 * L).clamp(-1, 1), atol=1e-12)        # fix_brightness: clip(x0 + L)
+        assert (x >= x0 - 1e-12).all()
+    assert xs[0].mean() < xs[1].mean() < xs[2].mean()
+
+
+def test_snow_streaks_run_one_way_per_trajectory():
+    D = deg.create("snow", T=10, level=4)
+    x0 = torch.zeros(8, 1, 32, 32, dtype=torch.float64)
+    ctx = D.context(x0, torch.Generator().manual_seed(3))
+    L = D.layer(torch.full((8,), 10), x0, ctx)
+    # a horizontal streak varies less along rows than down columns, a vertical one the other way
+    along_w = (L[..., :, 1:] - L[..., :, :-1]).abs().mean((1, 2, 3))
+    along_h = (L[..., 1:, :] - L[..., :-1, :]).abs().mean((1, 2, 3))
+    assert torch.equal(ctx["vertical"], along_h < along_w)
+    assert 0 < int(ctx["vertical"].sum()) < 8
+
+
+def test_snow_fixed_field_and_brightness_options():
+    x0 = images(2, 3, 32)
+    fixed = deg.create("snow", T=20, random=False, seed=0)
+    a, b = fixed(x0, 20), deg.create("snow", T=20, random=False, seed=0)(x0, 20)
+    assert torch.equal(a, b) and not torch.equal(a, deg.create("snow", T=20, random=False, seed=1)(x0, 20))
+    black = torch.full_like(x0, -1.0)
+    w = fixed(black, 20)
+    assert torch.equal(w[0], w[1])  # one field for every image
+    dim = deg.create("snow", T=20, random=False, fix_brightness=False)(black, 20)
+    assert (dim >= w - 1e-12).all() and dim.mean() > w.mean()  # without fix_brightness the scene is whitened too
+
+
+def test_snow_has_no_step_and_says_so():
+    D = deg.create("snow", T=5)
+    x0 = images(1, 3, 16)
+    with pytest.raises(ConfigError, match="no single-step operator"):
+        D.apply_stepwise(x0, 3, D.context(x0))
+    with pytest.raises(ConfigError, match="level"):
+        deg.create("snow", T=10, level=5)
+
+
+def test_snow_level4_at_128px_covers_most_of_the_image_like_the_authors():
+    """The issue's measure: share of pixels whose snow layer exceeds 0.25 at t = T, level 4, 128 px.
+    The authors' snow (--random_snow --fix_brightness): about 94%; colddiff's earlier snow-c: about 47%."""
+    x0 = torch.zeros(4, 3, 128, 128)
+    D = deg.create("snow", T=200, level=4)
+    ctx = D.context(x0, torch.Generator().manual_seed(0))
+    share = float((D.layer(torch.full((4,), 200), x0, ctx) > 0.25).float().mean())
+    assert 0.88 < share < 0.99, share
+    old = deg.create("snow-c", T=200, level=4)
+    assert float(((1 - old.retention(torch.full((4,), 200), x0, None)) > 0.25).float().mean()) < 0.6
+
+
+# --------------------------------------------------------------------------- snow-c (colddiff's earlier snow)
+def test_snow_c_only_brightens_and_grows_with_t():
+    D = deg.create("snow-c", T=50, level=4)
     x0 = -torch.ones(2, 3, 32, 32, dtype=torch.float64)
     xs = [D(x0, t) for t in (10, 25, 50)]
     for x in xs:
@@ -229,32 +297,32 @@ def test_snow_only_brightens_and_grows_with_t():
     assert xs[0].mean() < xs[1].mean() < xs[2].mean()
 
 
-def test_snow_fixed_pattern_depends_on_seed_only():
+def test_snow_c_fixed_pattern_depends_on_seed_only():
     x0 = images(2, 3, 32)
-    a = deg.create("snow", T=20, seed=0)(x0, 20)
-    b = deg.create("snow", T=20, seed=0)(x0, 20)
-    c = deg.create("snow", T=20, seed=1)(x0, 20)
+    a = deg.create("snow-c", T=20, seed=0)(x0, 20)
+    b = deg.create("snow-c", T=20, seed=0)(x0, 20)
+    c = deg.create("snow-c", T=20, seed=1)(x0, 20)
     assert torch.equal(a, b) and not torch.equal(a, c)
     # fixed snow: both images get the same layer
     white = torch.full_like(x0, -1.0)
-    w = deg.create("snow", T=20, seed=0)(white, 20)
+    w = deg.create("snow-c", T=20, seed=0)(white, 20)
     assert torch.equal(w[0], w[1])
 
 
-def test_snow_random_differs_per_trajectory():
-    D = deg.create("snow", T=20, random=True)
+def test_snow_c_random_differs_per_trajectory():
+    D = deg.create("snow-c", T=20, random=True)
     white = torch.full((2, 3, 32, 32), -1.0, dtype=torch.float64)
     w = D(white, 20, D.context(white, torch.Generator().manual_seed(0)))
     assert not torch.equal(w[0], w[1])
 
 
 @pytest.mark.parametrize("level", [1, 2, 3, 4])
-def test_snow_levels_get_heavier(level):
+def test_snow_c_levels_get_heavier(level):
     x0 = -torch.ones(1, 3, 32, 32, dtype=torch.float64)
-    D = deg.create("snow", T=10, level=level)
+    D = deg.create("snow-c", T=10, level=level)
     assert (D(x0, 10) > -1).any()
     with pytest.raises(ConfigError):
-        deg.create("snow", T=10, level=5)
+        deg.create("snow-c", T=10, level=5)
 
 
 # --------------------------------------------------------------------------- desaturate
@@ -357,7 +425,7 @@ def test_clear_errors():
         deg.create("blur", T=5, channels=3)(images(1, 1, 28), 1)
 
 
-def test_snow_fft_motion_blur_equals_direct_convolution():
+def test_snow_c_fft_motion_blur_equals_direct_convolution():
     from colddiff.degradations.snow import correlate_fft, motion_kernels
 
     x = images(3, 1, 30, W=26)
@@ -366,3 +434,18 @@ def test_snow_fft_motion_blur_equals_direct_convolution():
     assert torch.allclose(ker.sum((1, 2, 3)), torch.ones(3, dtype=torch.float64))
     direct = torch.nn.functional.conv2d(x.view(1, 3, 30, 26), ker, padding=7, groups=3).view(3, 1, 30, 26)
     assert torch.allclose(correlate_fft(x, ker), direct, atol=1e-12)
+
+
+def test_blur_discrete_ends_in_the_channel_means_on_8_bit_levels():
+    """The authors' --discrete: D(x0, T) is the channel mean of D(x0, T-1), every output on 8-bit levels."""
+    D = deg.create("blur", T=6, kernel_size=5, sigma=1.0, padding="zero", discrete=True)
+    plain = deg.create("blur", T=6, kernel_size=5, sigma=1.0, padding="zero")
+    x0 = images(2, 3, 16)
+    xT = D(x0, 6)
+    want = plain(x0, 5).mean((2, 3), keepdim=True).expand_as(xT)
+    assert torch.allclose(xT, want, atol=1 / 255)
+    assert torch.equal(xT, xT[..., :1, :1].expand_as(xT))  # one value per channel
+    for t in (1, 3, 6):
+        levels = (D(x0, t) + 1) * 127.5
+        assert torch.allclose(levels, levels.round(), atol=1e-9)
+    assert torch.allclose(D(x0, 3), plain(x0, 3), atol=1 / 255)

@@ -240,3 +240,35 @@ def test_evaluate_with_inception_offline_says_which_file_to_put_where(blur_run, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and inception.WEIGHTS_URL in err and "--fid classifier" in err
     assert str(target.name) in err and not target.exists()
+
+
+def test_fid_auto_reports_inception_with_the_classifier_fid_beside_it(blur_run, clf, monkeypatch):
+    """With the Inception weights in place, --fid auto gives the paper's FID back end and keeps the offline
+    classifier FID as an extra column on labelled data sets; every FID header names its back end."""
+    import colddiff.inception as inception_mod
+
+    class FakeInception:  # stands for the 95 MB network: four pixel statistics per image
+        name, dim, accuracy = "inception", 4, None
+
+        def features(self, x):
+            f = x.flatten(1).double()
+            return torch.stack([f.mean(1), f.std(1), f.amin(1), f.amax(1)], 1)
+
+    monkeypatch.setattr(inception_mod, "weights_present", lambda: True)
+    real = metrics.get_extractor
+    monkeypatch.setattr(metrics, "get_extractor",
+                        lambda backend, *a, **k: FakeInception() if backend == "inception" else real(backend, *a, **k))
+    ev = evaluate(blur_run, n=12, progress=False)
+    assert ev.fid_backend == "inception" and ev.columns()[:2] == ["fid", "fid_classifier"]
+    assert ev.headers()[1:3] == ["FID (inception)*", "FID (classifier)*"]
+    assert "Inception-v3 pool features" in ev.caption() and "classifier features" in ev.caption()
+    ds, _ = blur_run.held_out()
+    x0 = torch.stack([ds[i][0] for i in range(12)])
+    x_t = blur_run.D(x0, 4)
+    want = metrics.fid(clf.features(x_t), clf.features(x0), "classifier").value
+    assert ev.rows[0]["fid_classifier"] == pytest.approx(want, rel=1e-6)
+    want = metrics.fid(FakeInception().features(x_t), FakeInception().features(x0), "inception").value
+    assert ev.rows[0]["fid"] == pytest.approx(want, rel=1e-6)
+    monkeypatch.setattr(inception_mod, "weights_present", lambda: False)
+    offline = evaluate(blur_run, n=12, progress=False)
+    assert offline.fid_backend == "classifier" and "fid_classifier" not in offline.columns()

@@ -306,3 +306,40 @@ def test_features_on_cuda_match_the_cpu(net, gray, gray_features):
     assert out.device.type == "cpu" and out.dtype == torch.float64
     # cuDNN may use TF32 for float32 convolutions (PyTorch's default, as under pytorch-fid)
     torch.testing.assert_close(out, gray_features, rtol=2e-2, atol=2e-2)
+
+
+# ---------------------------------------------------------------------------- colddiff weights, --fid auto
+def test_weights_info_says_where_the_file_goes_and_whether_it_is_there(weights_file, monkeypatch, capsys):
+    from colddiff.cli import main
+
+    assert main(["weights", "info"]) == 0
+    out = capsys.readouterr().out
+    assert WEIGHTS_NAME in out and "missing" in out and inception.WEIGHTS_SHA256 in out and inception.ENV_VAR in out
+    monkeypatch.setenv(inception.ENV_VAR, str(weights_file))
+    assert main(["weights", "info"]) == 0
+    assert "present" in capsys.readouterr().out
+
+
+def test_weights_verify_checks_the_file_in_one_line(weights_file, tmp_path, monkeypatch, capsys):
+    from colddiff.cli import main
+
+    assert main(["weights", "verify"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing" in err and inception.WEIGHTS_URL in err
+    assert main(["weights", "verify", "--path", str(weights_file)]) == 0
+    assert "keys and shapes checked" in capsys.readouterr().out
+    junk = tmp_path / WEIGHTS_NAME
+    junk.write_bytes(b"not the weights")
+    assert main(["weights", "verify", "--path", str(junk)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not the published" in err
+
+
+def test_fid_auto_is_inception_whenever_the_weights_are_in_place(weights_file, monkeypatch):
+    from colddiff import metrics
+
+    assert metrics.resolve_backend("auto", True) == "classifier"
+    assert metrics.resolve_backend("auto", False) == "none"
+    monkeypatch.setenv(inception.ENV_VAR, str(weights_file))
+    assert metrics.resolve_backend("auto", True) == metrics.resolve_backend("auto", False) == "inception"
+    assert metrics.resolve_backend("classifier", True) == "classifier"  # an explicit choice stays

@@ -41,3 +41,21 @@ def test_library_example_runs_on_a_run_folder(tmp_path, clf, monkeypatch):
     env = {}
     exec(compile(example, "README.md", "exec"), env)
     assert env["ev"].n == 8 and env["images"].shape == (16, 1, 28, 28) and env["x0_hat"].shape == (1, 1, 28, 28)
+
+
+def test_readme_provenance_table_has_every_paper_preset_with_its_files_and_settings():
+    from colddiff.config import preset
+    from colddiff.paper import PROVENANCE
+
+    text = README.read_text()
+    section = text[text.index("#### Paper presets: provenance"):text.index("## Degradations")]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in section.splitlines() if line.startswith("| `")}
+    assert set(rows) == set(PROVENANCE)
+    for name, prov in PROVENANCE.items():
+        row, d = rows[name], preset(name).degradation
+        assert prov.experiment in row and prov.authors in row, name
+        assert all(f"`{f}`" in row for f in prov.files), name
+        assert f"`{d.name}` T={d.T}" in row and all(f"{k}={v}" in row for k, v in d.params.items()), name
+        for diff in prov.differences:  # written out, or as a key of the shared list under the table
+            assert diff in row or any(f"[{k}]" in row and f"**[{k}]** {diff}." in section
+                                      for k in ("N1", "N2", "N3", "D1", "D2", "A1", "Q", "C", "G")), (name, diff)

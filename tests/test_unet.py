@@ -168,6 +168,6 @@ def test_describe_presets():
     # DDPM's CIFAR-10 U-Net has ~35.7M parameters; ours has ~37.5M (scale/shift time
     # projection doubles those linears, multi-head attention with 128 hidden is a bit smaller).
     assert 30_000_000 < by_name["cifar10"]["params"] < 45_000_000
-    assert by_name["mnist"]["image_size"] == 28 and by_name["mnist"]["channels"] == 1
+    assert by_name["mnist"]["image_size"] == 32 and by_name["mnist"]["channels"] == 1  # the authors' 32 px
     assert by_name["cifar10"]["attn_levels"] == (1,)
     assert by_name["mnist-cpu"]["params"] < by_name["mnist"]["params"]

@@ -102,13 +102,28 @@ def cmd_degrade(args) -> int:
     from . import degradations as deg
     from .images import atomic_save, make_grid
 
-    params = parse_params(args.param)
+    name, params = args.degradation, {}
+    size, channels = args.size, args.channels
+    if getattr(args, "preset", None):  # a preset's degradation, at its image size and channels
+        from .config import preset
+
+        cfg = preset(args.preset)
+        if name and name != cfg.degradation.name:
+            raise ConfigError(f"--preset {args.preset} uses the {cfg.degradation.name} degradation, not {name}; "
+                              "give one of --preset and --degradation")
+        name, params = cfg.degradation.name, dict(cfg.degradation.params, T=cfg.degradation.T)
+        size = size if size is not None else cfg.data.image_size
+        channels = channels if channels is not None else cfg.data.channels
+    if not name:
+        raise ConfigError("say which degradation: --degradation NAME (see `colddiff degradations`) or --preset NAME "
+                          "(see `colddiff presets`)")
+    params.update(parse_params(args.param))
     if args.T is not None:
         params["T"] = args.T
-    x0 = load_input(args.input, args.n, args.channels, args.size)
+    x0 = load_input(args.input, args.n, channels, size)
     params.setdefault("image_size", int(x0.shape[-1]))
     params.setdefault("channels", int(x0.shape[1]))
-    D = deg.create(args.degradation, **params)
+    D = deg.create(name, **params)
     steps = parse_steps(args.steps, D.T)
     g = torch.Generator().manual_seed(args.seed)
     ctx = D.context(x0, g)
@@ -130,8 +145,11 @@ def add_degrade(sub):
           colddiff degrade --degradation blur --param schedule=exponential --param sigma=1 \\
               --param kernel_size=27 --param padding=circular --param T=300 --input faces/ --out gen.png
           colddiff --plugin mine.py degrade --degradation mine --input mnist-5k --out mine.png
+          colddiff degrade --preset celeba-snow --input faces/ --steps 0,50,100,150,200 --out snow.png
         """, cmd_degrade)
-    d.add_argument("--degradation", "-d", required=True, help="degradation name (see `colddiff degradations`)")
+    d.add_argument("--degradation", "-d", default=None, help="degradation name (see `colddiff degradations`)")
+    d.add_argument("--preset", default=None, help="use a preset's degradation, T and parameters, at its image size "
+                   "and channels (see `colddiff presets`); --param, --T, --size, --channels override")
     d.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="degradation parameter, repeatable (e.g. --param sigma=2 --param padding=circular)")
     d.add_argument("--T", type=int, default=None, help="number of steps (same as --param T=N)")
@@ -284,7 +302,12 @@ def cmd_presets(args) -> int:
     from .config import PRESETS, preset
 
     if args.show:
+        from .paper import provenance
+
         print(preset(args.show).to_toml(), end="")
+        prov = provenance(args.show)
+        if prov is not None:  # as TOML comments, so the output still loads as a --config file
+            print("\n" + "\n".join(f"# {line}" for line in prov.lines()))
         return 0
     width = max(map(len, PRESETS))
     for name, p in PRESETS.items():
@@ -296,7 +319,9 @@ def add_presets(sub):
     pr = _command(sub, "presets", "list the named training configurations",
                   "List the presets (one per experiment of the paper, plus small CPU ones).",
                   "examples:\n  colddiff presets\n  colddiff presets --show mnist5k-blur", cmd_presets)
-    pr.add_argument("--show", metavar="NAME", help="print one preset's full configuration as TOML")
+    pr.add_argument("--show", metavar="NAME", help="print one preset's full configuration as TOML (paper presets: "
+                    "with the experiment, the authors' setting, the files of their code checked and every "
+                    "remaining difference, as comments)")
 
 
 def cmd_data(args) -> int:
@@ -392,6 +417,41 @@ def add_data(sub):
     da.set_defaults(action=None, root=None, quiet=False, size=None, channels=None, split=None)
 
 
+# ---------------------------------------------------------------------------- weights (FID Inception)
+def cmd_weights(args) -> int:
+    from . import inception
+
+    if args.action is None:
+        raise ConfigError("say what to do: colddiff weights info | verify [--path FILE]")
+    if args.action == "info":
+        print("\n".join(inception.weights_info()))
+        return 0
+    path = inception.verify_weights(args.path)
+    print(f"ok: {path} holds the FID Inception-v3 weights"
+          + (f" (sha256 {inception.WEIGHTS_SHA256})" if path.name == inception.WEIGHTS_NAME else
+             " (keys and shapes checked; the checksum is compared only under the published file name)"))
+    return 0
+
+
+def add_weights(sub):
+    we = _command(sub, "weights", "the FID Inception weights: where the file goes, and a check of it",
+                  "The standard FID network's weights file: where colddiff looks for it (info) and whether the\n"
+                  "file there is the published one and loads (verify). With the file in place, evaluate, generate\n"
+                  "and report use Inception FID by default (--fid auto); without it, the offline classifier FID.", """
+        examples:
+          colddiff weights info
+          colddiff weights verify
+          colddiff weights verify --path /models/pt_inception-2015-12-05-6726825d.pth
+        """, cmd_weights)
+    we_sub = we.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    we_sub.add_parser("info", help="where the Inception weights file goes, its checksum and whether it is there",
+                      description="Where the Inception weights file goes, its checksum and whether it is there.")
+    v = we_sub.add_parser("verify", help="check the Inception weights file (published SHA-256, loads into the network)",
+                          description="Check the Inception weights file: the published SHA-256 and that it loads.")
+    v.add_argument("--path", default=None, help="the file to check (default: where colddiff looks for it)")
+    we.set_defaults(action=None, path=None)
+
+
 # ---------------------------------------------------------------------------- commands on a trained run
 def _run_args(q):
     q.add_argument("run", metavar="RUN", help="run folder written by `colddiff train --out` (or a checkpoint file)")
@@ -450,7 +510,9 @@ def add_evaluate(sub):
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
     ev.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto",
                     help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "
-                         "auto = classifier on labelled data sets, else none")
+                         "auto = inception when its weights file is in place (`colddiff weights info`; then the "
+                         "classifier FID is an extra column on labelled sets), else classifier on labelled data "
+                         "sets, else none")
     ev.add_argument("--no-classifier", action="store_true",
                     help="skip the classifier (no 'class kept' column and no classifier FID)")
     ev.add_argument("--batch-size", type=int, default=100, help="images per sampler batch (default 100)")
@@ -613,6 +675,7 @@ def add_quickstart(sub):
 
 
 ADDERS = (add_degrade, add_degradations, add_check_degradation, add_networks, add_train, add_presets, add_data,
+          add_weights,
           add_evaluate, add_restore, add_quickstart, add_generate, add_report)
 
 

@@ -27,6 +27,7 @@ class DataConfig:
     channels: int = 1
     root: str = ""                # where the data set's files are ("" = the default places)
     num_workers: int = -1         # DataLoader workers for data sets decoded on the fly; -1 = auto (speed.auto_workers)
+    augment: str = ""             # training-only: "flip", "resize-crop,flip", "pad-crop,flip" (data/augment.py)
 
 
 @dataclass
@@ -196,6 +197,9 @@ class RunConfig:
             raise ConfigError(f"data.channels must be 1 or 3, got {self.data.channels}")
         if self.data.image_size < 8:
             raise ConfigError(f"data.image_size must be at least 8, got {self.data.image_size}")
+        from .data.augment import parse as parse_augment
+
+        parse_augment(self.data.augment)
         if self.model.dim < 1 or not self.model.dim_mults:
             raise ConfigError("model.dim must be positive and model.dim_mults non-empty")
         for key, v in (("degradation.input_noise", self.degradation.input_noise),
@@ -297,17 +301,27 @@ def _preset(name, description, data, degradation, model, **train) -> RunConfig:
                      train=TrainConfig(**train))
 
 
-_MNIST = dict(name="mnist", image_size=28, channels=1)
+_MNIST = dict(name="mnist", image_size=32, channels=1)   # the authors resize MNIST to 32x32
 _CIFAR = dict(name="cifar10", image_size=32, channels=3)
 _CELEBA = dict(name="celeba", image_size=128, channels=3)
 _AFHQ = dict(name="afhq", image_size=128, channels=3)
+# the authors' training augmentation (data/augment.py): Resize(1.12 n) + RandomCrop(n) + RandomHorizontalFlip
+# (their Dataset_Aug1 loaders), or RandomCrop(n, padding=4) + RandomHorizontalFlip (their CIFAR-10 loaders)
+_AUG = "resize-crop,flip"
+_AUG_PAD = "pad-crop,flip"
 # the authors' networks: dim 64, 1-2-4-8 (MNIST, CelebA); DDPM's 128-channel net for CIFAR-10
 _NET_MNIST = dict(dim=64, dim_mults=[1, 2, 4, 8], attn_levels=[1])
 _NET_CIFAR = dict(dim=128, dim_mults=[1, 2, 2, 2], attn_levels=[1], dropout=0.1)
 _NET_CELEBA = dict(dim=64, dim_mults=[1, 2, 4, 8], attn_levels=[3])
 _NET_CPU = dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[], num_res_blocks=1)
 _BLUR_GEN = dict(name="blur", T=300, params=dict(kernel_size=27, sigma=1.0, schedule="exponential",
-                                                  rate=0.01, padding="circular"))
+                                                  rate=0.01, padding="circular", discrete=True))  # --discrete
+# the authors' Gaussian-mask schedules: std kernel_std*(i + initial_mask) at step i = 0..T-1
+_MASK_SMALL = dict(beta_start=1.1, beta_step=0.1)      # MNIST/CIFAR-10: kernel_std 0.1, initial_mask 11 (default)
+_MASK_CELEBA = dict(beta_start=0.2, beta_step=0.2)     # CelebA: kernel_std 0.2, initial_mask 1
+_MASK_GEN = dict(name="mask", T=750, params=dict(position="center", offset=0.5, fill="random", order="reverse",
+                                                 color_scale=0.5, beta_start=0.05, beta_step=0.05, quantize=False))
+_SNOW = dict(random=True, fix_brightness=True)          # --random_snow --fix_brightness
 # the small CPU presets: ~10 minutes on 2 cores (see README); higher lr, no accumulation
 _CPU_TRAIN = dict(steps=3000, batch_size=32, grad_accum=1, lr=1e-3, warmup_steps=100, grad_clip=1.0,
                   ema_decay=0.995, ema_every=1, ema_start=500, checkpoint_every=500, sample_every=1000,
@@ -325,50 +339,61 @@ _IHD_SIGMA, _IHD_DELTA = 0.01, 0.0125   # Inverse Heat Dissipation's σ and δ =
 _SR_GMM_K = 10                          # mixture components over the 16 numbers of a 4x4 digit
 
 PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
-    _preset("mnist-blur", "MNIST deblurring (Table 1): T=20, 11x11 kernel, sigma 7 at every step",
-            _MNIST, dict(name="blur", T=20, params=dict(kernel_size=11, sigma=7.0, schedule="constant", padding="zero")),
+    _preset("mnist-blur", "MNIST deblurring (Table 1): 32 px, T=20, 11x11, sigma 7 at every step, circular",
+            dict(_MNIST, augment=_AUG),
+            dict(name="blur", T=20, params=dict(kernel_size=11, sigma=7.0, schedule="constant", padding="circular")),
             _NET_MNIST),
-    _preset("cifar10-blur", "CIFAR-10 deblurring (Table 1): T=50, 11x11, sigma_t = 0.35 + 0.01 t, reflect",
-            _CIFAR, dict(name="blur", T=50, params=dict(kernel_size=11, schedule="cifar10", padding="reflect")),
-            _NET_CIFAR),
-    _preset("celeba-blur", "CelebA-128 deblurring (Table 1): T=200, 15x15, sigma_t = exp(0.01 t), reflect",
-            _CELEBA, dict(name="blur", T=200, params=dict(kernel_size=15, sigma=1.0, schedule="exponential",
-                                                         rate=0.01, padding="reflect")), _NET_CELEBA),
-    _preset("mnist-inpaint", "MNIST inpainting (Table 2): Gaussian masks, T=50, random centre",
-            _MNIST, dict(name="mask", T=50, params=dict(position="random")), _NET_MNIST, batch_size=64, steps=60_000),
-    _preset("cifar10-inpaint", "CIFAR-10 inpainting (Table 2): Gaussian masks, T=50, random centre",
-            _CIFAR, dict(name="mask", T=50, params=dict(position="random")), _NET_CIFAR, batch_size=64, steps=60_000),
-    _preset("celeba-inpaint", "CelebA-128 inpainting (Table 2): Gaussian masks, T=100, centred",
-            _CELEBA, dict(name="mask", T=100, params=dict(position="center")), _NET_CELEBA, batch_size=64, steps=60_000),
-    _preset("mnist-sr", "MNIST super-resolution: T=3 halvings (28 -> 4 px)",
-            _MNIST, dict(name="resolution", T=3), _NET_MNIST),
-    _preset("cifar10-sr", "CIFAR-10 super-resolution: T=3 halvings (32 -> 4 px)",
-            _CIFAR, dict(name="resolution", T=3), _NET_CIFAR),
-    _preset("celeba-sr", "CelebA-128 super-resolution: T=4 halvings (128 -> 8 px)",
-            _CELEBA, dict(name="resolution", T=4), _NET_CELEBA),
-    _preset("cifar10-snow", "CIFAR-10 desnowification: snow level 3, T=200",
-            _CIFAR, dict(name="snow", T=200, params=dict(level=3)), _NET_CIFAR),
-    _preset("celeba-snow", "CelebA-128 desnowification: snow level 4, T=200",
-            _CELEBA, dict(name="snow", T=200, params=dict(level=4)), _NET_CELEBA),
-    _preset("cifar10-desaturate", "CIFAR-10 colourisation: linear desaturation, T=20",
-            _CIFAR, dict(name="desaturate", T=20, params=dict(schedule="linear")), _NET_CIFAR),
-    _preset("celeba-blur-gen", "CelebA-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 t), circular",
-            _CELEBA, _BLUR_GEN, _NET_CELEBA),
-    _preset("afhq-blur-gen", "AFHQ-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 t), circular",
-            _AFHQ, _BLUR_GEN, _NET_CELEBA),
-    _preset("celeba-mask-gen", "CelebA-128 generation by unmasking: centred masks ending in a random solid colour, T=100",
-            _CELEBA, dict(name="mask", T=100, params=dict(position="center", fill="random")), _NET_CELEBA,
-            batch_size=64, steps=60_000),
+    _preset("cifar10-blur", "CIFAR-10 deblurring (Table 1): T=50, 11x11, sigma_t = 0.35 + 0.01 (t-1), reflect",
+            dict(_CIFAR, augment=_AUG),
+            dict(name="blur", T=50, params=dict(kernel_size=11, schedule="cifar10", padding="reflect")), _NET_CIFAR),
+    _preset("celeba-blur", "CelebA-128 deblurring (Table 1): T=200, 15x15, sigma_t = exp(0.01 (t-1)), reflect",
+            dict(_CELEBA, augment=_AUG), dict(name="blur", T=200, params=dict(kernel_size=15, sigma=1.0,
+                                                                              schedule="exponential", rate=0.01,
+                                                                              padding="reflect")), _NET_CELEBA),
+    _preset("mnist-inpaint", "MNIST inpainting (Table 2): 32 px, Gaussian masks, T=50, widths 1.1 + 0.1 (t-1), "
+            "random centre", _MNIST, dict(name="mask", T=50, params=dict(position="random", **_MASK_SMALL)),
+            _NET_MNIST),
+    _preset("cifar10-inpaint", "CIFAR-10 inpainting (Table 2): Gaussian masks, T=50, widths 1.1 + 0.1 (t-1), "
+            "random centre", dict(_CIFAR, augment=_AUG_PAD),
+            dict(name="mask", T=50, params=dict(position="random", **_MASK_SMALL)), _NET_CIFAR),
+    _preset("celeba-inpaint", "CelebA-128 inpainting (Table 2): Gaussian masks, T=100, widths 0.2 t, centred",
+            dict(_CELEBA, augment=_AUG),
+            dict(name="mask", T=100, params=dict(position="center", offset=0.5, quantize=False, **_MASK_CELEBA)),
+            _NET_CELEBA, batch_size=100, steps=350_000),
+    _preset("mnist-sr", "MNIST super-resolution: 32 px, T=3 bicubic halvings (32 -> 4 px)",
+            _MNIST, dict(name="resolution", T=3, params=dict(downsample="bicubic")), _NET_MNIST),
+    _preset("cifar10-sr", "CIFAR-10 super-resolution: T=3 bicubic halvings (32 -> 4 px)",
+            dict(_CIFAR, augment=_AUG), dict(name="resolution", T=3, params=dict(downsample="bicubic")), _NET_CIFAR),
+    _preset("celeba-sr", "CelebA-128 super-resolution: T=4 bicubic halvings (128 -> 8 px)",
+            dict(_CELEBA, augment=_AUG), dict(name="resolution", T=4, params=dict(downsample="bicubic")),
+            _NET_CELEBA),
+    _preset("cifar10-snow", "CIFAR-10 desnowification: the authors' snow level 3, random snow, fixed brightness, T=200",
+            _CIFAR, dict(name="snow", T=200, params=dict(level=3, **_SNOW)), _NET_MNIST),
+    _preset("celeba-snow", "CelebA-128 desnowification: the authors' snow level 4, random snow, fixed brightness, "
+            "T=200", _CELEBA, dict(name="snow", T=200, params=dict(level=4, **_SNOW)), _NET_CELEBA, batch_size=16),
+    _preset("cifar10-desaturate", "CIFAR-10 colourisation: linear desaturation to the channel mean, T=20",
+            _CIFAR, dict(name="desaturate", T=20, params=dict(schedule="linear", gray="mean")), _NET_MNIST),
+    _preset("celeba-desaturate", "CelebA-128 colourisation: linear desaturation to the channel mean, T=20",
+            _CELEBA, dict(name="desaturate", T=20, params=dict(schedule="linear", gray="mean")), _NET_CELEBA,
+            batch_size=16),
+    _preset("celeba-blur-gen", "CelebA-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 (t-1)), circular",
+            dict(_CELEBA, augment=_AUG), _BLUR_GEN, _NET_CELEBA),
+    _preset("afhq-blur-gen", "AFHQ-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 (t-1)), circular",
+            dict(_AFHQ, augment=_AUG), _BLUR_GEN, _NET_CELEBA),
+    _preset("celeba-mask-gen", "CelebA-128 generation by unmasking: the authors' reversed schedule, T=750, widths "
+            "0.05 t, ends in a random solid colour", dict(_CELEBA, augment=_AUG), _MASK_GEN, _NET_CELEBA),
     _preset("celeba-animorph", "CelebA-128 animorphosis: faces mixed with AFHQ animals, T=200",
-            _CELEBA, dict(name="animorph", T=200, params=dict(partners="afhq")), _NET_CELEBA),
-    _preset("celeba-noise", "CelebA-128 hot diffusion baseline: Gaussian noise (fixed per trajectory), T=200",
-            _CELEBA, dict(name="noise", T=200, params=dict(schedule="cosine")), _NET_CELEBA),
+            dict(_CELEBA, augment=_AUG), dict(name="animorph", T=200, params=dict(partners="afhq")), _NET_CELEBA),
+    _preset("celeba-noise", "CelebA-128 hot diffusion baseline: Gaussian noise (fixed per trajectory), cosine, T=200",
+            dict(_CELEBA, augment=_AUG), dict(name="noise", T=200, params=dict(schedule="cosine")), _NET_CELEBA),
+    _preset("afhq-noise", "AFHQ-128 hot diffusion baseline (paper FID 20.59): Gaussian noise, cosine, T=200",
+            dict(_AFHQ, augment=_AUG), dict(name="noise", T=200, params=dict(schedule="cosine")), _NET_CELEBA),
     _preset("mnist5k-blur", "CPU: embedded MNIST digits, lighter blur (T=20, 11x11, sigma 1, reflect), ~10 min",
             dict(name="mnist-5k", image_size=28, channels=1),
             dict(name="blur", T=20, params=dict(kernel_size=11, sigma=1.0, schedule="constant", padding="reflect")),
             _NET_CPU, **_CPU_TRAIN),
-    _preset("mnist5k-blur-gen", "CPU: embedded MNIST, generation by deblurring: T=30, 15x15, sigma_t = exp(0.05 t), "
-            "circular (blurs to a constant), ~10 min",
+    _preset("mnist5k-blur-gen", "CPU: embedded MNIST, generation by deblurring: T=30, 15x15, "
+            "sigma_t = exp(0.05 (t-1)), circular (blurs to a constant), ~10 min",
             dict(name="mnist-5k", image_size=28, channels=1),
             dict(name="blur", T=30, params=dict(kernel_size=15, sigma=1.0, schedule="exponential", rate=0.05,
                                                 padding="circular")),

@@ -32,7 +32,7 @@ from .tables import markdown_table, text_table, write_tables
 
 log = logging.getLogger("colddiff.evaluation")
 
-COLUMNS = ("fid", "ssim", "rmse", "psnr", "accuracy")
+COLUMNS = ("fid", "fid_classifier", "ssim", "rmse", "psnr", "accuracy")
 
 
 def table_methods(D) -> List[str]:
@@ -65,6 +65,7 @@ class Evaluation:
     rows: List[Dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     device: str = "cpu"
+    fid_classifier_label: str = ""        # the extra classifier-FID column beside Inception FID (labelled sets)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -76,13 +77,16 @@ class Evaluation:
     # ------------------------------------------------------------------ tables
     def columns(self) -> List[str]:
         cols = ["fid"] if self.fid_backend != "none" else []
+        if any(r.get("fid_classifier") is not None for r in self.rows):
+            cols.append("fid_classifier")
         cols += ["ssim", "rmse", "psnr"]
         if any(r.get("accuracy") is not None for r in self.rows):
             cols.append("accuracy")
         return cols
 
     def headers(self) -> List[str]:
-        names = {"fid": f"FID ({self.fid_backend})" + ("*" if self.fid_small else ""), "ssim": "SSIM ↑",
+        names = {"fid": f"FID ({self.fid_backend})" + ("*" if self.fid_small else ""),
+                 "fid_classifier": "FID (classifier)" + ("*" if self.fid_small else ""), "ssim": "SSIM ↑",
                  "rmse": "RMSE ↓", "psnr": "PSNR dB ↑", "accuracy": "class kept ↑"}
         return ["Method"] + [names[c] for c in self.columns()]
 
@@ -94,7 +98,7 @@ class Evaluation:
                 out.append("–")
             elif c == "accuracy":
                 out.append(f"{100 * v:.1f}%")
-            elif c in ("fid", "psnr"):
+            elif c in ("fid", "fid_classifier", "psnr"):
                 out.append(f"{v:.2f}")
             else:
                 out.append(f"{v:.4f}")
@@ -105,6 +109,8 @@ class Evaluation:
                  f"{self.split} images restored from t={self.t} of T={self.T} ({self.degradation})."]
         if self.fid_backend != "none":
             parts.append(self.fid_label + ".")
+        if self.fid_classifier_label:
+            parts.append(self.fid_classifier_label + ".")
         if self.classifier_accuracy is not None:
             parts.append(f"'class kept': share of images the classifier (test accuracy "
                          f"{100 * self.classifier_accuracy:.1f}%) assigns to the clean image's label.")
@@ -216,7 +222,9 @@ def evaluate(run: Run, n: int = 500, t: Optional[int] = None, fid: str = "auto",
     if restored is None:
         restored = restore_batches(run, x0, t, batch_size=batch_size, seed=seed, progress=progress)
     ref_feats = extractor.features(x0) if extractor is not None else None
-    rows, fid_info = [], None
+    # Inception FID is the paper's number; on labelled sets the offline classifier FID stays beside it
+    clf_ref = clf.features(x0) if clf is not None and fid == "inception" else None
+    rows, fid_info, clf_info = [], None, None
     for m in methods:
         y = restored[m]
         row: Dict[str, Any] = {"method": m,
@@ -227,6 +235,9 @@ def evaluate(run: Run, n: int = 500, t: Optional[int] = None, fid: str = "auto",
             fid_info = metrics.fid(extractor.features(y), ref_feats, extractor.name,
                                    accuracy=getattr(extractor, "accuracy", None))
             row["fid"] = fid_info.value
+        if clf_ref is not None:
+            clf_info = metrics.fid(clf.features(y), clf_ref, clf.name, accuracy=clf.accuracy)
+            row["fid_classifier"] = clf_info.value
         if clf is not None:
             row["accuracy"] = float((clf.predict(y) == labels).float().mean())
         rows.append(row)
@@ -235,7 +246,8 @@ def evaluate(run: Run, n: int = 500, t: Optional[int] = None, fid: str = "auto",
         degradation=repr(run.D), T=run.T, t=t, n=int(x0.shape[0]), split=split, ema=run.ema,
         fid_backend=fid, fid_label=fid_info.label() if fid_info else "", fid_small=bool(fid_info and fid_info.small),
         classifier_accuracy=clf.accuracy if clf is not None else None, rows=rows,
-        seconds=round(time.perf_counter() - start, 2), device=str(run.device))
+        seconds=round(time.perf_counter() - start, 2), device=str(run.device),
+        fid_classifier_label=clf_info.label() if clf_info else "")
 
 
 def _mean_finite(v: torch.Tensor) -> float:

@@ -292,6 +292,44 @@ def weights_path() -> Path:
     return cache_root() / "weights" / WEIGHTS_NAME
 
 
+def weights_present() -> bool:
+    """Whether a weights file is at :func:`weights_path` (not checked here: loading checks it)."""
+    try:
+        return weights_path().is_file()
+    except OSError:
+        return False
+
+
+def weights_info() -> list:
+    """Lines for ``colddiff weights info``: where the file goes, what it must be, whether it is there."""
+    path = weights_path()
+    present = path.is_file()
+    state = (f"present ({path.stat().st_size:,} bytes; `colddiff weights verify` checks its SHA-256)" if present
+             else "missing: without it FID falls back to the classifier (labelled data sets) or none")
+    return [f"FID Inception-v3 weights (the standard pytorch-fid port of TensorFlow's FID network)",
+            f"  file:     {WEIGHTS_NAME}",
+            f"  place:    {show(path)}  (set ${ENV_VAR} to use another path)",
+            f"  status:   {state}",
+            f"  sha256:   {WEIGHTS_SHA256}",
+            f"  size:     {WEIGHTS_SIZE:,} bytes",
+            f"  download: {WEIGHTS_URL}",
+            "  used by:  evaluate/generate/report --fid auto (the default) whenever the file is present"]
+
+
+def verify_weights(path: Union[str, os.PathLike, None] = None) -> Path:
+    """Check the weights file at ``path`` (default :func:`weights_path`): present, the published bytes
+    (when named like the published file), and loadable into the network; a one-line InputError otherwise."""
+    path = Path(path).expanduser() if path is not None else weights_path()
+    if path.is_dir():
+        raise InputError(f"{show(path)} is a folder; the Inception weights path must name the file {WEIGHTS_NAME}")
+    if not path.is_file():
+        raise _missing(path, "no file there")
+    _verify(path)
+    net = FIDInceptionV3()
+    net.load_state_dict(_fit(net, _read_state(path), path), strict=True)
+    return path
+
+
 def _missing(path: Path, reason: str) -> InputError:
     return InputError(f"the FID Inception weights {WEIGHTS_NAME} are missing ({reason}): put the file at "
                       f"{show(path)} (or point ${ENV_VAR} at it); on a machine with network fetch it from "

@@ -188,8 +188,18 @@ def fid(feats: Tensor, ref_feats: Tensor, backend: str, accuracy: Optional[float
 
 # ---------------------------------------------------------------------------- feature extractors
 def resolve_backend(fid: str, labelled: bool) -> str:
-    """The FID back end for a ``--fid`` choice: ``auto`` = classifier on labelled data sets, none otherwise."""
+    """The FID back end for a ``--fid`` choice.
+
+    ``auto``: the standard Inception FID whenever its weights file is in place (every data set, so
+    the numbers compare with the paper's); otherwise, offline, the classifier FID on labelled data
+    sets and none on the others.  The weights are not downloaded for ``auto``: ``colddiff weights
+    info`` says where the file goes.
+    """
     if fid == "auto":
+        from .inception import weights_present
+
+        if weights_present():
+            return "inception"
         return "classifier" if labelled else "none"
     if fid not in FID_BACKENDS:
         raise ConfigError(f"--fid must be auto, classifier, inception or none, got {fid!r}")

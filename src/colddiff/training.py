@@ -98,12 +98,18 @@ class BatchStream:
     """
 
     def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                 num_workers: int = 0, epoch: int = 0, position: int = 0, device: Optional[torch.device] = None):
+                 num_workers: int = 0, epoch: int = 0, position: int = 0, device: Optional[torch.device] = None,
+                 augment: str = ""):
+        from .data import augment as augment_mod
+
         self.ds, self.B, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
         self.device = device  # a CUDA device: batches come in pinned memory, for non-blocking copies
         if num_workers == -1:  # data.num_workers=-1: auto (speed.auto_workers)
             lazy = not isinstance(getattr(dataset, "images", None), torch.Tensor) and not hasattr(dataset, "get_batch")
             num_workers = speed.auto_workers(device or torch.device("cpu"), lazy, world)
+        # data.augment: flips/crops drawn from a generator seeded by (seed, epoch, position, rank),
+        # so the batch at a given place in the order is the same after a resume
+        self.augment = augment_mod.parse(augment)
         self.num_workers = num_workers
         self.epoch, self.position = epoch, position
         self.n = len(dataset)
@@ -161,6 +167,12 @@ class BatchStream:
                 self._iter = iter(loader)
             item = next(self._iter)
             x = item[0] if isinstance(item, (list, tuple)) else item
+        if self.augment:
+            from .data import augment as augment_mod
+
+            x = augment_mod.apply(x, self.augment,
+                                  augment_mod.batch_generator(self.seed, self.epoch, self.position, self.rank))
+            x = x.pin_memory() if pin else x
         self.position += gb
         return x
 
@@ -262,7 +274,8 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     gen = torch.Generator(device=device).manual_seed(tr.seed * 7919 + 17 + rank)
     torch.manual_seed(tr.seed + 1 + rank)  # dropout etc.: a different stream per process
     step, elapsed_before = 0, 0.0
-    stream = BatchStream(ds, tr.batch_size, tr.seed, rank, world, cfg.data.num_workers, device=device)
+    stream = BatchStream(ds, tr.batch_size, tr.seed, rank, world, cfg.data.num_workers, device=device,
+                         augment=cfg.data.augment)
 
     if resume:
         ck = ckpt_io.load_checkpoint(latest)

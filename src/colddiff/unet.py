@@ -350,7 +350,7 @@ def _validate(channels: int, dim: int, dim_mults: Tuple[int, ...], attn_levels: 
 # Attention follows DDPM's rule of thumb: at the level whose feature map is 16x16.
 PRESETS: Dict[str, Dict[str, Any]] = {
     "mnist": dict(channels=1, dim=64, dim_mults=(1, 2, 4, 8), attn_levels=(1,),
-                  num_res_blocks=2, dropout=0.0, image_size=28),
+                  num_res_blocks=2, dropout=0.0, image_size=32),   # the authors resize MNIST to 32 px
     "cifar10": dict(channels=3, dim=128, dim_mults=(1, 2, 2, 2), attn_levels=(1,),
                     num_res_blocks=2, dropout=0.1, image_size=32),
     "celeba": dict(channels=3, dim=64, dim_mults=(1, 2, 4, 8), attn_levels=(3,),
@@ -359,16 +359,20 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                        num_res_blocks=2, dropout=0.0, image_size=128),
     "afhq-gen": dict(channels=3, dim=64, dim_mults=(1, 2, 4, 8), attn_levels=(3,),
                      num_res_blocks=2, dropout=0.0, image_size=128),
+    "cifar10-64": dict(channels=3, dim=64, dim_mults=(1, 2, 4, 8), attn_levels=(1,),
+                       num_res_blocks=2, dropout=0.0, image_size=32),
     "mnist-cpu": dict(channels=1, dim=16, dim_mults=(1, 2, 2), attn_levels=(),
                       num_res_blocks=1, dropout=0.0, image_size=28),
 }
 
 PRESET_NOTES: Dict[str, str] = {
-    "mnist": "MNIST 28x28 restoration (authors' width: dim 64, 1-2-4-8); attention at 16x16",
+    "mnist": "MNIST 32x32 restoration (authors' width: dim 64, 1-2-4-8); attention at 16x16",
     "cifar10": "DDPM's CIFAR-10 U-Net: dim 128, 1-2-2-2, attention at 16x16, dropout 0.1",
     "celeba": "CelebA 128x128 restoration (authors' width: dim 64, 1-2-4-8); attention at 16x16",
     "celeba-gen": "CelebA 128x128 generation (same network as celeba)",
     "afhq-gen": "AFHQ 128x128 generation (same network as celeba)",
+    "cifar10-64": "CIFAR-10 snow / colourisation: the widths of the authors' UnetConvNext (dim 64, 1-2-4-8) "
+                  "in colddiff's blocks",
     "mnist-cpu": "small fast CPU network for MNIST: dim 16, 1-2-2, 1 res block, attention only in the middle",
 }
 

@@ -214,6 +214,9 @@ class Degradation(ABC):
 
     def apply_stepwise(self, x0: torch.Tensor, t: TLike, ctx: Any = None) -> torch.Tensor:
         """D(x0, t) by applying ``step`` t times (O(t) cost, as in the authors' code)."""
+        if type(self).step is Degradation.step:  # e.g. the authors' snow: only a closed form exists
+            raise ConfigError(f"{self.name} has no single-step operator (its image at t is not a function of the "
+                              "image at t-1), so it cannot be applied step by step; use the closed form D(x0, t)")
         x0 = self._check_x(x0)
         tt = self.as_t(t, x0)
         if ctx is None and not self.deterministic:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .base import register, work_dtype
+from .base import bview, register, work_dtype
 from .separable import SeparableDegradation
 
 SCHEDULES = ("constant", "incremental", "exponential", "cifar10")
@@ -48,15 +48,23 @@ class GaussianBlur(SeparableDegradation):
         T: number of steps.
         kernel_size: odd kernel width k (the paper: 11 for MNIST/CIFAR-10, 15 CelebA, 27 generation).
         sigma: kernel std for ``constant``; base std for ``incremental`` (σ_t = sigma·t) and
-            ``exponential`` (σ_t = sigma·exp(rate·t)); ignored by ``cifar10`` (σ_t = 0.35 + 0.01·t).
+            ``exponential`` (σ_t = sigma·exp(rate·(t − 1))); ignored by ``cifar10`` (σ_t = 0.35 + 0.01·(t − 1)).
+            The two growing schedules count from the authors' step index i = t − 1 (their
+            ``np.exp(kernel_std * i)`` and ``i/100 + 0.35`` for i = 0..T−1, in
+            deblurring-diffusion-pytorch/deblurring_diffusion_pytorch/deblurring_diffusion_pytorch.py);
+            the paper's text writes σ_t = exp(0.01·t), one step further along.
         schedule: ``constant``, ``incremental``, ``exponential`` or ``cifar10``.
         padding: ``circular``, ``reflect`` or ``zero``.
         rate: growth rate of the exponential schedule (the paper's CelebA: 0.01 with sigma=1).
+        discrete: the authors' ``--discrete`` (their generation runs): the last step replaces the
+            image by its channel means, and every degraded image is rounded to 8-bit levels
+            (they truncate; rounding keeps an 8-bit pixel on its own level where float error puts
+            it a hair below).
     """
 
     def __init__(self, T: int = 20, kernel_size: int = 11, sigma: float = 7.0,
                  schedule: str = "constant", padding: str = "reflect", rate: float = 0.01,
-                 image_size=None, channels=None):
+                 discrete: bool = False, image_size=None, channels=None):
         super().__init__(T, image_size=image_size, channels=channels)
         kernel_size = int(kernel_size)
         if kernel_size < 1 or kernel_size % 2 == 0:
@@ -68,7 +76,7 @@ class GaussianBlur(SeparableDegradation):
         if float(sigma) <= 0:
             raise ConfigError(f"blur sigma must be positive, got {sigma}")
         self.kernel_size, self.sigma, self.schedule = kernel_size, float(sigma), schedule
-        self.padding, self.rate = padding, float(rate)
+        self.padding, self.rate, self.discrete = padding, float(rate), bool(discrete)
         if image_size is not None:
             self._check_size(int(image_size))
 
@@ -78,9 +86,9 @@ class GaussianBlur(SeparableDegradation):
             return self.sigma
         if self.schedule == "incremental":
             return self.sigma * s
-        if self.schedule == "exponential":
-            return self.sigma * math.exp(self.rate * s)
-        return 0.35 + 0.01 * s  # cifar10
+        if self.schedule == "exponential":  # the authors' Exponential(_reflect): exp(kernel_std * i), i = s - 1
+            return self.sigma * math.exp(self.rate * (s - 1))
+        return 0.35 + 0.01 * (s - 1)  # cifar10: the authors' Special_6_routine, i/100 + 0.35 with i = s - 1
 
     def _check_size(self, n: int) -> None:
         r = self.kernel_size // 2
@@ -108,7 +116,28 @@ class GaussianBlur(SeparableDegradation):
         g = torch.from_numpy(gaussian_kernel_1d(self.kernel_size, self.sigma_at(s)))
         return torch.outer(g, g).to(device=device, dtype=dtype)
 
+    def forward(self, x0, t, ctx):
+        if not self.discrete:
+            return super().forward(x0, t, ctx)
+        last = t == self.T  # discrete: D(x0, T) is the channel mean of D(x0, T - 1)
+        y = super().forward(x0, torch.where(last, t - 1, t), ctx)
+        return torch.where(bview(last, y), y.mean((2, 3), keepdim=True).expand_as(y), y)
+
+    def finalize(self, x_t, t):
+        if not self.discrete:
+            return x_t
+        from .mask import quantize8
+
+        return quantize8(x_t)
+
     def step(self, x, s, ctx):
+        if self.discrete and bool((s == self.T).any()):
+            blurred = self._conv_step(x, s, ctx)
+            mean = x.to(blurred.dtype).mean((2, 3), keepdim=True).expand_as(blurred)
+            return torch.where(bview(s == self.T, blurred), mean, blurred)
+        return self._conv_step(x, s, ctx)
+
+    def _conv_step(self, x, s, ctx):
         # The authors' way: pad, then a depthwise 2-D convolution with the k×k kernel.
         B, C, H, W = x.shape
         self._check_size(min(H, W))

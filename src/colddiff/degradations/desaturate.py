@@ -16,13 +16,20 @@ LUMA = (0.299, 0.587, 0.114)
 SCHEDULES = ("linear", "constant")
 
 
-def gray(x: torch.Tensor) -> torch.Tensor:
-    """Luma of an RGB batch repeated over the 3 channels (identity for 1-channel images)."""
+GRAYS = ("luma", "mean")
+
+
+def gray(x: torch.Tensor, weights: str = "luma") -> torch.Tensor:
+    """Grey version of an RGB batch repeated over the 3 channels (identity for 1-channel images):
+    ``luma`` (BT.601) or ``mean`` (the plain channel mean, the authors' decolorisation kernel of
+    ones/3 in decolor-diffusion/diffusion/forward_process_impl.py)."""
     C = x.shape[1]
     if C == 1:
         return x
     if C != 3:
         raise InputError(f"desaturation needs 1- or 3-channel images, got {C} channels")
+    if weights == "mean":
+        return x.mean(1, keepdim=True).expand_as(x)
     w = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x * w).sum(1, keepdim=True).expand_as(x)
 
@@ -36,16 +43,19 @@ class Desaturate(Degradation):
         schedule: ``linear`` (a_t = 1 − t/T) or ``constant`` (every step keeps the same share
             ``rate`` of the colour, a_t = rate^t; the last step removes what is left).
         rate: per-step colour retention of the constant schedule.
+        gray: ``luma`` (BT.601 weights) or ``mean`` (the authors' plain channel mean).
     """
 
-    def __init__(self, T: int = 20, schedule: str = "linear", rate: float = 0.9,
+    def __init__(self, T: int = 20, schedule: str = "linear", rate: float = 0.9, gray: str = "luma",
                  image_size=None, channels=None):
         super().__init__(T, image_size=image_size, channels=channels)
         if schedule not in SCHEDULES:
             raise ConfigError(f"unknown desaturate schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if not 0 < float(rate) < 1:
             raise ConfigError(f"desaturate rate must be in (0, 1), got {rate}")
-        self.schedule, self.rate = schedule, float(rate)
+        if gray not in GRAYS:
+            raise ConfigError(f"unknown desaturate gray {gray!r}; choose one of {', '.join(GRAYS)}")
+        self.schedule, self.rate, self.gray = schedule, float(rate), gray
         a = [1.0]
         for s in range(1, self.T + 1):
             if s == self.T:
@@ -60,11 +70,11 @@ class Desaturate(Degradation):
         dt = work_dtype(x0.dtype)
         x = x0.to(dt)
         a = bview(self.a.to(device=x0.device, dtype=dt)[t], x)
-        return a * x + (1 - a) * gray(x)
+        return a * x + (1 - a) * gray(x, self.gray)
 
     def step(self, x, s, ctx):
         dt = work_dtype(x.dtype)
         xx = x.to(dt)
         a = self.a.to(x.device)
         r = bview((a[s] / a[s - 1]).to(dt), xx)  # a_{s-1} > 0 for every s <= T
-        return r * xx + (1 - r) * gray(xx)
+        return r * xx + (1 - r) * gray(xx, self.gray)

@@ -4,6 +4,13 @@ Step ``s`` area-averages the image down to ``ceil(n / 2^s)`` pixels per side and
 back to full size with nearest-neighbour interpolation.  Both operations are separable and
 linear, so ``t`` steps are one matrix per axis (exact for sizes that are not powers of two,
 e.g. MNIST's 28 -> 14 -> 7 -> 4, too).
+
+``downsample="bicubic"`` is the authors' ``Incremental_factor_2`` routine
+(resolution-diffusion-pytorch/resolution_diffusion_pytorch/resolution_diffusion_pytorch.py):
+the full-size image of step s−1 is resized to n / 2^s pixels by bicubic interpolation without
+antialiasing, then back up by nearest-neighbour.  It is linear and separable too, so its
+closed form is again one matrix per axis; its cubic lobes can overshoot [−1, 1] slightly,
+as theirs do.
 """
 from __future__ import annotations
 
@@ -33,6 +40,17 @@ def pool_matrix(n_in: int, n_out: int) -> np.ndarray:
     return P
 
 
+def bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Matrix of 1-D bicubic resizing without antialiasing (torch's ``interpolate(mode="bicubic")``,
+    half-pixel centres), read off by resizing the unit vectors."""
+    eye = torch.eye(n_in, dtype=torch.float64).view(n_in, 1, n_in, 1)
+    out = F.interpolate(eye, size=(n_out, 1), mode="bicubic", align_corners=False)  # (n_in, 1, n_out, 1)
+    return out[:, 0, :, 0].T.numpy()
+
+
+DOWNSAMPLES = ("area", "bicubic")
+
+
 def nearest_matrix(n_in: int, n_out: int) -> np.ndarray:
     """Matrix of 1-D nearest-neighbour resizing (torch's "nearest" index rule)."""
     U = np.zeros((n_out, n_in))
@@ -49,10 +67,16 @@ class Downsample(SeparableDegradation):
     Args:
         T: number of halvings (the paper: 3 for MNIST/CIFAR-10, i.e. down to 4×4 at 32 px;
             4 for CelebA).  ``2**T`` may not exceed the image size.
+        downsample: ``area`` (average over each block) or ``bicubic`` (the authors' routine).
     """
 
-    def __init__(self, T: int = 3, image_size=None, channels=None):
+    def __init__(self, T: int = 3, downsample: str = "area", image_size=None, channels=None):
         super().__init__(T, image_size=image_size, channels=channels)
+        if downsample not in DOWNSAMPLES:
+            raise ConfigError(f"unknown resolution downsample {downsample!r}; choose one of {', '.join(DOWNSAMPLES)}")
+        self.downsample = downsample
+        if downsample == "bicubic":
+            self.output_range = None  # cubic lobes overshoot [-1, 1] a little
         if image_size is not None:
             self._check_size(int(image_size))
 
@@ -66,7 +90,8 @@ class Downsample(SeparableDegradation):
     def axis_matrix(self, n: int, s: int) -> torch.Tensor:
         self._check_size(n)
         m = size_at(n, s)
-        return torch.from_numpy(nearest_matrix(m, n) @ pool_matrix(n, m))
+        down = bicubic_matrix(n, m) if self.downsample == "bicubic" else pool_matrix(n, m)
+        return torch.from_numpy(nearest_matrix(m, n) @ down)
 
     def step(self, x, s, ctx):
         # The authors' way on images: pool down, then resize back up with nearest neighbours.
@@ -76,7 +101,11 @@ class Downsample(SeparableDegradation):
         out = torch.empty_like(x, dtype=dt)
         for sv in torch.unique(s).tolist():
             idx = (s == sv).nonzero().flatten()
-            small = F.adaptive_avg_pool2d(x[idx].to(dt), (size_at(H, sv), size_at(W, sv)))
+            size = (size_at(H, sv), size_at(W, sv))
+            if self.downsample == "bicubic":
+                small = F.interpolate(x[idx].to(dt), size=size, mode="bicubic", align_corners=False, antialias=False)
+            else:
+                small = F.adaptive_avg_pool2d(x[idx].to(dt), size)
             out[idx] = F.interpolate(small, size=(H, W), mode="nearest")
         return out.to(x.dtype)
 

@@ -1,5 +1,16 @@
 """Snowification, after ImageNet-C's snow corruption (Cold Diffusion, Sec. 4.4).
 
+Two families live here:
+
+* ``snow`` (:class:`AuthorsSnow`): the authors' snow as they ran it
+  (``--random_snow --fix_brightness`` in snowification/training_script.sh and the README):
+  their own level table, one snow field per trajectory, horizontal or vertical streaks,
+  additive and clipped at white.  The paper presets use it.
+* ``snow-c`` (:class:`Snow`): colddiff's earlier variant described below, with
+  CIFAR-10-C-sized levels and a multiplicative layer whose steps compose exactly.
+
+The rest of this docstring describes ``snow-c``.
+
 A trajectory's snow comes from one field of Gaussian noise (mean ``loc``, std ``scale``)
 drawn at ``1/zoom`` of the image size and zoomed up.  At step ``t`` the flakes are the
 field's values above a threshold that falls linearly with ``t``; they are motion-blurred
@@ -82,9 +93,13 @@ def correlate_fft(x: torch.Tensor, ker: torch.Tensor) -> torch.Tensor:
     return full[..., r:r + H, r:r + W].to(x.dtype)
 
 
-@register("snow")
+@register("snow-c")
 class Snow(Degradation):
-    """Snowification.
+    """Snowification with CIFAR-10-C-like levels and a multiplicative, step-exact snow layer.
+
+    colddiff's earlier snow (the paper presets now use :class:`AuthorsSnow`, registered as
+    ``snow``): its levels are ImageNet-C's 32-pixel settings, not the authors' own, and at
+    level 4, 128 px its snow covers about half as much of the image as theirs.
 
     Args:
         T: number of steps (the paper: 200).
@@ -189,3 +204,152 @@ class Snow(Degradation):
         dt = work_dtype(x.dtype)
         ratio = self.retention(s, x, ctx) / self.retention(s - 1, x, ctx)
         return 1 - ratio * (1 - x.to(dt))
+
+
+# ---------------------------------------------------------------------------- the authors' snow
+# The authors' snow levels (snowification/diffusion/forward_process_impl.py, Snow.generate_snow_layer):
+# level: (loc, scale, zoom, threshold first, threshold last, motion-blur taps, motion-blur σ first,
+#         σ last, brightness first, brightness last); "first"/"last" are steps 1 and T, linear between.
+AUTHORS_LEVELS = {
+    1: (0.10, 0.3, 3.0, 0.70, 0.30, 5, 0.50, 5.0, 0.95, 0.70),
+    2: (0.55, 0.3, 2.5, 1.15, 0.70, 11, 0.05, 12.0, 0.95, 0.55),
+    3: (0.55, 0.3, 2.5, 1.15, 0.70, 11, 0.05, 16.0, 0.95, 0.40),
+    4: (0.55, 0.3, 2.5, 1.15, 0.55, 11, 0.05, 20.0, 0.95, 0.30),
+}
+
+
+def zoom_center(z: torch.Tensor, zoom: float) -> torch.Tensor:
+    """The centre ``ceil(n / zoom)`` pixels of each side of ``z`` (B, 1, H, W), zoomed back up by ``zoom``
+    with linear interpolation through the corner pixels (scipy's ``zoom(order=1)``) to
+    ``round(crop·zoom)`` pixels and trimmed to the middle H×W: ImageNet-C's ``clipped_zoom``."""
+    B, _, H, W = z.shape
+
+    def crop_size(n):
+        c = math.ceil(n / zoom)
+        return c, (n - c) // 2, int(round(c * zoom))
+
+    (ch, top, oh), (cw, left, ow) = crop_size(H), crop_size(W)
+    crop = z[..., top:top + ch, left:left + cw]
+    big = F.interpolate(crop, size=(oh, ow), mode="bilinear", align_corners=True)
+    th, tw = (oh - H) // 2, (ow - W) // 2
+    return big[..., th:th + H, tw:tw + W]
+
+
+def gaussian_taps(n: int, sigma: torch.Tensor) -> torch.Tensor:
+    """(B, n) normalised Gaussian weights centred on tap n // 2 (half a tap off for even n), one row per σ."""
+    r = torch.arange(n, dtype=sigma.dtype, device=sigma.device) - n // 2 + (0.5 if n % 2 == 0 else 0.0)
+    g = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
+    return g / g.sum(1, keepdim=True)
+
+
+@register("snow")
+class AuthorsSnow(Degradation):
+    """Snowification as the authors ran it (``--random_snow --fix_brightness``).
+
+    A trajectory draws one snow field ``N(loc, scale²)`` over the image, zooms its centre up by
+    ``zoom`` and picks horizontal or vertical streaks (probability ½ each).  At step ``t`` the
+    flakes are the field's values at or above a threshold ``θ_t`` (clipped to [0, 1]), smeared
+    along the streak direction by an n-tap Gaussian of std ``σ_t``: ``S_t``.  With its 180°
+    rotation the snow layer is ``L_t = S_t + rot180(S_t)`` and, in [0, 1] pixel units,
+
+        x_t = clip(x0 + L_t, 0, 1)                      (fix_brightness, the paper's runs)
+        x_t = clip(c_t·x0 + (1 − c_t)·g(x0) + L_t, 0, 1)  (otherwise; g = max(x0, 1.5·gray + 0.5))
+
+    θ_t, σ_t and c_t run linearly from their step-1 to their step-T values (the authors'
+    ``torch.linspace`` over their step index i = t − 1).  The closed form is the authors' only
+    form (their ``forward`` always starts from the clean image), and it costs one motion blur
+    whatever t.  It has no single-step operator: clipping at white forgets how far past white a
+    pixel was, so x_t is not a function of x_{t−1}.
+
+    Args:
+        T: number of steps (the paper: 200).
+        level: the authors' snow level 1..4 (the paper: 3 for CIFAR-10, 4 for CelebA).
+        random: a new snow field per trajectory (``--random_snow``) or one fixed field for every image.
+        fix_brightness: leave the scene's brightness alone (``--fix_brightness``), as in the paper's runs.
+        seed: seed of the fixed field (``random=False``).
+
+    Deliberate deviation: the authors draw one field (and one direction) per training batch and
+    share it across the batch; here every image of a batch gets its own, drawn once per
+    trajectory in the context.
+    """
+
+    def __init__(self, T: int = 200, level: int = 3, random: bool = True, fix_brightness: bool = True,
+                 seed: int = 0, image_size=None, channels=None):
+        super().__init__(T, image_size=image_size, channels=channels)
+        if int(level) not in AUTHORS_LEVELS:
+            raise ConfigError(f"snow level must be one of {sorted(AUTHORS_LEVELS)}, got {level}")
+        self.level, self.random, self.fix_brightness, self.seed = int(level), bool(random), bool(fix_brightness), int(seed)
+        self.deterministic = not self.random
+        self._fixed: Dict[Tuple, dict] = {}
+
+    # ---------------------------------------------------------------- the per-trajectory snow field
+    def _draw(self, B: int, H: int, W: int, generator, device) -> dict:
+        loc, scale, zoom = AUTHORS_LEVELS[self.level][:3]
+        gdev = generator.device if generator is not None else torch.device("cpu")
+        z = torch.randn(B, 1, H, W, generator=generator, device=gdev, dtype=torch.float64)
+        vertical = torch.rand(B, generator=generator, device=gdev) > 0.5
+        field = zoom_center(loc + scale * z, zoom)
+        return {"field": field.to(device), "vertical": vertical.to(device)}
+
+    def context(self, x0, generator=None):
+        if not self.random:
+            return None
+        B, C, H, W = x0.shape
+        return self._draw(B, H, W, generator, x0.device)
+
+    def _pattern(self, x0, ctx) -> dict:
+        if self.random:
+            if ctx is None:
+                raise ConfigError("random snow needs its context: pass ctx=D.context(x0)")
+            return ctx
+        H, W = x0.shape[-2:]
+        key = (H, W, str(x0.device))
+        if key not in self._fixed:
+            self._fixed[key] = self._draw(1, H, W, torch.Generator().manual_seed(self.seed), x0.device)
+        return self._fixed[key]
+
+    # ---------------------------------------------------------------- schedules (step t = 1..T)
+    def _linear(self, first: float, last: float, t: torch.Tensor) -> torch.Tensor:
+        frac = (t - 1) / (self.T - 1) if self.T > 1 else torch.zeros_like(t)
+        return first + (last - first) * frac
+
+    def threshold_at(self, t: torch.Tensor) -> torch.Tensor:
+        lv = AUTHORS_LEVELS[self.level]
+        return self._linear(lv[3], lv[4], t)
+
+    def sigma_at(self, t: torch.Tensor) -> torch.Tensor:
+        lv = AUTHORS_LEVELS[self.level]
+        return self._linear(lv[6], lv[7], t)
+
+    def brightness_at(self, t: torch.Tensor) -> torch.Tensor:
+        lv = AUTHORS_LEVELS[self.level]
+        return self._linear(lv[8], lv[9], t)
+
+    def layer(self, t: torch.Tensor, x0: torch.Tensor, ctx) -> torch.Tensor:
+        """The snow layer L_t = S_t + rot180(S_t), shape (B, 1, H, W), in [0, 1] pixel units."""
+        B, C, H, W = x0.shape
+        dt = work_dtype(x0.dtype)
+        pat = self._pattern(x0, ctx)
+        field = pat["field"].to(dt).expand(B, -1, -1, -1)
+        vertical = pat["vertical"].expand(B)
+        tf = t.to(dt)
+        flakes = torch.where(field >= bview(self.threshold_at(tf), field), field, torch.zeros_like(field)).clamp(0, 1)
+        n = AUTHORS_LEVELS[self.level][5]
+        taps = gaussian_taps(n, self.sigma_at(tf))              # (B, n), one blur per sample's t
+        lo, hi = (n - 1) // 2, n // 2                           # zero padding 'same', as conv2d(padding='same')
+        rows = flakes.reshape(1, B, H, W)
+        horiz = F.conv2d(F.pad(rows, (lo, hi, 0, 0)), taps.view(B, 1, 1, n), groups=B)
+        vert = F.conv2d(F.pad(rows, (0, 0, lo, hi)), taps.view(B, 1, n, 1), groups=B)
+        S = torch.where(bview(vertical, field), vert.view(B, 1, H, W), horiz.view(B, 1, H, W))
+        return S + torch.flip(S, dims=(-2, -1))
+
+    def forward(self, x0, t, ctx):
+        dt = work_dtype(x0.dtype)
+        x = (x0.to(dt) + 1) / 2                                 # [0, 1], the authors' pixel units
+        if not self.fix_brightness:
+            from .desaturate import gray
+
+            c = bview(self.brightness_at(t.to(dt)), x)
+            bright = torch.maximum(x, gray(x) * 1.5 + 0.5) if x.shape[1] == 3 else torch.maximum(x, x * 1.5 + 0.5)
+            x = c * x + (1 - c) * bright
+        return (x + self.layer(t, x0, ctx)).clamp(0, 1) * 2 - 1

@@ -1,0 +1,218 @@
+"""Provenance of the paper presets: the experiment each reproduces, the authors' setting, and every
+remaining difference, with the files of the authors' code (arpitbansal297/Cold-Diffusion-Models)
+each fact was read from.
+
+``colddiff presets --show NAME`` prints a preset's entry under its TOML; README.md's table
+"Paper presets: provenance" says the same.  Where the paper's text and the authors' code
+disagree the presets follow the code and the entry names both.  Facts only: no code or text
+of the authors' repository is copied here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+# authors' repository files (paths inside arpitbansal297/Cold-Diffusion-Models)
+BLUR_CODE = "deblurring-diffusion-pytorch/deblurring_diffusion_pytorch/deblurring_diffusion_pytorch.py"
+FADE_CODE = "defading-diffusion-pytorch/defading_diffusion_pytorch/defading_diffusion_gaussian.py"
+FADE_GEN_CODE = "defading-generation-diffusion-pytorch/defading_diffusion_pytorch/defading_diffusion_pytorch.py"
+RES_CODE = "resolution-diffusion-pytorch/resolution_diffusion_pytorch/resolution_diffusion_pytorch.py"
+SNOW_CODE = "snowification/diffusion/forward_process_impl.py"
+SNOW_DATA = "snowification/diffusion/get_dataset.py"
+DECOLOR_CODE = "decolor-diffusion/diffusion/forward_process_impl.py"
+NOISE_CODE = "denoising-diffusion-pytorch/denoising_diffusion_pytorch/denoising_diffusion_pytorch.py"
+MIX_CODE = "demixing-diffusion-pytorch/demixing_diffusion_pytorch/demixing_diffusion_pytorch.py"
+README = "README.md"
+CREATE_DATA = "create_data.py"
+
+# ---- differences shared by several presets (each is a deliberate, named deviation)
+NET_LUCIDRAINS = ("network: colddiff's U-Net (residual blocks, self-attention at the listed levels) with the authors' "
+                  "widths (dim 64, multipliers 1-2-4-8); the authors' lucidrains-style Unet uses ConvNeXt blocks and "
+                  "linear attention at every level")
+NET_DDPM = ("network: colddiff's U-Net at the sizes of the authors' DDPM Model (128 channels, 1-2-2-2, attention at "
+            "16 px, dropout 0.1); block details follow colddiff's unet.py")
+NET_CONVNEXT = ("network: the authors' snowification/decolor code trains its UnetConvNext (dim 64, 1-2-4-8; "
+                "snowification/diffusion/model/get_model.py); colddiff has no ConvNeXt U-Net and uses its own at "
+                "the same widths")
+CELEBA_DATA = ("data: the authors' CelebA is CelebA-HQ at 128 px with the first 90% of the files for training "
+               f"({CREATE_DATA}); colddiff's celeba is img_align_celeba centre-cropped to 128 with the official "
+               "split (point data.name at folder:PATH to train on CelebA-HQ files)")
+RESIZE_SOURCE = ("augmentation: resize-crop enlarges the already resized n-px image by 1.12 (bilinear), the authors "
+                 "resize the original file to 1.12 n")
+MNIST_FRAME = ("data: MNIST's 28 px digits are resized to 32 px; the authors' loader for this experiment resizes to "
+               "35 px and then crops 32 (the digit ends up 12% larger)")
+QUANT = ("8-bit quantisation of masked images: colddiff rounds to the nearest level, the authors' --discrete "
+         "truncates (int()), which moves an 8-bit pixel whose float value lands a hair below its level down one "
+         "level")
+RANDOM_CENTRE = ("random mask centres: colddiff draws a pixel 0..n-1 per axis, the authors' window offsets put the "
+                 "centre at -1..n-1")
+GEN_DISCRETE = ("--discrete (the last step gives the channel means, every degraded image is put on 8-bit levels) "
+                "is followed with discrete=true, except that colddiff rounds to the nearest level where the authors "
+                "truncate (int()), which moves an 8-bit pixel whose float value lands a hair below its level down one "
+                "level")
+STEPS_700K = "training steps: 700k (the authors' --train_steps default)"
+
+
+@dataclass
+class Provenance:
+    experiment: str                 # paper section / table
+    authors: str                    # the authors' setting, as their code runs it
+    files: List[str]                # files of the authors' code the facts come from
+    differences: List[str] = field(default_factory=list)   # every remaining difference, with its reason
+
+    def lines(self) -> List[str]:
+        out = [f"experiment: {self.experiment}", f"the authors' setting: {self.authors}",
+               "checked in arpitbansal297/Cold-Diffusion-Models: " + ", ".join(self.files)]
+        out += ["remaining differences:"] + [f"  - {d}" for d in self.differences] if self.differences \
+            else ["remaining differences: none"]
+        return out
+
+
+COMMON_TRAIN = "Adam lr 2e-5, batch {b}, 2 accumulated micro-batches, L1 loss, EMA 0.995 every 10 steps from step 2000"
+
+PROVENANCE: Dict[str, Provenance] = {
+    "mnist-blur": Provenance(
+        "Sec. 4.1, Table 1 (MNIST deblurring)",
+        "T=20, 11x11 Gaussian, sigma 7 at every step (--blur_routine Constant), circular padding (get_conv's "
+        "default), MNIST at 32 px, Resize(35)+RandomCrop(32)+RandomHorizontalFlip (Dataset_Aug1), "
+        + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        [README, "deblurring-diffusion-pytorch/mnist_train.py", BLUR_CODE],
+        ["paper text: T=40 for MNIST; the code's README runs T=20 (followed)", NET_LUCIDRAINS,
+         "data: MNIST 28 px resized to 32 px, then the authors' random 1.12 enlargement and crop as augmentation",
+         RESIZE_SOURCE]),
+    "cifar10-blur": Provenance(
+        "Sec. 4.1, Table 1 (CIFAR-10 deblurring)",
+        "T=50, 11x11, sigma_i = 0.35 + i/100 for step index i = 0..T-1 (Special_6_routine), reflect padding, "
+        "Resize(35)+RandomCrop(32)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        [README, "deblurring-diffusion-pytorch/cifar10_train.py", BLUR_CODE],
+        ["paper text: sigma_t = 0.35 + 0.01 t; the code starts at i = 0, i.e. sigma_t = 0.35 + 0.01 (t-1) (followed)",
+         NET_DDPM, RESIZE_SOURCE]),
+    "celeba-blur": Provenance(
+        "Sec. 4.1, Table 1 (CelebA deblurring)",
+        "T=200, 15x15, sigma_i = exp(0.01 i), i = 0..T-1 (Exponential_reflect, --blur_std 0.01), reflect padding, "
+        "CelebA-HQ 128 resized to 143 + RandomCrop(128) + flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        [README, "deblurring-diffusion-pytorch/celebA_128.py", BLUR_CODE, CREATE_DATA],
+        ["paper text: sigma_t = exp(0.01 t); the code starts at i = 0, i.e. exp(0.01 (t-1)) (followed)",
+         NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+    "mnist-inpaint": Provenance(
+        "Sec. 4.2, Table 2 (MNIST inpainting)",
+        "T=50, Gaussian masks of std 0.1 (i + 11) for i = 0..T-1 (--kernel_std 0.1; mnist_train.py does not pass "
+        "initial_mask, so the class default 11 applies), a random centre per image (Random_Incremental), --discrete "
+        "8-bit images, MNIST at 32 px (Resize(32)+CenterCrop, no augmentation), " + COMMON_TRAIN.format(b=32)
+        + ", 700k steps",
+        [README, "defading-diffusion-pytorch/mnist_train.py", FADE_CODE],
+        ["paper text: beta_1 = 1, +0.1 per step, 60k steps, batch 64; the training code: widths 1.1, 1.2, ..., "
+         "batch 32, 700k steps (followed); the README's test command passes --initial_mask 1 and 28 px, unlike "
+         "training (we follow training)", NET_LUCIDRAINS, QUANT, RANDOM_CENTRE]),
+    "cifar10-inpaint": Provenance(
+        "Sec. 4.2, Table 2 (CIFAR-10 inpainting)",
+        "T=50, masks of std 0.1 (i + 11), random centre, --discrete, RandomCrop(32, padding=4)+flip (DatasetCifar10), "
+        + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        [README, "defading-diffusion-pytorch/cifar10_train.py", FADE_CODE],
+        ["paper text: beta_1 = 1, 60k steps, batch 64; the code: widths 1.1, 1.2, ..., batch 32, 700k steps "
+         "(followed)", NET_DDPM, QUANT, RANDOM_CENTRE]),
+    "celeba-inpaint": Provenance(
+        "Sec. 4.2, Table 2 (CelebA inpainting)",
+        "T=100, centred masks of std 0.2 (i + 1) for i = 0..T-1 (--fade_routine Incremental --kernel_std 0.2 "
+        "--initial_mask 1), no quantisation, centre at pixel 63 of 128, Resize(143)+RandomCrop(128)+flip "
+        "(--dataset celebA), Adam lr 2e-5, batch 100, 2 accumulated micro-batches, EMA 0.995 every 10 steps from "
+        "step 2000, 350k steps",
+        [README, "defading-diffusion-pytorch/celebA_train.py", "defading-diffusion-pytorch/bigger_mask_train.sh",
+         FADE_CODE],
+        ["mask width: bigger_mask_train.sh and the README's test command use --initial_mask 1 (widths 0.2 t, "
+         "followed: 47% of a 128 px image masked at t=T); the README's training command omits it, which would give "
+         "celebA_train.py's default 11 (widths 0.2 (t+10))", "paper text: beta_1 = 1, +0.1 per step, 60k steps",
+         NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+    "mnist-sr": Provenance(
+        "Sec. 4.3 (MNIST super-resolution)",
+        "T=3 halvings of a 32 px image (--resolution_routine Incremental_factor_2: bicubic down without "
+        "antialiasing, nearest-exact up; downsample=bicubic), MNIST through Resize(35)+"
+        "CenterCrop(32), no random augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        [README, "resolution-diffusion-pytorch/mnist_train.py", RES_CODE],
+        [NET_LUCIDRAINS, MNIST_FRAME]),
+    "cifar10-sr": Provenance(
+        "Sec. 4.3 (CIFAR-10 super-resolution)",
+        "T=3 bicubic halvings (32 -> 4 px, Incremental_factor_2), Resize(35)+RandomCrop(32)+flip, "
+        + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        [README, "resolution-diffusion-pytorch/cifar10_train.py", RES_CODE],
+        [NET_DDPM, RESIZE_SOURCE]),
+    "celeba-sr": Provenance(
+        "Sec. 4.3 (CelebA super-resolution)",
+        "T=4 bicubic halvings (128 -> 8 px, Incremental_factor_2), Resize(143)+RandomCrop(128)+flip, "
+        + COMMON_TRAIN.format(b=32)
+        + ", 700k steps",
+        [README, "resolution-diffusion-pytorch/celebA_128.py", RES_CODE],
+        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+    "cifar10-snow": Provenance(
+        "Sec. 4.4 (CIFAR-10 desnowification)",
+        "T=200, the authors' snow level 3 (field N(0.55, 0.3) zoomed 2.5x, threshold 1.15 -> 0.7, 11-tap motion "
+        "blur sigma 0.05 -> 16, horizontal or vertical), --random_snow --fix_brightness (x_t = clip(x0 + S + "
+        "rot180 S)), CIFAR-10 centre crop only (no augmentation), " + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA],
+        ["random snow: one field (and direction) per trajectory, per image; the authors draw one per training batch "
+         "and share it across the batch (a per-image draw gives the network more varied snow at the same level)",
+         NET_CONVNEXT]),
+    "celeba-snow": Provenance(
+        "Sec. 4.4 (CelebA desnowification)",
+        "T=200, the authors' snow level 4 (threshold 1.15 -> 0.55, motion blur sigma 0.05 -> 20), --random_snow "
+        "--fix_brightness, CelebA 128 centre crop only, Adam lr 2e-5, batch 16 (train.py: 16 above 64 px), "
+        "2 accumulated micro-batches, EMA 0.995 every 10 steps from step 2000, 700k steps",
+        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA],
+        ["random snow: one field per image rather than per batch (see cifar10-snow)", NET_CONVNEXT, CELEBA_DATA]),
+    "cifar10-desaturate": Provenance(
+        "Sec. 4.5 (CIFAR-10 colourisation)",
+        "T=20, --decolor_routine Linear --decolor_total_remove: colour share 1 - t/T towards the plain channel mean "
+        "(a 1x1 convolution with weights 1/3), no augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py"],
+        [NET_CONVNEXT]),
+    "celeba-desaturate": Provenance(
+        "Sec. 4.5 / the authors' README (CelebA colourisation)",
+        "T=20, Linear with total removal towards the channel mean, CelebA 128 centre crop only, batch 16, "
+        "2 accumulated micro-batches, lr 2e-5, EMA 0.995 every 10 steps from step 2000, 700k steps",
+        [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py"],
+        [NET_CONVNEXT, CELEBA_DATA]),
+    "celeba-blur-gen": Provenance(
+        "Sec. 5 (CelebA generation by deblurring; broken symmetry FID 49.45)",
+        "--discrete, T=300, 27x27, sigma_i = exp(0.01 i) (Exponential), circular padding, Resize(143)+RandomCrop(128)"
+        "+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps; sampling from a 1-component GMM of channel means "
+        "(+ noise 0.002 for broken symmetry)",
+        [README, "deblurring-diffusion-pytorch/celebA_128.py", BLUR_CODE],
+        [GEN_DISCRETE, NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+    "afhq-blur-gen": Provenance(
+        "Sec. 5 (AFHQ generation by deblurring; FID 54.68)",
+        "as celeba-blur-gen on AFHQ 512 px files resized to 143 + RandomCrop(128) + flip",
+        [README, "deblurring-diffusion-pytorch/AFHQ_128.py", BLUR_CODE],
+        [GEN_DISCRETE, NET_LUCIDRAINS, RESIZE_SOURCE]),
+    "celeba-mask-gen": Provenance(
+        "Sec. 5 (CelebA generation by unmasking)",
+        "--reverse --kernel_std 0.05 --initial_mask 1 --time_steps 750: visible share 1 - prod_{j <= T-t} z_j with "
+        "mask widths 0.05 j, centred at pixel 63, the end state a random solid colour uniform in [-0.5, 0.5] per "
+        "channel, no quantisation, Resize(143)+RandomCrop(128)+flip, " + COMMON_TRAIN.format(b=32)
+        + ", 700k steps",
+        [README, "defading-generation-diffusion-pytorch/celebA_128.py", FADE_GEN_CODE],
+        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+    "celeba-animorph": Provenance(
+        "Sec. 5 (animorphosis: CelebA faces from AFHQ animals)",
+        "T=200, x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) z with the cosine schedule and z an AFHQ image, both data "
+        "sets Resize(143)+RandomCrop(128)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        [README, "demixing-diffusion-pytorch/AFHQ_128_to_celebA_128.py", MIX_CODE],
+        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE,
+         "partner images are not augmented (the authors flip and crop the AFHQ partners too)"]),
+    "celeba-noise": Provenance(
+        "Sec. 5 (hot diffusion baseline on CelebA; DDIM-style FID 23.11)",
+        "T=200, cosine schedule (s = 0.008, beta clipped at 0.999), Resize(143)+RandomCrop(128)+flip, "
+        + COMMON_TRAIN.format(b=32) + ", 700k steps",
+        [README, "denoising-diffusion-pytorch/celebA_noise_128.py", NOISE_CODE],
+        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+    "afhq-noise": Provenance(
+        "Sec. 5 (hot diffusion baseline on AFHQ; DDIM-style FID 20.59)",
+        "T=200, cosine schedule, AFHQ resized to 143 + RandomCrop(128) + flip, " + COMMON_TRAIN.format(b=32)
+        + ", 700k steps",
+        [README, "denoising-diffusion-pytorch/AFHQ_noise_128.py", NOISE_CODE],
+        [NET_LUCIDRAINS, RESIZE_SOURCE]),
+}
+
+
+def provenance(name: str):
+    """The provenance of paper preset ``name``, or None for presets that are not paper experiments."""
+    return PROVENANCE.get(name)
