@@ -22,6 +22,7 @@ FAMILIES = {
     "noise": dict(name="noise", T=4, params=dict(schedule="cosine")),
     "resolution": dict(name="resolution", T=2, params={}),
     "mask-zero": dict(name="mask", T=4, params=dict(position="random", fill="zero")),
+    "snow": dict(name="snow", T=4, params=dict(level=3)),
 }
 
 
@@ -38,7 +39,7 @@ def runs(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------- the loop
-@pytest.mark.parametrize("family", ["blur", "mask", "animorph", "noise"])
+@pytest.mark.parametrize("family", ["blur", "mask", "animorph", "noise", "resolution"])
 def test_generation_from_untrained_runs(runs, family):
     out = generate(runs(family), 3, progress=False)
     assert out.shape == (3, 1, 28, 28) and out.device.type == "cpu" and out.dtype == torch.float32
@@ -67,7 +68,7 @@ def test_images_do_not_depend_on_batch_size(runs):
 
 
 def test_start_states_are_a_stream_independent_of_n_and_first(runs):
-    for family in ("blur", "noise"):
+    for family in ("blur", "noise", "resolution"):
         run = runs(family)
         x_all, ctx_all = start_state(run, 70, seed=3)
         x, ctx = start_state(run, 4, seed=3, first=62)  # crosses a chunk boundary
@@ -78,8 +79,10 @@ def test_start_states_are_a_stream_independent_of_n_and_first(runs):
 
 
 def test_unsupported_runs_and_samplers_are_one_line_config_errors(runs):
-    with pytest.raises(ConfigError, match="generation is not defined for resolution"):
-        generate(runs("resolution"), 2, progress=False)
+    with pytest.raises(ConfigError, match="generation is not defined for snow"):
+        generate(runs("snow"), 2, progress=False)
+    with pytest.raises(ConfigError, match="stochastic sampler"):
+        generate(runs("blur"), 2, sampler="algorithm2", delta=0.01, progress=False)
     with pytest.raises(ConfigError, match="fill=random"):
         start_state(runs("mask-zero"), 2)
     with pytest.raises(ConfigError, match="noise degradation"):
@@ -133,6 +136,59 @@ def test_animorph_and_noise_start_from_their_context(runs):
     partners = runs("animorph").dataset("train")
     x, ctx = start_state(runs("animorph"), 2)
     assert torch.allclose(ctx["z"][1], partners[int(ctx["index"][1])][0])
+
+
+def test_resolution_start_is_a_low_resolution_image_drawn_from_the_gmm_of_the_end_state(runs):
+    run = runs("resolution")                      # T = 2: 28 -> 14 -> 7 px
+    x, ctx = start_state(run, 5, seed=4)
+    assert ctx is None and x.shape == (5, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
+    blocks = x.view(5, 1, 7, 4, 7, 4)             # nearest-neighbour upsampling of a 7x7 image
+    assert torch.equal(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks))
+    assert float(x.flatten(1).std(1).min()) > 0.05  # a digit's rough layout, not a constant
+    assert torch.equal(x, start_state(run, 5, seed=4)[0]) and not torch.equal(x, start_state(run, 5, seed=5)[0])
+    gmm = start_gmm(run, k=1)
+    assert gmm.channels == 49                     # the whole 7x7 end state, not the channel mean
+    x0 = run.dataset("train").images[:300]
+    stats = run.D.start_statistic(x0)
+    assert torch.allclose(stats.mean(0), gmm.means[0], atol=0.1)
+    # round trip: the start built from the end-state statistic of real digits is exactly D(x0, T)
+    x_T, _ = run.D.start(3, (1, 28, 28), draw=lambda m, g: stats[:m].float())
+    assert torch.allclose(x_T, run.D(x0[:3], run.T), atol=1e-6)
+
+
+def test_resolution_start_round_trips_at_sizes_that_are_not_powers_of_two():
+    D = deg.create("resolution", T=3)             # 28 -> 14 -> 7 -> 4 px
+    x0 = images(4, 3, 28, dtype=torch.float32)
+    stats = D.start_statistic(x0)
+    assert stats.shape == (4, 3 * 4 * 4)
+    x_T, ctx = D.start(4, (3, 28, 28), draw=lambda m, g: stats[:m].float())
+    assert ctx is None and torch.allclose(x_T, D(x0, 3), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- the stochastic sampler
+def test_stochastic_generation_with_delta_zero_is_algorithm2_and_delta_draws_a_seeded_stream(runs):
+    run = runs("blur")
+    a2 = generate(run, 6, sampler="algorithm2", noise=0.002, seed=1, progress=False)
+    assert torch.equal(generate(run, 6, sampler="stochastic", delta=0.0, noise=0.002, seed=1, progress=False), a2)
+    s1 = generate(run, 6, sampler="stochastic", delta=0.05, seed=1, progress=False)
+    assert not torch.allclose(s1, generate(run, 6, sampler="stochastic", delta=0.0, seed=1, progress=False))
+    assert torch.equal(s1, generate(run, 6, sampler="stochastic", delta=0.05, seed=1, progress=False))
+    assert not torch.allclose(s1, generate(run, 6, sampler="stochastic", delta=0.05, seed=2, progress=False))
+    # the per-step noise comes in chunks of CHUNK images: the same images whatever the batch size
+    assert torch.equal(s1, generate(run, 6, sampler="stochastic", delta=0.05, seed=1, batch_size=2, progress=False))
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ConfigError, match="delta"):
+            generate(run, 2, sampler="stochastic", delta=bad, progress=False)
+
+
+def test_generation_defaults_come_from_the_runs_generation_config(tmp_path):
+    run = make_run(tmp_path, dict(name="blur", T=3, params=dict(kernel_size=11, sigma=2.0, padding="circular")))
+    assert gen.generation_defaults(run) == {"sampler": "algorithm2", "noise": 0.0, "delta": 0.0, "k": 1}
+    run.cfg.generation.sampler, run.cfg.generation.delta, run.cfg.generation.k = "stochastic", 0.03, 2
+    assert gen.generation_defaults(run, noise=0.002) == {"sampler": "stochastic", "noise": 0.002, "delta": 0.03, "k": 2}
+    a = generate(run, 3, seed=0, progress=False)
+    assert torch.equal(a, generate(run, 3, sampler="stochastic", delta=0.03, k=2, seed=0, progress=False))
+    assert (run.folder / "generation" / "gmm-k2.json").exists()
 
 
 # ---------------------------------------------------------------------------- the GMM

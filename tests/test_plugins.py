@@ -154,7 +154,7 @@ def test_every_sampler_has_one_signature_and_its_metadata():
         out = fn(oracle, D, D(x0, 3, ctx), 3, ctx, callback=lambda s, x, y: calls.append(s), generator=None)
         assert torch.allclose(out, x0, atol=1e-6), name
         assert calls == ([3] if fn.one_call else [3, 2, 1]) and fn.label and fn.sampler_name == name
-    assert sampler_names(deg.create("blur", T=3)) == ["direct", "algorithm1", "algorithm2"]
+    assert sampler_names(deg.create("blur", T=3)) == ["direct", "algorithm1", "algorithm2", "stochastic"]
     assert "ddim" in sampler_names(D)
 
 

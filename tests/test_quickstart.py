@@ -14,11 +14,15 @@ def test_quickstart_end_to_end_and_reuse(tmp_path, clf, capsys):
     args = ["quickstart", "--out", str(out), "--steps", "3", "--n", "16", "--gen-n", "8", "--no-progress"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "[1/4] training mnist5k-blur-gen for 3 steps" in text
+    assert "[1/4] training mnist5k-sr for 3 steps" in text
     assert "target: direct RMSE <= 0.6x degraded RMSE" in text and "target: Algorithm 2 keeps the digit" in text
+    assert "target: generated digits, class entropy >= 0.90" in text and "classifier confidence >= 0.85" in text
     assert "report: " in text and (out / "report.html").exists()
     res = json.loads((out / "quickstart.json").read_text())
-    assert res["t"] == 10 and res["steps"] == 3 and set(res["seconds"]) == {"train", "evaluate", "generate", "report"}
+    assert res["t"] == 2 and res["steps"] == 3 and set(res["seconds"]) == {"train", "evaluate", "generate", "report"}
+    g = res["targets"]["generation"]
+    assert g["setting"] == "Algorithm 2, no noise, GMM k=10" and isinstance(g["entropy_ok"], bool)
+    assert res["generation"]["rows"][0]["k"] == 10 and res["generation"]["rows"][0]["n"] == 8
     html = (out / "report.html").read_text()
     assert "<h2>Generation</h2>" in html and "<table class=\"generation\">" in html
     assert (out / "generation" / "quickstart" / "grid.png").exists()
@@ -61,8 +65,24 @@ def test_generate_and_evaluate_generation_cli(tmp_path, clf, capsys):
     assert csv_head.startswith("setting,sampler,noise,fid,entropy") and csv_head.endswith("class_9")
 
 
-def test_generate_refuses_a_resolution_run(tmp_path, capsys):
-    run = make_run(tmp_path / "sr", dict(name="resolution", T=2, params={}))
+def test_generate_refuses_a_snow_run(tmp_path, capsys):
+    run = make_run(tmp_path / "snow", dict(name="snow", T=2, params=dict(level=3)))
     assert main(["generate", str(run.folder), "--n", "2", "--out", str(tmp_path / "g")]) == 2
     err = capsys.readouterr().err
-    assert "generation is not defined for resolution" in err and len(err.strip().splitlines()) == 1
+    assert "generation is not defined for snow" in err and len(err.strip().splitlines()) == 1
+
+
+def test_generate_a_resolution_run_and_the_stochastic_sampler_from_the_cli(tmp_path, capsys):
+    run = make_run(tmp_path / "sr", dict(name="resolution", T=2, params={}))
+    assert main(["generate", str(run.folder), "--n", "3", "--k", "2", "--out", str(tmp_path / "g"),
+                 "--no-progress"]) == 0
+    info = json.loads((tmp_path / "g" / "generation.json").read_text())
+    assert info["n_images"] == 3 and info["k"] == 2 and info["sampler"] == "algorithm2" and info["delta"] == 0
+    assert main(["generate", str(run.folder), "--n", "2", "--sampler", "stochastic", "--delta", "0.01",
+                 "--out", str(tmp_path / "s"), "--no-progress"]) == 0
+    info = json.loads((tmp_path / "s" / "generation.json").read_text())
+    assert info["sampler"] == "stochastic" and info["delta"] == 0.01
+    assert "delta 0.01" in capsys.readouterr().out
+    assert main(["generate", str(run.folder), "--n", "2", "--delta", "0.01", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "stochastic sampler" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

@@ -30,8 +30,11 @@ def test_library_example_runs_on_a_run_folder(tmp_path, clf, monkeypatch):
 
     from colddiff.config import preset
 
-    cfg = preset("mnist5k-blur-gen")
-    make_run(tmp_path / "runs" / "quickstart", dict(name="blur", T=cfg.degradation.T, params=cfg.degradation.params))
+    from colddiff.quickstart import PRESET
+
+    cfg = preset(PRESET)
+    make_run(tmp_path / "runs" / "quickstart", dict(name=cfg.degradation.name, T=cfg.degradation.T,
+                                                    params=cfg.degradation.params))
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     example = next(b for b in blocks if "load_run(" in b).replace("n=100", "n=8")

@@ -4,7 +4,8 @@ import torch
 
 import colddiff.degradations as deg
 from colddiff.degradations.base import Degradation
-from colddiff.samplers import SAMPLERS, algorithm1, algorithm2, direct
+from colddiff.errors import ConfigError
+from colddiff.samplers import SAMPLERS, algorithm1, algorithm2, direct, sampler_names, stochastic
 from colddiff.unet import UNet
 
 from conftest import images
@@ -120,3 +121,38 @@ def test_random_degradations_require_the_trajectory_context():
     x0 = images(1, 1, 8)
     with pytest.raises(Exception, match="pass ctx"):
         algorithm2(lambda x, s: x, D, D(x0, 5, D.context(x0)), 5)
+
+
+# ---------------------------------------------------------------------------- the stochastic sampler (IHD style)
+@pytest.mark.parametrize("name,kw", [("blur", dict(T=6, kernel_size=7, sigma=1.5)),
+                                     ("mask", dict(T=6, position="random")),
+                                     ("resolution", dict(T=2))])
+def test_stochastic_sampler_with_delta_zero_is_algorithm2_bit_for_bit(name, kw):
+    net = UNet(channels=1, dim=8, dim_mults=(1, 2), attn_levels=(), num_res_blocks=1)
+    D = deg.create(name, **kw)
+    x0 = images(3, 1, 16, dtype=torch.float32)
+    ctx = D.context(x0, torch.Generator().manual_seed(0))
+    t = torch.tensor([D.T, D.T - 1, 1])           # per-sample start steps too
+    x_t = D(x0, t, ctx)
+    a2 = algorithm2(net, D, x_t, t, ctx)
+    steps = []
+    out = stochastic(net, D, x_t, t, ctx, generator=torch.Generator().manual_seed(5), delta=0.0,
+                     callback=lambda s, x, x0_hat: steps.append(s))
+    assert torch.equal(out, a2) and steps == list(range(D.T, 0, -1))
+    assert SAMPLERS["stochastic"] is stochastic and "stochastic" in sampler_names(D)
+
+
+def test_stochastic_sampler_noise_is_seeded_and_the_last_step_adds_none():
+    D = deg.create("blur", T=5, kernel_size=7, sigma=1.5)
+    R = lambda x, s: x.clamp(-1, 1)  # noqa: E731  any restorer
+    x_t = D(images(2, 1, 16), D.T)
+    run = lambda seed, delta=0.02: stochastic(R, D, x_t, D.T, generator=torch.Generator().manual_seed(seed),  # noqa: E731
+                                              delta=delta)
+    assert torch.equal(run(1), run(1)) and not torch.allclose(run(1), run(2))
+    d = run(1) - algorithm2(R, D, x_t, D.T)
+    assert 0.005 < float(d.std()) < 0.2           # four noisy steps of std 0.02, carried to the end
+    x_1 = D(images(2, 1, 16), 1)                  # from t = 1 there is only the last step: no noise
+    assert torch.equal(stochastic(R, D, x_1, 1, generator=torch.Generator().manual_seed(3), delta=0.5),
+                       algorithm2(R, D, x_1, 1))
+    with pytest.raises(ConfigError, match="delta"):
+        stochastic(R, D, x_t, D.T, delta=-1.0)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import colddiff.degradations as deg
 from colddiff.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from colddiff.cli import main
 from colddiff.config import PRESETS, RunConfig, preset
@@ -255,3 +256,43 @@ def test_every_preset_network_is_one_listed_by_colddiff_networks():
         listed.append(kw)
     for name, p in PRESETS.items():
         assert p.model_kwargs() in listed, f"{name}'s network is not in colddiff networks"
+
+
+# ---------------------------------------------------------------------------- IHD's training-input noise σ
+def test_input_noise_zero_is_the_papers_stream_and_sigma_adds_gaussian_noise():
+    from colddiff.training import degrade_batch
+
+    D = deg.create("blur", T=10, kernel_size=7, sigma=1.5, padding="circular")
+    x0 = torch.rand(64, 1, 16, 16) * 2 - 1
+    g0, g1 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a, ta = degrade_batch(D, x0, g0)
+    b, tb = degrade_batch(D, x0, g1, input_noise=0.0)
+    assert torch.equal(a, b) and torch.equal(ta, tb)
+    assert torch.equal(g0.get_state(), g1.get_state())      # σ = 0 draws nothing: the stream is unchanged
+    g2 = torch.Generator().manual_seed(3)
+    c, tc = degrade_batch(D, x0, g2, input_noise=0.01)
+    assert torch.equal(tc, ta)
+    d = c - a
+    assert 0.009 < float(d.std()) < 0.011 and abs(float(d.mean())) < 1e-3
+
+
+def test_input_noise_and_generation_settings_live_in_the_saved_config(tmp_path):
+    from colddiff.config import RunConfig, check_resumable, preset
+
+    cfg = preset("mnist5k-blur-ihd")
+    assert cfg.degradation.input_noise == 0.01
+    assert (cfg.generation.sampler, cfg.generation.delta) == ("stochastic", 0.0125)
+    assert preset("mnist5k-blur-gen").degradation.input_noise == 0.0          # the paper: no noise
+    back = RunConfig.load(cfg.save(tmp_path / "config.toml"))
+    assert back.to_dict() == cfg.to_dict()
+    with pytest.raises(ConfigError, match="degradation.input_noise"):
+        preset("mnist5k-blur-gen").override(["degradation.input_noise=-0.1"])
+    with pytest.raises(ConfigError, match="generation.delta"):
+        preset("mnist5k-blur-gen").override(["generation.delta=-1"])
+    saved = cfg.to_dict()
+    check_resumable(saved, cfg.copy().override(["generation.delta=0.02", "train.steps=10"]))  # sampling may change
+    with pytest.raises(ConfigError, match="degradation.input_noise"):
+        check_resumable(saved, cfg.copy().override(["degradation.input_noise=0.02"]))     # what R learns may not
+    old = cfg.to_dict()
+    del old["generation"], old["degradation"]["input_noise"]                              # a run from before
+    assert RunConfig.from_dict(old).generation.sampler == "algorithm2"

@@ -565,37 +565,48 @@ def add_restore(sub):
 def cmd_generate(args) -> int:
     from .generation import generate, write_generation
 
+    from .generation import generation_defaults
+
     run = _load_run(args)
-    images = generate(run, args.n, sampler=args.sampler, noise=args.noise, seed=args.seed, k=args.k,
-                      batch_size=args.batch_size, progress=not args.no_progress)
+    st = generation_defaults(run, args.sampler, args.noise, args.delta, args.k)  # unset options: the run's [generation]
+    images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **st)
     info = write_generation(images, args.out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
-                                               "step": run.step, "sampler": args.sampler, "noise": args.noise,
-                                               "seed": args.seed, "k": args.k, "degradation": repr(run.D)})
-    print(f"generated {info['n_images']} image(s) with {args.sampler} (noise {args.noise:g}, seed {args.seed}): "
+                                               "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D)})
+    delta = f", delta {st['delta']:g}" if st["sampler"] == "stochastic" else ""
+    print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}, seed {args.seed}): "
           f"{args.out}/ (grid: {Path(args.out) / 'grid.png'}; settings: generation.json)")
     return 0
 
 
 def add_generate(sub):
-    gn = _command(sub, "generate", "generate images from scratch (blur, mask, animorph and noise runs)",
+    gn = _command(sub, "generate", "generate images from scratch (blur, resolution, mask, animorph and noise runs)",
                   "Generate images from the fully degraded state with a trained run: blur runs start from a\n"
                   "constant image whose channel means come from a Gaussian mixture fitted to the training set;\n"
+                  "resolution runs from a low-resolution image drawn from a mixture fitted to the whole end state;\n"
                   "mask runs from random solid colours; animorph runs from partner images; noise runs from\n"
                   "Gaussian noise. Writes NNNN.png, grid.png and generation.json into --out.", """
         examples:
           colddiff generate runs/mnist5k-blur-gen --n 64 --out gen/
           colddiff generate runs/mnist5k-blur-gen --n 64 --noise 0.002 --out gen-noise/   # broken symmetry
           colddiff generate runs/celeba-noise --n 16 --sampler ddim --out ddim/
+          colddiff generate runs/blur-ihd --n 64 --sampler stochastic --delta 0.0125 --out ihd/
         """, cmd_generate)
     _run_args(gn)
     gn.add_argument("--n", type=int, default=64, help="images to generate (default 64)")
     gn.add_argument("--out", "-o", required=True, help="output folder")
-    gn.add_argument("--sampler", choices=_sampler_names(), default="algorithm2",
-                    help="algorithm2 (default), algorithm1, ddim (noise runs), direct (one call of R)")
-    gn.add_argument("--noise", type=float, default=0.0,
-                    help="std of Gaussian noise added to the start state (the paper's broken symmetry, e.g. 0.002)")
+    gn.add_argument("--sampler", choices=_sampler_names(), default=None,
+                    help="algorithm2, stochastic (Algorithm 2 + per-step noise --delta), algorithm1, ddim (noise runs), "
+                         "direct (one call of R); default: the run's generation.sampler (algorithm2 unless its preset "
+                         "says otherwise)")
+    gn.add_argument("--noise", type=float, default=None,
+                    help="std of Gaussian noise added to the start state (the paper's broken symmetry, e.g. 0.002; "
+                         "default: the run's generation.noise, 0)")
+    gn.add_argument("--delta", type=float, default=None,
+                    help="stochastic sampler: std of the noise added at every step (Inverse Heat Dissipation's δ; "
+                         "default: the run's generation.delta)")
     gn.add_argument("--seed", type=int, default=0, help="seed of the start states (same seed, same images)")
-    gn.add_argument("--k", type=int, default=1, help="blur runs: Gaussian-mixture components of the start statistic")
+    gn.add_argument("--k", type=int, default=None, help="blur and resolution runs: Gaussian-mixture components of the "
+                    "start statistic (default: the run's generation.k, 1; mnist5k-sr: 10)")
     gn.add_argument("--batch-size", type=int, default=256, help="images per sampler batch (default 256)")
 
 
@@ -644,19 +655,23 @@ def cmd_quickstart(args) -> int:
 
 def add_quickstart(sub):
     qs = _command(sub, "quickstart", "train, evaluate, generate and report on the embedded MNIST digits (~10 min CPU)",
-                  "The whole method in one command, on the 5,000 embedded MNIST digits and 2 CPU cores in about\n"
-                  "ten minutes: train the mnist5k-blur-gen preset (a blur that ends in a constant image), evaluate\n"
-                  "restoration from t=10 (Table 1 layout), generate digits from t=T, write RUN/report.html and\n"
-                  "print a summary with the targets. Interrupted? Run it again: it continues.", """
+                  "The whole method in one command, on the 5,000 embedded MNIST digits and 2 CPU cores in a few\n"
+                  "minutes: train the mnist5k-sr preset (x2 downsampling to 4x4 px, the best cold generator of\n"
+                  "python -m benchmarks.generation), evaluate restoration from t=2 (Table 1 layout), generate digits\n"
+                  "from t=T (a Gaussian mixture over the 4x4 end state), write RUN/report.html and print a summary\n"
+                  "with the targets. Interrupted? Run it again: it continues.", """
         examples:
           colddiff quickstart
           colddiff quickstart --out runs/qs --steps 3000      # longer training
         """, cmd_quickstart)
     qs.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
-    qs.add_argument("--steps", type=int, default=2200, help="training steps (default 2200, ~7.5 min on 2 cores)")
-    qs.add_argument("--t", type=int, default=10, help="restoration severity for the evaluation (default 10 of 30)")
+    from .quickstart import RESTORE_T, STEPS
+
+    qs.add_argument("--steps", type=int, default=STEPS, help=f"training steps (default {STEPS}, ~3.5 min on 2 cores)")
+    qs.add_argument("--t", type=int, default=RESTORE_T, help=f"restoration severity for the evaluation "
+                    f"(default {RESTORE_T} of 3)")
     qs.add_argument("--n", type=int, default=500, help="held-out digits to evaluate (default 500)")
-    qs.add_argument("--gen-n", type=int, default=200, help="digits generated per setting (default 200)")
+    qs.add_argument("--gen-n", type=int, default=200, help="digits generated (default 200)")
     qs.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

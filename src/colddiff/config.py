@@ -35,6 +35,11 @@ class DegradationConfig:
     name: str = "blur"
     T: int = 20
     params: Dict[str, Any] = field(default_factory=dict)  # the family's own keywords
+    # Inverse Heat Dissipation's training-input noise σ (Rissanen et al., ICLR 2023): R learns from
+    # D(x0, t) + σ·ε (t >= 1) instead of D(x0, t), so it models a conditional distribution rather
+    # than a deterministic inverse.  0 = the paper's cold training.  Part of the forward process, so a
+    # resumed run cannot change it.
+    input_noise: float = 0.0
 
 
 @dataclass
@@ -72,6 +77,16 @@ class TrainConfig:
 
 
 @dataclass
+class GenerationConfig:
+    """How a run generates by default (``colddiff generate``, ``evaluate --generation``, the quickstart)."""
+
+    sampler: str = "algorithm2"   # any registered sampler (colddiff.samplers.SAMPLERS)
+    noise: float = 0.0            # std of the noise added to the start state (the paper's broken symmetry, 0.002)
+    delta: float = 0.0            # the stochastic sampler's per-step noise δ (Inverse Heat Dissipation)
+    k: int = 1                    # Gaussian-mixture components of the fitted start statistic
+
+
+@dataclass
 class RunConfig:
     preset: str = "custom"
     description: str = ""
@@ -79,6 +94,7 @@ class RunConfig:
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> Dict[str, Any]:
@@ -186,6 +202,12 @@ class RunConfig:
         parse_augment(self.data.augment)
         if self.model.dim < 1 or not self.model.dim_mults:
             raise ConfigError("model.dim must be positive and model.dim_mults non-empty")
+        for key, v in (("degradation.input_noise", self.degradation.input_noise),
+                       ("generation.noise", self.generation.noise), ("generation.delta", self.generation.delta)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+                raise ConfigError(f"{key} must be a finite number >= 0 (a noise std in [-1, 1] units), got {v!r}")
+        if isinstance(self.generation.k, bool) or not isinstance(self.generation.k, int) or self.generation.k < 1:
+            raise ConfigError(f"generation.k must be a positive whole number, got {self.generation.k!r}")
         return self
 
     # ------------------------------------------------------------------ builders
@@ -305,6 +327,17 @@ _CPU_TRAIN = dict(steps=3000, batch_size=32, grad_accum=1, lr=1e-3, warmup_steps
                   ema_decay=0.995, ema_every=1, ema_start=500, checkpoint_every=500, sample_every=1000,
                   log_every=50)
 
+def _with(cfg: RunConfig, generation=None) -> RunConfig:
+    """A preset with its own default generation settings."""
+    cfg.generation = GenerationConfig(**(generation or {}))
+    return cfg
+
+
+_MNIST5K_BLUR_GEN = dict(name="blur", T=30, params=dict(kernel_size=15, sigma=1.0, schedule="exponential", rate=0.05,
+                                                         padding="circular"))
+_IHD_SIGMA, _IHD_DELTA = 0.01, 0.0125   # Inverse Heat Dissipation's σ and δ = 1.25σ (Rissanen et al. 2023)
+_SR_GMM_K = 10                          # mixture components over the 16 numbers of a 4x4 digit
+
 PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
     _preset("mnist-blur", "MNIST deblurring (Table 1): 32 px, T=20, 11x11, sigma 7 at every step, circular",
             dict(_MNIST, augment=_AUG),
@@ -368,9 +401,23 @@ PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
     _preset("mnist5k-inpaint", "CPU: embedded MNIST digits, Gaussian masks (T=50, random centre), ~10 min",
             dict(name="mnist-5k", image_size=28, channels=1), dict(name="mask", T=50, params=dict(position="random")),
             _NET_CPU, **_CPU_TRAIN),
-    _preset("mnist5k-sr", "CPU: embedded MNIST digits, super-resolution (T=3, 28 -> 4 px), ~10 min",
-            dict(name="mnist-5k", image_size=28, channels=1), dict(name="resolution", T=3),
-            _NET_CPU, **_CPU_TRAIN),
+    _with(_preset("mnist5k-sr", "CPU: embedded MNIST digits, super-resolution (T=3, 28 -> 4 px), ~10 min; generates "
+                  "from a Gaussian mixture over the 4x4 end state",
+                  dict(name="mnist-5k", image_size=28, channels=1), dict(name="resolution", T=3),
+                  _NET_CPU, **_CPU_TRAIN), generation=dict(k=_SR_GMM_K)),
+    # generation on the embedded digits (issue 12): the same network and budget for every start state
+    _with(_preset("mnist5k-blur-ihd", "CPU: embedded MNIST, generation by deblurring with Inverse Heat Dissipation's "
+                  "noise: the mnist5k-blur-gen blur, training inputs + N(0, 0.01^2), stochastic sampler",
+                  dict(name="mnist-5k", image_size=28, channels=1), dict(_MNIST5K_BLUR_GEN, input_noise=_IHD_SIGMA),
+                  _NET_CPU, **_CPU_TRAIN), generation=dict(sampler="stochastic", delta=_IHD_DELTA)),
+    _preset("mnist5k-mask-gen", "CPU: embedded MNIST, generation by unmasking: centred masks ending in a random "
+            "solid colour, T=50",
+            dict(name="mnist-5k", image_size=28, channels=1),
+            dict(name="mask", T=50, params=dict(position="center", fill="random")), _NET_CPU, **_CPU_TRAIN),
+    _with(_preset("mnist5k-noise", "CPU: embedded MNIST, the hot baseline: Gaussian noise (cosine, T=100), DDIM",
+                  dict(name="mnist-5k", image_size=28, channels=1),
+                  dict(name="noise", T=100, params=dict(schedule="cosine")), _NET_CPU, **_CPU_TRAIN),
+          generation=dict(sampler="ddim")),
 ]}
 
 
@@ -386,7 +433,7 @@ def preset(name: str) -> RunConfig:
 
 # ---------------------------------------------------------------------------- resolution and resume
 # Settings a resumed run may change: how it trains, not what it is (its data, degradation, network).
-RESUMABLE = ("train.", "data.num_workers", "data.root")
+RESUMABLE = ("train.", "data.num_workers", "data.root", "generation.")
 
 
 def deep_merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:

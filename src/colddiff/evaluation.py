@@ -37,7 +37,7 @@ COLUMNS = ("fid", "fid_classifier", "ssim", "rmse", "psnr", "accuracy")
 
 def table_methods(D) -> List[str]:
     """Table 1's rows for a degradation: the degraded inputs, then every sampler that applies to D."""
-    return ["degraded"] + sampler_names(D)
+    return ["degraded"] + [n for n in sampler_names(D) if getattr(SAMPLERS[n], "restores", True)]
 
 
 def method_label(method: str) -> str:

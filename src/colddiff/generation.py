@@ -5,17 +5,20 @@ numbers that can be drawn (Cold Diffusion, "Generation").  Each family says how 
 its own ``start`` hook (see :class:`colddiff.degradations.Degradation`); this module never
 asks for a family's name:
 
-* families whose end state keeps a statistic of x0 (``start_fit``; blur: the channel means)
-  get a Gaussian mixture fitted once to that statistic over the run's training set (1
-  component in the paper), stored with the run (``RUN/generation/gmm-k{K}.json``), and a
-  sampler of it (``draw``) to build their start, e.g. blur's x_T = D(fill, T);
+* families whose end state keeps a statistic of x0 (``start_fit``; blur: the channel means;
+  resolution: the whole low-resolution end state, 16 numbers per channel for 4x4) get a
+  Gaussian mixture fitted once to that statistic over the run's training set (1 component in
+  the paper), stored with the run (``RUN/generation/gmm-k{K}.json``), and a sampler of it
+  (``draw``) to build their start, e.g. blur's x_T = D(fill, T);
 * the others draw their start from their own context: mask generation a random solid
   colour, animorph partner images, noise Gaussian ε (x_T = D(0, T, ctx)), so the sampler's
   later calls D(x0_hat, s, ctx) head towards the same end.
 
 ``noise > 0`` adds N(0, noise²) to the start ("broken symmetry": the paper's 0.002 in
 [-1, 1] units).  Algorithm 2 carries this perturbation to the end (the final image keeps it,
-far below one 8-bit level for 0.002) while R turns it into diversity.
+far below one 8-bit level for 0.002) while R turns it into diversity.  The ``stochastic``
+sampler adds noise δ at every step instead (Inverse Heat Dissipation); a run's
+``[generation]`` configuration says which sampler, start noise, δ and k it generates with.
 
 Randomness: start states are drawn in fixed chunks of ``CHUNK`` images, chunk c from its
 own generator seeded by (seed, c), on the CPU.  Image i is therefore the same whatever the
@@ -37,7 +40,8 @@ from .degradations import context_cat, context_slice
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 
-__all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generate", "write_generation",
+__all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generation_defaults", "generate",
+           "write_generation",
            "near_blank", "ink_fraction", "generation_stats"]
 
 log = logging.getLogger("colddiff.generation")
@@ -248,26 +252,56 @@ def start_state(run, n: int, seed: int = 0, noise: float = 0.0, k: int = 1, *, f
 
 
 # ---------------------------------------------------------------------------- the loop
-def generate(run, n: int, sampler: str = "algorithm2", noise: float = 0.0, seed: int = 0, k: int = 1,
-             batch_size: int = 256, progress: bool = True) -> torch.Tensor:
+def _step_generator(seed: int, chunk: int) -> torch.Generator:
+    """The CPU generator of a stochastic sampler's per-step noise for chunk ``chunk`` (a stream apart from the start's)."""
+    state = np.random.SeedSequence([int(seed), int(chunk), 1]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def generation_defaults(run, sampler: Optional[str] = None, noise: Optional[float] = None,
+                        delta: Optional[float] = None, k: Optional[int] = None) -> dict:
+    """The settings a generation uses: each one given here, else the run's ``[generation]`` config."""
+    g = run.cfg.generation
+    return {"sampler": g.sampler if sampler is None else sampler,
+            "noise": _noise(g.noise if noise is None else noise),
+            "delta": _delta(g.delta if delta is None else delta),
+            "k": _positive_int(g.k if k is None else k, "k (GMM components)")}
+
+
+def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] = None, seed: int = 0,
+             k: Optional[int] = None, batch_size: int = 256, progress: bool = True,
+             delta: Optional[float] = None) -> torch.Tensor:
     """``n`` generated images (n, C, H, W) in [-1, 1] on the CPU, run from t = T by ``sampler``.
 
     ``sampler``: any registered sampler that applies to the run's degradation (``algorithm2``,
-    the paper's; ``algorithm1``; ``direct``, one call of R; ``ddim`` on noise runs).
-    Deterministic for a seed, whatever ``batch_size`` and device.
+    the paper's; ``stochastic``, Algorithm 2 with per-step noise ``delta``; ``algorithm1``;
+    ``direct``, one call of R; ``ddim`` on noise runs).  ``sampler``, ``noise`` (start noise),
+    ``delta`` and ``k`` default to the run's ``[generation]`` configuration.
+    Deterministic for a seed, whatever ``batch_size`` and device: with per-step noise the images
+    are sampled in chunks of ``CHUNK``, each with its own noise stream.
     """
     from .runs import batches
     from .samplers import get_sampler
 
     n, batch_size = _positive_int(n, "n"), _positive_int(batch_size, "batch_size")
-    seed, noise = _seed(seed), _noise(noise)
-    get_sampler(sampler).check(run.D)
-    gmm = _gmm_for(run, k, progress)
+    seed = _seed(seed)
+    st = generation_defaults(run, sampler, noise, delta, k)
+    fn = get_sampler(st["sampler"])
+    fn.check(run.D)
+    options = {"delta": st["delta"]} if st["sampler"] == "stochastic" else {}
+    if st["delta"] > 0 and not options:
+        raise ConfigError(f"delta (per-step noise) is an option of the stochastic sampler, not of {st['sampler']}; "
+                          "use --sampler stochastic or --delta 0")
+    gmm = _gmm_for(run, st["k"], progress)
+    # a sampler that draws noise gets one generator per chunk, so image i never depends on the batch size
+    spans = (list(batches(n, CHUNK)) if st["delta"] > 0 else list(batches(n, batch_size)))
     out = []
-    for lo, hi in batches(n, batch_size):  # start states per batch: memory stays at one batch
-        x_T, ctx = _start_state(run, hi - lo, seed, noise, gmm, first=lo)
-        out.append(run.sample(x_T, run.T, ctx, sampler=sampler, batch_size=hi - lo, progress=progress,
-                              desc=f"generate {run.name} ({sampler}) {lo}-{hi} of {n}").clamp(-1, 1))
+    for lo, hi in spans:  # start states per batch: memory stays at one batch
+        x_T, ctx = _start_state(run, hi - lo, seed, st["noise"], gmm, first=lo)
+        g = _step_generator(seed, lo // CHUNK) if st["delta"] > 0 else None
+        out.append(run.sample(x_T, run.T, ctx, sampler=st["sampler"], batch_size=hi - lo, progress=progress,
+                              desc=f"generate {run.name} ({st['sampler']}) {lo}-{hi} of {n}", generator=g,
+                              options=options).clamp(-1, 1))
     return torch.cat(out)
 
 
@@ -356,7 +390,8 @@ def generation_stats(probs: torch.Tensor, images: torch.Tensor, blank_threshold:
     Returns ``n``, ``num_classes``, ``histogram`` (images per predicted class), ``entropy``
     (histogram entropy / log K, in [0, 1]: 0 = one class, 1 = uniform; 1.0 when K = 1),
     ``classes_covered`` (classes with at least one image), ``classes_covered_1pct`` (classes
-    with at least 1% of the images), ``near_blank_share`` / ``near_blank_count`` (see
+    with at least 1% of the images), ``classes_covered_3pct`` (at least 3%: the generation
+    targets' coverage), ``near_blank_share`` / ``near_blank_count`` (see
     :func:`near_blank`), ``blank_definition`` and ``mean_confidence`` (mean max probability).
     """
     if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or probs.shape[0] < 1 or probs.shape[1] < 1:
@@ -382,6 +417,7 @@ def generation_stats(probs: torch.Tensor, images: torch.Tensor, blank_threshold:
         "entropy": min(1.0, max(0.0, entropy)),
         "classes_covered": int((hist > 0).sum()),
         "classes_covered_1pct": int((share >= 0.01).sum()),
+        "classes_covered_3pct": int((share >= 0.03).sum()),
         "near_blank_share": float(blank.double().mean()),
         "near_blank_count": int(blank.sum()),
         "blank_definition": f"less than {blank_threshold:g} of the pixels differ from the image's median grey "
@@ -405,6 +441,16 @@ def _nonneg_int(v: Any, what: str) -> int:
 
 def _seed(v: Any) -> int:
     return _nonneg_int(v, "seed")
+
+
+def _delta(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"delta must be a number >= 0 (the per-step noise std), got {v!r}") from None
+    if not math.isfinite(f) or f < 0:
+        raise ConfigError(f"delta must be a finite number >= 0 (the per-step noise std), got {v!r}")
+    return f
 
 
 def _noise(v: Any) -> float:

@@ -24,7 +24,7 @@ from .fileio import atomic_path
 from .runs import Run
 from .tables import markdown_table, text_table, write_tables
 
-__all__ = ["GenerationEvaluation", "generation_settings", "evaluate_generation", "write_generation_evaluation",
+__all__ = ["GenerationEvaluation", "setting_name", "generation_settings", "evaluate_generation", "write_generation_evaluation",
            "read_generation_evaluation", "histogram_figure"]
 
 
@@ -54,7 +54,7 @@ class GenerationEvaluation:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def headers(self) -> List[str]:
-        h = ["Images", "class entropy ↑", "classes (≥1%)", "near-blank ↓", "confidence"]
+        h = ["Images", "class entropy ↑", "classes (≥3%)", "near-blank ↓", "confidence"]
         if self.fid_backend != "none":
             h.insert(1, f"FID ({self.fid_backend})" + ("*" if self.fid_small else ""))
         return h
@@ -63,7 +63,7 @@ class GenerationEvaluation:
         out = [r["setting"]]
         if self.fid_backend != "none":
             out.append("–" if r.get("fid") is None else f"{r['fid']:.2f}")
-        out += [f"{r['entropy']:.3f}", f"{r['classes_covered_1pct']} of {self.num_classes}",
+        out += [f"{r['entropy']:.3f}", f"{r.get('classes_covered_3pct', '?')} of {self.num_classes}",
                 f"{100 * r['near_blank_share']:.1f}%", f"{r['mean_confidence']:.3f}"]
         return out
 
@@ -86,12 +86,14 @@ class GenerationEvaluation:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["setting", "sampler", "noise", "fid", "entropy", "classes_covered", "classes_covered_1pct",
+                    "classes_covered_3pct", "sample_seconds",
                     "near_blank_share", "mean_confidence", "n", "fid_backend"]
                    + [f"class_{k}" for k in range(self.num_classes)])
         for r in self.rows:
             w.writerow([r["setting"], r.get("sampler", ""), r.get("noise", ""),
                         "" if r.get("fid") is None else f"{r['fid']:.6g}", f"{r['entropy']:.6g}",
-                        r["classes_covered"], r["classes_covered_1pct"], f"{r['near_blank_share']:.6g}",
+                        r["classes_covered"], r["classes_covered_1pct"], r.get("classes_covered_3pct", ""),
+                        r.get("sample_seconds", ""), f"{r['near_blank_share']:.6g}",
                         f"{r['mean_confidence']:.6g}", r["n"], self.fid_backend] + list(r["histogram"]))
         return buf.getvalue()
 
@@ -99,13 +101,30 @@ class GenerationEvaluation:
         return text_table(self.headers(), [self.cells(r) for r in self.rows]) + "\n" + self.caption()
 
 
+def setting_name(sampler: str, noise: float = 0.0, delta: float = 0.0) -> str:
+    """A row label such as "Algorithm 2, noise 0.002" or "Stochastic (IHD), δ 0.0125"."""
+    from .samplers import get_sampler
+
+    parts = [get_sampler(sampler).label]
+    if sampler == "stochastic":
+        parts.append(f"δ {delta:g}")
+    parts.append(f"noise {noise:g}" if noise > 0 else ("no noise" if sampler == "algorithm2" else ""))
+    return ", ".join(p for p in parts if p)
+
+
 def generation_settings(run: Run, noise: float) -> List[Dict[str, Any]]:
-    """The settings compared by default: Algorithm 2 without and with start noise; DDIM where it applies."""
+    """The settings compared by default: Algorithm 2 without and with start noise; the run's own
+    ``[generation]`` setting where it differs (e.g. the stochastic sampler); DDIM where it applies."""
+    from .generation import generation_defaults
     from .samplers import sampler_names
 
     settings = [{"setting": "Algorithm 2, no noise", "sampler": "algorithm2", "noise": 0.0}]
     if noise > 0:
         settings.append({"setting": f"Algorithm 2, noise {noise:g}", "sampler": "algorithm2", "noise": noise})
+    own = generation_defaults(run)
+    if own["sampler"] not in ("algorithm2", "ddim") or own["delta"] > 0:
+        settings.append({"setting": setting_name(own["sampler"], own["noise"], own["delta"]),
+                         "sampler": own["sampler"], "noise": own["noise"], "delta": own["delta"]})
     if "ddim" in sampler_names(run.D):
         settings.append({"setting": "DDIM", "sampler": "ddim", "noise": 0.0})
     return settings
@@ -146,12 +165,16 @@ def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str =
         return row
 
     for s in settings or generation_settings(run, noise):
+        t0 = time.perf_counter()
         images = generate(run, n, sampler=s["sampler"], noise=s["noise"], seed=seed, batch_size=batch_size,
-                          progress=progress)
-        folder = run.folder / "generation" / (f"{s['sampler']}-noise{s['noise']:g}")
+                          progress=progress, delta=s.get("delta", 0.0), k=s.get("k"))
+        sample_s = time.perf_counter() - t0
+        name = f"{s['sampler']}-noise{s['noise']:g}" + (f"-delta{s['delta']:g}" if s.get("delta") else "")
+        folder = run.folder / "generation" / s.get("folder", name)
         write_generation(images, folder, {**s, "seed": seed, "run": str(run.folder), "step": run.step})
         row = measure(s, images)
         row["folder"] = str(folder)
+        row["sample_seconds"] = round(sample_s, 2)
         rows.append(row)
     real = measure({"setting": f"real {split} images (reference)", "sampler": "", "noise": ""}, x_ref)
     if extractor is not None:

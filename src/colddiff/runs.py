@@ -81,11 +81,13 @@ class Run:
 
     def sample(self, x_t: torch.Tensor, t, ctx: Any = None, sampler: str = "algorithm2", batch_size: int = 64,
                progress: bool = False, desc: Optional[str] = None, callback: Optional[Callable] = None,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+               generator: Optional[torch.Generator] = None, options: Optional[dict] = None) -> torch.Tensor:
         """x0_hat for N images ``x_t`` (CPU or device) from steps ``t`` (int or (N,)), by ``sampler``, on the CPU.
 
         ``ctx`` is the context of all N trajectories (its batch axis is sliced per batch, see
-        :func:`colddiff.degradations.context_slice`).  Results do not depend on ``batch_size``.
+        :func:`colddiff.degradations.context_slice`).  Results do not depend on ``batch_size``
+        (except for samplers that draw from ``generator``: one stream serves the batches in turn).
+        ``options``: the sampler's own keyword options (``stochastic``: ``{"delta": 0.0125}``).
         """
         from .samplers import get_sampler
 
@@ -114,7 +116,7 @@ class Run:
                 xb = x_t[lo:hi].to(self.device)
                 cb = context_to(context_slice(ctx, lo, hi, n), self.device)
                 outs.append(fn(R, self.D, xb, tt[lo:hi].to(self.device), cb, callback=None if graphed else tick,
-                               generator=generator).float().cpu())
+                               generator=generator, **(options or {})).float().cpu())
                 if graphed:  # a graph has no per-step hook: the bar moves per batch
                     bar.update(1 if fn.one_call else int(tt[lo:hi].max()))
         finally:

@@ -6,7 +6,9 @@ All share one signature, ``sampler(R, D, x_t, t, ctx=None, callback=None, genera
 step, and a sample whose ``t_b`` is below the current step ``s`` is passed through unchanged
 until its turn comes.  ``ctx`` is the per-trajectory context that produced x_t;
 ``callback(s, x_s, x0_hat)`` is called once per step, before the update, so trajectories can
-be recorded; ``generator`` feeds samplers that draw random numbers (none of these four do).
+be recorded; ``generator`` feeds samplers that draw random numbers (``stochastic``, with δ > 0).
+A sampler may take keyword-only options after the shared arguments (``stochastic``: ``delta``);
+``Run.sample(..., options=...)`` passes them on.
 
 ``SAMPLERS`` is the one registry (a plain dict name -> function); every list of sampler
 names (CLI choices included) derives from it.  Each function carries what callers need to
@@ -30,7 +32,7 @@ Restorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 TLike = Union[int, torch.Tensor]
 
-__all__ = ["direct", "algorithm1", "algorithm2", "ddim", "SAMPLERS", "register_sampler", "get_sampler", "sampler_names"]
+__all__ = ["direct", "algorithm1", "algorithm2", "stochastic", "ddim", "SAMPLERS", "register_sampler", "get_sampler", "sampler_names"]
 
 
 def _t_vector(t: TLike, x: torch.Tensor, D: Optional[Degradation] = None) -> torch.Tensor:
@@ -65,11 +67,15 @@ def _restore_active(R: Restorer, x: torch.Tensor, s: int, active: Optional[torch
 
 
 def register_sampler(name: str, label: str, one_call: bool = False, needs_context: bool = True,
-                     check: Optional[Callable[[Degradation], None]] = None):
-    """Function decorator: add a sampler (one signature, see the module docstring) to ``SAMPLERS``."""
+                     check: Optional[Callable[[Degradation], None]] = None, restores: bool = True):
+    """Function decorator: add a sampler (one signature, see the module docstring) to ``SAMPLERS``.
+
+    ``restores=False`` keeps a sampler out of the restoration table (Table 1): a generation-only sampler.
+    """
 
     def deco(fn):
         fn.sampler_name, fn.label, fn.one_call, fn.needs_context = name, label, one_call, needs_context
+        fn.restores = restores
         fn.check = check or (lambda D: None)
         SAMPLERS[name] = fn
         return fn
@@ -113,8 +119,12 @@ def direct(R: Restorer, D: Optional[Degradation], x_t: torch.Tensor, t: TLike, c
 
 
 def _iterate(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any,
-             callback: Optional[Callback], update: Callable, need_ctx: bool = True, kind: str = "") -> torch.Tensor:
-    """The loop the algorithms share: for s = t..1, x0_hat = R(x_s, s), x_{s-1} = update(x_s, x0_hat, s, ctx)."""
+             callback: Optional[Callback], update: Callable, need_ctx: bool = True, kind: str = "",
+             graphable: bool = True) -> torch.Tensor:
+    """The loop the algorithms share: for s = t..1, x0_hat = R(x_s, s), x_{s-1} = update(x_s, x0_hat, s, ctx).
+
+    ``graphable=False``: never replay the loop from CUDA graphs (an update that draws random numbers
+    would replay the same draw)."""
     if need_ctx:
         _check_ctx(D, ctx)
     tt = _t_vector(t, x_t, D)
@@ -139,7 +149,7 @@ def _iterate(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any,
 
     # A GraphedRestorer (colddiff.graphs) replays the whole loop from CUDA graphs when every
     # sample is at the same step and nobody needs the per-step callback; elsewhere: eager.
-    if (s_max > 0 and hasattr(R, "loop") and R.applies(x_t, callback)
+    if (graphable and s_max > 0 and hasattr(R, "loop") and R.applies(x_t, callback)
             and bool((tt_cpu == s_max).all())):
         return R.loop(kind, D, x_t, s_max, ctx, update, eager)
     return eager()
@@ -165,6 +175,42 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
     """
     return _iterate(R, D, x_t, t, ctx, callback,
                     lambda x_s, x0_hat, s, c: x_s - D(x0_hat, s, c) + D(x0_hat, s - 1, c), kind="algorithm2")
+
+
+# Generation only (restores=False): restoring a given image wants the most likely x0, not a sample;
+# with δ = 0 its Table 1 row would repeat Algorithm 2's.
+@register_sampler("stochastic", "Stochastic (IHD)", restores=False)
+@torch.no_grad()
+def stochastic(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
+               callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None, *,
+               delta: float = 0.0) -> torch.Tensor:
+    """Algorithm 2 with fresh noise at every step, in the style of Inverse Heat Dissipation
+    (Rissanen, Heinonen, Solin, "Generative Modelling With Inverse Heat Dissipation", ICLR 2023,
+    Sec. 3 and its sampling algorithm: u_{k−1} = μ_θ(u_k, k) + δ·ε).
+
+    For s = t..1: x0_hat = R(x_s, s); x_{s−1} = x_s − D(x0_hat, s) + D(x0_hat, s−1) + δ·ε_s with
+    ε_s ~ N(0, I) drawn from ``generator``, except at the last step (s = 1), which returns the
+    update without fresh noise.  A deterministic restorer started from a constant image can only
+    produce as many images as it can tell start values apart; the per-step noise lets every
+    intermediate step choose among the details that the blur erased, so R (trained on inputs
+    with the matching noise σ, ``degradation.input_noise``) samples instead of averaging.
+    With δ = 0 no number is drawn and this is Algorithm 2, bit for bit.
+    """
+    delta = float(delta)
+    if not math.isfinite(delta) or delta < 0:
+        raise ConfigError(f"the stochastic sampler's delta must be a finite number >= 0, got {delta!r}")
+
+    def update(x_s, x0_hat, s, c):
+        x_prev = x_s - D(x0_hat, s, c) + D(x0_hat, s - 1, c)  # Algorithm 2
+        if delta > 0 and s > 1:
+            eps = torch.randn(x_prev.shape, generator=generator,
+                              device=generator.device if generator is not None else x_prev.device)
+            x_prev = x_prev + delta * eps.to(device=x_prev.device, dtype=x_prev.dtype)
+        return x_prev
+
+    # δ = 0 is Algorithm 2 and may share its CUDA graphs; with δ > 0 every step draws, so no graph
+    return _iterate(R, D, x_t, t, ctx, callback, update, kind="algorithm2" if delta == 0 else "stochastic",
+                    graphable=delta == 0)
 
 
 def _check_mixing(D: Degradation) -> None:

@@ -352,7 +352,7 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
             loss_sum = torch.zeros((), device=device)
             for micro in range(tr.grad_accum):
                 x0 = stream.next().to(device, non_blocking=True)
-                x_t, t = degrade_batch(D, x0, gen)
+                x_t, t = degrade_batch(D, x0, gen, input_noise=cfg.degradation.input_noise)
                 sync = (contextlib.nullcontext() if not distributed or micro == tr.grad_accum - 1
                         else net.no_sync())
                 with sync:
@@ -450,17 +450,21 @@ def _stop_if_not_finite(bad_step: int, loss_value: float, step: int, ckdir: Path
         + "lower train.lr or set train.grad_clip, then resume")
 
 
-def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, stepwise: bool = False):
+def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, stepwise: bool = False, input_noise: float = 0.0):
     """t ~ U{1..T} per image, a fresh per-trajectory context, and x_t = D(x0, t, ctx).
 
     ``stepwise=True`` applies the degradation one step at a time, as the authors' code does
-    (only for the training-step benchmark).
+    (only for the training-step benchmark).  ``input_noise`` σ > 0 adds N(0, σ²) to x_t, the
+    forward process of Inverse Heat Dissipation (Rissanen et al., ICLR 2023, Sec. 3: blur plus a
+    little noise); σ = 0 draws nothing, so the paper's training stream is unchanged.
     """
     t = torch.randint(1, D.T + 1, (x0.shape[0],), generator=gen, device=x0.device)
     t.in_range = True  # 1..T by construction: D need not read it back from the GPU to check it
     ctx = D.context(x0, gen)
     with torch.no_grad():
         x_t = D.apply_stepwise(x0, t, ctx) if stepwise else D(x0, t, ctx)
+        if input_noise > 0:
+            x_t = x_t + input_noise * torch.randn(x_t.shape, generator=gen, device=x_t.device, dtype=x_t.dtype)
     return x_t, t
 
 

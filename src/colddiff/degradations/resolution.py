@@ -109,6 +109,39 @@ class Downsample(SeparableDegradation):
             out[idx] = F.interpolate(small, size=(H, W), mode="nearest")
         return out.to(x.dtype)
 
+    # ---- generation: the end state is a tiny image (28 px -> 4x4 = 16 numbers per channel), not a constant.
+    # Fitting the Gaussian mixture to the whole low-resolution end state, instead of to the channel
+    # means, gives the start a digit's rough layout to restore (the "richer start state" of the
+    # later work that fixed blur generation's lack of diversity).
+    start_fit = True
+
+    def _end_maps(self, H: int, W: int):
+        """The nearest-neighbour upsampling matrices (H, h), (W, w) of the last step and, per low-resolution
+        pixel, one full-size pixel showing it (the end state is constant on each pixel's block)."""
+        self._check_size(min(H, W))
+        UH = torch.from_numpy(nearest_matrix(size_at(H, self.T), H))
+        UW = torch.from_numpy(nearest_matrix(size_at(W, self.T), W))
+        return UH, UW, UH.argmax(0), UW.argmax(0)
+
+    def end_state(self, x0: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w): the image at t = T at its own resolution (h = ceil(H / 2^T)); D(x0, T) = up(end_state)."""
+        B, C, H, W = x0.shape
+        _, _, rows, cols = self._end_maps(H, W)
+        x_T = self(x0, self.T)
+        return x_T[:, :, rows.to(x0.device)][:, :, :, cols.to(x0.device)]
+
+    def start_statistic(self, x0):
+        return self.end_state(x0).double().flatten(1)
+
+    def start(self, n, shape, generator=None, device=None, draw=None):
+        """x_T = up(small): the (C, h, w) low-resolution end state drawn by ``draw`` (the fitted GMM), shown at full size."""
+        if draw is None:
+            raise ConfigError("resolution generation draws its low-resolution start from a Gaussian mixture: pass draw=")
+        C, H, W = shape
+        UH, UW, rows, cols = self._end_maps(H, W)
+        small = draw(n, generator).double().view(n, C, rows.numel(), cols.numel())
+        return torch.matmul(torch.matmul(UH, small), UW.T).float().to(device), None
+
     @classmethod
     def example(cls, image_size: int = 16, channels: int = 1) -> "Degradation":
         return cls(T=2, image_size=image_size, channels=channels)
