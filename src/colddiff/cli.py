@@ -17,8 +17,12 @@ from typing import Optional, Sequence
 from . import __version__
 from .config import parse_value
 from .errors import ColddiffError, ConfigError, InputError
+from .fileio import check_writable
+from .validate import argtype
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 3    # training stopped by Ctrl-C/SIGTERM after saving a checkpoint: resume it
+COUNT, WHOLE, REAL0 = argtype("count"), argtype("whole", 0), argtype("real", 0)  # --n 0, --noise -1, ... refused
 RAW = argparse.RawDescriptionHelpFormatter
 
 
@@ -105,9 +109,14 @@ def cmd_degrade(args) -> int:
     params = parse_params(args.param)
     if args.T is not None:
         params["T"] = args.T
+    check_writable(args.out)
+    deg.get_class(args.degradation)  # an unknown name before reading any image
     x0 = load_input(args.input, args.n, args.channels, args.size)
-    params.setdefault("image_size", int(x0.shape[-1]))
-    params.setdefault("channels", int(x0.shape[1]))
+    for key, have in (("image_size", int(x0.shape[-1])), ("channels", int(x0.shape[1]))):
+        if key in params and params[key] != have:
+            raise ConfigError(f"--param {key}={params[key]} contradicts the input, whose images have {key} {have}; "
+                              f"drop --param {key} (it is taken from the input){' or pass --size N' if key == 'image_size' else ''}")
+        params[key] = have
     D = deg.create(args.degradation, **params)
     steps = parse_steps(args.steps, D.T)
     g = torch.Generator().manual_seed(args.seed)
@@ -134,13 +143,13 @@ def add_degrade(sub):
     d.add_argument("--degradation", "-d", required=True, help="degradation name (see `colddiff degradations`)")
     d.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="degradation parameter, repeatable (e.g. --param sigma=2 --param padding=circular)")
-    d.add_argument("--T", type=int, default=None, help="number of steps (same as --param T=N)")
+    d.add_argument("--T", type=COUNT, default=None, help="number of steps (same as --param T=N)")
     d.add_argument("--input", "-i", required=True,
                    help="image file, folder of images, or data set name (e.g. mnist-5k: its test split)")
-    d.add_argument("--n", type=int, default=8, help="at most this many images (default 8)")
+    d.add_argument("--n", type=COUNT, default=8, help="at most this many images (default 8)")
     d.add_argument("--steps", default=None, help="comma-separated steps, e.g. 0,5,10,T (default: 0, T/4, T/2, 3T/4, T)")
     d.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert images to 1 or 3 channels")
-    d.add_argument("--size", type=int, default=None, help="resize images to SIZE×SIZE")
+    d.add_argument("--size", type=argtype("whole", 1), default=None, help="resize images to SIZE×SIZE")
     d.add_argument("--seed", type=int, default=0, help="seed of the random parts (mask centres, noise, ...)")
     d.add_argument("--out", "-o", default="degrade.png", help="output PNG (default degrade.png)")
 
@@ -203,8 +212,8 @@ def add_check_degradation(sub):
     c.add_argument("name", help="degradation name (see `colddiff degradations`)")
     c.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="degradation parameter, repeatable (default: the family's example settings)")
-    c.add_argument("--T", type=int, default=None, help="number of steps")
-    c.add_argument("--size", type=int, default=16, help="image size for the checks (default 16)")
+    c.add_argument("--T", type=COUNT, default=None, help="number of steps")
+    c.add_argument("--size", type=argtype("whole", 8), default=16, help="image size for the checks (default 16)")
     c.add_argument("--channels", type=int, choices=(1, 3), default=1, help="image channels (default 1)")
 
 
@@ -246,12 +255,14 @@ def cmd_train(args) -> int:
         cfg = resolve_config(args.preset, args.config, args.set)
         out = Path(args.out) if args.out else Path("runs") / cfg.preset
     cfg.build_degradation()  # fail early on impossible degradation settings
+    check_writable(out, folder=True)
     summary = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun only rank 0 reports
     if summary.get("stopped_early"):
         print(f"stopped at step {summary['step']} of {summary['steps']}; checkpoint saved: {summary['checkpoint']}\n"
               f"continue with: colddiff train --resume {out}")
+        return EXIT_INTERRUPTED  # not 0: a script must not take a stopped run for a finished one
     else:
         print(f"trained {cfg.preset} to step {summary['step']} in {summary['elapsed_s']:.0f} s; "
               f"final loss {summary['final_loss']:.4f}; run folder: {out}")
@@ -388,7 +399,9 @@ def cmd_evaluate(args) -> int:
     from .evaluation import evaluate, write_evaluation
 
     run = _load_run(args)
+    check_writable(run.folder / "evaluation", folder=True, what="the run's evaluation folder")
     if args.generation:
+        check_writable(run.folder / "generation", folder=True, what="the run's generation folder")
         from .generation_eval import evaluate_generation, write_generation_evaluation
 
         gev = evaluate_generation(run, n=args.gen_n, noise=args.noise, fid=args.fid, seed=args.seed,
@@ -421,25 +434,26 @@ def add_evaluate(sub):
           colddiff evaluate runs/mnist5k-blur --generation        # generated images (see `colddiff generate`)
         """, cmd_evaluate)
     _run_args(ev)
-    ev.add_argument("--n", type=int, default=500, help="held-out images to restore (default 500)")
+    ev.add_argument("--n", type=COUNT, default=500, help="held-out images to restore (default 500)")
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
     ev.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto",
                     help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "
                          "auto = classifier on labelled data sets, else none")
     ev.add_argument("--no-classifier", action="store_true",
                     help="skip the classifier (no 'class kept' column and no classifier FID)")
-    ev.add_argument("--batch-size", type=int, default=100, help="images per sampler batch (default 100)")
+    ev.add_argument("--batch-size", type=COUNT, default=100, help="images per sampler batch (default 100)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random parts of the degradation")
     ev.add_argument("--generation", action="store_true",
                     help="evaluate generated images instead (class histogram, entropy, blank share, FID)")
-    ev.add_argument("--gen-n", type=int, default=500, help="with --generation: images to generate (default 500)")
-    ev.add_argument("--noise", type=float, default=0.002,
+    ev.add_argument("--gen-n", type=COUNT, default=500, help="with --generation: images to generate (default 500)")
+    ev.add_argument("--noise", type=REAL0, default=0.002,
                     help="with --generation: the --noise setting compared against no noise (default 0.002)")
 
 
 def cmd_restore(args) -> int:
     from .restoration import restore_files
 
+    check_writable(args.out, folder=True)
     run = _load_run(args)
     res = restore_files(run, args.input, args.out, t=args.t, sampler=args.sampler, resize=args.resize,
                         progress=not args.no_progress)
@@ -477,6 +491,7 @@ def add_restore(sub):
 def cmd_generate(args) -> int:
     from .generation import generate, write_generation
 
+    check_writable(args.out, folder=True)
     run = _load_run(args)
     images = generate(run, args.n, sampler=args.sampler, noise=args.noise, seed=args.seed, k=args.k,
                       batch_size=args.batch_size, progress=not args.no_progress)
@@ -500,15 +515,15 @@ def add_generate(sub):
           colddiff generate runs/celeba-noise --n 16 --sampler ddim --out ddim/
         """, cmd_generate)
     _run_args(gn)
-    gn.add_argument("--n", type=int, default=64, help="images to generate (default 64)")
+    gn.add_argument("--n", type=COUNT, default=64, help="images to generate (default 64)")
     gn.add_argument("--out", "-o", required=True, help="output folder")
     gn.add_argument("--sampler", choices=_sampler_names(), default="algorithm2",
                     help="algorithm2 (default), algorithm1, ddim (noise runs), direct (one call of R)")
-    gn.add_argument("--noise", type=float, default=0.0,
+    gn.add_argument("--noise", type=REAL0, default=0.0,
                     help="std of Gaussian noise added to the start state (the paper's broken symmetry, e.g. 0.002)")
     gn.add_argument("--seed", type=int, default=0, help="seed of the start states (same seed, same images)")
-    gn.add_argument("--k", type=int, default=1, help="blur runs: Gaussian-mixture components of the start statistic")
-    gn.add_argument("--batch-size", type=int, default=256, help="images per sampler batch (default 256)")
+    gn.add_argument("--k", type=COUNT, default=1, help="blur runs: Gaussian-mixture components of the start statistic")
+    gn.add_argument("--batch-size", type=COUNT, default=256, help="images per sampler batch (default 256)")
 
 
 def cmd_report(args) -> int:
@@ -516,6 +531,8 @@ def cmd_report(args) -> int:
     from .report import find_evaluations, generation_section, write_figures, write_report
 
     run = _load_run(args)
+    for target in (run.folder / "report.html", run.folder / "figures" / "report.png"):
+        check_writable(target, what="the report")  # before the evaluation and the figures, not after
     evs = find_evaluations(run.folder)
     if not evs and not args.no_eval:
         print(f"no evaluation in {run.folder / 'evaluation'} yet: evaluating {args.n} test images (--fid auto)",
@@ -541,13 +558,14 @@ def add_report(sub):
           xdg-open runs/mnist5k-blur/report.html       # or open it in any browser; no server needed
         """, cmd_report)
     _run_args(rp)
-    rp.add_argument("--n", type=int, default=500, help="images for the evaluation when there is none (default 500)")
+    rp.add_argument("--n", type=COUNT, default=500, help="images for the evaluation when there is none (default 500)")
     rp.add_argument("--no-eval", action="store_true", help="do not evaluate a run that has no evaluation yet")
 
 
 def cmd_quickstart(args) -> int:
     from .quickstart import quickstart, summary_text
 
+    check_writable(args.out, folder=True)
     result = quickstart(args.out, steps=args.steps, t=args.t, n=args.n, gen_n=args.gen_n,
                         progress=not args.no_progress)
     print(summary_text(result))
@@ -565,10 +583,10 @@ def add_quickstart(sub):
           colddiff quickstart --out runs/qs --steps 3000      # longer training
         """, cmd_quickstart)
     qs.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
-    qs.add_argument("--steps", type=int, default=2200, help="training steps (default 2200, ~7.5 min on 2 cores)")
+    qs.add_argument("--steps", type=COUNT, default=2200, help="training steps (default 2200, ~7.5 min on 2 cores)")
     qs.add_argument("--t", type=int, default=10, help="restoration severity for the evaluation (default 10 of 30)")
-    qs.add_argument("--n", type=int, default=500, help="held-out digits to evaluate (default 500)")
-    qs.add_argument("--gen-n", type=int, default=200, help="digits generated per setting (default 200)")
+    qs.add_argument("--n", type=COUNT, default=500, help="held-out digits to evaluate (default 500)")
+    qs.add_argument("--gen-n", type=COUNT, default=200, help="digits generated per setting (default 200)")
     qs.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -631,6 +649,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("colddiff: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the file system said no outside the atomic writer: still one line, exit 2
+        if args.debug:
+            raise
+        if e.errno is not None and e.filename:
+            from .fileio import os_problem
+
+            print(f"colddiff: error: {os_problem(e, e.filename, 'use')}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"colddiff: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback "
+              "and please report it)", file=sys.stderr)
+        return 1
     except MemoryError:
         print("colddiff: error: out of memory; use fewer or smaller images (--n, --size)", file=sys.stderr)
         return 1

@@ -11,3 +11,7 @@ class ConfigError(ColddiffError, ValueError):
 
 class InputError(ColddiffError, ValueError):
     """Unreadable, missing or wrongly shaped input data."""
+
+
+class OutputError(ColddiffError):
+    """A result that cannot be written: the path is a folder or a file, read-only, or the disk is full."""

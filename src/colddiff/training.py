@@ -38,7 +38,8 @@ from .config import RunConfig, check_resumable
 from .degradations import context_to
 from .devices import autocast as precision_autocast
 from .devices import resolve_device as _resolve_device
-from .errors import ColddiffError, ConfigError
+from .errors import ColddiffError, ConfigError, OutputError
+from .fileio import TMP_PREFIX, atomic_path, os_problem, remove_stale
 
 Callback = Callable[[Dict[str, Any]], None]
 
@@ -213,9 +214,14 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
+    # a run killed while writing its first checkpoint leaves only a temporary file: clear it, say so
+    stale = remove_stale(ckdir) + remove_stale(out, ("metrics.tmp", TMP_PREFIX + "*")) if rank == 0 else 0
     latest = ckpt_io.find_latest(ckdir)
     if resume and latest is None:
-        raise ConfigError(f"nothing to resume in {out}: it has no checkpoint (start it with --out instead)")
+        raise ConfigError(f"nothing to resume in {out}: it has no complete checkpoint"
+                          + (f" (removed {stale} partial file(s) of a checkpoint that was being written when the "
+                             "run was killed)" if stale else "")
+                          + "; start it again with --out instead of --resume")
     if not resume and latest is not None:
         raise ConfigError(f"{out} already holds a run (checkpoint {latest.name}); continue it with "
                           f"`colddiff train --resume {out}` or choose another --out")
@@ -235,7 +241,7 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     scaler = torch.amp.GradScaler("cuda") if tr.precision == "fp16" else None
     gen = torch.Generator(device=device).manual_seed(tr.seed * 7919 + 17 + rank)
     torch.manual_seed(tr.seed + 1 + rank)  # dropout etc.: a different stream per process
-    step, elapsed_before = 0, 0.0
+    step, elapsed_before, resumed_losses = 0, 0.0, []
     stream = BatchStream(ds, tr.batch_size, tr.seed, rank, world, cfg.data.num_workers)
 
     if resume:
@@ -248,6 +254,7 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         st = ck.state
         stream.epoch, stream.position = int(st.get("epoch", 0)), int(st.get("position", 0))
         elapsed_before = float(st.get("elapsed", 0.0))
+        resumed_losses = [float(v) for v in st.get("log_losses", [])]  # the running average of the log window
         if scaler is not None and st.get("grad_scaler"):
             scaler.load_state_dict(st["grad_scaler"])
         rank_rng = {k.split(".", 1)[1]: v for k, v in ck.rng.items() if k.startswith(f"rank{rank}.")}
@@ -286,17 +293,24 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         if not is_main:
             return None
         state = {"step": at_step, **stream_state, "elapsed": elapsed_before + (time.time() - t_start),
-                 "world_size": world, "torch": torch.__version__}
+                 "world_size": world, "torch": torch.__version__, "log_losses": list(log_losses)}
         if scaler is not None:
             state["grad_scaler"] = scaler.state_dict()  # plain floats and ints
-        path = ckpt_io.save_checkpoint(ckpt_io.checkpoint_path(ckdir, at_step), config=cfg.to_dict(),
-                                       model=model.state_dict(), ema=ema.state_dict(),
-                                       optimizer=opt.state_dict(), rng=rng_all, state=state)
+        try:
+            path = ckpt_io.save_checkpoint(ckpt_io.checkpoint_path(ckdir, at_step), config=cfg.to_dict(),
+                                           model=model.state_dict(), ema=ema.state_dict(),
+                                           optimizer=opt.state_dict(), rng=rng_all, state=state)
+        except OutputError as e:
+            kept = ckpt_io.find_latest(ckdir)
+            raise OutputError(f"{e}; training stopped at step {at_step}: "
+                              + (f"continue from {kept.name} with `colddiff train --resume {out}` once it can be "
+                                 "written" if kept else "no checkpoint was saved yet, start again once it can be "
+                                 "written")) from None
         ckpt_io.prune(ckdir, tr.keep_last)
         return path
 
     t_start = time.time()
-    log_losses: List[float] = []
+    log_losses: List[float] = list(resumed_losses)
     t_log, imgs_log = time.time(), 0
     last_loss = float("nan")
     stopped_early = False
@@ -384,7 +398,8 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
                "ranks_agree": len(set(digests)) == 1,
                "checkpoint": str(ckpt_io.find_latest(ckdir)) if is_main else None}
     if is_main:
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        with atomic_path(out / "train_summary.json") as tmp:
+            Path(tmp).write_text(json.dumps(summary, indent=2))
     if tb is not None:
         tb.close()
     if distributed:
@@ -444,8 +459,12 @@ def _gather_digests(model, distributed: bool, world: int) -> List[str]:
 
 
 def _append_jsonl(path: Path, rec: Dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(rec) + "\n")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+    except OSError as e:
+        raise OutputError(f"{os_problem(e, path)}; training stopped: continue from the last checkpoint with "
+                          f"`colddiff train --resume {path.parent}` once it can be written") from None
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -459,9 +478,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
                 keep.append(line)
         except ValueError:
             continue  # a line cut by a kill
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(x + "\n" for x in keep))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("".join(x + "\n" for x in keep))
 
 
 def _tensorboard(logdir: Path):

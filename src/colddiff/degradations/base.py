@@ -98,9 +98,14 @@ def create(name: str, **params: Any) -> "Degradation":
                 f"its parameters are: {', '.join(accepted)}"
             )
         params = {k: v for k, v in params.items() if k in accepted}
+    from ..validate import degradation_params
+
+    params = degradation_params(name, cls.__init__, params)  # typed and finite before any kernel is built
     try:
         return cls(**params)
-    except TypeError as e:  # wrong argument types or missing required ones
+    except (TypeError, ValueError, OverflowError) as e:  # wrong argument types or missing required ones
+        if isinstance(e, (ConfigError, InputError)):
+            raise
         raise ConfigError(f"cannot build degradation {name!r}: {e}") from None
 
 
