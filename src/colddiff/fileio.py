@@ -24,7 +24,7 @@ from .errors import OutputError
 TMP_PREFIX = ".tmp-"
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0o022)  # the only portable way to read it: set, then restore at once
     os.umask(mask)
     return mask
@@ -65,7 +65,7 @@ def atomic_path(path, fsync: bool = False) -> Iterator[str]:
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR):
