@@ -316,6 +316,9 @@ def cmd_data(args) -> int:
     action, root = args.action, args.root
     if action is None:
         raise ConfigError("say what to do: colddiff data list | info NAME | verify NAME | download NAME")
+    if root is not None and action != "download" and not Path(root).expanduser().is_dir():
+        raise InputError(f"--root {root} is not a folder{'' if Path(root).expanduser().exists() else ' (it does not exist)'}; "
+                         "give the folder that holds the data set's files (downloads create it)")
     if action == "list":
         rows = data.summary(root)
         print(f"{'name':<14} {'status':<16} {'image':<9} {'train':>8} {'test':>7}  {'licence':<24} source")
@@ -534,6 +537,7 @@ def cmd_report(args) -> int:
     for target in (run.folder / "report.html", run.folder / "figures" / "report.png"):
         check_writable(target, what="the report")  # before the evaluation and the figures, not after
     evs = find_evaluations(run.folder)
+    extra = generation_section(run.folder)  # every file of the run is read (and checked) before the work
     if not evs and not args.no_eval:
         print(f"no evaluation in {run.folder / 'evaluation'} yet: evaluating {args.n} test images (--fid auto)",
               file=sys.stderr)
@@ -542,7 +546,7 @@ def cmd_report(args) -> int:
         evs = [ev]
     fig_t = evs[0].t if evs else run.T
     figs = write_figures(run, progress=not args.no_progress, t=fig_t)
-    path = write_report(run, figs, evs, extra_sections=generation_section(run.folder), fig_t=fig_t)
+    path = write_report(run, figs, evs, extra_sections=extra, fig_t=fig_t)
     print(f"wrote {path} ({len(figs)} figures, {len(evs)} evaluation table(s)); open it in a browser, e.g. "
           f"xdg-open {path}  (figures also in {run.folder / 'figures'})")
     return 0

@@ -159,6 +159,7 @@ class RunConfig:
         setattr(sec, parts[1], _coerce(text, current, key))
 
     def validate(self) -> "RunConfig":
+        self._validate_values()
         tr = self.train
         for name in ("steps", "batch_size", "grad_accum", "ema_every", "checkpoint_every", "keep_last"):
             if getattr(tr, name) < 1:
@@ -178,7 +179,7 @@ class RunConfig:
             raise ConfigError(f"data.image_size must be at least 8, got {self.data.image_size}")
         if self.model.dim < 1 or not self.model.dim_mults:
             raise ConfigError("model.dim must be positive and model.dim_mults non-empty")
-        return self._validate_values()
+        return self
 
     def _validate_values(self) -> "RunConfig":
         """Finite numbers in range and the right types (see :mod:`colddiff.validate`): a NaN learning

@@ -228,6 +228,9 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     if resume:
         check_resumable(ckpt_io.read_meta(latest)[0], cfg, f"the run in {out}")
 
+    if cfg.data.root and not Path(cfg.data.root).expanduser().is_dir():
+        raise ConfigError(f"data.root {cfg.data.root} is not a folder; give the folder that holds {cfg.data.name}'s "
+                          "files, or leave data.root empty to use the default places")
     # ---- data, degradation, network (identical initial weights on every process)
     ds = data_mod.load(cfg.data.name, "train", root=cfg.data.root or None,
                        image_size=cfg.data.image_size, channels=cfg.data.channels)

@@ -139,7 +139,7 @@ def record(d: Any, kind: str, path, required: tuple = (), hint: str = "") -> Dic
     """``d`` (read from ``path``) checked against :data:`RECORD_TYPES` [kind]: an InputError otherwise."""
     fix = f"; {hint}" if hint else ""
     if not isinstance(d, Mapping):
-        raise InputError(f"{path} is not a {kind} record (expected a JSON object, got {type(d).__name__}){fix}")
+        raise InputError(f"{path} holds no {kind} record (expected a JSON object, got {type(d).__name__}){fix}")
     types = RECORD_TYPES[kind]
     for k in required:
         if k not in d:
