@@ -468,7 +468,7 @@ def _tiny(*extra):
     return preset("mnist5k-blur").override(TINY + list(extra))
 
 
-def test_fault_kill_during_first_checkpoint_then_start_again(tmp_path):
+def test_fault_kill_during_first_checkpoint_then_start_again(tmp_path, capsys):
     """SIGKILL while the first checkpoint is half written: the temporary file is removed on the next
     run, which says so; starting again trains normally."""
     out = tmp_path / "run"
@@ -485,6 +485,8 @@ def test_fault_kill_during_first_checkpoint_then_start_again(tmp_path):
     assert p.returncode == -signal.SIGKILL, p.stderr
     assert list((out / "checkpoints").glob(".tmp-*")) and not list_checkpoints(out / "checkpoints")
     assert main(["train", "--resume", str(out), "--no-progress"]) == 2
+    assert "removed 1 partial file(s) left by a run killed while writing its first checkpoint" \
+        in capsys.readouterr().err
     assert not list((out / "checkpoints").glob(".tmp-*"))
     assert main(["train", "--preset", "mnist5k-blur", "--set", *TINY, "--no-progress", "--out", str(out)]) == 0
     assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [3, 6, 8]
@@ -608,7 +610,7 @@ def test_fault_resume_between_log_lines_logs_the_same_losses(tmp_path):
         train(_tiny(), tmp_path / "b", resume=True, progress=False)
     finally:
         torch.set_num_threads(threads)
-    log = lambda run: [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().split())]  # noqa: E731
+    log = lambda run: [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]  # noqa: E731
     assert log(tmp_path / "a") == log(tmp_path / "b") and [s for s, _ in log(tmp_path / "a")] == [4, 8]
 
 

@@ -67,11 +67,24 @@ def resume_config(out, sets: Sequence[str] = ()) -> RunConfig:
     out = Path(out)
     latest = ckpt_io.find_latest(out / "checkpoints")
     if latest is None:
-        raise ConfigError(f"nothing to resume in {out}: no checkpoint in {out / 'checkpoints'}")
+        raise nothing_to_resume(out, clear_partial(out))
     saved, _ = ckpt_io.read_meta(latest)
     cfg = RunConfig.from_dict(saved).override(list(sets))
     check_resumable(saved, cfg, f"the run in {out}")
     return cfg
+
+
+def clear_partial(out) -> int:
+    """Remove what a run killed mid-write left (a half-written checkpoint, a temporary log): how many files."""
+    out = Path(out)
+    return remove_stale(out / "checkpoints") + remove_stale(out, ("metrics.tmp", TMP_PREFIX + "*"))
+
+
+def nothing_to_resume(out, stale: int) -> ConfigError:
+    return ConfigError(f"nothing to resume in {out}: it has no complete checkpoint"
+                       + (f" (removed {stale} partial file(s) left by a run killed while writing its first "
+                          "checkpoint)" if stale else "")
+                       + "; start it again with --preset/--config and --out instead of --resume")
 
 
 def lr_at(cfg: RunConfig, step: int) -> float:
@@ -214,14 +227,10 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    # a run killed while writing its first checkpoint leaves only a temporary file: clear it, say so
-    stale = remove_stale(ckdir) + remove_stale(out, ("metrics.tmp", TMP_PREFIX + "*")) if rank == 0 else 0
+    stale = clear_partial(out) if rank == 0 else 0
     latest = ckpt_io.find_latest(ckdir)
     if resume and latest is None:
-        raise ConfigError(f"nothing to resume in {out}: it has no complete checkpoint"
-                          + (f" (removed {stale} partial file(s) of a checkpoint that was being written when the "
-                             "run was killed)" if stale else "")
-                          + "; start it again with --out instead of --resume")
+        raise nothing_to_resume(out, stale)
     if not resume and latest is not None:
         raise ConfigError(f"{out} already holds a run (checkpoint {latest.name}); continue it with "
                           f"`colddiff train --resume {out}` or choose another --out")
