@@ -115,7 +115,8 @@ def cmd_degrade(args) -> int:
     for key, have in (("image_size", int(x0.shape[-1])), ("channels", int(x0.shape[1]))):
         if key in params and params[key] != have:
             raise ConfigError(f"--param {key}={params[key]} contradicts the input, whose images have {key} {have}; "
-                              f"drop --param {key} (it is taken from the input){' or pass --size N' if key == 'image_size' else ''}")
+                              f"drop --param {key} (it is taken from the input) or convert the input with "
+                              f"--{'size' if key == 'image_size' else 'channels'} {params[key]}")
         params[key] = have
     D = deg.create(args.degradation, **params)
     steps = parse_steps(args.steps, D.T)

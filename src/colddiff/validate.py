@@ -99,7 +99,10 @@ def degradation_params(name: str, init: Callable, params: Dict[str, Any]) -> Dic
             out[k] = v
             continue
         if k == "T":
-            out[k] = whole(v, f"{name} T (number of steps)", lo=1)
+            try:
+                out[k] = whole(v, "T", lo=1)
+            except ConfigError:
+                raise ConfigError(f"T must be a positive integer number of steps, got {v!r}") from None
             continue
         out[k] = typed(v, kind, what)
     return out
