@@ -122,9 +122,11 @@ def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str =
     """
     from .generation import generate, generation_stats, write_generation
 
+    from .validate import number, whole
+
     start = time.perf_counter()
-    if n < 1:
-        raise ConfigError(f"--gen-n must be at least 1, got {n}")
+    whole(n, "--gen-n", lo=1)
+    number(noise, "--noise", 0)  # a negative noise once dropped its row from the table without a word
     c = run.cfg.data
     x_ref, labels, split = held_out(run, n)
     if not bool((labels >= 0).all()):

@@ -104,6 +104,8 @@ def load_images(path: PathLike, channels: Optional[int] = None,
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {path}")
     if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InputError(f"the number of images must be at least 1, got {limit!r}")  # files[:-1] drops one
         files = files[:limit]
     imgs, first = [], None
     for f in files:
