@@ -587,9 +587,11 @@ def test_fault_ctrl_c_exits_with_the_interrupted_status_and_resumes(tmp_path, ca
         training.train = lambda *a, **k: {**summary, "checkpoint": "x"}
         assert main(["train", "--preset", "mnist5k-blur", "--set", *TINY, "--out", str(tmp_path / "new")]) \
             == EXIT_INTERRUPTED == 3
+        assert "continue with: colddiff train --resume" in capsys.readouterr().out
+        assert main(["quickstart", "--out", str(tmp_path / "qs"), "--no-progress"]) == 3   # its training, stopped
+        assert "run `colddiff quickstart` again" in capsys.readouterr().err
     finally:
         training.train = orig
-    assert "continue with: colddiff train --resume" in capsys.readouterr().out
 
 
 def test_fault_resume_between_log_lines_logs_the_same_losses(tmp_path):

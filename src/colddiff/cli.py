@@ -650,7 +650,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.debug:
             raise
         print(f"colddiff: error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return getattr(e, "exit_status", EXIT_USER_ERROR)  # StoppedError: 3, like a stopped `train`
     except KeyboardInterrupt:
         print("colddiff: interrupted", file=sys.stderr)
         return 130

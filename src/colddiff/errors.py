@@ -15,3 +15,9 @@ class InputError(ColddiffError, ValueError):
 
 class OutputError(ColddiffError):
     """A result that cannot be written: the path is a folder or a file, read-only, or the disk is full."""
+
+
+class StoppedError(ColddiffError):
+    """Work stopped on request (Ctrl-C, SIGTERM) after saving what it had: run the command again to continue."""
+
+    exit_status = 3
