@@ -22,7 +22,7 @@ from .validate import argtype
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 3    # training stopped by Ctrl-C/SIGTERM after saving a checkpoint: resume it
-COUNT, WHOLE, REAL0 = argtype("count"), argtype("whole", 0), argtype("real", 0)  # --n 0, --noise -1, ... refused
+COUNT, REAL0 = argtype("count"), argtype("real", 0)  # --n 0, --noise -1, ... refused
 RAW = argparse.RawDescriptionHelpFormatter
 
 

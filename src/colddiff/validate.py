@@ -186,7 +186,7 @@ def argtype(kind: str, lo: Optional[float] = None) -> Callable[[str], Any]:
                 return float(number(v if v is not None else text, "the value", lo=lo))
             return whole(v if v is not None else text, "the value", lo=1 if kind == "count" else lo)
         except ConfigError as e:
-            raise argparse.ArgumentTypeError(str(e).replace("the value ", "") + "") from None
+            raise argparse.ArgumentTypeError(str(e).replace("the value ", "")) from None
 
     parse.__name__ = {"count": "a positive whole number", "whole": "a whole number", "real": "a number"}[kind]
     return parse
