@@ -205,6 +205,9 @@ CASES = [
     ("degrade-unknown-family", D.replace("-d blur", "-d blurry"), 2, "unknown degradation 'blurry'"),
     ("degrade-param-no-equals", D + " --param sigma", 2, "--param expects key=value"),
     ("degrade-folder-with-subfolders-and-bmp", "degrade -d blur --input {collide} --n 9 --out {tmp}/o.png", 0, "4 image(s)"),
+    ("degrade-T-huge", D + " --T 100000000", 2, "T must be at most 100,000 steps"),
+    ("degrade-blur-sigma-tiny", D + " --param sigma=1e-300 --steps 0,5", 0, "2 image(s) x 2 steps"),
+    ("degrade-blur-sigma-huge", D + " --param sigma=1e300 --steps 0,5", 0, "2 image(s) x 2 steps"),
     ("check-degradation-sigma-nan", "check-degradation blur --param sigma=nan", 2, "finite number"),
     ("check-degradation-size-tiny", "check-degradation blur --size 2", 2, "argument --size: must be at least 8"),
     # train and configs
@@ -331,6 +334,24 @@ def check_restore_16bit_png(world, tmp):
     ramp = np.asarray(Image.open(world / "ramp16.png"), dtype=np.float64) / 65535
     assert np.allclose((x[0].numpy() + 1) / 2, ramp, atol=1e-4)   # full 16-bit range kept, not clipped
     assert (tmp / "out" / "ramp16.direct.png").exists()
+
+
+def _strip_cells(path: Path, n_cols: int = 2, n_rows: int = 2, cell: int = 84, pad: int = 2, top: int = 16):
+    a = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+    return [[a[top + pad + i * (cell + pad):top + pad + i * (cell + pad) + cell,
+              pad + j * (cell + pad):pad + j * (cell + pad) + cell] for j in range(n_cols)] for i in range(n_rows)]
+
+
+def check_degrade_blur_sigma_tiny(world, tmp):
+    """sigma -> 0 is no blur at all (it once gave a NaN kernel: black images)."""
+    for x0, x5 in _strip_cells(tmp / "o.png"):
+        assert np.array_equal(x0, x5) and x0.std() > 20
+
+
+def check_degrade_blur_sigma_huge(world, tmp):
+    """sigma -> inf is an 11-tap box filter (it once raised OverflowError): blurred, not blank, not NaN."""
+    for x0, x5 in _strip_cells(tmp / "o.png"):
+        assert 0 < x5.std() < x0.std() and abs(x5.mean() - x0.mean()) < 25
 
 
 def check_degrade_folder_with_subfolders_and_bmp(world, tmp):

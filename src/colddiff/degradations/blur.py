@@ -25,7 +25,11 @@ PADDINGS = ("circular", "reflect", "zero")
 def gaussian_kernel_1d(kernel_size: int, sigma: float) -> np.ndarray:
     """Normalised 1-D Gaussian taps; the 2-D kernel is the outer product of two of these."""
     r = np.arange(kernel_size, dtype=np.float64) - (kernel_size - 1) / 2
-    g = np.exp(-(r**2) / (2.0 * sigma**2))
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        s2 = 2.0 * np.float64(sigma) ** 2  # numpy: inf for a huge sigma (a box filter), not an OverflowError
+        g = np.exp(-(r**2) / s2)
+    if not np.isfinite(g).all() or g.sum() == 0:  # sigma so small that s2 underflows to 0: the limit, no blur
+        g = (r == 0).astype(np.float64)
     return g / g.sum()
 
 
@@ -79,7 +83,10 @@ class GaussianBlur(SeparableDegradation):
         if self.schedule == "incremental":
             return self.sigma * s
         if self.schedule == "exponential":
-            return self.sigma * math.exp(self.rate * s)
+            try:
+                return self.sigma * math.exp(self.rate * s)
+            except OverflowError:  # e.g. rate=1e308: the kernel's limit is a box filter
+                return math.inf
         return 0.35 + 0.01 * s  # cifar10
 
     def _check_size(self, n: int) -> None:
