@@ -465,6 +465,19 @@ def test_a_corrupt_classifier_cache_names_the_fix_that_exists(tmp_path):
     assert "pass retrain=True" not in str(e.value)
 
 
+def test_an_os_error_outside_the_atomic_writer_is_still_one_line(monkeypatch, capsys):
+    import colddiff.cli as cli
+
+    def denied(args):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/data/locked.png")
+
+    monkeypatch.setattr(cli, "cmd_degradations", denied)
+    assert main(["degradations"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "colddiff: error: cannot use /data/locked.png: permission denied; choose a folder you can write " \
+                  "to [EACCES]"
+
+
 def test_psnr_mean_never_turns_nan_into_the_best_score():
     from colddiff.errors import InputError
     from colddiff.evaluation import _mean_finite

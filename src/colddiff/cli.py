@@ -2,7 +2,8 @@
 
 Each command is a pair: ``add_NAME(sub)`` declares its arguments (with an example) and
 ``cmd_NAME(args)`` calls the library.  Every problem the user can fix ends in one line on
-stderr and exit status 2.  ``--plugin FILE_OR_MODULE`` (or ``COLDDIFF_PLUGINS``) loads
+stderr and exit status 2; a training stopped by Ctrl-C/SIGTERM (checkpoint saved) exits 3;
+1 is kept for bugs ("internal error").  ``--plugin FILE_OR_MODULE`` (or ``COLDDIFF_PLUGINS``) loads
 degradations of one's own before any command runs (see :mod:`colddiff.plugins`).
 """
 from __future__ import annotations
