@@ -93,3 +93,22 @@ def machine_meta(name: str, device: torch.device, dtype: torch.dtype, date: str)
         "threads": torch.get_num_threads(),
         "dtype": str(dtype).replace("torch.", ""),
     }
+
+
+def graphed_bare(R, x: torch.Tensor, T: int, steps: int):
+    """T bare network calls replayed from one CUDA graph (t a static tensor): the floor for graphs mode."""
+    static_t = torch.full((x.shape[0],), T, dtype=torch.long, device=x.device)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        R(x, static_t)
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        R(x, static_t)
+
+    def run():
+        for k in range(steps):
+            static_t.fill_(T - k)
+            g.replay()
+    return run

@@ -58,7 +58,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import clean, finish, machine_meta, pick_presets, sync
+from benchmarks.common import clean, finish, graphed_bare, machine_meta, pick_presets, sync
 
 from colddiff import unet
 from colddiff.config import preset as get_preset
@@ -104,6 +104,7 @@ class Options:
     step_max_s: float     # longest stepwise run made whole; longer ones are estimated
     step_part_budget_s: float  # time budget of the strided stepwise update timing
     stepwise_runs: int    # whole stepwise runs (in the first rounds)
+    graphs: bool = False  # CUDA: Alg. 2 replayed from CUDA graphs (colddiff.graphs) vs graphed bare calls
 
 
 def network_settings(spec: RowSpec, channels: int) -> Dict[str, Any]:
@@ -212,6 +213,17 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
         "alg2": lambda: algorithm2(R_clocked if split_R else R, D, x_T, T, ctx),
         "stepwise": lambda: algorithm2(R, SD, x_T, T, ctx),
     }
+    if opts.graphs and dev.type == "cuda":
+        # the sampler's loop replayed from CUDA graphs, against T network calls replayed from one graph
+        from colddiff.graphs import GraphedRestorer
+
+        G = GraphedRestorer(R)
+        x_bare = x_T.clone()
+        kinds["bare"] = graphed_bare(R, x_bare, T, T)
+        kinds["alg2"] = lambda: algorithm2(G, D, x_T, T, ctx)
+        algorithm2(G, D, x_T, T, ctx)  # first call: eager pass, capture, check
+        row["graphs"] = True
+        notes.append("CUDA graphs: Alg. 2 replayed (colddiff.graphs) vs bare calls replayed from one graph")
 
     # -- warm-up: network, both samplers on 2 steps (degradation caches, allocator)
     for _ in range(2):
@@ -500,6 +512,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--step-max", type=float, default=None,
                    help="a stepwise run estimated to take longer than this many seconds is estimated from "
                         "every m-th step, marked '~' (default 20, quick 5)")
+    p.add_argument("--graphs", action="store_true",
+                   help="CUDA: replay Alg. 2 from CUDA graphs (colddiff.graphs) and the bare calls from one graph")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -521,7 +535,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         rounds=rounds, rounds_big=rounds if cuda else min(rounds, 2), big_s=10.0,
         part_reps=5 if q else 7,
         step_max_s=args.step_max if args.step_max is not None else (5.0 if q else 20.0),
-        step_part_budget_s=3.0 if q else 8.0, stepwise_runs=rounds if cuda else 1)
+        step_part_budget_s=3.0 if q else 8.0, stepwise_runs=rounds if cuda else 1, graphs=args.graphs)
 
 
 def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:

@@ -61,6 +61,7 @@ import torch.nn.functional as F
 
 from colddiff import data as data_mod
 from colddiff.config import preset as get_preset
+from colddiff import speed
 from colddiff.training import BatchStream, _update_ema, degrade_batch, lr_at
 
 NAME = "training"
@@ -148,17 +149,28 @@ def load_data(cfg, n_synthetic: int, seed: int) -> Tuple[Any, str, Optional[str]
 
 
 class Trainer:
-    """One model / optimizer / EMA / data stream / generator: the state of one kind of step."""
+    """One model / optimizer / EMA / data stream / generator: the state of one kind of step.
 
-    def __init__(self, cfg, base_model: torch.nn.Module, ds, device: torch.device, seed: int):
+    The speed settings come from ``cfg.train`` as in ``train()``: ``channels_last``, ``fused_adam``
+    (auto: fused on CUDA) and ``compile`` (the network and L1 loss compiled together), with
+    ``dtype`` the autocast of the network.
+    """
+
+    def __init__(self, cfg, base_model: torch.nn.Module, ds, device: torch.device, seed: int,
+                 dtype: torch.dtype = torch.float32):
         tr = cfg.train
         self.cfg, self.device = cfg, device
         self.model = copy.deepcopy(base_model).to(device).train()
         self.ema = copy.deepcopy(base_model).to(device)
         self.ema.requires_grad_(False).eval()
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=tr.lr)
-        self.stream = BatchStream(ds, tr.batch_size, seed)
+        if tr.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.ema.to(memory_format=torch.channels_last)
+        self.opt = speed.make_adam(self.model.parameters(), tr.lr, device, tr.fused_adam)
+        self.stream = BatchStream(ds, tr.batch_size, seed, device=device)
         self.gen = torch.Generator(device=device).manual_seed(seed * 7919 + 17)
+        self.loss_fn = speed.compiled_loss(self.model, tr.compile, make_autocast(device, dtype), tr.channels_last)
+        self.acc = speed.LossAccumulator(device)
         self.step = 0
 
 
@@ -168,8 +180,9 @@ def make_autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def full_step(s: Trainer, D, dtype: torch.dtype, stepwise: bool, record: Optional[list] = None) -> float:
-    """One optimizer step as train() does it (see the module docstring); returns the loss."""
+def full_step(s: Trainer, D, dtype: torch.dtype, stepwise: bool, record: Optional[list] = None):
+    """One optimizer step as train() does it (see the module docstring); returns the loss (a float on
+    the CPU; on CUDA the device tensor: train() reads it back only at log and checkpoint steps)."""
     cfg, tr, dev = s.cfg, s.cfg.train, s.device
     lr = lr_at(cfg, s.step)
     for group in s.opt.param_groups:
@@ -180,16 +193,17 @@ def full_step(s: Trainer, D, dtype: torch.dtype, stepwise: bool, record: Optiona
     for _ in range(tr.grad_accum):
         x0 = s.stream.next().to(dev, non_blocking=True)
         x_t, t = degrade_batch(D, x0, s.gen, stepwise=stepwise)
-        with make_autocast(dev, dtype):
-            x0_hat = s.model(x_t, t)
-        loss = F.l1_loss(x0_hat.float(), x0) / tr.grad_accum
+        loss = s.loss_fn(x_t, t, x0) / tr.grad_accum
         loss.backward()
         loss_sum += loss.detach()
         if record is not None:
             record.append((x_t, t, x0))
-    loss_value = float(loss_sum)
-    if not math.isfinite(loss_value):
-        raise RuntimeError(f"non-finite loss {loss_value} at benchmark step {s.step + 1}")
+    s.acc.add(loss_sum, s.step + 1)
+    loss_value = loss_sum
+    if dev.type != "cuda":  # as train(): read back at every step only where that costs nothing
+        loss_value = float(loss_sum)
+        if not math.isfinite(loss_value):
+            raise RuntimeError(f"non-finite loss {loss_value} at benchmark step {s.step + 1}")
     if tr.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(s.model.parameters(), tr.grad_clip)
     s.opt.step()
@@ -245,7 +259,7 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
         notes.append(f"grad clip {tr.grad_clip:g} in full and bare")
 
     torch.manual_seed(opts.seed + 1)  # dropout etc.
-    kinds = {k: Trainer(cfg, base, ds, dev, opts.seed) for k in ("full", "bare", "stepwise")}
+    kinds = {k: Trainer(cfg, base, ds, dev, opts.seed, dt) for k in ("full", "bare", "stepwise")}
     del base
     batches: list = []  # degraded micro-batches of the latest full step, reused by the bare step
     times: Dict[str, List[float]] = {k: [] for k in kinds}
@@ -284,7 +298,7 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
         images_per_s=B * A / (full / 1e3),
         target_met=bool((full - bare) / bare <= OVERHEAD_TARGET),
         samples_ms={k: [v * 1e3 for v in vs] for k, vs in times.items()},
-        final_losses={k: v[-1] for k, v in losses.items()},
+        final_losses={k: float(v[-1]) for k, v in losses.items()},
     )
 
     # -- the parts of the overhead, each timed on its own (median of comp_reps), per optimizer step

@@ -135,9 +135,10 @@ def _check_state(state, path) -> None:
     from .validate import record
 
     record(state, "checkpoint state", path, hint="delete it to fall back to the previous checkpoint")
-    if not isinstance(state.get("log_losses", []), list) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in state.get("log_losses", [])):
-        raise InputError(f"checkpoint {path}: field 'log_losses' must be a list of numbers")
+    w = state.get("log_window", [0.0, 0])
+    if not (isinstance(w, list) and len(w) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                       for v in w) and float(w[1]).is_integer() and w[1] >= 0):
+        raise InputError(f"checkpoint {path}: field 'log_window' must be [loss sum, count], got {w!r:.60}")
 
 
 def load_checkpoint(path, device="cpu") -> Checkpoint:

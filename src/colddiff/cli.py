@@ -281,6 +281,7 @@ def add_train(sub):
           colddiff train --resume runs/blur --set train.steps=8000        # continue (or extend) a run
           colddiff --plugin mine.py train --preset mnist5k-blur --set degradation.name=mine --out runs/mine
           torchrun --nproc_per_node 4 -m colddiff train --preset celeba-blur --out runs/celeba
+          colddiff train --preset cifar10-blur --set train.precision=bf16 train.compile=default train.channels_last=true
         """, cmd_train)
     tr.add_argument("--preset", help="named configuration (see `colddiff presets`)")
     tr.add_argument("--config", help="TOML file with config sections; overrides the preset's values")
@@ -317,7 +318,7 @@ def cmd_data(args) -> int:
 
     action, root = args.action, args.root
     if action is None:
-        raise ConfigError("say what to do: colddiff data list | info NAME | verify NAME | download NAME")
+        raise ConfigError("say what to do: colddiff data list | info NAME | verify NAME | download NAME | prepare NAME")
     if root is not None and action != "download" and not Path(root).expanduser().is_dir():
         raise InputError(f"--root {root} is not a folder{'' if Path(root).expanduser().exists() else ' (it does not exist)'}; "
                          "give the folder that holds the data set's files (downloads create it)")
@@ -352,6 +353,16 @@ def cmd_data(args) -> int:
         print(f"{args.name}: {good} of {len(checks)} checked file(s) match" +
               ("" if good == len(checks) else "; the others have no published checksum"))
         return 0
+    if action == "prepare":
+        from .data.prepared import describe, prepare
+
+        splits = [s.strip() for s in args.split.split(",")] if args.split else ()
+        for path, man in prepare(args.name, root, image_size=args.size, channels=args.channels, splits=splits,
+                                 progress=not args.quiet):
+            print(describe(path, man))
+        print(f"training and evaluation on {args.name} at this size read these arrays from now on "
+              "(a changed source file makes them ignored, with a warning, until you prepare again)")
+        return 0
     folder = data.fetch(args.name, root, progress=None if args.quiet is False else False)
     print(f"{args.name}: files in {folder}")
     return 0
@@ -367,23 +378,34 @@ def add_data(sub):
           colddiff data download mnist              # into ~/.cache/colddiff/mnist ($COLDDIFF_DATA)
           colddiff data verify cifar10 --root /data/cifar10
           colddiff data info folder:~/pictures/faces
+          colddiff data prepare celeba              # decode once into a memory-mapped uint8 .npy beside the data
+          colddiff data prepare folder:~/faces --size 64 --channels 3
         """, cmd_data)
     da_sub = da.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     for action, help_text in (("list", "every built-in data set, its size, licence and status"),
                               ("info", "details of one data set (or folder:PATH)"),
                               ("verify", "check the files that are here against their published checksums"),
-                              ("download", "download a data set that has an official mirror")):
+                              ("download", "download a data set that has an official mirror"),
+                              ("prepare", "decode a folder data set once into a memory-mapped uint8 array "
+                                          "beside it (fast loading)")):
         a = da_sub.add_parser(action, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
-                              epilog=f"example:\n  colddiff data {action}" + ("" if action == "list" else " mnist"),
+                              epilog=f"example:\n  colddiff data {action}" + ("" if action == "list" else
+                                                                    " celeba" if action == "prepare" else " mnist"),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
         if action != "list":
             a.add_argument("name", help="data set name (see `colddiff data list`)"
-                           + (" or folder:PATH" if action == "info" else ""))
+                           + (" or folder:PATH" if action in ("info", "prepare") else ""))
         a.add_argument("--root", default=None, help="folder holding the data set's files (searched first; "
                        "downloads go there)")
-        if action == "download":
+        if action in ("download", "prepare"):
             a.add_argument("--quiet", action="store_true", help="no progress bar")
-    da.set_defaults(action=None, root=None, quiet=False)
+        if action == "prepare":
+            a.add_argument("--size", type=int, default=None,
+                           help="image_size as the run will ask for it (data.image_size; default: the data set's)")
+            a.add_argument("--channels", type=int, default=None, choices=(1, 3),
+                           help="channels as the run will ask for them (data.channels; default: the data set's)")
+            a.add_argument("--split", default=None, help="comma-separated splits (default: all)")
+    da.set_defaults(action=None, root=None, quiet=False, size=None, channels=None, split=None)
 
 
 # ---------------------------------------------------------------------------- commands on a trained run
@@ -392,12 +414,15 @@ def _run_args(q):
     q.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     q.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.add_argument("--cuda-graphs", action="store_true",
+                   help="GPU: replay each sampling loop from CUDA graphs (same results within float tolerance, "
+                        "fewer kernel launches; no effect on a CPU)")
 
 
 def _load_run(args):
     from .runs import load_run
 
-    return load_run(args.run, device=args.device, ema=not args.raw)
+    return load_run(args.run, device=args.device, ema=not args.raw, cuda_graphs=getattr(args, "cuda_graphs", False))
 
 
 def cmd_evaluate(args) -> int:

@@ -27,7 +27,7 @@ class DataConfig:
     image_size: int = 28
     channels: int = 1
     root: str = ""                # where the data set's files are ("" = the default places)
-    num_workers: int = 0          # DataLoader workers for data sets decoded on the fly
+    num_workers: int = -1         # DataLoader workers for data sets decoded on the fly; -1 = auto (speed.auto_workers)
 
 
 @dataclass
@@ -65,6 +65,10 @@ class TrainConfig:
     keep_last: int = 3            # checkpoints kept in the run folder
     sample_every: int = 5000      # PNG grid of a fixed batch; 0 = off
     log_every: int = 50           # metrics log lines
+    # speed (colddiff.speed): none changes what is computed, only how fast (loss within float tolerance)
+    compile: str = "off"          # off | default | max-autotune: torch.compile of the restorer + L1 loss
+    channels_last: bool = False   # NHWC memory format for the network and its inputs (faster convs on GPUs)
+    fused_adam: str = "auto"      # auto (fused on CUDA) | on | off: one kernel for the whole Adam update
 
 
 @dataclass
@@ -173,6 +177,9 @@ class RunConfig:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {tr.ema_decay}")
         if tr.precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"train.precision must be fp32, bf16 or fp16, got {tr.precision!r}")
+        from .speed import check_train_speed
+
+        check_train_speed(tr, self.data)
         if self.data.channels not in (1, 3):
             raise ConfigError(f"data.channels must be 1 or 3, got {self.data.channels}")
         if self.data.image_size < 8:
@@ -190,7 +197,7 @@ class RunConfig:
         number(tr.lr, "train.lr", 0, 1, lo_open=True)  # Adam beyond lr 1 only diverges (1e38: NaN at step 1)
         number(tr.grad_clip, "train.grad_clip (0 = off)", 0)
         number(tr.ema_decay, "train.ema_decay", 0, 1)
-        whole(self.data.num_workers, "data.num_workers", lo=0)
+        whole(self.data.num_workers, "data.num_workers (-1 = auto)", lo=-1)
         whole(self.data.image_size, "data.image_size", lo=8, hi=4096)
         whole(self.degradation.T, "degradation.T", lo=1)
         whole(m.dim, "model.dim", lo=1, hi=4096)

@@ -195,7 +195,7 @@ def start_gmm(run, k: int = 1, refit: bool = False, progress: bool = True) -> Ch
             if gmm.k == k and gmm.meta.get("dataset") == want and gmm.meta.get("degradation", statistic) == statistic:
                 return gmm
             log.info("%s was fitted on %s, not %s: fitting again", path, gmm.meta.get("dataset"), want)
-    stats = start_statistics(run.D, run.dataset("train"), num_workers=int(run.cfg.data.num_workers),
+    stats = start_statistics(run.D, run.dataset("train"), num_workers=max(0, int(run.cfg.data.num_workers)),  # -1: auto
                              progress=progress)
     gmm = ChannelGMM.fit(stats, k=k, seed=0)
     gmm.meta = {"dataset": want, "degradation": statistic, **gmm.meta}

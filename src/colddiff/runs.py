@@ -70,6 +70,7 @@ class Run:
     device: torch.device
     ema: bool = True              # whether the EMA weights are loaded
     precision: str = "fp32"
+    cuda_graphs: bool = False     # replay sampling loops from CUDA graphs (colddiff.graphs); CPU: eager
     _cache: dict = field(default_factory=dict, repr=False)
 
     def R(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -89,6 +90,12 @@ class Run:
 
         fn = get_sampler(sampler)
         fn.check(self.D)
+        R = self.R
+        graphed = self.cuda_graphs and self.device.type == "cuda" and callback is None
+        if graphed:  # one GraphedRestorer per run: its captured graphs serve every later batch
+            from .graphs import GraphedRestorer
+
+            R = self._cache.setdefault("graphed_R", GraphedRestorer(self.R))
         n = int(x_t.shape[0])
         tt = self.D.as_t(t, x_t).cpu()
         spans = list(batches(n, batch_size))
@@ -105,9 +112,11 @@ class Run:
             for lo, hi in spans:
                 xb = x_t[lo:hi].to(self.device)
                 cb = context_to(context_slice(ctx, lo, hi, n), self.device)
-                outs.append(fn(self.R, self.D, xb, tt[lo:hi].to(self.device), cb, callback=tick,
+                outs.append(fn(R, self.D, xb, tt[lo:hi].to(self.device), cb, callback=None if graphed else tick,
                                generator=generator).float().cpu())
                 self._check_finite(outs[-1], sampler)
+                if graphed:  # a graph has no per-step hook: the bar moves per batch
+                    bar.update(1 if fn.one_call else int(tt[lo:hi].max()))
         finally:
             bar.close()
         return torch.cat(outs) if outs else x_t.float().cpu()
@@ -178,8 +187,11 @@ def _find_checkpoint(path: Path) -> tuple[Path, Path]:
                      "or a checkpoint file (ckpt-XXXXXXXX.safetensors)")
 
 
-def load_run(path, device: str = "auto", ema: bool = True, checkpoint: Optional[str] = None) -> Run:
-    """Load a run folder (its latest checkpoint, or ``checkpoint``) or a checkpoint file."""
+def load_run(path, device: str = "auto", ema: bool = True, checkpoint: Optional[str] = None,
+             cuda_graphs: bool = False) -> Run:
+    """Load a run folder (its latest checkpoint, or ``checkpoint``) or a checkpoint file.
+
+    ``cuda_graphs``: replay sampling loops from CUDA graphs on a GPU (``colddiff.graphs``; no effect on a CPU)."""
     folder, ck_path = _find_checkpoint(Path(path).expanduser())
     if checkpoint:
         ck_path = Path(checkpoint)
@@ -198,4 +210,4 @@ def load_run(path, device: str = "auto", ema: bool = True, checkpoint: Optional[
         raise InputError(f"checkpoint {ck_path} does not match its own network config ({first})") from None
     model.to(dev).eval().requires_grad_(False)
     return Run(folder=folder, checkpoint=ck_path, cfg=cfg, step=ck.step, model=model, D=cfg.build_degradation(),
-               device=dev, ema=bool(ema and ck.ema), precision=cfg.train.precision)
+               device=dev, ema=bool(ema and ck.ema), precision=cfg.train.precision, cuda_graphs=bool(cuda_graphs))

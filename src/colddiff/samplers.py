@@ -113,8 +113,8 @@ def direct(R: Restorer, D: Optional[Degradation], x_t: torch.Tensor, t: TLike, c
 
 
 def _iterate(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any,
-             callback: Optional[Callback], update: Callable, need_ctx: bool = True) -> torch.Tensor:
-    """The loop both algorithms share: for s = t..1, x0_hat = R(x_s, s), x_{s-1} = update(...)."""
+             callback: Optional[Callback], update: Callable, need_ctx: bool = True, kind: str = "") -> torch.Tensor:
+    """The loop the algorithms share: for s = t..1, x0_hat = R(x_s, s), x_{s-1} = update(x_s, x0_hat, s, ctx)."""
     if need_ctx:
         _check_ctx(D, ctx)
     tt = _t_vector(t, x_t, D)
@@ -122,17 +122,27 @@ def _iterate(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any,
     # for the GPU (no per-step device sync); the usual case, one t for the whole batch, needs no
     # masking at all.
     tt_cpu = tt.cpu()
-    x = x_t
-    for s in range(int(tt_cpu.max()) if tt_cpu.numel() else 0, 0, -1):
-        active_cpu = tt_cpu >= s
-        all_active = bool(active_cpu.all())
-        active = None if all_active else active_cpu.to(x.device)
-        x0_hat = _restore_active(R, x, s, active, all_active)
-        if callback is not None:
-            callback(s, x, x0_hat)
-        x_new = update(x, x0_hat, s)
-        x = x_new if all_active else torch.where(bview(active, x), x_new, x)
-    return x
+    s_max = int(tt_cpu.max()) if tt_cpu.numel() else 0
+
+    def eager() -> torch.Tensor:
+        x = x_t
+        for s in range(s_max, 0, -1):
+            active_cpu = tt_cpu >= s
+            all_active = bool(active_cpu.all())
+            active = None if all_active else active_cpu.to(x.device)
+            x0_hat = _restore_active(R, x, s, active, all_active)
+            if callback is not None:
+                callback(s, x, x0_hat)
+            x_new = update(x, x0_hat, s, ctx)
+            x = x_new if all_active else torch.where(bview(active, x), x_new, x)
+        return x
+
+    # A GraphedRestorer (colddiff.graphs) replays the whole loop from CUDA graphs when every
+    # sample is at the same step and nobody needs the per-step callback; elsewhere: eager.
+    if (s_max > 0 and hasattr(R, "loop") and R.applies(x_t, callback)
+            and bool((tt_cpu == s_max).all())):
+        return R.loop(kind, D, x_t, s_max, ctx, update, eager)
+    return eager()
 
 
 @register_sampler("algorithm1", "Algorithm 1")
@@ -141,7 +151,7 @@ def algorithm1(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
                callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Algorithm 1 (naive): for s = t..1: x0_hat = R(x_s, s); x_{s-1} = D(x0_hat, s-1)."""
     return _iterate(R, D, x_t, t, ctx, callback,
-                    lambda x_s, x0_hat, s: D(x0_hat, s - 1, ctx))
+                    lambda x_s, x0_hat, s, c: D(x0_hat, s - 1, c), kind="algorithm1")
 
 
 @register_sampler("algorithm2", "Algorithm 2")
@@ -154,7 +164,7 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
     For D(x, s) = x + s·e this returns D(x0, 0) = x0 exactly whatever R is (Sec. 3.3).
     """
     return _iterate(R, D, x_t, t, ctx, callback,
-                    lambda x_s, x0_hat, s: x_s - D(x0_hat, s, ctx) + D(x0_hat, s - 1, ctx))
+                    lambda x_s, x0_hat, s, c: x_s - D(x0_hat, s, c) + D(x0_hat, s - 1, c), kind="algorithm2")
 
 
 def _check_mixing(D: Degradation) -> None:
@@ -181,8 +191,8 @@ def ddim(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = No
     _check_mixing(D)
     ab = [float(a) for a in D.mixing_schedule()]  # ᾱ_0 = 1, ..., ᾱ_T in float64
 
-    def update(x_s, x0_hat, s):
+    def update(x_s, x0_hat, s, c=None):
         eps_hat = (x_s - math.sqrt(ab[s]) * x0_hat) / math.sqrt(1.0 - ab[s])
         return math.sqrt(ab[s - 1]) * x0_hat + math.sqrt(1.0 - ab[s - 1]) * eps_hat
 
-    return _iterate(R, D, x_t, t, None, callback, update, need_ctx=False)
+    return _iterate(R, D, x_t, t, None, callback, update, need_ctx=False, kind="ddim")

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from . import checkpoint as ckpt_io
 from .config import RunConfig, check_resumable
@@ -40,6 +39,7 @@ from .devices import autocast as precision_autocast
 from .devices import resolve_device as _resolve_device
 from .errors import ColddiffError, ConfigError, OutputError
 from .fileio import TMP_PREFIX, atomic_path, os_problem, remove_stale
+from . import speed
 
 Callback = Callable[[Dict[str, Any]], None]
 
@@ -98,7 +98,8 @@ def weights_digest(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        # flatten: a channels_last tensor may count as contiguous with strides a byte view refuses
+        h.update(v.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -111,8 +112,12 @@ class BatchStream:
     """
 
     def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                 num_workers: int = 0, epoch: int = 0, position: int = 0):
+                 num_workers: int = 0, epoch: int = 0, position: int = 0, device: Optional[torch.device] = None):
         self.ds, self.B, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
+        self.device = device  # a CUDA device: batches come in pinned memory, for non-blocking copies
+        if num_workers == -1:  # data.num_workers=-1: auto (speed.auto_workers)
+            lazy = not isinstance(getattr(dataset, "images", None), torch.Tensor) and not hasattr(dataset, "get_batch")
+            num_workers = speed.auto_workers(device or torch.device("cpu"), lazy, world)
         self.num_workers = num_workers
         self.epoch, self.position = epoch, position
         self.n = len(dataset)
@@ -137,18 +142,36 @@ class BatchStream:
             out.append(perm[lo:lo + self.B].tolist())
         return out
 
+    def _batches_from_here(self):
+        """Every later batch of this process, epoch after epoch: one DataLoader (and its workers) for the run."""
+        epoch, first = self.epoch, True
+        while True:
+            saved = self.epoch, self.position
+            self.epoch, self.position = epoch, (saved[1] if first else 0)
+            batches = self._epoch_batches()
+            self.epoch, self.position = saved
+            yield from batches
+            epoch, first = epoch + 1, False
+
     def next(self) -> torch.Tensor:
         gb = self.B * self.world
         if self.position + gb > self.n:  # drop the incomplete tail: every batch is full
-            self.epoch, self.position, self._iter = self.epoch + 1, 0, None
+            self.epoch, self.position = self.epoch + 1, 0
+        pin = self.device is not None and self.device.type == "cuda"
         if isinstance(getattr(self.ds, "images", None), torch.Tensor) and self.ds.images.is_floating_point():
             perm = self._perm(self.epoch)
             lo = self.position + self.rank * self.B
             x = self.ds.images[perm[lo:lo + self.B]]
+            x = x.pin_memory() if pin else x
+        elif hasattr(self.ds, "get_batch") and self.num_workers == 0:  # a prepared array: one index operation
+            perm = self._perm(self.epoch)
+            lo = self.position + self.rank * self.B
+            x = self.ds.get_batch(perm[lo:lo + self.B])
+            x = x.pin_memory() if pin else x
         else:
             if self._iter is None:
-                loader = torch.utils.data.DataLoader(self.ds, batch_sampler=self._epoch_batches(),
-                                                     num_workers=self.num_workers)
+                loader = torch.utils.data.DataLoader(self.ds, batch_sampler=self._batches_from_here(),
+                                                     **speed.loader_kwargs(self.num_workers, self.device))
                 self._iter = iter(loader)
             item = next(self._iter)
             x = item[0] if isinstance(item, (list, tuple)) else item
@@ -249,12 +272,15 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     ema = cfg.build_model().to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False).eval()
-    opt = torch.optim.Adam(model.parameters(), lr=tr.lr)
+    if tr.channels_last:  # before the optimizer exists, so its moments take the same layout
+        model.to(memory_format=torch.channels_last)
+        ema.to(memory_format=torch.channels_last)
+    opt = speed.make_adam(model.parameters(), tr.lr, device, tr.fused_adam)
     scaler = torch.amp.GradScaler("cuda") if tr.precision == "fp16" else None
     gen = torch.Generator(device=device).manual_seed(tr.seed * 7919 + 17 + rank)
     torch.manual_seed(tr.seed + 1 + rank)  # dropout etc.: a different stream per process
-    step, elapsed_before, resumed_losses = 0, 0.0, []
-    stream = BatchStream(ds, tr.batch_size, tr.seed, rank, world, cfg.data.num_workers)
+    step, elapsed_before, resumed_window = 0, 0.0, None
+    stream = BatchStream(ds, tr.batch_size, tr.seed, rank, world, cfg.data.num_workers, device=device)
 
     if resume:
         ck = ckpt_io.load_checkpoint(latest)
@@ -262,11 +288,12 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         ema.load_state_dict(ck.ema or ck.model)
         if ck.optimizer is not None:
             opt.load_state_dict(ck.optimizer)
+            speed.match_optimizer_layout(opt)
         step = ck.step
         st = ck.state
         stream.epoch, stream.position = int(st.get("epoch", 0)), int(st.get("position", 0))
         elapsed_before = float(st.get("elapsed", 0.0))
-        resumed_losses = [float(v) for v in st.get("log_losses", [])]  # the running average of the log window
+        resumed_window = st.get("log_window")  # [sum, count] of the losses since the last log line
         if scaler is not None and st.get("grad_scaler"):
             scaler.load_state_dict(st["grad_scaler"])
         rank_rng = {k.split(".", 1)[1]: v for k, v in ck.rng.items() if k.startswith(f"rank{rank}.")}
@@ -293,6 +320,7 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     tb = _tensorboard(out / "tensorboard") if is_main else None
     sample_batch = _fixed_batch(cfg, D, data_mod, ds) if is_main and tr.sample_every else None
     autocast = precision_autocast(device, tr.precision)
+    loss_fn = speed.compiled_loss(net, tr.compile, autocast, tr.channels_last)  # Eq. 1 (compiled when asked)
 
     bar = None
     if is_main and progress:
@@ -305,7 +333,8 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         if not is_main:
             return None
         state = {"step": at_step, **stream_state, "elapsed": elapsed_before + (time.time() - t_start),
-                 "world_size": world, "torch": torch.__version__, "log_losses": list(log_losses)}
+                 "world_size": world, "torch": torch.__version__,
+                 "log_window": [float(acc.sum), acc.n]}  # a resumed run's next log line averages the same steps
         if scaler is not None:
             state["grad_scaler"] = scaler.state_dict()  # plain floats and ints
         try:
@@ -322,9 +351,13 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         return path
 
     t_start = time.time()
-    log_losses: List[float] = list(resumed_losses)
+    acc = speed.LossAccumulator(device)  # the loss stays on the device until it is logged
+    if resumed_window:
+        acc.sum.fill_(float(resumed_window[0]))
+        acc.n = int(resumed_window[1])
     t_log, imgs_log = time.time(), 0
-    last_loss = float("nan")
+    last_loss = mean_loss = loss_value = float("nan")
+    bad_step = 0
     stopped_early = False
     images_per_step = tr.batch_size * tr.grad_accum * world
     model.train()
@@ -340,22 +373,22 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
                 sync = (contextlib.nullcontext() if not distributed or micro == tr.grad_accum - 1
                         else net.no_sync())
                 with sync:
-                    with autocast:
-                        x0_hat = net(x_t, t)
-                    loss = F.l1_loss(x0_hat.float(), x0) / tr.grad_accum  # Eq. 1
+                    loss = loss_fn(x_t, t, x0) / tr.grad_accum  # Eq. 1
                     (scaler.scale(loss) if scaler is not None else loss).backward()
                 loss_sum += loss.detach()
             if distributed:
                 torch.distributed.all_reduce(loss_sum)
                 loss_sum /= world
-            loss_value = float(loss_sum)
-            if not math.isfinite(loss_value):
-                kept = ckpt_io.find_latest(ckdir)
-                raise TrainingError(
-                    f"loss became {loss_value} at step {step + 1}; training stopped. "
-                    + (f"The last good checkpoint is {kept} (step {ckpt_io.list_checkpoints(ckdir)[-1][0]}); "
-                       if kept else "No checkpoint was written yet; ")
-                    + "lower train.lr or set train.grad_clip, then resume")
+            acc.add(loss_sum, step + 1)
+            # Read the loss back (a host-device sync) only where it is used: on a GPU at log,
+            # checkpoint and final steps (a non-finite loss is remembered on the device with its
+            # step); on a CPU, where reading costs nothing, at every step as before.
+            nxt = step + 1
+            read_now = (device.type != "cuda" or callbacks or stop.requested or nxt == tr.steps
+                        or nxt % tr.checkpoint_every == 0 or (tr.log_every and nxt % tr.log_every == 0))
+            if read_now:
+                mean_loss, loss_value, bad_step = acc.read()
+                _stop_if_not_finite(bad_step, loss_value, nxt, ckdir)
             if scaler is not None:
                 scaler.unscale_(opt)
             if tr.grad_clip > 0:
@@ -370,7 +403,6 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
             if step % tr.ema_every == 0:
                 _update_ema(ema, model, tr.ema_decay, reset=step < tr.ema_start)
             last_loss = loss_value
-            log_losses.append(loss_value)
             imgs_log += images_per_step
 
             for cb in callbacks:
@@ -380,23 +412,27 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
                 now = time.time()
                 if bar is not None:
                     bar.update(1)
-                    if step % max(1, min(tr.log_every, 10)) == 0:
+                    if step % max(1, min(tr.log_every, 10)) == 0 and math.isfinite(loss_value):
                         bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{imgs_log / max(now - t_log, 1e-9):.0f}")
                 if tr.log_every and (step % tr.log_every == 0 or step == tr.steps):
-                    rec = {"step": step, "loss": sum(log_losses) / len(log_losses), "lr": lr,
+                    rec = {"step": step, "loss": mean_loss, "lr": lr,
                            "images_per_s": imgs_log / max(now - t_log, 1e-9),
                            "time": elapsed_before + (now - t_start), "epoch": stream.epoch}
                     _append_jsonl(out / "metrics.jsonl", rec)
                     if tb is not None:
                         for k in ("loss", "lr", "images_per_s"):
                             tb.add_scalar(f"train/{k}", rec[k], step)
-                    log_losses, t_log, imgs_log = [], now, 0
+                    t_log, imgs_log = now, 0
+                    acc.reset()
                 if tr.sample_every and (step % tr.sample_every == 0 or step == tr.steps):
                     _write_samples(out / "samples" / f"step-{step:08d}.png", sample_batch, ema, D, autocast)
             if step % tr.checkpoint_every == 0 or step == tr.steps:
                 save(step, _rng_state(gen, device), stream.state())
             if stop.requested:
                 stopped_early = step < tr.steps
+                if not read_now:  # asked to stop during this step: never checkpoint a non-finite loss
+                    mean_loss, loss_value, bad_step = acc.read()
+                    _stop_if_not_finite(bad_step, loss_value, step, ckdir)
                 if step % tr.checkpoint_every != 0 and step != tr.steps:
                     save(step, _rng_state(gen, device), stream.state())
                 break
@@ -420,6 +456,18 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
 
 
 # ---------------------------------------------------------------------------- pieces
+def _stop_if_not_finite(bad_step: int, loss_value: float, step: int, ckdir: Path) -> None:
+    """The TrainingError of a non-finite loss (first seen at ``bad_step``; 0 = none), naming what is kept."""
+    if not bad_step:
+        return
+    kept = ckpt_io.find_latest(ckdir)
+    raise TrainingError(
+        f"loss became {loss_value if bad_step == step else 'non-finite'} at step {bad_step}; training stopped. "
+        + (f"The last good checkpoint is {kept} (step {ckpt_io.list_checkpoints(ckdir)[-1][0]}); "
+           if kept else "No checkpoint was written yet; ")
+        + "lower train.lr or set train.grad_clip, then resume")
+
+
 def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, stepwise: bool = False):
     """t ~ U{1..T} per image, a fresh per-trajectory context, and x_t = D(x0, t, ctx).
 
@@ -427,6 +475,7 @@ def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, stepwise: bool = Fa
     (only for the training-step benchmark).
     """
     t = torch.randint(1, D.T + 1, (x0.shape[0],), generator=gen, device=x0.device)
+    t.in_range = True  # 1..T by construction: D need not read it back from the GPU to check it
     ctx = D.context(x0, gen)
     with torch.no_grad():
         x_t = D.apply_stepwise(x0, t, ctx) if stepwise else D(x0, t, ctx)

@@ -115,7 +115,7 @@ def degradation_params(name: str, init: Callable, params: Dict[str, Any]) -> Dic
 _NUM = (int, float)
 RECORD_TYPES: Dict[str, Dict[str, Any]] = {
     "checkpoint state": {"step": int, "epoch": int, "position": int, "elapsed": _NUM, "world_size": int,
-                         "log_losses": list},
+                         "log_window": list},
     "evaluation": {"run": str, "folder": str, "checkpoint": str, "step": int, "degradation": str, "T": int,
                    "t": int, "n": int, "split": str, "ema": bool, "fid_backend": str, "fid_label": str,
                    "fid_small": bool, "classifier_accuracy": _NUM + (type(None),), "rows": list,

@@ -105,7 +105,8 @@ def _describe_folder(spec: str) -> list[str]:
             if ds.classes else "no labels (-1)"
         n = f"{len(ds):,} image" + ("s" if len(ds) != 1 else "")
         lines.append(f"  {split:<6} {n} in {show(folder)}, {'x'.join(map(str, ds.shape))}, {classes}"
-                     + (f"; {len(ds.skipped)} unreadable file(s) skipped" if ds.skipped else ""))
+                     + (f"; {len(ds.skipped)} unreadable file(s) skipped" if ds.skipped else "")
+                     + (f"; read from the prepared copy {show(ds.path)}" if hasattr(ds, "get_batch") else ""))
     lines.append(f"  use:      colddiff.data.load('folder:{spec}', split='train', image_size=None, channels=None)")
     return lines
 

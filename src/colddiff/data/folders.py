@@ -22,6 +22,7 @@ from ..errors import InputError
 from ..images import IMAGE_EXTENSIONS, high_depth_to_float, to_tensor
 from .base import Source
 from .common import check_image_size, download_dir, log, show, warn_skipped
+from .prepared import attach
 
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
@@ -214,7 +215,9 @@ def load_folder(spec: str, split: str = "train", image_size=None, channels=None)
     files, labels, classes = labelled_files(path)
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {show(path)}")
-    return ImageFiles(files, labels, f"folder:{spec}", image_size, channels, classes=classes)
+    # a prepared copy (colddiff data prepare) when one is valid, else the files decoded per item
+    return attach(lambda: ImageFiles(files, labels, f"folder:{spec}", image_size, channels, classes=classes),
+                  Path(spec).expanduser(), split if splits else "train", image_size, channels, files)
 
 
 # ---------------------------------------------------------------------------- CelebA
@@ -310,8 +313,9 @@ class CelebA(Source):
             raise InputError(f"data set 'celeba' ({split} split): none of the {len(names):,} images listed for it in "
                              f"{show(folder / self.PARTITION.name)} is in {show(folder / self.IMAGES)}")
         image_size = self.default_size if image_size is None else image_size
-        return ImageFiles(files, [-1] * len(files), self.name, image_size, channels or 3, crop=self.CROP,
-                          check=False, skipped=skipped)
+        return attach(lambda: ImageFiles(files, [-1] * len(files), self.name, image_size, channels or 3, crop=self.CROP,
+                                         check=False, skipped=skipped),
+                      folder, split, image_size, channels or 3, files)
 
     def verify(self, root=None) -> list[Check]:
         folder = self.find("train", root)
@@ -375,7 +379,8 @@ class AFHQ(Source):
         if not files:
             raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {show(folder / split)}/cat|dog|wild")
         image_size = self.default_size if image_size is None else image_size
-        return ImageFiles(files, labels, self.name, image_size, channels or 3, classes=self.classes)
+        return attach(lambda: ImageFiles(files, labels, self.name, image_size, channels or 3, classes=self.classes),
+                      folder, split, image_size, channels or 3, files)
 
     def verify(self, root=None) -> list[Check]:
         checks = []
