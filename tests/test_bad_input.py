@@ -163,7 +163,7 @@ CASES = [
     ("train-config-is-folder", "train --config {cfgdir} --out {tmp}/r", 2, "is a folder; give a TOML file"),  # 16
     ("train-toml-list-as-text", "train --preset mnist5k-blur --config {list_as_text} --out {tmp}/r", 2,
      "model.dim_mults must be a list of whole numbers"),                                                 # 16
-    ("train-num-workers-negative", T + " --set data.num_workers=-2", 2, "data.num_workers (-1 = auto) must be at least -1"),  # 16
+    ("train-num-workers-negative", T + " --set data.num_workers=-2", 2, "data.num_workers must be a whole number >= 0, or -1"),  # 16
     ("train-lr-huge", T + " --set train.lr=1e38", 2, "train.lr must be at most 1"),                       # 16
     ("degrade-decompression-bomb", "degrade -d blur --input {bomb} --out {tmp}/o.png", 2, "decompression bomb"),  # 16
     ("evaluate-state-step-text", E.replace("{run}", "{bad_state}"), 2, "field 'step' must be int"),       # 16

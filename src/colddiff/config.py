@@ -197,7 +197,6 @@ class RunConfig:
         number(tr.lr, "train.lr", 0, 1, lo_open=True)  # Adam beyond lr 1 only diverges (1e38: NaN at step 1)
         number(tr.grad_clip, "train.grad_clip (0 = off)", 0)
         number(tr.ema_decay, "train.ema_decay", 0, 1)
-        whole(self.data.num_workers, "data.num_workers (-1 = auto)", lo=-1)
         whole(self.data.image_size, "data.image_size", lo=8, hi=4096)
         whole(self.degradation.T, "degradation.T", lo=1)
         whole(m.dim, "model.dim", lo=1, hi=4096)
