@@ -141,7 +141,7 @@ def test_corrupt_cache_is_one_clear_error_and_retrain_replaces_it(folder):
     with pytest.raises(InputError) as e:
         get_classifier(folder, SIZE, 1, progress=False)
     msg = str(e.value)
-    assert "\n" not in msg and str(path.name) in msg and "delete it or pass retrain=True" in msg
+    assert "\n" not in msg and str(path.name) in msg and "delete the file: the next evaluation trains a new one" in msg
     clf = get_classifier(folder, SIZE, 1, progress=False, retrain=True)
     assert clf.accuracy >= 0.9 and get_classifier(folder, SIZE, 1).accuracy == clf.accuracy
 

@@ -58,7 +58,7 @@ def test_module_entry_point_and_help():
     (["-d", "blur", "--input", "mnist-5k", "--steps", "a,b"], "--steps takes whole numbers"),
     (["-d", "blur", "--input", "mnist-5k", "--param", "sigma"], "key=value"),
     (["-d", "blur", "--input", "mnist-5k", "--param", "sigmaa=3"], "no parameter"),
-    (["-d", "blur", "--input", "mnist-5k", "--param", "channels=3"], "3-channel images but got 1"),
+    (["-d", "blur", "--input", "mnist-5k", "--param", "channels=3"], "channels=3 contradicts the input, whose images have channels 1"),
     (["-d", "resolution", "--T", "9", "--input", "mnist-5k"], "use T <= 4"),
     (["-d", "animorph", "--input", "mnist-5k"], "needs partner images"),
 ])

@@ -126,7 +126,19 @@ def read_meta(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
                          "delete it to fall back to the previous one") from None
     if not isinstance(config, dict) or not isinstance(state, dict):
         raise InputError(f"checkpoint {path} has malformed metadata (config and state must be JSON objects)")
+    _check_state(state, path)
     return config, state
+
+
+def _check_state(state, path) -> None:
+    """The state's numbers must be numbers: a crafted ``"step": "abc"`` is an InputError, not a crash."""
+    from .validate import record
+
+    record(state, "checkpoint state", path, hint="delete it to fall back to the previous checkpoint")
+    w = state.get("log_window", [0.0, 0])
+    if not (isinstance(w, list) and len(w) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                       for v in w) and float(w[1]).is_integer() and w[1] >= 0):
+        raise InputError(f"checkpoint {path}: field 'log_window' must be [loss sum, count], got {w!r:.60}")
 
 
 def load_checkpoint(path, device="cpu") -> Checkpoint:
@@ -151,14 +163,21 @@ def load_checkpoint(path, device="cpu") -> Checkpoint:
     except Exception as e:  # safetensors raises its own error types for bad headers/truncation
         raise InputError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); "
                          "delete it to fall back to the previous one") from None
+    if not isinstance(config, dict) or not isinstance(state, dict) or not isinstance(opt_meta, (dict, type(None))):
+        raise InputError(f"checkpoint {path} has malformed metadata (config, state and optimizer must be JSON objects)")
+    _check_state(state, path)
     groups: Dict[str, Dict[str, torch.Tensor]] = {"model": {}, "ema": {}, "optim": {}, "rng": {}}
-    for k, v in tensors.items():
-        head, rest = k.split(".", 1)
-        if head == "optim":
-            groups["optim"][k] = v
-        elif head in groups:
-            groups[head][rest] = v
-    optimizer = _unflatten_optimizer(groups["optim"], opt_meta) if opt_meta is not None else None
+    try:
+        for k, v in tensors.items():
+            head, rest = k.split(".", 1) if "." in k else (k, "")
+            if head == "optim":
+                groups["optim"][k] = v
+            elif head in groups:
+                groups[head][rest] = v
+        optimizer = _unflatten_optimizer(groups["optim"], opt_meta) if opt_meta is not None else None
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise InputError(f"checkpoint {path} has malformed optimizer entries ({type(e).__name__}: {e}); "
+                         "delete it to fall back to the previous one") from None
     return Checkpoint(path, config, state, groups["model"], groups["ema"], optimizer, groups["rng"])
 
 

@@ -353,7 +353,8 @@ def save_classifier(clf: Classifier, path) -> Path:
 
 
 def _unreadable(path: Path, why: str) -> InputError:
-    return InputError(f"cached classifier {show(path)} is unreadable ({why}); delete it or pass retrain=True")
+    return InputError(f"cached classifier {show(path)} is unreadable ({why}); delete the file: the next "
+                      "evaluation trains a new one (in Python: get_classifier(..., retrain=True))")
 
 
 def load_classifier(path, device="cpu") -> Classifier:
@@ -368,11 +369,11 @@ def load_classifier(path, device="cpu") -> Classifier:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         net = Net(int(meta["channels"]), int(meta["num_classes"]), **meta["architecture"])
         net.load_state_dict(state)
+        return Classifier(net, str(meta["data_name"]), int(meta["image_size"]), int(meta["channels"]),
+                          int(meta["num_classes"]), float(meta["accuracy"]), meta, device)
     except Exception as e:  # safetensors, JSON, missing keys, shapes: all mean the same to the user
         raise _unreadable(path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'bad contents'}") \
             from None
-    return Classifier(net, meta["data_name"], int(meta["image_size"]), int(meta["channels"]),
-                      int(meta["num_classes"]), float(meta["accuracy"]), meta, device)
 
 
 def _differences(meta: dict, data_name: str, image_size: int, channels: int) -> Sequence[str]:

@@ -2,7 +2,8 @@
 
 Each command is a pair: ``add_NAME(sub)`` declares its arguments (with an example) and
 ``cmd_NAME(args)`` calls the library.  Every problem the user can fix ends in one line on
-stderr and exit status 2.  ``--plugin FILE_OR_MODULE`` (or ``COLDDIFF_PLUGINS``) loads
+stderr and exit status 2; a training stopped by Ctrl-C/SIGTERM (checkpoint saved) exits 3;
+1 is kept for bugs ("internal error").  ``--plugin FILE_OR_MODULE`` (or ``COLDDIFF_PLUGINS``) loads
 degradations of one's own before any command runs (see :mod:`colddiff.plugins`).
 """
 from __future__ import annotations
@@ -17,8 +18,12 @@ from typing import Optional, Sequence
 from . import __version__
 from .config import parse_value
 from .errors import ColddiffError, ConfigError, InputError
+from .fileio import check_writable
+from .validate import argtype
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 3    # training stopped by Ctrl-C/SIGTERM after saving a checkpoint: resume it
+COUNT, REAL0 = argtype("count"), argtype("real", 0)  # --n 0, --noise -1, ... refused
 RAW = argparse.RawDescriptionHelpFormatter
 
 
@@ -120,9 +125,15 @@ def cmd_degrade(args) -> int:
     params.update(parse_params(args.param))
     if args.T is not None:
         params["T"] = args.T
+    check_writable(args.out)
+    deg.get_class(name)  # an unknown name before reading any image
     x0 = load_input(args.input, args.n, channels, size)
-    params.setdefault("image_size", int(x0.shape[-1]))
-    params.setdefault("channels", int(x0.shape[1]))
+    for key, have in (("image_size", int(x0.shape[-1])), ("channels", int(x0.shape[1]))):
+        if key in params and params[key] != have:
+            raise ConfigError(f"--param {key}={params[key]} contradicts the input, whose images have {key} {have}; "
+                              f"drop --param {key} (it is taken from the input) or convert the input with "
+                              f"--{'size' if key == 'image_size' else 'channels'} {params[key]}")
+        params[key] = have
     D = deg.create(name, **params)
     steps = parse_steps(args.steps, D.T)
     g = torch.Generator().manual_seed(args.seed)
@@ -152,13 +163,13 @@ def add_degrade(sub):
                    "and channels (see `colddiff presets`); --param, --T, --size, --channels override")
     d.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="degradation parameter, repeatable (e.g. --param sigma=2 --param padding=circular)")
-    d.add_argument("--T", type=int, default=None, help="number of steps (same as --param T=N)")
+    d.add_argument("--T", type=COUNT, default=None, help="number of steps (same as --param T=N)")
     d.add_argument("--input", "-i", required=True,
                    help="image file, folder of images, or data set name (e.g. mnist-5k: its test split)")
-    d.add_argument("--n", type=int, default=8, help="at most this many images (default 8)")
+    d.add_argument("--n", type=COUNT, default=8, help="at most this many images (default 8)")
     d.add_argument("--steps", default=None, help="comma-separated steps, e.g. 0,5,10,T (default: 0, T/4, T/2, 3T/4, T)")
     d.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert images to 1 or 3 channels")
-    d.add_argument("--size", type=int, default=None, help="resize images to SIZE×SIZE")
+    d.add_argument("--size", type=argtype("whole", 1), default=None, help="resize images to SIZE×SIZE")
     d.add_argument("--seed", type=int, default=0, help="seed of the random parts (mask centres, noise, ...)")
     d.add_argument("--out", "-o", default="degrade.png", help="output PNG (default degrade.png)")
 
@@ -221,8 +232,8 @@ def add_check_degradation(sub):
     c.add_argument("name", help="degradation name (see `colddiff degradations`)")
     c.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="degradation parameter, repeatable (default: the family's example settings)")
-    c.add_argument("--T", type=int, default=None, help="number of steps")
-    c.add_argument("--size", type=int, default=16, help="image size for the checks (default 16)")
+    c.add_argument("--T", type=COUNT, default=None, help="number of steps")
+    c.add_argument("--size", type=argtype("whole", 8), default=16, help="image size for the checks (default 16)")
     c.add_argument("--channels", type=int, choices=(1, 3), default=1, help="image channels (default 1)")
 
 
@@ -264,12 +275,14 @@ def cmd_train(args) -> int:
         cfg = resolve_config(args.preset, args.config, args.set)
         out = Path(args.out) if args.out else Path("runs") / cfg.preset
     cfg.build_degradation()  # fail early on impossible degradation settings
+    check_writable(out, folder=True)
     summary = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun only rank 0 reports
     if summary.get("stopped_early"):
         print(f"stopped at step {summary['step']} of {summary['steps']}; checkpoint saved: {summary['checkpoint']}\n"
               f"continue with: colddiff train --resume {out}")
+        return EXIT_INTERRUPTED  # not 0: a script must not take a stopped run for a finished one
     else:
         print(f"trained {cfg.preset} to step {summary['step']} in {summary['elapsed_s']:.0f} s; "
               f"final loss {summary['final_loss']:.4f}; run folder: {out}")
@@ -331,6 +344,9 @@ def cmd_data(args) -> int:
     action, root = args.action, args.root
     if action is None:
         raise ConfigError("say what to do: colddiff data list | info NAME | verify NAME | download NAME | prepare NAME")
+    if root is not None and action != "download" and not Path(root).expanduser().is_dir():
+        raise InputError(f"--root {root} is not a folder{'' if Path(root).expanduser().exists() else ' (it does not exist)'}; "
+                         "give the folder that holds the data set's files (downloads create it)")
     if action == "list":
         rows = data.summary(root)
         print(f"{'name':<14} {'status':<16} {'image':<9} {'train':>8} {'test':>7}  {'licence':<24} source")
@@ -474,7 +490,9 @@ def cmd_evaluate(args) -> int:
     from .evaluation import evaluate, write_evaluation
 
     run = _load_run(args)
+    check_writable(run.folder / "evaluation", folder=True, what="the run's evaluation folder")
     if args.generation:
+        check_writable(run.folder / "generation", folder=True, what="the run's generation folder")
         from .generation_eval import evaluate_generation, write_generation_evaluation
 
         gev = evaluate_generation(run, n=args.gen_n, noise=args.noise, fid=args.fid, seed=args.seed,
@@ -507,7 +525,7 @@ def add_evaluate(sub):
           colddiff evaluate runs/mnist5k-blur --generation        # generated images (see `colddiff generate`)
         """, cmd_evaluate)
     _run_args(ev)
-    ev.add_argument("--n", type=int, default=500, help="held-out images to restore (default 500)")
+    ev.add_argument("--n", type=COUNT, default=500, help="held-out images to restore (default 500)")
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
     ev.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto",
                     help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "
@@ -516,18 +534,19 @@ def add_evaluate(sub):
                          "sets, else none")
     ev.add_argument("--no-classifier", action="store_true",
                     help="skip the classifier (no 'class kept' column and no classifier FID)")
-    ev.add_argument("--batch-size", type=int, default=100, help="images per sampler batch (default 100)")
+    ev.add_argument("--batch-size", type=COUNT, default=100, help="images per sampler batch (default 100)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random parts of the degradation")
     ev.add_argument("--generation", action="store_true",
                     help="evaluate generated images instead (class histogram, entropy, blank share, FID)")
-    ev.add_argument("--gen-n", type=int, default=500, help="with --generation: images to generate (default 500)")
-    ev.add_argument("--noise", type=float, default=0.002,
+    ev.add_argument("--gen-n", type=COUNT, default=500, help="with --generation: images to generate (default 500)")
+    ev.add_argument("--noise", type=REAL0, default=0.002,
                     help="with --generation: the --noise setting compared against no noise (default 0.002)")
 
 
 def cmd_restore(args) -> int:
     from .restoration import restore_files
 
+    check_writable(args.out, folder=True)
     run = _load_run(args)
     res = restore_files(run, args.input, args.out, t=args.t, sampler=args.sampler, resize=args.resize,
                         progress=not args.no_progress)
@@ -567,6 +586,7 @@ def cmd_generate(args) -> int:
 
     from .generation import generation_defaults
 
+    check_writable(args.out, folder=True)
     run = _load_run(args)
     st = generation_defaults(run, args.sampler, args.noise, args.delta, args.k)  # unset options: the run's [generation]
     images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **st)
@@ -592,22 +612,22 @@ def add_generate(sub):
           colddiff generate runs/blur-ihd --n 64 --sampler stochastic --delta 0.0125 --out ihd/
         """, cmd_generate)
     _run_args(gn)
-    gn.add_argument("--n", type=int, default=64, help="images to generate (default 64)")
+    gn.add_argument("--n", type=COUNT, default=64, help="images to generate (default 64)")
     gn.add_argument("--out", "-o", required=True, help="output folder")
     gn.add_argument("--sampler", choices=_sampler_names(), default=None,
                     help="algorithm2, stochastic (Algorithm 2 + per-step noise --delta), algorithm1, ddim (noise runs), "
                          "direct (one call of R); default: the run's generation.sampler (algorithm2 unless its preset "
                          "says otherwise)")
-    gn.add_argument("--noise", type=float, default=None,
+    gn.add_argument("--noise", type=REAL0, default=None,
                     help="std of Gaussian noise added to the start state (the paper's broken symmetry, e.g. 0.002; "
                          "default: the run's generation.noise, 0)")
-    gn.add_argument("--delta", type=float, default=None,
+    gn.add_argument("--delta", type=REAL0, default=None,
                     help="stochastic sampler: std of the noise added at every step (Inverse Heat Dissipation's δ; "
                          "default: the run's generation.delta)")
     gn.add_argument("--seed", type=int, default=0, help="seed of the start states (same seed, same images)")
-    gn.add_argument("--k", type=int, default=None, help="blur and resolution runs: Gaussian-mixture components of the "
+    gn.add_argument("--k", type=COUNT, default=None, help="blur and resolution runs: Gaussian-mixture components of the "
                     "start statistic (default: the run's generation.k, 1; mnist5k-sr: 10)")
-    gn.add_argument("--batch-size", type=int, default=256, help="images per sampler batch (default 256)")
+    gn.add_argument("--batch-size", type=COUNT, default=256, help="images per sampler batch (default 256)")
 
 
 def cmd_report(args) -> int:
@@ -615,7 +635,10 @@ def cmd_report(args) -> int:
     from .report import find_evaluations, generation_section, write_figures, write_report
 
     run = _load_run(args)
+    for target in (run.folder / "report.html", run.folder / "figures" / "report.png"):
+        check_writable(target, what="the report")  # before the evaluation and the figures, not after
     evs = find_evaluations(run.folder)
+    extra = generation_section(run.folder)  # every file of the run is read (and checked) before the work
     if not evs and not args.no_eval:
         print(f"no evaluation in {run.folder / 'evaluation'} yet: evaluating {args.n} test images (--fid auto)",
               file=sys.stderr)
@@ -624,7 +647,7 @@ def cmd_report(args) -> int:
         evs = [ev]
     fig_t = evs[0].t if evs else run.T
     figs = write_figures(run, progress=not args.no_progress, t=fig_t)
-    path = write_report(run, figs, evs, extra_sections=generation_section(run.folder), fig_t=fig_t)
+    path = write_report(run, figs, evs, extra_sections=extra, fig_t=fig_t)
     print(f"wrote {path} ({len(figs)} figures, {len(evs)} evaluation table(s)); open it in a browser, e.g. "
           f"xdg-open {path}  (figures also in {run.folder / 'figures'})")
     return 0
@@ -640,13 +663,14 @@ def add_report(sub):
           xdg-open runs/mnist5k-blur/report.html       # or open it in any browser; no server needed
         """, cmd_report)
     _run_args(rp)
-    rp.add_argument("--n", type=int, default=500, help="images for the evaluation when there is none (default 500)")
+    rp.add_argument("--n", type=COUNT, default=500, help="images for the evaluation when there is none (default 500)")
     rp.add_argument("--no-eval", action="store_true", help="do not evaluate a run that has no evaluation yet")
 
 
 def cmd_quickstart(args) -> int:
     from .quickstart import quickstart, summary_text
 
+    check_writable(args.out, folder=True)
     result = quickstart(args.out, steps=args.steps, t=args.t, n=args.n, gen_n=args.gen_n,
                         progress=not args.no_progress)
     print(summary_text(result))
@@ -667,11 +691,11 @@ def add_quickstart(sub):
     qs.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
     from .quickstart import RESTORE_T, STEPS
 
-    qs.add_argument("--steps", type=int, default=STEPS, help=f"training steps (default {STEPS}, ~3.5 min on 2 cores)")
+    qs.add_argument("--steps", type=COUNT, default=STEPS, help=f"training steps (default {STEPS}, ~3.5 min on 2 cores)")
     qs.add_argument("--t", type=int, default=RESTORE_T, help=f"restoration severity for the evaluation "
                     f"(default {RESTORE_T} of 3)")
-    qs.add_argument("--n", type=int, default=500, help="held-out digits to evaluate (default 500)")
-    qs.add_argument("--gen-n", type=int, default=200, help="digits generated (default 200)")
+    qs.add_argument("--n", type=COUNT, default=500, help="held-out digits to evaluate (default 500)")
+    qs.add_argument("--gen-n", type=COUNT, default=200, help="digits generated (default 200)")
     qs.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -803,10 +827,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.debug:
             raise
         print(f"colddiff: error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return getattr(e, "exit_status", EXIT_USER_ERROR)  # StoppedError: 3, like a stopped `train`
     except KeyboardInterrupt:
         print("colddiff: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the file system said no outside the atomic writer: still one line, exit 2
+        if args.debug:
+            raise
+        if e.errno is not None and e.filename:
+            from .fileio import os_problem
+
+            print(f"colddiff: error: {os_problem(e, e.filename, 'use')}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"colddiff: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback "
+              "and please report it)", file=sys.stderr)
+        return 1
     except MemoryError:
         print("colddiff: error: out of memory; use fewer or smaller images (--n, --size)", file=sys.stderr)
         return 1

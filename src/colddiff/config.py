@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List
@@ -114,6 +115,8 @@ class RunConfig:
                     raise ConfigError(f"config section [{f.name}] must be a table")
                 setattr(out, f.name, _section_from_dict(type(getattr(out, f.name)), v, f.name))
             else:
+                if not isinstance(v, str):
+                    raise ConfigError(f"config key {f.name} must be text, got {v!r}")
                 setattr(out, f.name, v)
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
@@ -177,6 +180,7 @@ class RunConfig:
         setattr(sec, parts[1], _coerce(text, current, key))
 
     def validate(self) -> "RunConfig":
+        self._validate_values()
         tr = self.train
         for name in ("steps", "batch_size", "grad_accum", "ema_every", "checkpoint_every", "keep_last"):
             if getattr(tr, name) < 1:
@@ -208,6 +212,38 @@ class RunConfig:
                 raise ConfigError(f"{key} must be a finite number >= 0 (a noise std in [-1, 1] units), got {v!r}")
         if isinstance(self.generation.k, bool) or not isinstance(self.generation.k, int) or self.generation.k < 1:
             raise ConfigError(f"generation.k must be a positive whole number, got {self.generation.k!r}")
+        return self
+
+    def _validate_values(self) -> "RunConfig":
+        """Finite numbers in range and the right types (see :mod:`colddiff.validate`): a NaN learning
+        rate, a negative clip or a list given as text is refused before a network is built."""
+        from .validate import number, whole
+
+        tr, m = self.train, self.model
+        number(tr.lr, "train.lr", 0, 1, lo_open=True)  # Adam beyond lr 1 only diverges (1e38: NaN at step 1)
+        number(tr.grad_clip, "train.grad_clip (0 = off)", 0)
+        number(tr.ema_decay, "train.ema_decay", 0, 1)
+        whole(self.data.image_size, "data.image_size", lo=8, hi=4096)
+        whole(self.degradation.T, "degradation.T", lo=1)
+        whole(m.dim, "model.dim", lo=1, hi=4096)
+        whole(m.num_res_blocks, "model.num_res_blocks", lo=1, hi=64)
+        number(m.dropout, "model.dropout", 0, 1)
+        if m.dropout >= 1:
+            raise ConfigError(f"model.dropout must be below 1, got {m.dropout}")
+        for name, lst, lo in (("model.dim_mults", m.dim_mults, 1), ("model.attn_levels", m.attn_levels, 0)):
+            if not isinstance(lst, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= lo
+                                                    for x in lst):
+                raise ConfigError(f"{name} must be a list of whole numbers >= {lo} (e.g. [1, 2, 4]), got {lst!r}")
+        bad = [a for a in m.attn_levels if a >= len(m.dim_mults)]
+        if bad:
+            raise ConfigError(f"model.attn_levels {bad} out of range: the network has levels 0..{len(m.dim_mults) - 1} "
+                              f"(one per entry of model.dim_mults)")
+        for key, v in (("data.name", self.data.name), ("data.root", self.data.root), ("train.device", tr.device),
+                       ("degradation.name", self.degradation.name)):
+            if not isinstance(v, str):
+                raise ConfigError(f"{key} must be text, got {v!r}")
+        if not isinstance(self.degradation.params, dict):
+            raise ConfigError(f"degradation.params must be a table, got {self.degradation.params!r}")
         return self
 
     # ------------------------------------------------------------------ builders
@@ -271,7 +307,16 @@ def _section_from_dict(cls, d: Dict[str, Any], section: str):
         if isinstance(current, (int, float)) and not isinstance(current, bool):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ConfigError(f"{section}.{k} must be a number, got {v!r}")
+            if isinstance(current, int) and not (isinstance(v, int) or (math.isfinite(v) and float(v).is_integer())):
+                raise ConfigError(f"{section}.{k} must be a whole number, got {v!r}")
             v = type(current)(v) if isinstance(current, float) or float(v).is_integer() else v
+        if isinstance(current, list) and not (isinstance(v, list) and all(
+                isinstance(x, int) and not isinstance(x, bool) for x in v)):
+            raise ConfigError(f"{section}.{k} must be a list of whole numbers (e.g. {k} = {current}), got {v!r}")
+        if isinstance(current, str) and not isinstance(v, str):
+            raise ConfigError(f"{section}.{k} must be text (in quotes), got {v!r}")
+        if isinstance(current, dict) and not isinstance(v, dict):
+            raise ConfigError(f"{section}.{k} must be a table ([{section}.{k}]), got {v!r}")
         setattr(obj, k, v)
     return obj
 

@@ -23,6 +23,7 @@ from urllib.request import Request, urlopen
 from tqdm import tqdm
 
 from .errors import InputError
+from .fileio import current_umask, remove_stale
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0
@@ -163,6 +164,8 @@ def download(urls: Sequence[str], dest: os.PathLike | str, spec: Optional[FileSp
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"cannot create the folder {dest.parent} for {dest.name}: {e.strerror or e}") from None
+    # a download killed earlier left its hidden .part file: clear those not written to for a minute
+    remove_stale(dest.parent, (f".{dest.name}.*.part",), older_than=60.0)
     failures: list[str] = []
     mismatches: list[str] = []
     for url in urls:
@@ -190,6 +193,7 @@ def download(urls: Sequence[str], dest: os.PathLike | str, spec: Optional[FileSp
                 if check.ok is False:
                     mismatches.append(f"{url}: {check.detail}")
                     continue
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the data from other users
             os.replace(tmp, dest)
             tmp = None
             return dest

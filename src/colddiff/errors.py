@@ -11,3 +11,13 @@ class ConfigError(ColddiffError, ValueError):
 
 class InputError(ColddiffError, ValueError):
     """Unreadable, missing or wrongly shaped input data."""
+
+
+class OutputError(ColddiffError):
+    """A result that cannot be written: the path is a folder or a file, read-only, or the disk is full."""
+
+
+class StoppedError(ColddiffError):
+    """Work stopped on request (Ctrl-C, SIGTERM) after saving what it had: run the command again to continue."""
+
+    exit_status = 3

@@ -146,9 +146,20 @@ def write_evaluation(ev: Evaluation, folder) -> Dict[str, Path]:
 
 
 def read_evaluation(path) -> Evaluation:
+    from .validate import record
+
     try:
-        return Evaluation.from_dict(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, TypeError) as e:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"evaluation file {path} is unreadable ({e}); rerun `colddiff evaluate`") from None
+    d = record(d, "evaluation", path, required=("run", "step", "T", "t", "n", "rows", "fid_backend"),
+               hint="rerun `colddiff evaluate`")
+    for i, r in enumerate(d["rows"]):
+        if not isinstance(r.get("method"), str):
+            raise InputError(f"{path}: rows[{i}] has no method name; rerun `colddiff evaluate`")
+    try:
+        return Evaluation.from_dict(d)
+    except (ValueError, TypeError) as e:
         raise InputError(f"evaluation file {path} is unreadable ({e}); rerun `colddiff evaluate`") from None
 
 
@@ -251,6 +262,13 @@ def evaluate(run: Run, n: int = 500, t: Optional[int] = None, fid: str = "auto",
 
 
 def _mean_finite(v: torch.Tensor) -> float:
-    """Mean PSNR over images with a finite value (an exact restoration has PSNR = inf)."""
+    """Mean PSNR over images with a finite value (an exact restoration has PSNR = +inf).
+
+    Only +inf (an exact match) is left out; a NaN means broken images and must not vanish from
+    the mean (dropping it once turned a NaN-producing network into the best score, PSNR inf).
+    """
+    if torch.isnan(v).any():
+        raise InputError(f"PSNR is NaN for {int(torch.isnan(v).sum())} of {v.numel()} images: the images hold "
+                         "non-finite values; check the checkpoint (an earlier one, or retrain)")
     finite = v[torch.isfinite(v)]
     return float(finite.mean()) if finite.numel() else float("inf")

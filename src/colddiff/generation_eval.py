@@ -141,9 +141,11 @@ def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str =
     """
     from .generation import generate, generation_stats, write_generation
 
+    from .validate import number, whole
+
     start = time.perf_counter()
-    if n < 1:
-        raise ConfigError(f"--gen-n must be at least 1, got {n}")
+    whole(n, "--gen-n", lo=1)
+    number(noise, "--noise", 0)  # a negative noise once dropped its row from the table without a word
     c = run.cfg.data
     x_ref, labels, split = held_out(run, n)
     if not bool((labels >= 0).all()):
@@ -173,7 +175,7 @@ def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str =
         folder = run.folder / "generation" / s.get("folder", name)
         write_generation(images, folder, {**s, "seed": seed, "run": str(run.folder), "step": run.step})
         row = measure(s, images)
-        row["folder"] = str(folder)
+        row["folder"] = str(folder.relative_to(run.folder))  # relative to the run: it moves with the folder
         row["sample_seconds"] = round(sample_s, 2)
         rows.append(row)
     real = measure({"setting": f"real {split} images (reference)", "sampler": "", "noise": ""}, x_ref)
@@ -223,7 +225,19 @@ def histogram_figure(ev: GenerationEvaluation, path) -> Path:
 
 
 def read_generation_evaluation(path) -> GenerationEvaluation:
+    from .validate import record
+
     try:
-        return GenerationEvaluation.from_dict(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, TypeError) as e:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"evaluation file {path} is unreadable ({e}); rerun `colddiff evaluate --generation`") from None
+    d = record(d, "generation evaluation", path, required=("n", "rows", "fid_backend", "num_classes"),
+               hint="rerun `colddiff evaluate --generation`")
+    for i, r in enumerate(d["rows"]):
+        for k in ("setting", "entropy", "classes_covered_1pct", "near_blank_share", "mean_confidence", "histogram"):
+            if k not in r:
+                raise InputError(f"{path}: rows[{i}] lacks {k!r}; rerun `colddiff evaluate --generation`")
+    try:
+        return GenerationEvaluation.from_dict(d)
+    except (ValueError, TypeError) as e:
         raise InputError(f"evaluation file {path} is unreadable ({e}); rerun `colddiff evaluate --generation`") from None

@@ -20,14 +20,36 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".
 PathLike = Union[str, os.PathLike]
 
 
+GRAY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def high_depth_to_float(img: Image.Image) -> Image.Image:
+    """A 16- or 32-bit grayscale image as a mode-"F" image on the 0..255 scale of 8-bit images.
+
+    PIL's ``convert("L")`` clips such values at 255, which turns a 16-bit PNG almost all white;
+    here 16-bit files are divided by 65535/255 (32-bit "I" images holding values above 255 too).
+    """
+    if not img.mode.startswith("I"):
+        return img
+    a = np.asarray(img, dtype=np.float64)
+    full = 65535.0 if img.mode.startswith("I;16") or (a.size and a.max() > 255) else 255.0
+    return Image.fromarray((np.clip(a, 0, full) * (255.0 / full)).astype(np.float32), mode="F")
+
+
 def to_tensor(img: Image.Image, channels: Optional[int] = None) -> torch.Tensor:
     """PIL image -> (C, H, W) float32 tensor in [-1, 1]; ``channels`` 1 or 3 converts."""
     if channels is None:
-        channels = 1 if img.mode in ("1", "L", "I", "I;16", "F") else 3
+        channels = 1 if img.mode in GRAY_MODES else 3
     if channels not in (1, 3):
         raise InputError(f"channels must be 1 or 3, got {channels}")
-    img = img.convert("L" if channels == 1 else "RGB")
-    a = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    img = high_depth_to_float(img)
+    if img.mode == "F":  # already on the 0..255 scale, not rounded to 8 bits
+        a = np.clip(np.asarray(img, dtype=np.float32), 0, 255)
+        a = a if channels == 1 else np.repeat(a[..., None], 3, axis=2)
+        a = a / 127.5 - 1.0
+    else:
+        img = img.convert("L" if channels == 1 else "RGB")
+        a = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
     if a.ndim == 2:
         a = a[None]
     else:
@@ -49,12 +71,16 @@ def read_image(path: PathLike, channels: Optional[int] = None,
         with Image.open(path) as im:
             im.load()
             if info is not None:
-                info["channels"] = 1 if im.mode in ("1", "L", "I", "I;16", "F") else 3
+                info["channels"] = 1 if im.mode in GRAY_MODES else 3
                 info["size"] = (im.height, im.width)
             if size is not None and (im.height, im.width) != tuple(size):
-                im = im.convert("RGB" if im.mode not in ("L", "1") else "L").resize(
+                im = high_depth_to_float(im)
+                im = (im if im.mode == "F" else im.convert("RGB" if im.mode not in ("L", "1") else "L")).resize(
                     (size[1], size[0]), Image.Resampling.BICUBIC)
             return to_tensor(im, channels)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"cannot read image {path}: {e} Resize it first (it is far larger than any image "
+                         "colddiff trains on)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"cannot read image {path}: {e.__class__.__name__}: {e}") from None
 
@@ -78,6 +104,8 @@ def load_images(path: PathLike, channels: Optional[int] = None,
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {path}")
     if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InputError(f"the number of images must be at least 1, got {limit!r}")  # files[:-1] drops one
         files = files[:limit]
     imgs, first = [], None
     for f in files:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict
 
-from .errors import ConfigError
+from .errors import ConfigError, StoppedError
 from .runs import check_t
 
 log = logging.getLogger("colddiff.quickstart")
@@ -102,8 +102,8 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
             summary = {"stopped_early": False, "step": done_step}
     timings["train"] = time.perf_counter() - t0
     if summary.get("stopped_early"):
-        raise ConfigError(f"training was interrupted at step {summary['step']}; run `colddiff quickstart` again "
-                          "to continue where it stopped")
+        raise StoppedError(f"training was interrupted at step {summary['step']}; run `colddiff quickstart` again "
+                           "to continue where it stopped")
 
     run = load_run(out)
     # 2. Table 1 layout at the restoration severity

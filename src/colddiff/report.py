@@ -15,6 +15,7 @@ import base64
 import html
 import json
 import logging
+import string
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -168,28 +169,50 @@ window.addEventListener('load', function () {
 """
 
 
+class Markup(str):
+    """HTML that colddiff itself built (a table, a figure): inserted by :func:`fill` as it is."""
+
+
+class _Escaping(string.Formatter):
+    def format_field(self, value, format_spec):
+        if isinstance(value, Markup):
+            return str(value)
+        return html.escape(super().format_field(value, format_spec), quote=True)
+
+
+def fill(template: str, **values) -> Markup:
+    """``template.format(**values)`` with every value formatted, then HTML-escaped.
+
+    The one way values reach the report: numbers, names and paths read from a run folder
+    (config, evaluation and generation JSON, train_summary.json) are untrusted, and a crafted
+    ``"n": "<script>..."`` must show up as text, not run.  Only :class:`Markup` passes unescaped.
+    """
+    return Markup(_Escaping().format(template, **values))
+
+
 def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def _figure(path: Path, caption: str, alt: str) -> str:
-    return (f'<figure><img src="{_data_uri(path)}" alt="{html.escape(alt)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+def _figure(path: Path, caption: str, alt: str) -> Markup:
+    return fill('<figure><img src="{uri}" alt="{alt}"><figcaption>{caption}</figcaption></figure>',
+                uri=_data_uri(path), alt=alt, caption=caption)
 
 
-def table_html(css_class: str, head: Sequence[str], body: Sequence[Sequence[str]], caption: str) -> str:
-    cells = lambda row, tag: "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row)  # noqa: E731
-    rows = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body)
-    return (f'<table class="{css_class}"><thead><tr>{cells(head, "th")}</tr></thead><tbody>{rows}</tbody>'
-            f"<caption>{html.escape(caption)}</caption></table>")
+def table_html(css_class: str, head: Sequence[str], body: Sequence[Sequence[str]], caption: str) -> Markup:
+    cells = lambda row, tag: Markup("".join(fill(f"<{tag}>{{c}}</{tag}>", c=c) for c in row))  # noqa: E731
+    rows = Markup("".join(fill("<tr>{r}</tr>", r=cells(r, "td")) for r in body))
+    return fill('<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+                "<caption>{caption}</caption></table>", cls=css_class, head=cells(head, "th"), rows=rows,
+                caption=caption)
 
 
-def evaluation_html(ev: Evaluation) -> str:
+def evaluation_html(ev: Evaluation) -> Markup:
     note = ""
     if ev.fid_small:
-        note = (f'<p class="warn">* FID on {ev.n} images, fewer than 2,048: biased upward; compare it only with '
-                "FIDs on the same number of images and the same back end.</p>")
-    return table_html("evaluation", ev.headers(), [ev.cells(r) for r in ev.rows], ev.caption()) + note
+        note = fill('<p class="warn">* FID on {n} images, fewer than 2,048: biased upward; compare it only with '
+                    "FIDs on the same number of images and the same back end.</p>", n=ev.n)
+    return Markup(table_html("evaluation", ev.headers(), [ev.cells(r) for r in ev.rows], ev.caption()) + note)
 
 
 def find_evaluations(run_folder: Path) -> List[Evaluation]:
@@ -207,33 +230,34 @@ def write_report(run: Run, figures: Dict[str, Path], evaluations: Sequence[Evalu
     """RUN/report.html: config, evaluation table(s), figures, loss curve; one self-contained file."""
     path = Path(path) if path else run.folder / "report.html"
     cfg = run.cfg
-    summary_path = run.folder / "train_summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary, summary_note = read_summary(run.folder / "train_summary.json")
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>colddiff report: {html.escape(run.name)}</title>",
+        fill("<title>colddiff report: {name}</title>", name=run.name),
         "<meta name='viewport' content='width=device-width,initial-scale=1'>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>colddiff report: {html.escape(run.name)}</h1>",
-        f"<p class='sub'>{html.escape(cfg.description or '')}</p>",
+        fill("<h1>colddiff report: {name}</h1>", name=run.name),
+        fill("<p class='sub'>{d}</p>", d=cfg.description or ""),
         "<p>",
-        f"Data <b>{html.escape(cfg.data.name)}</b> ({cfg.data.image_size}px, {cfg.data.channels} channel(s)); "
-        f"degradation <b>{html.escape(repr(run.D))}</b>; "
-        f"checkpoint <code>{html.escape(run.checkpoint.name)}</code> at step {run.step:,}"
-        + (f" of {cfg.train.steps:,}" if cfg.train.steps else "")
-        + (f", trained in {summary['elapsed_s'] / 60:.1f} min on {html.escape(str(summary.get('device')))}"
+        fill("Data <b>{data}</b> ({size}px, {ch} channel(s)); degradation <b>{D}</b>; checkpoint <code>{ck}</code> "
+             "at step {step:,}", data=cfg.data.name, size=cfg.data.image_size, ch=cfg.data.channels, D=repr(run.D),
+             ck=run.checkpoint.name, step=run.step)
+        + (fill(" of {steps:,}", steps=cfg.train.steps) if cfg.train.steps else "")
+        + (fill(", trained in {m:.1f} min on {dev}", m=summary["elapsed_s"] / 60, dev=summary.get("device"))
            if summary.get("elapsed_s") else "")
-        + f"; {'EMA' if run.ema else 'raw'} weights.</p>",
+        + fill("; {w} weights.</p>", w="EMA" if run.ema else "raw"),
     ]
+    if summary_note:
+        parts.append(fill("<p class='warn'>{note}</p>", note=summary_note))
     parts.append("<h2>Evaluation</h2>")
     if evaluations:
         for ev in evaluations:
             if ev.t != ev.T:
-                parts.append(f"<h3>from t={ev.t}</h3>")
+                parts.append(fill("<h3>from t={t}</h3>", t=ev.t))
             parts.append(evaluation_html(ev))
     else:
-        parts.append("<p class='warn'>No evaluation yet: run <code>colddiff evaluate "
-                     f"{html.escape(str(run.folder))}</code>, then this report again.</p>")
+        parts.append(fill("<p class='warn'>No evaluation yet: run <code>colddiff evaluate {folder}</code>, then this "
+                          "report again.</p>", folder=run.folder))
     fig_t = fig_t or run.T
     captions = {
         "restoration": (f"Restoration from t={fig_t} (paper Figs. 2–3): clean, degraded, direct reconstruction "
@@ -251,11 +275,25 @@ def write_report(run: Run, figures: Dict[str, Path], evaluations: Sequence[Evalu
             parts.append(_figure(figures[key], cap, alt))
     parts.extend(extra_sections)
     parts.append("<h2>Configuration</h2>")
-    parts.append(f"<pre>{html.escape(cfg.to_toml())}</pre>")
+    parts.append(fill("<pre>{toml}</pre>", toml=cfg.to_toml()))
     parts.append(f"<script>{CHECK_JS}</script></body></html>")
     with atomic_path(path) as tmp:
         Path(tmp).write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def read_summary(path: Path):
+    """(train_summary.json as a dict, "") or ({}, a note saying why it is left out): a damaged or
+    crafted summary costs the report one line, never the report."""
+    from .validate import record
+
+    if not path.exists():
+        return {}, ""
+    try:
+        return record(json.loads(path.read_text()), "train summary", path), ""
+    except (OSError, ValueError) as e:  # InputError is a ValueError
+        log.warning("%s", e)
+        return {}, f"{path.name} is unreadable and was left out ({e})"
 
 
 def figure_html(path: Path, caption: str, alt: str) -> str:
@@ -277,13 +315,30 @@ def generation_section(run_folder) -> List[str]:
     parts = ["<h2>Generation</h2>",
              table_html("generation", ev.headers(), [ev.cells(r) for r in ev.rows], ev.caption())]
     if ev.fid_small:
-        parts.append(f'<p class="warn">* FID on {ev.n} images, fewer than 2,048: biased upward.</p>')
+        parts.append(fill('<p class="warn">* FID on {n} images, fewer than 2,048: biased upward.</p>', n=ev.n))
     hist = folder / "generation-histogram.png"
     if hist.exists():
         parts.append(_figure(hist, "Share of generated images per predicted class, per setting.", "class histogram"))
     for r in ev.rows:
-        grid = Path(r.get("folder") or "") / "grid.png"
-        if r.get("folder") and grid.exists():
+        if not r.get("folder"):
+            continue
+        grid = generated_folder(run_folder, r["folder"]) / "grid.png"
+        if grid.exists():
             parts.append(_figure(grid, f"Generated from scratch: {r['setting']} (first images).",
                                  f"generated images, {r['setting']}"))
+        else:
+            log.warning("generated images of %r not found: %s", r["setting"], grid)
+            parts.append(fill("<p class='warn'>The generated images of “{s}” are not in this run folder ({grid} is "
+                              "missing); rerun <code>colddiff evaluate --generation</code> to make them again.</p>",
+                              s=r["setting"], grid=grid))
     return parts
+
+
+def generated_folder(run_folder, stored: str) -> Path:
+    """Where the images of a generation row are: RUN/generation/<name>, whatever path was stored.
+
+    Older files hold the folder as it was spelt when evaluated (relative to the directory colddiff
+    ran in); resolving that against today's directory would show nothing for a moved or copied
+    run, or another run's images.  The images always live in the run's own generation folder.
+    """
+    return Path(run_folder) / "generation" / Path(stored).name

@@ -117,11 +117,20 @@ class Run:
                 cb = context_to(context_slice(ctx, lo, hi, n), self.device)
                 outs.append(fn(R, self.D, xb, tt[lo:hi].to(self.device), cb, callback=None if graphed else tick,
                                generator=generator, **(options or {})).float().cpu())
+                self._check_finite(outs[-1], sampler)
                 if graphed:  # a graph has no per-step hook: the bar moves per batch
                     bar.update(1 if fn.one_call else int(tt[lo:hi].max()))
         finally:
             bar.close()
         return torch.cat(outs) if outs else x_t.float().cpu()
+
+    def _check_finite(self, x: torch.Tensor, sampler: str) -> None:
+        """Refuse NaN/Inf restorations: they would become black PNGs and silently wrong metrics."""
+        bad = ~torch.isfinite(x).flatten(1).all(1)
+        if bool(bad.any()):
+            raise InputError(f"the network of {self.checkpoint} returned NaN/Inf for {int(bad.sum())} of {x.shape[0]} "
+                             f"image(s) ({sampler}): its weights are broken (training diverged?); use an earlier "
+                             "checkpoint or retrain with a lower train.lr")
 
     def degrade(self, x0: torch.Tensor, t, ctx: Any = None, batch_size: int = 64) -> torch.Tensor:
         """D(x0, t, ctx) for N images, computed in batches on the run's device, returned on the CPU."""
@@ -165,6 +174,10 @@ class Run:
 def _find_checkpoint(path: Path) -> tuple[Path, Path]:
     """(run folder, checkpoint file) for a run folder or a checkpoint file."""
     if path.is_file():
+        if path.suffix.lower() != ".safetensors":
+            what = "an image" if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp") else "a file"
+            raise InputError(f"RUN {path} is {what}, not a run: give the run folder written by `colddiff train --out "
+                             "DIR` (or one of its checkpoints/ckpt-XXXXXXXX.safetensors)")
         folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         return folder, path
     if path.is_dir():

@@ -37,7 +37,8 @@ from .config import RunConfig, check_resumable
 from .degradations import context_to
 from .devices import autocast as precision_autocast
 from .devices import resolve_device as _resolve_device
-from .errors import ColddiffError, ConfigError
+from .errors import ColddiffError, ConfigError, OutputError
+from .fileio import TMP_PREFIX, atomic_path, os_problem, remove_stale
 from . import speed
 
 Callback = Callable[[Dict[str, Any]], None]
@@ -66,11 +67,24 @@ def resume_config(out, sets: Sequence[str] = ()) -> RunConfig:
     out = Path(out)
     latest = ckpt_io.find_latest(out / "checkpoints")
     if latest is None:
-        raise ConfigError(f"nothing to resume in {out}: no checkpoint in {out / 'checkpoints'}")
+        raise nothing_to_resume(out, clear_partial(out))
     saved, _ = ckpt_io.read_meta(latest)
     cfg = RunConfig.from_dict(saved).override(list(sets))
     check_resumable(saved, cfg, f"the run in {out}")
     return cfg
+
+
+def clear_partial(out) -> int:
+    """Remove what a run killed mid-write left (a half-written checkpoint, a temporary log): how many files."""
+    out = Path(out)
+    return remove_stale(out / "checkpoints") + remove_stale(out, ("metrics.tmp", TMP_PREFIX + "*"))
+
+
+def nothing_to_resume(out, stale: int) -> ConfigError:
+    return ConfigError(f"nothing to resume in {out}: it has no complete checkpoint"
+                       + (f" (removed {stale} partial file(s) left by a run killed while writing its first "
+                          "checkpoint)" if stale else "")
+                       + "; start it again with --preset/--config and --out instead of --resume")
 
 
 def lr_at(cfg: RunConfig, step: int) -> float:
@@ -248,15 +262,19 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
+    stale = clear_partial(out) if rank == 0 else 0
     latest = ckpt_io.find_latest(ckdir)
     if resume and latest is None:
-        raise ConfigError(f"nothing to resume in {out}: it has no checkpoint (start it with --out instead)")
+        raise nothing_to_resume(out, stale)
     if not resume and latest is not None:
         raise ConfigError(f"{out} already holds a run (checkpoint {latest.name}); continue it with "
                           f"`colddiff train --resume {out}` or choose another --out")
     if resume:
         check_resumable(ckpt_io.read_meta(latest)[0], cfg, f"the run in {out}")
 
+    if cfg.data.root and not Path(cfg.data.root).expanduser().is_dir():
+        raise ConfigError(f"data.root {cfg.data.root} is not a folder; give the folder that holds {cfg.data.name}'s "
+                          "files, or leave data.root empty to use the default places")
     # ---- data, degradation, network (identical initial weights on every process)
     ds = data_mod.load(cfg.data.name, "train", root=cfg.data.root or None,
                        image_size=cfg.data.image_size, channels=cfg.data.channels)
@@ -273,7 +291,7 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     scaler = torch.amp.GradScaler("cuda") if tr.precision == "fp16" else None
     gen = torch.Generator(device=device).manual_seed(tr.seed * 7919 + 17 + rank)
     torch.manual_seed(tr.seed + 1 + rank)  # dropout etc.: a different stream per process
-    step, elapsed_before = 0, 0.0
+    step, elapsed_before, resumed_window = 0, 0.0, None
     stream = BatchStream(ds, tr.batch_size, tr.seed, rank, world, cfg.data.num_workers, device=device,
                          augment=cfg.data.augment)
 
@@ -288,6 +306,7 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         st = ck.state
         stream.epoch, stream.position = int(st.get("epoch", 0)), int(st.get("position", 0))
         elapsed_before = float(st.get("elapsed", 0.0))
+        resumed_window = st.get("log_window")  # [sum, count] of the losses since the last log line
         if scaler is not None and st.get("grad_scaler"):
             scaler.load_state_dict(st["grad_scaler"])
         rank_rng = {k.split(".", 1)[1]: v for k, v in ck.rng.items() if k.startswith(f"rank{rank}.")}
@@ -327,17 +346,28 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         if not is_main:
             return None
         state = {"step": at_step, **stream_state, "elapsed": elapsed_before + (time.time() - t_start),
-                 "world_size": world, "torch": torch.__version__}
+                 "world_size": world, "torch": torch.__version__,
+                 "log_window": [float(acc.sum), acc.n]}  # a resumed run's next log line averages the same steps
         if scaler is not None:
             state["grad_scaler"] = scaler.state_dict()  # plain floats and ints
-        path = ckpt_io.save_checkpoint(ckpt_io.checkpoint_path(ckdir, at_step), config=cfg.to_dict(),
-                                       model=model.state_dict(), ema=ema.state_dict(),
-                                       optimizer=opt.state_dict(), rng=rng_all, state=state)
+        try:
+            path = ckpt_io.save_checkpoint(ckpt_io.checkpoint_path(ckdir, at_step), config=cfg.to_dict(),
+                                           model=model.state_dict(), ema=ema.state_dict(),
+                                           optimizer=opt.state_dict(), rng=rng_all, state=state)
+        except OutputError as e:
+            kept = ckpt_io.find_latest(ckdir)
+            raise OutputError(f"{e}; training stopped at step {at_step}: "
+                              + (f"continue from {kept.name} with `colddiff train --resume {out}` once it can be "
+                                 "written" if kept else "no checkpoint was saved yet, start again once it can be "
+                                 "written")) from None
         ckpt_io.prune(ckdir, tr.keep_last)
         return path
 
     t_start = time.time()
     acc = speed.LossAccumulator(device)  # the loss stays on the device until it is logged
+    if resumed_window:
+        acc.sum.fill_(float(resumed_window[0]))
+        acc.n = int(resumed_window[1])
     t_log, imgs_log = time.time(), 0
     last_loss = mean_loss = loss_value = float("nan")
     bad_step = 0
@@ -429,7 +459,8 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
                "ranks_agree": len(set(digests)) == 1,
                "checkpoint": str(ckpt_io.find_latest(ckdir)) if is_main else None}
     if is_main:
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        with atomic_path(out / "train_summary.json") as tmp:
+            Path(tmp).write_text(json.dumps(summary, indent=2))
     if tb is not None:
         tb.close()
     if distributed:
@@ -506,8 +537,12 @@ def _gather_digests(model, distributed: bool, world: int) -> List[str]:
 
 
 def _append_jsonl(path: Path, rec: Dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(rec) + "\n")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+    except OSError as e:
+        raise OutputError(f"{os_problem(e, path)}; training stopped: continue from the last checkpoint with "
+                          f"`colddiff train --resume {path.parent}` once it can be written") from None
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -521,9 +556,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
                 keep.append(line)
         except ValueError:
             continue  # a line cut by a kill
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(x + "\n" for x in keep))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("".join(x + "\n" for x in keep))
 
 
 def _tensorboard(logdir: Path):

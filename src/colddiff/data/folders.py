@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from ..download import Check, FileSpec, check_file
 from ..errors import InputError
-from ..images import IMAGE_EXTENSIONS, to_tensor
+from ..images import IMAGE_EXTENSIONS, high_depth_to_float, to_tensor
 from .base import Source
 from .common import check_image_size, download_dir, log, show, warn_skipped
 from .prepared import attach
@@ -119,7 +119,9 @@ class ImageFiles(Dataset):
     def decode(self, path: Path) -> torch.Tensor:
         """One file as a tensor of this dataset's shape."""
         with Image.open(path) as im:
-            img = im.convert("L" if self.channels == 1 else "RGB")
+            im.load()
+            img = im.convert("L" if self.channels == 1 else "RGB") if not im.mode.startswith("I") else \
+                high_depth_to_float(im)  # 16-bit files scaled, not clipped to white
         w, h = img.size
         side = min(self.crop, w, h) if self.crop else (min(w, h) if self.image_size and w != h else None)
         if side:

@@ -25,6 +25,7 @@ from ..errors import ConfigError, InputError
 TLike = Union[int, torch.Tensor]
 
 _REGISTRY: Dict[str, Type["Degradation"]] = {}
+MAX_T = 100_000
 
 
 def register(name: str) -> Callable[[Type["Degradation"]], Type["Degradation"]]:
@@ -98,9 +99,14 @@ def create(name: str, **params: Any) -> "Degradation":
                 f"its parameters are: {', '.join(accepted)}"
             )
         params = {k: v for k, v in params.items() if k in accepted}
+    from ..validate import degradation_params
+
+    params = degradation_params(name, cls.__init__, params)  # typed and finite before any kernel is built
     try:
         return cls(**params)
-    except TypeError as e:  # wrong argument types or missing required ones
+    except (TypeError, ValueError, OverflowError) as e:  # wrong argument types or missing required ones
+        if isinstance(e, (ConfigError, InputError)):
+            raise
         raise ConfigError(f"cannot build degradation {name!r}: {e}") from None
 
 
@@ -124,6 +130,8 @@ class Degradation(ABC):
     def __init__(self, T: int, image_size: Optional[int] = None, channels: Optional[int] = None):
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ConfigError(f"T must be a positive integer number of steps, got {T!r}")
+        if T > MAX_T:  # samplers take T network calls; 1e8 steps only hangs (the paper uses at most 1,000)
+            raise ConfigError(f"T must be at most {MAX_T:,} steps, got {T:,}")
         self.T = int(T)
         self.image_size = image_size
         self.channels = channels

@@ -25,7 +25,11 @@ PADDINGS = ("circular", "reflect", "zero")
 def gaussian_kernel_1d(kernel_size: int, sigma: float) -> np.ndarray:
     """Normalised 1-D Gaussian taps; the 2-D kernel is the outer product of two of these."""
     r = np.arange(kernel_size, dtype=np.float64) - (kernel_size - 1) / 2
-    g = np.exp(-(r**2) / (2.0 * sigma**2))
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        s2 = 2.0 * np.float64(sigma) ** 2  # numpy: inf for a huge sigma (a box filter), not an OverflowError
+        g = np.exp(-(r**2) / s2)
+    if not np.isfinite(g).all() or g.sum() == 0:  # sigma so small that s2 underflows to 0: the limit, no blur
+        g = (r == 0).astype(np.float64)
     return g / g.sum()
 
 
@@ -87,7 +91,10 @@ class GaussianBlur(SeparableDegradation):
         if self.schedule == "incremental":
             return self.sigma * s
         if self.schedule == "exponential":  # the authors' Exponential(_reflect): exp(kernel_std * i), i = s - 1
-            return self.sigma * math.exp(self.rate * (s - 1))
+            try:
+                return self.sigma * math.exp(self.rate * (s - 1))
+            except OverflowError:  # e.g. rate=1e308: the kernel's limit is a box filter
+                return math.inf
         return 0.35 + 0.01 * (s - 1)  # cifar10: the authors' Special_6_routine, i/100 + 0.35 with i = s - 1
 
     def _check_size(self, n: int) -> None:
