@@ -117,7 +117,7 @@ def world(tmp_path_factory):
     (r / "evaluation").mkdir()
     (r / "evaluation" / "generation.json").write_text(json.dumps({"n": 3, "rows": [{"setting": 5}],
                                                                    "fid_backend": "none", "num_classes": 10}))
-    res = make_run(w / "sr-run", dict(name="resolution", T=2)).folder
+    res = make_run(w / "nogen-run", dict(name="desaturate", T=2)).folder  # a family with no start state
     assert res.exists()
     return w
 
@@ -272,8 +272,8 @@ CASES = [
     ("generate-batch-size-text", "generate {run} --batch-size lots --out {tmp}/g", 2,
      "argument --batch-size: must be a whole number"),
     ("generate-noise-negative", "generate {run} --noise -0.5 --out {tmp}/g", 2, "argument --noise: must be at least 0"),
-    ("generate-not-generative", "generate {sr_run} --n 2 --out {tmp}/g --no-progress", 2,
-     "generation is not defined for resolution"),
+    ("generate-not-generative", "generate {nogen_run} --n 2 --out {tmp}/g --no-progress", 2,
+     "generation is not defined for desaturate"),
     ("data-info-unknown", "data info mnistt", 2, "mnistt"),
     ("data-verify-root-is-file", "data verify mnist --root {afile}", 2, "--root"),
 ]

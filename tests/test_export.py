@@ -24,7 +24,7 @@ from colddiff.runs import load_run
 
 from conftest import TINY_NET
 
-BLUR = dict(name="blur", T=4, params=dict(kernel_size=7, sigma=1.5, padding="circular"))
+BLUR = dict(name="blur", T=4, input_noise=0.0, params=dict(kernel_size=7, sigma=1.5, padding="circular"))
 
 
 @pytest.fixture(scope="module")
