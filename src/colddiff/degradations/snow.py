@@ -93,8 +93,31 @@ def correlate_fft(x: torch.Tensor, ker: torch.Tensor) -> torch.Tensor:
     return full[..., r:r + H, r:r + W].to(x.dtype)
 
 
+class _SnowField(Degradation):
+    """What both snow families share: a snow field drawn per trajectory (``random=True``, in the
+    context) or one fixed field per image size drawn with ``seed`` (``random=False``).
+    Subclasses set ``random``, ``seed`` and ``_fixed`` and implement ``_draw``."""
+
+    def context(self, x0, generator=None):
+        if not self.random:
+            return None
+        B, C, H, W = x0.shape
+        return self._draw(B, H, W, generator, x0.device)
+
+    def _pattern(self, x0, ctx) -> dict:
+        if self.random:
+            if ctx is None:
+                raise ConfigError("random snow needs its context: pass ctx=D.context(x0)")
+            return ctx
+        H, W = x0.shape[-2:]
+        key = (H, W, str(x0.device))
+        if key not in self._fixed:
+            self._fixed[key] = self._draw(1, H, W, torch.Generator().manual_seed(self.seed), x0.device)
+        return self._fixed[key]
+
+
 @register("snow-c")
-class Snow(Degradation):
+class Snow(_SnowField):
     """Snowification with CIFAR-10-C-like levels and a multiplicative, step-exact snow layer.
 
     colddiff's earlier snow (the paper presets now use :class:`AuthorsSnow`, registered as
@@ -139,25 +162,6 @@ class Snow(Degradation):
         are only ~2× its 32-pixel ones, so they grow with the square root of the size."""
         return math.sqrt(size / REF_SIZE)
 
-    def context(self, x0, generator=None):
-        if not self.random:
-            return None
-        B, C, H, W = x0.shape
-        return self._draw(B, H, W, generator, x0.device)
-
-    def _pattern(self, x0, ctx) -> dict:
-        if self.random:
-            if ctx is None:
-                raise ConfigError("random snow needs its context: pass ctx=D.context(x0)")
-            return ctx
-        H, W = x0.shape[-2:]
-        key = (H, W, str(x0.device))
-        pat = self._fixed.get(key)
-        if pat is None:
-            g = torch.Generator().manual_seed(self.seed)
-            pat = self._draw(1, H, W, g, x0.device)
-            self._fixed[key] = pat
-        return pat
 
     # ---------------------------------------------------------------- schedules
     def threshold_at(self, t: torch.Tensor) -> torch.Tensor:
@@ -243,7 +247,7 @@ def gaussian_taps(n: int, sigma: torch.Tensor) -> torch.Tensor:
 
 
 @register("snow")
-class AuthorsSnow(Degradation):
+class AuthorsSnow(_SnowField):
     """Snowification as the authors ran it (``--random_snow --fix_brightness``).
 
     A trajectory draws one snow field ``N(loc, scale²)`` over the image, zooms its centre up by
@@ -291,22 +295,6 @@ class AuthorsSnow(Degradation):
         field = zoom_center(loc + scale * z, zoom)
         return {"field": field.to(device), "vertical": vertical.to(device)}
 
-    def context(self, x0, generator=None):
-        if not self.random:
-            return None
-        B, C, H, W = x0.shape
-        return self._draw(B, H, W, generator, x0.device)
-
-    def _pattern(self, x0, ctx) -> dict:
-        if self.random:
-            if ctx is None:
-                raise ConfigError("random snow needs its context: pass ctx=D.context(x0)")
-            return ctx
-        H, W = x0.shape[-2:]
-        key = (H, W, str(x0.device))
-        if key not in self._fixed:
-            self._fixed[key] = self._draw(1, H, W, torch.Generator().manual_seed(self.seed), x0.device)
-        return self._fixed[key]
 
     # ---------------------------------------------------------------- schedules (step t = 1..T)
     def _linear(self, first: float, last: float, t: torch.Tensor) -> torch.Tensor:
