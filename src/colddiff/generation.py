@@ -39,6 +39,7 @@ import torch
 from .degradations import context_cat, context_slice
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
+from .validate import number
 
 __all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generation_defaults", "generate",
            "write_generation",
@@ -443,21 +444,14 @@ def _seed(v: Any) -> int:
     return _nonneg_int(v, "seed")
 
 
+def _std(v: Any, what: str) -> float:
+    """A noise std from the library or a config: a finite number >= 0 (numpy scalars too)."""
+    return float(number(float(v) if isinstance(v, np.floating) else v, what, 0))
+
+
 def _delta(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ConfigError(f"delta must be a number >= 0 (the per-step noise std), got {v!r}") from None
-    if not math.isfinite(f) or f < 0:
-        raise ConfigError(f"delta must be a finite number >= 0 (the per-step noise std), got {v!r}")
-    return f
+    return _std(v, "delta (the per-step noise std)")
 
 
 def _noise(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ConfigError(f"noise must be a number >= 0 (the start noise std), got {v!r}") from None
-    if not math.isfinite(f) or f < 0:
-        raise ConfigError(f"noise must be a finite number >= 0 (the start noise std), got {v!r}")
-    return f
+    return _std(v, "noise (the start noise std)")
