@@ -546,7 +546,11 @@ def add_evaluate(sub):
 def cmd_restore(args) -> int:
     from .restoration import restore_files
 
+    from .outputs import claim
+    from .restoration import _earlier_restore
+
     check_writable(args.out, folder=True)
+    claim(args.out, "restore", inputs=[args.input], legacy=_earlier_restore)  # before loading anything
     run = _load_run(args)
     res = restore_files(run, args.input, args.out, t=args.t, sampler=args.sampler, resize=args.resize,
                         progress=not args.no_progress)
@@ -586,12 +590,21 @@ def cmd_generate(args) -> int:
 
     from .generation import generation_defaults
 
+    from .generation import MAX_IMAGES, _earlier_generation, check_size
+    from .outputs import claim
+
+    if args.n > MAX_IMAGES:
+        raise ConfigError(f"--n {args.n:,} is more than one generate writes ({MAX_IMAGES:,} images, each its own PNG, "
+                          "all held in memory); generate in parts with different --seed values into different folders")
     check_writable(args.out, folder=True)
+    claim(args.out, "generate", inputs=[args.run], legacy=_earlier_generation)  # before loading anything
     run = _load_run(args)
+    check_size(run, args.n)
     st = generation_defaults(run, args.sampler, args.noise, args.delta, args.k)  # unset options: the run's [generation]
     images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **st)
     info = write_generation(images, args.out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
-                                               "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D)})
+                                               "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D)},
+                            inputs=[run.folder])
     delta = f", delta {st['delta']:g}" if st["sampler"] == "stochastic" else ""
     print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}, seed {args.seed}): "
           f"{args.out}/ (grid: {Path(args.out) / 'grid.png'}; settings: generation.json)")

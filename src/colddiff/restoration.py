@@ -154,6 +154,18 @@ def output_names(files: Sequence[Path], root: Path) -> List[str]:
     return out
 
 
+def _earlier_restore(folder: Path) -> Optional[set]:
+    """The files of a restoration written before output manifests existed (its restore.json lists them)."""
+    try:
+        info = json.loads((folder / "restore.json").read_text())
+        images = info["images"]
+        files = {Path(v).resolve().relative_to(folder.resolve()).as_posix()
+                 for rec in images for k, v in rec.items() if k not in ("input", "t", "t_estimated")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return files | {"sheet.png", "restore.json"}
+
+
 def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", resize: bool = False,
                   batch_size: int = 64, progress: bool = True) -> Dict[str, Any]:
     """The ``colddiff restore`` pipeline; returns the ``restore.json`` record (plus ``warnings`` and ``sheet``)."""
@@ -163,9 +175,9 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     samplers = ["direct"] + ([sampler] if sampler != "direct" else [])
     for s in samplers:  # refuse impossible settings before reading any image
         check_restorable(run, s)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder for the restored images")
+    from .outputs import claim, staged
+
+    out = claim(out, "restore", inputs=[spec], legacy=_earlier_restore)  # before any image is read
     c = run.cfg.data
     user = load_user_images(spec, c.image_size, c.channels, resize)
     warnings = user.warnings(c.image_size, c.channels)  # returned to the caller (the CLI prints them)
@@ -173,20 +185,22 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     tt = estimate_t(run, y, batch_size=batch_size, progress=progress) if t == "auto" else \
         torch.full((y.shape[0],), int(t), dtype=torch.long)
     outs = {s: restore(run, y, tt, sampler=s, batch_size=batch_size, progress=progress) for s in samplers}
-    out.mkdir(parents=True, exist_ok=True)
     records = []
-    for i, stem in enumerate(output_names(user.files, user.root)):
-        rec: Dict[str, Any] = {"input": str(user.files[i]), "t": int(tt[i]), "t_estimated": t == "auto"}
-        for s in samplers:
-            target = out / f"{stem}.{s}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            rec[s] = str(save_image(outs[s][i], target))
-        records.append(rec)
     rows = [[y[i]] + [outs[s][i] for s in samplers] for i in range(y.shape[0])]
-    sheet = atomic_save(make_grid(rows[:64], col_labels=["input"] + samplers,
-                                  row_labels=[f"t={int(v)}" for v in tt[:64]]), out / "sheet.png")
-    info = {"run": str(run.folder), "checkpoint": run.checkpoint.name, "step": run.step,
-            "degradation": repr(run.D), "samplers": samplers, "images": records}
-    with atomic_path(out / "restore.json") as tmp:
-        Path(tmp).write_text(json.dumps(info, indent=2))
+    with staged(out, "restore", inputs=[spec], legacy=_earlier_restore) as stage:  # all files, or none
+        for i, stem in enumerate(output_names(user.files, user.root)):
+            rec: Dict[str, Any] = {"input": str(user.files[i]), "t": int(tt[i]), "t_estimated": t == "auto"}
+            for s in samplers:
+                target = stage / f"{stem}.{s}.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                save_image(outs[s][i], target)
+                rec[s] = str(out / f"{stem}.{s}.png")
+            records.append(rec)
+        atomic_save(make_grid(rows[:64], col_labels=["input"] + samplers,
+                              row_labels=[f"t={int(v)}" for v in tt[:64]]), stage / "sheet.png")
+        info = {"run": str(run.folder), "checkpoint": run.checkpoint.name, "step": run.step,
+                "degradation": repr(run.D), "samplers": samplers, "images": records}
+        with atomic_path(stage / "restore.json") as tmp:
+            Path(tmp).write_text(json.dumps(info, indent=2))
+    sheet = out / "sheet.png"
     return {**info, "warnings": warnings, "sheet": str(sheet), "t_values": sorted({int(v) for v in tt})}

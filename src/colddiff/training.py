@@ -39,6 +39,7 @@ from .devices import autocast as precision_autocast
 from .devices import resolve_device as _resolve_device
 from .errors import ColddiffError, ConfigError, OutputError
 from .fileio import TMP_PREFIX, atomic_path, os_problem, remove_stale
+from .outputs import RunLock
 from . import speed
 
 Callback = Callable[[Dict[str, Any]], None]
@@ -238,8 +239,17 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
           progress: bool = True) -> Dict[str, Any]:
     """Train ``cfg`` into the run folder ``out``; with ``resume`` continue from its latest checkpoint.
 
+    The folder must be new, empty or a run (:func:`colddiff.outputs.claim_run_folder`) and is locked
+    while training (:class:`colddiff.outputs.RunLock`): a second ``train`` into it is refused.
     Returns a summary dict (also written to ``train_summary.json`` by rank 0).
     """
+    if dist_env()[0] != 0:  # under torchrun rank 0 holds the lock for all
+        return _train(cfg, out, resume, callbacks, progress)
+    with RunLock(out):
+        return _train(cfg, out, resume, callbacks, progress)
+
+
+def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], progress: bool) -> Dict[str, Any]:
     from . import data as data_mod
 
     out = Path(out)
@@ -552,12 +562,17 @@ def _truncate_metrics(path: Path, step: int) -> None:
     keep = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
+            rec = json.loads(line)
         except ValueError:
             continue  # a line cut by a kill
+        if isinstance(rec, dict) and _is_step(rec.get("step", 0)) and rec.get("step", 0) <= step:
+            keep.append(line)  # lines that are no log record (a number, a list, a text step) are dropped
     with atomic_path(path) as tmp:
         Path(tmp).write_text("".join(x + "\n" for x in keep))
+
+
+def _is_step(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _tensorboard(logdir: Path):
