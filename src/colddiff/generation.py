@@ -306,23 +306,13 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
     return torch.cat(out)
 
 
-def available_memory() -> Optional[int]:
-    """Bytes of memory available to a new allocation (Linux MemAvailable), or None where unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def check_size(run, n: int) -> None:
     """Refuse a generation that cannot fit: more than MAX_IMAGES images, or more than half the free memory."""
     if n > MAX_IMAGES:
         raise ConfigError(f"--n {n:,} is more than one generate writes ({MAX_IMAGES:,} images, each its own PNG); "
                           "generate in parts with different --seed values into different folders")
+    from .devices import available_memory
+
     c = run.cfg.data
     need, free = n * c.channels * c.image_size ** 2 * 4, available_memory()
     if free is not None and need > free // 2:
@@ -472,8 +462,14 @@ def _nonneg_int(v: Any, what: str) -> int:
     return int(v)
 
 
+MAX_SEED = 2**32 - 1
+
+
 def _seed(v: Any) -> int:
-    return _nonneg_int(v, "seed")
+    v = _nonneg_int(v, "seed")
+    if v > MAX_SEED:
+        raise ConfigError(f"seed must be at most {MAX_SEED} (2**32 - 1), got {v}")
+    return v
 
 
 def _std(v: Any, what: str) -> float:

@@ -261,6 +261,9 @@ def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], pro
     device = resolve_device(tr.device, local_rank)
     if tr.precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
+    from .devices import check_network_fits
+
+    check_network_fits(cfg, device)  # a huge model.dim: one line now, not an allocator crash later
     if distributed and not torch.distributed.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
