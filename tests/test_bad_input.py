@@ -119,7 +119,62 @@ def world(tmp_path_factory):
                                                                    "fid_backend": "none", "num_classes": 10}))
     res = make_run(w / "nogen-run", dict(name="desaturate", T=2)).folder  # a family with no start state
     assert res.exists()
+    _second_audit_world(w, run)
     return w
+
+
+def _second_audit_world(w: Path, run: Path) -> None:
+    """The inputs of the output-rule and second-audit rows: a user's photo folder, float TIFFs with NaN,
+    plug-ins that misbehave, locked, renamed and damaged run folders, links."""
+    import socket
+
+    photos = w / "photos"                      # a user's folder: colddiff must never write into it
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((28, 28), 60 * i, np.uint8)).save(photos / f"{i:04d}.png")
+    Image.fromarray(np.full((28, 28), 99, np.uint8)).save(photos / "sheet.png")
+    nan = np.full((28, 28), 100.0, np.float32)
+    nan[3, 4] = np.nan
+    Image.fromarray(nan, mode="F").save(w / "nan.tiff")
+    inf = np.full((28, 28), 100.0, np.float32)
+    inf[0, 0] = np.inf
+    Image.fromarray(inf, mode="F").save(w / "inf.tiff")
+    (w / "nanfolder").mkdir()
+    Image.fromarray(nan, mode="F").save(w / "nanfolder" / "a.tif")
+    (w / "shadow_blur.py").write_text(
+        "from colddiff.degradations import register\nfrom colddiff.degradations.blur import GaussianBlur\n"
+        "@register('blur')\nclass MyBlur(GaussianBlur):\n    pass\n")
+    (w / "raising.py").write_text(
+        "from colddiff.degradations import Degradation, register\n"
+        "@register('raiser')\nclass Raiser(Degradation):\n"
+        "    def __init__(self, T=4, **kw):\n        super().__init__(T, **kw)\n"
+        "    def forward(self, x0, t, ctx):\n        raise ValueError('my forward is broken')\n"
+        "    @classmethod\n    def example(cls, image_size=16, channels=1):\n        return cls(T=4)\n")
+    locked = _copy_run(run, w / "locked-run")  # PID 1 is alive on every Linux host: a running training
+    (locked / ".colddiff-train.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname(),
+                                                             "started": "2026-01-01 00:00:00"}))
+    away = _copy_run(run, w / "remote-locked-run")  # a lock of another host cannot be judged from here
+    (away / ".colddiff-train.lock").write_text(json.dumps({"pid": 123, "host": "elsewhere.example"}))
+    renamed = _copy_run(run, w / "renamed-run")
+    ck = list_checkpoints(renamed / "checkpoints")[-1][1]
+    ck.rename(ck.with_name("ckpt-00000900.safetensors"))
+    metrics = _copy_run(run, w / "metrics-run")
+    (metrics / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n[1, 2]\n7\n"text"\n{"step": "x", "loss": 1}\n'
+                                           '{"step": 2, "loss": 0.4}\n')
+    (w / "photos-link").symlink_to(photos, target_is_directory=True)
+    restored = w / "restored"                 # the result of another command (restore), with its manifest
+    restored.mkdir()
+    (restored / "x.direct.png").write_bytes((photos / "0000.png").read_bytes())
+    (restored / ".colddiff-output.json").write_text(json.dumps({"format": "colddiff-output-v1", "command": "restore",
+                                                                "files": ["x.direct.png"]}))
+    owned = w / "owned-gen"                   # an earlier generate's folder into which the user put a file
+    owned.mkdir()
+    (owned / "0000.png").write_bytes((photos / "0000.png").read_bytes())
+    (owned / "notes.txt").write_text("mine")
+    (owned / ".colddiff-output.json").write_text(json.dumps({"format": "colddiff-output-v1", "command": "generate",
+                                                             "files": ["0000.png"]}))
+    (w / "sampler-bogus.toml").write_text('preset = "mnist5k-blur"\n[generation]\nsampler = "bogus"\n')
+    (w / "attn-negative.toml").write_text("[model]\nattn_levels = [-1]\n")
 
 
 def _fmt(template: str, world: Path, tmp: Path) -> list:
@@ -278,6 +333,104 @@ CASES = [
     ("data-verify-root-is-file", "data verify mnist --root {afile}", 2, "--root"),
 ]
 
+# ---- the second audit: results never lost or mixed, and every user mistake a clear line
+R = "restore {run} --input {img} --t 1 --sampler direct --no-progress"
+G = "generate {run} --n 2 --no-progress"
+X = "export {run} --n 2 --no-progress"
+SECOND_AUDIT = [
+    # where commands write: only into folders they own, never into (or inside) their input
+    ("generate-into-users-photos", G + " --out {photos}", 2, "already holds files colddiff did not write"),
+    ("restore-out-is-the-input", "restore {run} --input {photos} --t 1 --out {photos} --no-progress", 2,
+     "is the input folder itself"),
+    ("restore-out-inside-the-input", "restore {run} --input {photos} --t 1 --out {photos}/restored --no-progress", 2,
+     "inside the input folder"),
+    ("restore-into-users-photos", R + " --out {photos}", 2, "already holds files colddiff did not write"),
+    ("export-into-users-photos", X + " --out {photos}", 2, "already holds files colddiff did not write"),
+    ("export-out-is-the-run", X + " --out {run}", 2, "is the input folder itself"),
+    ("export-out-inside-the-run", X + " --out {run}/export", 2, "inside the input folder"),
+    ("generate-out-is-the-run", G + " --out {run}", 2, "is the input folder itself"),
+    ("generate-out-inside-the-run", G + " --out {run}/samples", 2, "inside the input folder"),
+    ("generate-out-is-a-link", G + " --out {photos_link}", 2, "is a symbolic link"),
+    ("restore-out-is-a-link", R + " --out {photos_link}", 2, "is a symbolic link"),
+    ("generate-into-a-restore-result", G + " --out {restored}", 2, "holds the result of `colddiff restore`"),
+    ("generate-into-owned-folder-with-users-file", G + " --out {owned_gen}", 2,
+     "notes.txt, a file that colddiff did not write"),
+    ("export-out-is-a-file", X + " --out {afile}", 2, "is a file"),
+    ("train-into-users-photos", T.replace("{tmp}/r", "{photos}"), 2, "already holds files that are not a colddiff run"),
+    ("quickstart-into-users-photos", "quickstart --out {photos} --no-progress", 2, "not a colddiff run"),
+    # run locks
+    ("train-resume-locked-run", "train --resume {locked_run} --no-progress", 2,
+     "is locked by a training that is still running (PID 1"),
+    ("train-resume-locked-on-another-host", "train --resume {remote_locked_run} --no-progress", 2,
+     "on elsewhere.example"),
+    # seeds
+    ("degrade-seed-huge", D + " --seed 99999999999999999999999", 2, "argument --seed: must be at most 4294967295"),
+    ("degrade-seed-negative", D + " --seed -1", 2, "argument --seed: must be at least 0"),
+    ("degrade-seed-2-to-the-32", D + " --seed 4294967296", 2, "must be at most 4294967295"),
+    ("generate-seed-huge", G + " --seed 18446744073709551616 --out {tmp}/g", 2, "argument --seed: must be at most"),
+    ("evaluate-seed-huge", E + " --seed 1e30", 2, "argument --seed: must be"),
+    ("train-seed-huge", T + " --set train.seed=99999999999999999999", 2, "train.seed must be at most 4294967295"),
+    ("train-seed-negative", T + " --set train.seed=-5", 2, "train.seed must be at least 0"),
+    # devices
+    ("evaluate-device-meta", E + " --device meta", 2, "device 'meta' cannot run colddiff"),
+    ("evaluate-device-mps", E + " --device mps", 2, "MPS is not available here"),
+    ("restore-device-meta", R + " --device meta --out {tmp}/o", 2, "device 'meta' cannot run colddiff"),
+    ("generate-device-mps", G + " --device mps --out {tmp}/g", 2, "MPS is not available here"),
+    ("train-device-meta", T + " --set train.device=meta", 2, "device 'meta' cannot run colddiff"),
+    ("evaluate-device-xla", E + " --device xla", 2, "cannot run colddiff"),
+    # memory
+    ("train-network-too-large-for-memory", T + " --set model.dim=4096 model.num_res_blocks=16", 2,
+     "lower model.dim or model.num_res_blocks"),
+    ("generate-a-billion", G.replace("--n 2", "--n 1000000000") + " --out {tmp}/g", 2,
+     "is more than one generate writes (1,000,000 images"),
+    ("generate-just-over-the-limit", G.replace("--n 2", "--n 1000001") + " --out {tmp}/g", 2,
+     "generate in parts with different --seed"),
+    # input images with NaN pixels: refused, naming the file
+    ("degrade-nan-pixels", "degrade -d blur --input {nan} --steps 0,2 --out {tmp}/o.png", 2,
+     "nan.tiff holds 1 NaN/Inf pixel value(s)"),
+    ("degrade-inf-pixels", "degrade -d blur --input {inf} --steps 0,2 --out {tmp}/o.png", 2, "inf.tiff holds 1 NaN/Inf"),
+    ("degrade-nan-in-a-folder", "degrade -d blur --input {nanfolder} --out {tmp}/o.png", 2, "a.tif holds 1 NaN/Inf"),
+    ("restore-nan-pixels", "restore {run} --input {nan} --t 1 --out {tmp}/o --no-progress", 2,
+     "nan.tiff holds 1 NaN/Inf pixel value(s)"),
+    # the output's extension is its format
+    ("degrade-out-tiff", D.replace("o.png", "o.tiff") + " --steps 0,2", 0, "wrote"),
+    ("degrade-out-upper-case-bmp", D.replace("o.png", "o.BMP") + " --steps 0,2", 0, "wrote"),
+    ("degrade-out-unknown-extension", D.replace("o.png", "o.xyz"), 2, "cannot write a .xyz image file"),
+    ("degrade-out-no-extension", D.replace("o.png", "strip"), 2, "cannot write an extension-less image file"),
+    ("degrade-out-pdf", D.replace("o.png", "o.pdf"), 2, "cannot write a .pdf image file"),
+    # plug-ins
+    ("plugin-shadows-built-in-blur", "--plugin {shadow_blur} degradations", 2,
+     "registers a degradation named 'blur', which is built in"),
+    ("plugin-forward-raises", "--plugin {raising} degrade -d raiser --input mnist-5k --n 2 --out {tmp}/o.png", 2,
+     "the plug-in degradation 'raiser' (Raiser in"),
+    ("plugin-forward-raises-in-training", "--plugin {raising} " + T + " --set degradation.name=raiser train.steps=1", 2,
+     "failed in forward(): ValueError: my forward is broken"),
+    # config values that used to train silently
+    ("train-attn-levels-negative", T + " --set model.attn_levels=-1", 2, "negative numbers are not levels"),
+    ("train-attn-levels-negative-in-list", T + " --set model.attn_levels=1,-2", 2, "negative numbers are not levels"),
+    ("train-dim-mults-double-dash", T + " --set model.dim_mults=1--2", 2, "list of whole numbers >= 0"),
+    ("train-attn-levels-toml-negative", "train --config {attn_negative} --out {tmp}/r", 2,
+     "model.attn_levels must be a list of whole numbers >= 0"),
+    ("train-generation-sampler-bogus", T + " --set generation.sampler=bogus", 2,
+     "generation.sampler 'bogus' is unknown; samplers: direct"),
+    ("train-generation-sampler-empty", T + " --set generation.sampler=", 2, "generation.sampler '' is unknown"),
+    ("train-config-generation-sampler-bogus", "train --config {sampler_bogus} --out {tmp}/r", 2,
+     "generation.sampler 'bogus' is unknown"),
+    # a renamed checkpoint: the step is read from its contents and a mismatch refused
+    ("evaluate-renamed-checkpoint", E.replace("{run}", "{renamed_run}"), 2,
+     "holds step 0 but its name says step 900 (renamed?)"),
+    ("train-resume-renamed-checkpoint", "train --resume {renamed_run} --no-progress", 2,
+     "rename it back to ckpt-00000000.safetensors"),
+    ("generate-renamed-checkpoint", "generate {renamed_run} --n 2 --out {tmp}/g --no-progress", 2, "(renamed?)"),
+    # metrics.jsonl lines that are JSON but no record
+    ("report-metrics-lines-not-objects", "report {metrics_run} --no-eval --no-progress", 0, "wrote"),
+    # a file that is not the weights: never advised to be deleted
+    ("weights-verify-etc-passwd", "weights verify --path /etc/passwd", 2, "is not the FID Inception weights file"),
+    ("weights-verify-an-image", "weights verify --path {img}", 2, "is not the FID Inception weights file"),
+    ("weights-verify-a-folder", "weights verify --path {empty}", 2, "is a folder"),
+]
+CASES += SECOND_AUDIT
+
 EXPECTED_ISSUE_CASES = 35   # the rows marked #16 (issue 16's own list)
 
 
@@ -356,6 +509,23 @@ def check_degrade_blur_sigma_huge(world, tmp):
 
 def check_degrade_folder_with_subfolders_and_bmp(world, tmp):
     assert (tmp / "o.png").exists()
+
+
+def check_degrade_out_tiff(world, tmp):
+    with Image.open(tmp / "o.tiff") as im:     # the extension's format, not PNG bytes under a .tiff name
+        assert im.format == "TIFF" and im.size[0] > 28
+
+
+def check_degrade_out_upper_case_bmp(world, tmp):
+    assert (tmp / "o.BMP").read_bytes()[:2] == b"BM"
+
+
+def check_report_metrics_lines_not_objects(world, tmp):
+    from colddiff.report import read_metrics_log
+
+    assert read_metrics_log(world / "metrics-run" / "metrics.jsonl") == [{"step": 1, "loss": 0.5},
+                                                                         {"step": 2, "loss": 0.4}]
+    assert (world / "metrics-run" / "report.html").exists()
 
 
 # ---------------------------------------------------------------------------- the report renders, never executes

@@ -70,6 +70,11 @@ def read_image(path: PathLike, channels: Optional[int] = None,
     try:
         with Image.open(path) as im:
             im.load()
+            if im.mode == "F":
+                bad = int((~np.isfinite(np.asarray(im, dtype=np.float64))).sum())
+                if bad:  # a floating-point image with NaN/Inf pixels: refused, never turned into black or white
+                    raise InputError(f"image {path} holds {bad} NaN/Inf pixel value(s) (a floating-point image); "
+                                     "replace them with numbers (e.g. 0) and save it again")
             if info is not None:
                 info["channels"] = 1 if im.mode in GRAY_MODES else 3
                 info["size"] = (im.height, im.width)
@@ -78,15 +83,13 @@ def read_image(path: PathLike, channels: Optional[int] = None,
                 im = (im if im.mode == "F" else im.convert("RGB" if im.mode not in ("L", "1") else "L")).resize(
                     (size[1], size[0]), Image.Resampling.BICUBIC)
             x = to_tensor(im, channels)
+    except InputError:
+        raise
     except Image.DecompressionBombError as e:
         raise InputError(f"cannot read image {path}: {e} Resize it first (it is far larger than any image "
                          "colddiff trains on)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"cannot read image {path}: {e.__class__.__name__}: {e}") from None
-    bad = int((~torch.isfinite(x)).sum())
-    if bad:  # a float TIFF with NaN/Inf pixels: refused, never turned into black
-        raise InputError(f"image {path} holds {bad} NaN/Inf pixel value(s) (a floating-point image); replace them "
-                         "with numbers (e.g. 0) and save it again")
     return x
 
 

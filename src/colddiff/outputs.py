@@ -319,7 +319,14 @@ class RunLock:
                 except OSError:
                     pass
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type=None, exc=None, tb=None) -> None:
+        from .errors import ColddiffError
+
+        if self.created and exc is not None and isinstance(exc, ColddiffError) and not any(
+                (self.folder / "checkpoints").glob("ckpt-*.safetensors")):
+            # refused or failed before its first checkpoint: the folder this call made holds nothing to keep
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return
         try:
             other = json.loads(self.path.read_text(encoding="utf-8"))
             if other.get("pid") == os.getpid():
