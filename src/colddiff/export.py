@@ -237,17 +237,14 @@ def md_text(v: Any) -> str:
 
 
 def md_code(v: Any) -> str:
-    """``v`` as inline code that nothing in it can close: an HTML <code> element, escaped, one line."""
-    import html
-
-    return f"<code>{html.escape(' '.join(str(v).split()))}</code>"
+    """``v`` as inline code that nothing in it can close: an HTML <code> element around inert text
+    (Markdown is still read inside inline HTML, so its punctuation is escaped too)."""
+    return f"<code>{md_text(v)}</code>"
 
 
 def _shell_word(v: Any) -> str:
-    """A value shown inside a fenced shell block: quoted, one line, no backticks (they cannot close the fence)."""
-    import shlex
-
-    return shlex.quote(" ".join(str(v).replace("`", "'").split()))
+    """A name shown inside a fenced shell block: letters, digits and ``._-`` only (nothing can close the fence)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(v)).strip("-") or "model"
 
 
 def _table_text(text: str) -> str:
@@ -293,13 +290,15 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
               f"`{CONFIG_TOML}` is the run's full configuration; training it again with the same seed on the same "
               "kind of machine gives the same weights:", "", "```bash",
               f"colddiff train --config {CONFIG_TOML} --out "
-              f"{_shell_word('runs/' + (cfg.preset if cfg.preset != 'custom' else 'model'))}",
+              f"runs/{_shell_word(cfg.preset if cfg.preset != 'custom' else 'model')}",
               "```", ""]
     if run.step < cfg.train.steps:
         parts += [f"(this export holds step {run.step:,} of the configured {cfg.train.steps:,}: training was "
                   "stopped early)", ""]
-    if cfg.preset != "custom":
-        parts += [f"(the preset: {md_code('colddiff presets --show ' + _shell_word(cfg.preset))}; this run may "
+    from .config import PRESETS
+
+    if cfg.preset in PRESETS:
+        parts += [f"(the preset: {md_code('colddiff presets --show ' + cfg.preset)}; this run may "
                   "override some of its keys)", ""]
     parts += ["## Files", "",
               f"- `{WEIGHTS}`: the weights (safetensors; the configuration is in its metadata too)",
@@ -313,6 +312,8 @@ def _tables_markdown(folder: Path) -> str:
     from .report import find_evaluations
 
     out = []
+    if (folder / "evaluation").is_symlink():  # never read (or show) files from outside the run
+        return ""
     for ev in find_evaluations(folder):
         out += [f"### Restoration from t = {ev.t} (of T = {ev.T}), {ev.n} held-out images", "",
                 ev.markdown().strip(), ""]
@@ -405,6 +406,8 @@ def _write_export(run, out: Path, licence, repo_id, n_samples, seed, progress):
 def _first_eval_t(folder: Path) -> Optional[int]:
     from .report import find_evaluations
 
+    if (folder / "evaluation").is_symlink():
+        return None
     try:
         evs = find_evaluations(folder)
     except ColddiffError:
