@@ -428,6 +428,23 @@ SECOND_AUDIT = [
     ("weights-verify-etc-passwd", "weights verify --path /etc/passwd", 2, "is not the FID Inception weights file"),
     ("weights-verify-an-image", "weights verify --path {img}", 2, "is not the FID Inception weights file"),
     ("weights-verify-a-folder", "weights verify --path {empty}", 2, "is a folder"),
+    # more of the same kinds
+    ("degrade-seed-text", D + " --seed abc", 2, "argument --seed: must be a whole number"),
+    ("generate-seed-negative", G + " --seed -3 --out {tmp}/g", 2, "argument --seed: must be at least 0"),
+    ("evaluate-seed-negative", E + " --seed -1", 2, "argument --seed: must be at least 0"),
+    ("restore-device-mps", R + " --device mps --out {tmp}/o", 2, "MPS is not available here"),
+    ("export-device-meta", X + " --device meta --out {tmp}/m", 2, "device 'meta' cannot run colddiff"),
+    ("report-device-meta", "report {run} --device meta --no-eval --no-progress", 2, "device 'meta' cannot run"),
+    ("train-dim-mults-negative", T + " --set model.dim_mults=-2", 2, "list of whole numbers >= 0"),
+    ("train-attn-levels-text", T + " --set model.attn_levels=low", 2, "list of whole numbers >= 0"),
+    ("restore-renamed-checkpoint", R.replace("{run}", "{renamed_run}") + " --out {tmp}/o", 2, "(renamed?)"),
+    ("export-renamed-checkpoint", X.replace("{run}", "{renamed_run}") + " --out {tmp}/m", 2, "(renamed?)"),
+    ("train-resume-locked-run-extended", "train --resume {locked_run} --set train.steps=9 --no-progress", 2,
+     "is locked by a training that is still running"),
+    ("restore-nan-pixels-in-a-folder", "restore {run} --input {nanfolder} --t 1 --out {tmp}/o --no-progress", 2,
+     "a.tif holds 1 NaN/Inf pixel value(s)"),
+    ("plugin-shadows-built-in-before-check", "--plugin {shadow_blur} check-degradation blur", 2, "which is built in"),
+    ("weights-verify-missing-file", "weights verify --path {tmp}/none.pth", 2, "no file there"),
 ]
 CASES += SECOND_AUDIT
 
