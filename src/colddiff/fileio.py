@@ -8,6 +8,11 @@ so a shared results folder stays readable to collaborators.
 File-system trouble (a read-only folder, a full disk, a path that is a folder) becomes one
 :class:`~colddiff.errors.OutputError` naming the path; :func:`check_writable` asks the same
 question *before* minutes of work, and :func:`remove_stale` clears what a killed writer left.
+A library's own exception that carries an errno (safetensors reports a full disk as
+``SafetensorError: ... (os error 28)``) gets the same one line.
+
+Which folders a command may write, results of many files committed as a whole, and run-folder
+locks are the output rule of :mod:`colddiff.outputs`, built on these writers.
 """
 from __future__ import annotations
 
