@@ -552,10 +552,8 @@ def add_evaluate(sub):
 
 
 def cmd_restore(args) -> int:
-    from .restoration import restore_files
-
     from .outputs import claim
-    from .restoration import _earlier_restore
+    from .restoration import _earlier_restore, restore_files
 
     check_writable(args.out, folder=True)
     claim(args.out, "restore", inputs=[args.input], legacy=_earlier_restore)  # before loading anything
@@ -596,18 +594,13 @@ def add_restore(sub):
 def cmd_generate(args) -> int:
     from .generation import generate, write_generation
 
-    from .generation import generation_defaults
-
-    from .generation import MAX_IMAGES, _earlier_generation, check_size
+    from .generation import _earlier_generation, check_size, generation_defaults
     from .outputs import claim
 
-    if args.n > MAX_IMAGES:
-        raise ConfigError(f"--n {args.n:,} is more than one generate writes ({MAX_IMAGES:,} images, each its own PNG, "
-                          "all held in memory); generate in parts with different --seed values into different folders")
+    check_size(args.n)  # a billion images: refused before anything is loaded
     check_writable(args.out, folder=True)
     claim(args.out, "generate", inputs=[args.run], legacy=_earlier_generation)  # before loading anything
     run = _load_run(args)
-    check_size(run, args.n)
     st = generation_defaults(run, args.sampler, args.noise, args.delta, args.k)  # unset options: the run's [generation]
     images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **st)
     info = write_generation(images, args.out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,

@@ -285,6 +285,7 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
     from .samplers import get_sampler
 
     n, batch_size = _positive_int(n, "n"), _positive_int(batch_size, "batch_size")
+    check_size(n, run)
     seed = _seed(seed)
     st = generation_defaults(run, sampler, noise, delta, k)
     fn = get_sampler(st["sampler"])
@@ -306,11 +307,14 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
     return torch.cat(out)
 
 
-def check_size(run, n: int) -> None:
-    """Refuse a generation that cannot fit: more than MAX_IMAGES images, or more than half the free memory."""
+def check_size(n: int, run=None) -> None:
+    """Refuse a generation that cannot fit: more than MAX_IMAGES images, or (given the run) images that
+    would take more than half the free memory."""
     if n > MAX_IMAGES:
         raise ConfigError(f"--n {n:,} is more than one generate writes ({MAX_IMAGES:,} images, each its own PNG); "
                           "generate in parts with different --seed values into different folders")
+    if run is None:
+        return
     from .devices import available_memory
 
     c = run.cfg.data
