@@ -8,10 +8,18 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_custom_degradation_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     example = next(b for b in blocks if "@register" in b)
-    exec(compile(example, "README.md", "exec"), {})
-    import colddiff.degradations as deg
+    from colddiff.degradations.base import _REGISTRY
 
-    assert "fade" in deg.names()
+    before = _REGISTRY.pop("fade", None)  # the plug-in tests register their own "fade": a name is never shadowed
+    try:
+        exec(compile(example, "README.md", "exec"), {})
+        import colddiff.degradations as deg
+
+        assert "fade" in deg.names()
+    finally:
+        _REGISTRY.pop("fade", None)
+        if before is not None:
+            _REGISTRY["fade"] = before
 
 
 def test_readme_names_the_two_commands_and_every_cli_command():
