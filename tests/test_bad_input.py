@@ -497,7 +497,7 @@ FAULTS = ("kill-during-first-checkpoint", "full-disk-at-checkpoint", "file-size-
 
 
 def _tiny(*extra):
-    from colddiff.config import preset
+    from colddiff.presets import preset
 
     return preset("mnist5k-blur").override(TINY + list(extra))
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import colddiff.degradations as deg
-from colddiff.config import preset
+from colddiff.presets import preset
 from colddiff.degradations.snow import AUTHORS_LEVELS, zoom_center
 
 import authors_formulas as A

@@ -35,6 +35,7 @@ from . import data
 from .data.common import cache_root, show
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
+from .data.folders import folder_splits
 
 log = logging.getLogger("colddiff.classifier")
 
@@ -188,7 +189,6 @@ def cache_path(data_name: str, image_size: int, channels: int) -> Path:
 
 def _has_test_split(data_name: str) -> bool:
     if _is_folder(data_name):
-        from .data.folders import folder_splits
         return "test" in folder_splits(Path(data_name[len(data.FOLDER_PREFIX):]).expanduser())
     return "test" in data.get(data_name).splits()
 

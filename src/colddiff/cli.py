@@ -105,12 +105,13 @@ def cmd_degrade(args) -> int:
     import torch
 
     from . import degradations as deg
-    from .images import atomic_save, make_grid
+    from .figures import degradation_strip
+    from .images import atomic_save
 
     name, params = args.degradation, {}
     size, channels = args.size, args.channels
     if getattr(args, "preset", None):  # a preset's degradation, at its image size and channels
-        from .config import preset
+        from .presets import preset
 
         cfg = preset(args.preset)
         if name and name != cfg.degradation.name:
@@ -136,13 +137,8 @@ def cmd_degrade(args) -> int:
         params[key] = have
     D = deg.create(name, **params)
     steps = parse_steps(args.steps, D.T)
-    g = torch.Generator().manual_seed(args.seed)
-    ctx = D.context(x0, g)
-    with torch.no_grad():
-        cols = [D(x0, s, ctx) for s in steps]
-    rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
-    sheet = make_grid(rows, col_labels=[f"t={s}" for s in steps])
-    out = atomic_save(sheet, args.out)
+    ctx = D.context(x0, torch.Generator().manual_seed(args.seed))
+    out = atomic_save(degradation_strip(D, x0, steps, ctx), args.out)
     print(f"wrote {out}: {x0.shape[0]} image(s) x {len(steps)} steps of {D!r}")
     return 0
 
@@ -260,7 +256,7 @@ def add_networks(sub):
 
 # ---------------------------------------------------------------------------- train, presets, data
 def cmd_train(args) -> int:
-    from .config import resolve_config
+    from .presets import resolve_config
     from .training import resume_config, train
 
     if args.resume:
@@ -312,7 +308,7 @@ def add_train(sub):
 
 
 def cmd_presets(args) -> int:
-    from .config import PRESETS, preset
+    from .presets import PRESETS, preset
 
     if args.show:
         from .paper import provenance
@@ -379,7 +375,8 @@ def cmd_data(args) -> int:
               ("" if good == len(checks) else "; the others have no published checksum"))
         return 0
     if action == "prepare":
-        from .data.prepared import describe, prepare
+        from .data import prepare
+        from .data.prepared import describe
 
         splits = [s.strip() for s in args.split.split(",")] if args.split else ()
         for path, man in prepare(args.name, root, image_size=args.size, channels=args.channels, splits=splits,
@@ -632,7 +629,9 @@ def add_generate(sub):
 
 def cmd_report(args) -> int:
     from .evaluation import evaluate, write_evaluation
-    from .report import find_evaluations, generation_section, write_figures, write_report
+    from .evaluation import find_evaluations
+    from .figures import write_figures
+    from .report import generation_section, write_report
 
     run = _load_run(args)
     for target in (run.folder / "report.html", run.folder / "figures" / "report.png"):
@@ -701,7 +700,8 @@ def add_quickstart(sub):
 
 # ---------------------------------------------------------------------------- share and show: export, demo
 def cmd_export(args) -> int:
-    from .export import export_run, push
+    from .export import export_run
+    from .hub import push
 
     run = _load_run(args)
     res = export_run(run, args.out, licence=args.license, repo_id=args.push, n_samples=args.n,

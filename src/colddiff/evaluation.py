@@ -29,6 +29,7 @@ from .errors import ConfigError, InputError
 from .runs import Run, check_t
 from .samplers import SAMPLERS, sampler_names
 from .tables import markdown_table, text_table, write_tables
+from .validate import record
 
 log = logging.getLogger("colddiff.evaluation")
 
@@ -146,8 +147,6 @@ def write_evaluation(ev: Evaluation, folder) -> Dict[str, Path]:
 
 
 def read_evaluation(path) -> Evaluation:
-    from .validate import record
-
     try:
         d = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
@@ -161,6 +160,13 @@ def read_evaluation(path) -> Evaluation:
         return Evaluation.from_dict(d)
     except (ValueError, TypeError) as e:
         raise InputError(f"evaluation file {path} is unreadable ({e}); rerun `colddiff evaluate`") from None
+
+
+def find_evaluations(run_folder: Path) -> List[Evaluation]:
+    """The restoration tables written by `colddiff evaluate` in RUN/evaluation, t = T first."""
+    folder = Path(run_folder) / "evaluation"
+    evs = [read_evaluation(p) for p in sorted(folder.glob("restoration*.json"))]
+    return sorted(evs, key=lambda e: (e.t != e.T, -e.t))
 
 
 # ---------------------------------------------------------------------------- held-out data

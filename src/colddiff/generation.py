@@ -40,6 +40,9 @@ from .degradations import context_cat, context_slice
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .validate import number
+from .runs import batches
+from .samplers import get_sampler
+from .images import atomic_save, make_grid, save_image
 
 __all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generation_defaults", "generate",
            "write_generation",
@@ -281,9 +284,6 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
     Deterministic for a seed, whatever ``batch_size`` and device: with per-step noise the images
     are sampled in chunks of ``CHUNK``, each with its own noise stream.
     """
-    from .runs import batches
-    from .samplers import get_sampler
-
     n, batch_size = _positive_int(n, "n"), _positive_int(batch_size, "batch_size")
     seed = _seed(seed)
     st = generation_defaults(run, sampler, noise, delta, k)
@@ -329,8 +329,6 @@ def write_generation(images: torch.Tensor, out_dir, settings: dict, *, grid_max:
     this set (what FID on a folder needs).  ``generation.json`` is written last: when it is
     there, the images it lists are complete.  Every file is written atomically.
     """
-    from .images import atomic_save, make_grid, save_image
-
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] < 1:
         raise InputError(f"images must be a non-empty (N, C, H, W) tensor, got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")

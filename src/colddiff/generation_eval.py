@@ -23,6 +23,12 @@ from .evaluation import extractors, held_out
 from .fileio import atomic_path
 from .runs import Run
 from .tables import markdown_table, text_table, write_tables
+from .samplers import get_sampler
+from .generation import generation_defaults
+from .samplers import sampler_names
+from .generation import generate, generation_stats, write_generation
+from .validate import number, whole
+from .validate import record
 
 __all__ = ["GenerationEvaluation", "setting_name", "generation_settings", "evaluate_generation", "write_generation_evaluation",
            "read_generation_evaluation", "histogram_figure"]
@@ -103,8 +109,6 @@ class GenerationEvaluation:
 
 def setting_name(sampler: str, noise: float = 0.0, delta: float = 0.0) -> str:
     """A row label such as "Algorithm 2, noise 0.002" or "Stochastic (IHD), δ 0.0125"."""
-    from .samplers import get_sampler
-
     parts = [get_sampler(sampler).label]
     if sampler == "stochastic":
         parts.append(f"δ {delta:g}")
@@ -115,9 +119,6 @@ def setting_name(sampler: str, noise: float = 0.0, delta: float = 0.0) -> str:
 def generation_settings(run: Run, noise: float) -> List[Dict[str, Any]]:
     """The settings compared by default: Algorithm 2 without and with start noise; the run's own
     ``[generation]`` setting where it differs (e.g. the stochastic sampler); DDIM where it applies."""
-    from .generation import generation_defaults
-    from .samplers import sampler_names
-
     settings = [{"setting": "Algorithm 2, no noise", "sampler": "algorithm2", "noise": 0.0}]
     if noise > 0:
         settings.append({"setting": f"Algorithm 2, noise {noise:g}", "sampler": "algorithm2", "noise": noise})
@@ -139,10 +140,6 @@ def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str =
     The generated images are kept in RUN/generation/<setting>/ (PNGs, grid, generation.json),
     and the real held-out images are measured the same way as a reference row.
     """
-    from .generation import generate, generation_stats, write_generation
-
-    from .validate import number, whole
-
     start = time.perf_counter()
     whole(n, "--gen-n", lo=1)
     number(noise, "--noise", 0)  # a negative noise once dropped its row from the table without a word
@@ -225,8 +222,6 @@ def histogram_figure(ev: GenerationEvaluation, path) -> Path:
 
 
 def read_generation_evaluation(path) -> GenerationEvaluation:
-    from .validate import record
-
     try:
         d = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:

@@ -19,6 +19,8 @@ from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .runs import Run, check_t, progress_bar
 from .samplers import get_sampler
+from .images import list_images, read_image
+from .images import atomic_save, make_grid, save_image
 
 __all__ = ["estimate_t", "restore", "check_restorable", "UserImages", "load_user_images", "output_names", "restore_files"]
 
@@ -103,8 +105,6 @@ def load_user_images(spec, size: int, channels: int, resize: bool = False) -> Us
     A file of another size is a one-line error unless ``resize`` (bicubic, noted in ``resized``);
     other channel counts are converted (noted in ``converted``).
     """
-    from .images import list_images, read_image
-
     path = Path(spec).expanduser()
     if not path.exists():
         raise InputError(f"input not found: {path}; give an image file or a folder of images")
@@ -157,8 +157,6 @@ def output_names(files: Sequence[Path], root: Path) -> List[str]:
 def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", resize: bool = False,
                   batch_size: int = 64, progress: bool = True) -> Dict[str, Any]:
     """The ``colddiff restore`` pipeline; returns the ``restore.json`` record (plus ``warnings`` and ``sheet``)."""
-    from .images import atomic_save, make_grid, save_image
-
     t = check_t(t, run.T, auto=True)
     samplers = ["direct"] + ([sampler] if sampler != "direct" else [])
     for s in samplers:  # refuse impossible settings before reading any image

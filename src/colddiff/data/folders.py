@@ -14,18 +14,17 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ..download import Check, FileSpec, check_file
 from ..errors import InputError
-from ..images import IMAGE_EXTENSIONS, high_depth_to_float, to_tensor
+from ..images import DECODE_ERRORS, IMAGE_EXTENSIONS, high_depth_to_float, to_tensor
 from .base import Source
 from .common import check_image_size, download_dir, log, show, warn_skipped
 from .prepared import attach
 
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 def list_image_files(folder: Path) -> list[Path]:

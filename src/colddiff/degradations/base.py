@@ -21,6 +21,8 @@ from typing import Any, Callable, Dict, Optional, Type, Union
 import torch
 
 from ..errors import ConfigError, InputError
+from .. import plugins
+from ..validate import degradation_params
 
 TLike = Union[int, torch.Tensor]
 
@@ -53,7 +55,6 @@ def generative_names() -> list[str]:
 
 def get_class(name: str) -> Type["Degradation"]:
     if name not in _REGISTRY:  # not built in: look in the installed and named plug-ins (colddiff.plugins)
-        from .. import plugins
 
         plugins.load_entry_points()
         plugins.from_environment()
@@ -99,7 +100,6 @@ def create(name: str, **params: Any) -> "Degradation":
                 f"its parameters are: {', '.join(accepted)}"
             )
         params = {k: v for k, v in params.items() if k in accepted}
-    from ..validate import degradation_params
 
     params = degradation_params(name, cls.__init__, params)  # typed and finite before any kernel is built
     try:

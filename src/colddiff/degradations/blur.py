@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from .base import bview, register, work_dtype
 from .separable import SeparableDegradation
+from .mask import quantize8
 
 SCHEDULES = ("constant", "incremental", "exponential", "cifar10")
 PADDINGS = ("circular", "reflect", "zero")
@@ -133,7 +134,6 @@ class GaussianBlur(SeparableDegradation):
     def finalize(self, x_t, t):
         if not self.discrete:
             return x_t
-        from .mask import quantize8
 
         return quantize8(x_t)
 
