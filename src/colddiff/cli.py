@@ -44,10 +44,41 @@ def _command(sub, name: str, help: str, description: str, examples: str, func) -
     return p
 
 
+class _LazyChoices:
+    """argparse ``choices`` read on first use (checking a value, an error message, a command's --help),
+    so that building the parser imports no torch; give such an argument a ``metavar``."""
+
+    def __init__(self, load):
+        self._load, self._names = load, None
+
+    def _all(self) -> list:
+        if self._names is None:
+            self._names = list(self._load())
+        return self._names
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __contains__(self, name) -> bool:
+        return name in self._all()
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
 def _sampler_names():
     from .samplers import SAMPLERS
 
     return list(SAMPLERS)
+
+
+def _fid_choices():
+    from .metrics import FID_BACKENDS
+
+    return ("auto",) + tuple(FID_BACKENDS)
+
+
+SAMPLER_CHOICES, FID_CHOICES = _LazyChoices(_sampler_names), _LazyChoices(_fid_choices)
 
 
 def parse_params(items: Sequence[str]) -> dict:
@@ -509,8 +540,6 @@ def cmd_evaluate(args) -> int:
 
 
 def add_evaluate(sub):
-    from .metrics import FID_BACKENDS
-
     ev = _command(sub, "evaluate", "the paper's Table 1 for a run: FID, SSIM, RMSE, PSNR, class kept",
                   "Restore N held-out test images from t=T (or --t) with direct reconstruction, Algorithm 1 and\n"
                   "Algorithm 2, and measure each against the clean images. Writes RUN/evaluation/restoration.{md,csv,json}.",
@@ -524,8 +553,8 @@ def add_evaluate(sub):
     _run_args(ev)
     ev.add_argument("--n", type=COUNT, default=500, help="held-out images to restore (default 500)")
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
-    ev.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto",
-                    help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "
+    ev.add_argument("--fid", choices=FID_CHOICES, metavar="BACKEND", default="auto",
+                    help="FID features (%(choices)s): classifier (trained by colddiff, offline), inception (standard FID) or none; "
                          "auto = inception when its weights file is in place (`colddiff weights info`; then the "
                          "classifier FID is an extra column on labelled sets), else classifier on labelled data "
                          "sets, else none")
@@ -573,8 +602,8 @@ def add_restore(sub):
     rs.add_argument("--input", "-i", required=True, help="an image file or a folder of images")
     rs.add_argument("--t", default="auto", help="severity: a step 1..T, or auto to estimate it per image (default)")
     rs.add_argument("--out", "-o", required=True, help="output folder")
-    rs.add_argument("--sampler", choices=_sampler_names(), default="algorithm2",
-                    help="sampler written beside direct reconstruction (default algorithm2)")
+    rs.add_argument("--sampler", choices=SAMPLER_CHOICES, metavar="NAME", default="algorithm2",
+                    help="sampler written beside direct reconstruction: %(choices)s (default algorithm2)")
     rs.add_argument("--resize", action="store_true", help="resize images of another size to the run's size")
 
 
@@ -611,7 +640,7 @@ def add_generate(sub):
     _run_args(gn)
     gn.add_argument("--n", type=COUNT, default=64, help="images to generate (default 64)")
     gn.add_argument("--out", "-o", required=True, help="output folder")
-    gn.add_argument("--sampler", choices=_sampler_names(), default=None,
+    gn.add_argument("--sampler", choices=SAMPLER_CHOICES, metavar="NAME", default=None,
                     help="algorithm2, stochastic (Algorithm 2 + per-step noise --delta), algorithm1, ddim (noise runs), "
                          "direct (one call of R); default: the run's generation.sampler (algorithm2 unless its preset "
                          "says otherwise)")

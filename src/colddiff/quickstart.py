@@ -26,18 +26,6 @@ from pathlib import Path
 from typing import Any, Dict
 
 from .errors import ConfigError, StoppedError
-from .runs import check_t
-from .checkpoint import find_latest, read_meta
-from .presets import preset
-from .evaluation import evaluate, write_evaluation
-from .generation import generate, generation_defaults, write_generation
-from .generation_eval import evaluate_generation, setting_name, write_generation_evaluation
-from .figures import write_figures
-from .report import generation_section, write_report
-from .runs import load_run
-from .training import train
-from .evaluation import Evaluation
-from .generation_eval import GenerationEvaluation
 
 log = logging.getLogger("colddiff.quickstart")
 
@@ -75,6 +63,17 @@ def targets(ev, gev=None) -> Dict[str, Any]:
 def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n: int = 500, gen_n: int = 200,
                noise: float = 0.0, progress: bool = True, echo=print) -> Dict[str, Any]:
     """Train (or resume, or reuse) the quickstart run, evaluate it, generate from it, write the report."""
+    # imported when the quickstart runs: `colddiff --help` reads STEPS and RESTORE_T without loading torch
+    from .checkpoint import find_latest, read_meta
+    from .evaluation import evaluate, write_evaluation
+    from .figures import write_figures
+    from .generation import generate, generation_defaults, write_generation
+    from .generation_eval import evaluate_generation, setting_name, write_generation_evaluation
+    from .presets import preset
+    from .report import generation_section, write_report
+    from .runs import check_t, load_run
+    from .training import train
+
     start = time.perf_counter()
     out = Path(out)
     cfg = preset(PRESET).override([f"train.steps={steps}"])
@@ -145,6 +144,9 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
 
 
 def summary_text(result: Dict[str, Any]) -> str:
+    from .evaluation import Evaluation
+    from .generation_eval import GenerationEvaluation
+
     ev = Evaluation.from_dict(result["evaluation"])
     gev = GenerationEvaluation.from_dict(result["generation"])
     tg = result["targets"]
