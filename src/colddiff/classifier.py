@@ -33,9 +33,9 @@ from tqdm.auto import tqdm
 
 from . import data
 from .data.common import cache_root, show
+from .data.folders import folder_splits
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
-from .data.folders import folder_splits
 
 log = logging.getLogger("colddiff.classifier")
 

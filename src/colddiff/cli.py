@@ -608,9 +608,8 @@ def add_restore(sub):
 
 
 def cmd_generate(args) -> int:
-    from .generation import generate, write_generation
-
-    from .generation import generation_defaults
+    from .generation import generate, generation_defaults, write_generation
+    from .samplers import get_sampler
 
     check_writable(args.out, folder=True)
     run = _load_run(args)
@@ -618,7 +617,7 @@ def cmd_generate(args) -> int:
     images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **st)
     info = write_generation(images, args.out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
                                                "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D)})
-    delta = f", delta {st['delta']:g}" if st["sampler"] == "stochastic" else ""
+    delta = f", delta {st['delta']:g}" if "delta" in get_sampler(st["sampler"]).options else ""
     print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}, seed {args.seed}): "
           f"{args.out}/ (grid: {Path(args.out) / 'grid.png'}; settings: generation.json)")
     return 0

@@ -210,8 +210,7 @@ class RunConfig:
                        ("generation.noise", self.generation.noise), ("generation.delta", self.generation.delta)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
                 raise ConfigError(f"{key} must be a finite number >= 0 (a noise std in [-1, 1] units), got {v!r}")
-        if isinstance(self.generation.k, bool) or not isinstance(self.generation.k, int) or self.generation.k < 1:
-            raise ConfigError(f"generation.k must be a positive whole number, got {self.generation.k!r}")
+        whole(self.generation.k, "generation.k", 1)
         return self
 
     def _validate_values(self) -> "RunConfig":

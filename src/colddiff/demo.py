@@ -28,14 +28,12 @@ import torch
 from PIL import Image
 
 from .errors import ColddiffError, ConfigError, InputError
-from .images import make_grid, to_uint8
 from .evaluation import held_out
-from .images import save_image
-from .restoration import load_user_images
 from .figures import algorithm2_trajectory, trajectory_grid
-from .restoration import check_restorable, estimate_t, restore
-from .runs import check_t
 from .generation import generate
+from .images import make_grid, save_image, to_uint8
+from .restoration import check_restorable, estimate_t, load_user_images, restore
+from .runs import check_t
 from .samplers import sampler_names
 
 log = logging.getLogger("colddiff.demo")
@@ -180,21 +178,19 @@ class DemoApp:
                 t = int(check_t(int(t), run.T, "t"))
                 notes.insert(0, f"t = {t} of {run.T} (chosen)")
             outs: List[Any] = [pil(y[0])]
-            for sampler in ("direct", "algorithm1", "algorithm2"):
+            for sampler in ("direct", "algorithm1"):
                 try:
-                    check_restorable(run, sampler)
+                    outs.append(pil(restore(run, y, t, sampler=sampler, progress=False)[0]))
                 except ConfigError as e:
                     outs.append(None)
                     notes.append(f"{sampler}: {e}")
-                    continue
-                if sampler != "algorithm2":
-                    outs.append(pil(restore(run, y, t, sampler=sampler, progress=False)[0]))
-                    continue
+            try:  # Algorithm 2 with its trajectory (x_s and x0_hat at k steps)
+                check_restorable(run, "algorithm2")
                 final, steps, xs, x0s = algorithm2_trajectory(run, y[:1], t, None, k)
-                outs.append(pil(final[0]))
-                outs.append(trajectory_grid(final, steps, xs, x0s))
-            if len(outs) == 4:
-                outs.append(None)   # no trajectory when Algorithm 2 cannot run
+                outs += [pil(final[0]), trajectory_grid(final, steps, xs, x0s)]
+            except ConfigError as e:
+                outs += [None, None]
+                notes.append(f"algorithm2: {e}")
             return (*outs, "; ".join(notes))
         except ColddiffError as e:
             return (*blank, f"⚠ {e}")

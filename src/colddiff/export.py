@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from . import __version__
+from . import __version__, data
 from .checkpoint import CONFIG, MODEL_FORMAT as FORMAT, WEIGHTS, is_export
 from .errors import ColddiffError, ConfigError
 from .evaluation import find_evaluations, held_out, restore_batches
@@ -37,15 +37,6 @@ from .fileio import atomic_path
 log = logging.getLogger("colddiff.export")
 
 CONFIG_TOML, CARD, SAMPLES = "config.toml", "README.md", "samples.png"
-
-# Hub data set ids and licences (Hub licence identifiers) of the built-in data sets: the weights
-# are derived from the images, so the card states the data's licence unless --license says otherwise.
-HUB_DATASETS = {"mnist-5k": "ylecun/mnist", "mnist": "ylecun/mnist", "fashion-mnist": "zalando-datasets/fashion_mnist",
-                "cifar10": "uoft-cs/cifar10", "celeba": "celeba", "afhq": "afhq"}
-DATA_LICENCES = {"mnist-5k": "cc-by-sa-3.0", "mnist": "cc-by-sa-3.0", "fashion-mnist": "mit",
-                 "afhq": "cc-by-nc-4.0"}
-TASK_TAGS = {"blur": "deblurring", "mask": "inpainting", "resolution": "super-resolution", "snow": "desnowing",
-             "desaturate": "colorization", "animorph": "image-to-image", "noise": "denoising"}
 
 
 # ---------------------------------------------------------------------------- writing
@@ -71,14 +62,18 @@ def _check_out(run, out: Path) -> None:
 
 
 def card_metadata(run, licence: Optional[str] = None) -> Dict[str, Any]:
-    """The model card's front matter: library, licence, data set, tags, task."""
-    d = run.cfg.data.name
-    family = run.cfg.degradation.name
-    meta: Dict[str, Any] = {"library_name": "colddiff", "license": licence or DATA_LICENCES.get(d, "other")}
-    if d in HUB_DATASETS:
-        meta["datasets"] = [HUB_DATASETS[d]]
-    meta["tags"] = ["cold-diffusion", "colddiff", "image-restoration", f"degradation-{family}",
-                    TASK_TAGS.get(family, "image-to-image"), "pytorch", "safetensors"]
+    """The model card's front matter: library, licence, data set, tags, task.
+
+    The weights are derived from the images, so the card states the data's Hub licence (the data
+    source's ``hub_licence``; "other" when it states none or the data is a folder) unless ``licence``
+    says otherwise; the task tag is the degradation's ``task``."""
+    source = data.SOURCES.get(run.cfg.data.name)
+    meta: Dict[str, Any] = {"library_name": "colddiff",
+                            "license": licence or (source.hub_licence if source else "") or "other"}
+    if source is not None and source.hub_id:
+        meta["datasets"] = [source.hub_id]
+    meta["tags"] = ["cold-diffusion", "colddiff", "image-restoration", f"degradation-{run.cfg.degradation.name}",
+                    run.D.task, "pytorch", "safetensors"]
     meta["pipeline_tag"] = "image-to-image"
     return meta
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from .errors import ConfigError, StoppedError
+from .validate import whole
 
 log = logging.getLogger("colddiff.quickstart")
 
@@ -79,8 +80,7 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
     cfg = preset(PRESET).override([f"train.steps={steps}"])
     t = check_t(t, cfg.degradation.T)
     for what, v in (("--n", n), ("--gen-n", gen_n)):  # checked before minutes of training, not after
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{what} must be a positive whole number, got {v!r}")
+        whole(v, what, 1)
     latest = find_latest(out / "checkpoints")
     timings: Dict[str, float] = {}
 

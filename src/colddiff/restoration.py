@@ -17,10 +17,9 @@ import torch
 
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
+from .images import atomic_save, list_images, make_grid, read_image, save_image
 from .runs import Run, check_t, progress_bar
 from .samplers import get_sampler
-from .images import list_images, read_image
-from .images import atomic_save, make_grid, save_image
 
 __all__ = ["estimate_t", "restore", "check_restorable", "UserImages", "load_user_images", "output_names", "restore_files"]
 
@@ -158,7 +157,7 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
                   batch_size: int = 64, progress: bool = True) -> Dict[str, Any]:
     """The ``colddiff restore`` pipeline; returns the ``restore.json`` record (plus ``warnings`` and ``sheet``)."""
     t = check_t(t, run.T, auto=True)
-    samplers = ["direct"] + ([sampler] if sampler != "direct" else [])
+    samplers = list(dict.fromkeys(["direct", sampler]))   # direct reconstruction beside the chosen sampler
     for s in samplers:  # refuse impossible settings before reading any image
         check_restorable(run, s)
     out = Path(out)

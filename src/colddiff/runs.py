@@ -15,14 +15,15 @@ from typing import Any, Callable, Iterator, Optional, Tuple, Union
 
 import torch
 
-from . import checkpoint as ckpt_io, data
-from . import hub
+from . import checkpoint as ckpt_io
+from . import data, hub
 from .config import RunConfig
 from .degradations import context_slice, context_to
 from .devices import autocast, resolve_device
 from .errors import ColddiffError, ConfigError, InputError
-from .samplers import get_sampler
 from .graphs import GraphedRestorer
+from .samplers import get_sampler
+from .validate import whole
 
 __all__ = ["Run", "load_run", "resolve_device", "check_t", "batches", "progress_bar"]
 
@@ -49,8 +50,7 @@ def check_t(t, T: int, what: str = "--t", auto: bool = False) -> Union[int, str]
 
 def batches(n: int, batch_size: int) -> Iterator[Tuple[int, int]]:
     """(lo, hi) of consecutive batches covering 0..n."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch size must be a positive whole number, got {batch_size!r}")
+    batch_size = whole(batch_size, "batch size", 1)
     for lo in range(0, n, batch_size):
         yield lo, min(n, lo + batch_size)
 

@@ -33,15 +33,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from . import checkpoint as ckpt_io
+from . import data as data_mod
+from . import speed
 from .config import RunConfig, check_resumable
+from .data import augment as augment_mod
 from .degradations import context_to
 from .devices import autocast as precision_autocast
 from .devices import resolve_device as _resolve_device
 from .errors import ColddiffError, ConfigError, OutputError
 from .fileio import TMP_PREFIX, atomic_path, os_problem, remove_stale
-from . import speed
-from .data import augment as augment_mod
-from . import data as data_mod
 from .images import atomic_save, make_grid
 from .samplers import algorithm2, direct
 

@@ -233,6 +233,7 @@ class CelebA(Source):
     title = "CelebA aligned & cropped faces (Liu et al., 2015), centre-cropped to 128x128"
     licence = "non-commercial research and education only (CelebA agreement)"
     short_licence = "non-commercial research"
+    hub_id = "celeba"
     homepage = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
     citation = "Z. Liu, P. Luo, X. Wang, X. Tang, Deep Learning Face Attributes in the Wild, ICCV 2015"
     native = (3, 218, 178)
@@ -341,6 +342,7 @@ class AFHQ(Source):
     title = "AFHQ animal faces (Choi et al., 2020): cat, dog, wild; 512x512 colour"
     licence = "CC BY-NC 4.0 (NAVER Corp.)"
     short_licence = "CC BY-NC 4.0"
+    hub_id, hub_licence = "afhq", "cc-by-nc-4.0"
     homepage = "https://github.com/clovaai/stargan-v2#animal-faces-hq-dataset-afhq"
     citation = "Y. Choi, Y. Uh, J. Yoo, J.-W. Ha, StarGAN v2: Diverse Image Synthesis for Multiple Domains, CVPR 2020"
     native = (3, 512, 512)

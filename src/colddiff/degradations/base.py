@@ -20,8 +20,8 @@ from typing import Any, Callable, Dict, Optional, Type, Union
 
 import torch
 
-from ..errors import ConfigError, InputError
 from .. import plugins
+from ..errors import ConfigError, InputError
 from ..validate import degradation_params
 
 TLike = Union[int, torch.Tensor]
@@ -122,10 +122,13 @@ class Degradation(ABC):
         T: number of degradation steps; valid ``t`` are ``0..T``.
         name: registry name (set by :func:`register`).
         deterministic: False when ``context`` draws random per-trajectory parameters.
+        task: what restoring it is called, as a Hugging Face Hub tag (an exported model card's
+            task: "deblurring", "inpainting", ...); a family that names none is "image-to-image".
     """
 
     name: str = "degradation"
     deterministic: bool = True
+    task: str = "image-to-image"
 
     def __init__(self, T: int, image_size: Optional[int] = None, channels: Optional[int] = None):
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
