@@ -1,4 +1,4 @@
-"""Typed run configuration, named presets (one per experiment of the paper) and TOML I/O.
+"""Typed run configuration and TOML I/O (the named presets are in :mod:`colddiff.presets`).
 
 A run is fully described by a :class:`RunConfig`; it is written to ``config.toml`` in the
 run folder when training starts and stored inside every checkpoint, so every later command
