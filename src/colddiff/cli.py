@@ -554,8 +554,8 @@ def add_evaluate(sub):
     ev.add_argument("--n", type=COUNT, default=500, help="held-out images to restore (default 500)")
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
     ev.add_argument("--fid", choices=FID_CHOICES, metavar="BACKEND", default="auto",
-                    help="FID features (%(choices)s): classifier (trained by colddiff, offline), inception (standard FID) or none; "
-                         "auto = inception when its weights file is in place (`colddiff weights info`; then the "
+                    help="FID features (%(choices)s): classifier (trained by colddiff, offline), inception "
+                         "(standard FID) or none; auto = inception when its weights file is in place (`colddiff weights info`; then the "
                          "classifier FID is an extra column on labelled sets), else classifier on labelled data "
                          "sets, else none")
     ev.add_argument("--no-classifier", action="store_true",
