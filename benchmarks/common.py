@@ -10,6 +10,7 @@ import platform
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -30,6 +31,16 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 # ---------------------------------------------------------------------------- options
+@dataclass
+class BenchOptions:
+    """What every network benchmark's options start with; each module's ``Options`` adds its own."""
+
+    device: torch.device
+    dtype: torch.dtype
+    quick: bool
+    seed: int
+
+
 def add_options(p: argparse.ArgumentParser, default_out: Optional[Path], quick_help: str, dtype_help: str,
                 dtypes: Sequence[str] = tuple(DTYPES), out_help: Optional[str] = None) -> argparse.ArgumentParser:
     """The options every benchmark takes: --quick --device --dtype --out --markdown."""
@@ -162,17 +173,19 @@ def graphed_bare(R, x: torch.Tensor, T: int, steps: int):
     return run
 
 
-def run_rows(specs: Sequence[Any], bench: Callable[[Any], Dict[str, Any]], error_row: Callable[[Any], Dict[str, Any]],
-             label: Callable[[Any], str], device: torch.device, progress: bool = True) -> List[Dict[str, Any]]:
-    """``bench(spec)`` for each spec, timed; a row that raises becomes ``error_row(spec)`` with the problem
-    and traceback, and the others still run."""
+def run_rows(specs: Sequence[Any], bench: Callable[[Any], Dict[str, Any]],
+             error_row: Callable[[Any, str], Dict[str, Any]], label: Callable[[Any], str], device: torch.device,
+             progress: bool = True) -> List[Dict[str, Any]]:
+    """``bench(spec)`` for each spec, timed; a row that raises becomes ``error_row(spec, problem)`` with the
+    problem and traceback, and the others still run."""
     rows = []
     for i, spec in enumerate(specs):
         t0 = time.perf_counter()
         try:
             row = bench(spec)
         except Exception as e:  # a broken row says so; the others still run
-            row = {**error_row(spec), "status": "error", "problem": f"ERROR {type(e).__name__}: {e}",
+            problem = f"ERROR {type(e).__name__}: {e}"
+            row = {**error_row(spec, problem), "status": "error", "problem": problem,
                    "traceback": traceback.format_exc()}
         row["row_seconds"] = time.perf_counter() - t0
         rows.append(row)
@@ -273,3 +286,12 @@ def param_count(n: int) -> str:
 def render(columns: Sequence[str], rows: Sequence[Sequence[str]], numeric, markdown: bool) -> List[str]:
     """The lines of a table (``colddiff.tables``): Markdown or aligned text, the ``numeric`` columns right-aligned."""
     return (markdown_table if markdown else text_table)(columns, rows, right=numeric).splitlines()
+
+
+def overhead_result(meta: Dict[str, Any], rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The result of a benchmark of per-preset overheads: failed rows and missed targets listed."""
+    failures = [r for r in rows if r["status"] == "error"]
+    return {"meta": meta, "rows": rows, "ok": not failures,
+            "failures": [f"{r['preset']}: {r['problem']}" for r in failures],
+            "target_missed": [f"{r['preset']}: overhead {r['overhead'] * 100:.1f} %"
+                              for r in rows if r.get("target_met") is False]}

@@ -61,7 +61,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from benchmarks.common import autocast as autocast_of  # (autocast: the name of a context below)
-from benchmarks.common import (DTYPES, PRECISION, SyntheticImages, add_options, device_name, device_of,
+from benchmarks.common import (BenchOptions, DTYPES, PRECISION, SyntheticImages, add_options, device_name, device_of,
                                finish, full_step, graphed_bare, machine_meta, ms, param_count, pick_presets, rate,
                                render, run_rows, step_parts, sync, timed)
 from benchmarks.flops import flops_per_image, mfu_fields, peak_flops
@@ -103,11 +103,7 @@ SAMPLE_MODES = ("eager", "graphs", "compiled")
 
 
 @dataclass
-class Options:
-    device: torch.device
-    dtype: torch.dtype
-    quick: bool
-    seed: int
+class Options(BenchOptions):
     train_warmup: int
     train_timed: int
     sample_rounds: int             # timed Alg. 2 runs (and bare loops on CUDA), median taken
@@ -487,7 +483,7 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
         torch.backends.cuda.matmul.allow_tf32 = True  # as train() sets them on CUDA
         torch.backends.cudnn.allow_tf32 = True
     rows = run_rows(specs, lambda spec: bench_row(spec, opts, progress),
-                    lambda spec: {"preset": spec.preset, "size": 0, "C": 0, "T": "-", "params": 0, "notes": []},
+                    lambda spec, problem: {"preset": spec.preset, "size": 0, "C": 0, "T": "-", "params": 0, "notes": []},
                     lambda spec: f"{spec.preset:<16}", opts.device, progress)
     bf16 = opts.dtype != torch.float32
     meta = {

@@ -54,9 +54,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import (DTYPES, PRECISION, Stepwise, SyntheticImages, add_options, device_of, finish,
-                               full_step, machine_meta, ms, param_count, pct, pick_presets, rate, render,
-                               run_rows, step_parts, timed)
+from benchmarks.common import (BenchOptions, DTYPES, PRECISION, Stepwise, SyntheticImages, add_options, device_of,
+                               finish, full_step, machine_meta, ms, overhead_result, param_count, pct, pick_presets,
+                               rate, render, run_rows, step_parts, timed)
 
 from colddiff import data as data_mod
 from colddiff import speed
@@ -87,11 +87,7 @@ ROWS: List[RowSpec] = [
 
 
 @dataclass
-class Options:
-    device: torch.device
-    dtype: torch.dtype
-    quick: bool
-    seed: int
+class Options(BenchOptions):
     warmup_small: int
     timed_small: int
     warmup_big: int
@@ -357,7 +353,7 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
         torch.backends.cuda.matmul.allow_tf32 = True  # as train() sets them on CUDA
         torch.backends.cudnn.allow_tf32 = True
 
-    def error_row(spec: RowSpec) -> Dict[str, Any]:
+    def error_row(spec: RowSpec, problem: str) -> Dict[str, Any]:
         row = {"preset": spec.preset, "size": 0, "C": 0, "T": "-", "batch": 0, "grad_accum": 0, "params": 0,
                "notes": []}
         try:
@@ -386,11 +382,7 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
         "overhead_target": OVERHEAD_TARGET,
         "total_runtime_s": time.perf_counter() - start,
     }
-    failures = [r for r in rows if r["status"] == "error"]
-    return {"meta": meta, "rows": rows, "ok": not failures,
-            "failures": [f"{r['preset']}: {r['problem']}" for r in failures],
-            "target_missed": [f"{r['preset']}: overhead {r['overhead'] * 100:.1f} %"
-                              for r in rows if r.get("target_met") is False]}
+    return overhead_result(meta, rows)
 
 
 def parser() -> argparse.ArgumentParser:
