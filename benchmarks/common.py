@@ -283,6 +283,19 @@ def param_count(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
 
+def heading(title: str, meta: Dict[str, Any], markdown: bool, autocast_note: bool = True) -> List[str]:
+    """The first lines of a table: what, where (device, threads, dtype), torch, date, [quick]."""
+    head = (f"{title}: {meta['device_name']} ({meta['device']}, {meta['threads']} threads), {meta['dtype']}"
+            + (" (autocast)" if autocast_note and meta["dtype"] != "float32" else "")
+            + f", torch {meta['torch']}, {meta['date']}" + (" [quick]" if meta["quick"] else ""))
+    return [f"**{head}**", ""] if markdown else [head]
+
+
+def subheading(text: str, markdown: bool) -> List[str]:
+    """A second table's title, after a blank line."""
+    return ["", f"**{text}**", ""] if markdown else ["", text]
+
+
 def render(columns: Sequence[str], rows: Sequence[Sequence[str]], numeric, markdown: bool) -> List[str]:
     """The lines of a table (``colddiff.tables``): Markdown or aligned text, the ``numeric`` columns right-aligned."""
     return (markdown_table if markdown else text_table)(columns, rows, right=numeric).splitlines()

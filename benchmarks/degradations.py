@@ -42,7 +42,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import add_options, device_of, finish, machine_meta, ms, render, run_rows, sync, timed
+from benchmarks.common import (add_options, device_of, finish, heading, machine_meta, ms, render, run_rows, sync,
+                               timed)
 
 import colddiff.degradations as deg
 from colddiff.degradations.base import Degradation
@@ -338,10 +339,7 @@ def table_cells(row: Dict[str, Any]) -> List[str]:
 def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
     rows = [table_cells(r) for r in result["rows"]]
     meta = result["meta"]
-    head = (f"Degradations, closed form vs step by step: {meta['device_name']} ({meta['device']}, "
-            f"{meta['threads']} threads), {meta['dtype']}, torch {meta['torch']}, {meta['date']}"
-            + (" [quick]" if meta["quick"] else ""))
-    lines = [f"**{head}**", ""] if markdown else [head]
+    lines = heading("Degradations, closed form vs step by step", meta, markdown, autocast_note=False)
     lines += render(COLUMNS, rows, set(range(2, 14)), markdown)
     lines.append("")
     lines.append(f"ratio T/1 = D(t=T) / D(t=1), target <= {RATIO_TARGET}; speed-up = stepwise(t=T) / D(t=T); "

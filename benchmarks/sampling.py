@@ -58,8 +58,8 @@ import torch
 
 from benchmarks.common import autocast as autocast_of  # (autocast: the name of a context below)
 from benchmarks.common import (BenchOptions, DTYPES, Stepwise, add_options, clean, device_of, finish, graphed_bare,
-                               machine_meta, ms, overhead_result, param_count, pct, pick_presets, render, run_rows,
-                               timed)
+                               heading, machine_meta, ms, overhead_result, param_count, pct, pick_presets, render,
+                               run_rows, subheading, timed)
 
 from colddiff import unet
 from colddiff.config import preset as get_preset
@@ -345,19 +345,13 @@ def part_cells(row: Dict[str, Any]) -> List[str]:
 
 def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
     meta = result["meta"]
-    head = (f"Sampling, Algorithm 2 vs T bare network calls: {meta['device_name']} "
-            f"({meta['device']}, {meta['threads']} threads), {meta['dtype']}"
-            f"{' (autocast)' if meta['dtype'] != 'float32' else ''}, torch {meta['torch']}, {meta['date']}"
-            + (" [quick]" if meta["quick"] else ""))
-    lines = [f"**{head}**", ""] if markdown else [head]
+    lines = heading("Sampling, Algorithm 2 vs T bare network calls", meta, markdown)
     lines += render(COLUMNS, [table_cells(r) for r in result["rows"]], {2, 3, 4, 5, 7, 8, 9, 10, 12, 13},
                      markdown)
     part_rows = [part_cells(r) for r in result["rows"] if r.get("bare_ms") is not None]
     if part_rows:
-        lines += ["", ("**" if markdown else "") + "Parts: Algorithm 2's update (two degradation calls and the "
-                  "arithmetic of a step) timed on its own, without the network" + ("**" if markdown else "")]
-        if markdown:
-            lines.append("")
+        lines += subheading("Parts: Algorithm 2's update (two degradation calls and the arithmetic of a step) "
+                            "timed on its own, without the network", markdown)
         lines += render(PART_COLUMNS, part_rows, set(range(1, 9)), markdown)
     lines.append("")
     lines.append(f"overhead = (Alg. 2 - bare) / bare, target <= {OVERHEAD_TARGET:.0%} (PASS/FAIL); bare = T network "

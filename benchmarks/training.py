@@ -55,8 +55,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from benchmarks.common import (BenchOptions, DTYPES, PRECISION, Stepwise, SyntheticImages, add_options, device_of,
-                               finish, full_step, machine_meta, ms, overhead_result, param_count, pct, pick_presets,
-                               rate, render, run_rows, step_parts, timed)
+                               finish, full_step, heading, machine_meta, ms, overhead_result, param_count, pct,
+                               pick_presets, rate, render, run_rows, step_parts, subheading, timed)
 
 from colddiff import data as data_mod
 from colddiff import speed
@@ -320,18 +320,12 @@ def comp_cells(row: Dict[str, Any]) -> List[str]:
 
 def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
     meta = result["meta"]
-    head = (f"Training step, full (as train() does it) vs bare network step: {meta['device_name']} "
-            f"({meta['device']}, {meta['threads']} threads), {meta['dtype']}"
-            f"{' (autocast)' if meta['dtype'] != 'float32' else ''}, torch {meta['torch']}, {meta['date']}"
-            + (" [quick]" if meta["quick"] else ""))
-    lines = [f"**{head}**", ""] if markdown else [head]
+    lines = heading("Training step, full (as train() does it) vs bare network step", meta, markdown)
     lines += render(COLUMNS, [table_cells(r) for r in result["rows"]], set(range(2, 12)) | {14, 15}, markdown)
     comp_rows = [comp_cells(r) for r in result["rows"] if r.get("components_ms")]
     if comp_rows:
-        lines += ["", ("**" if markdown else "") + "Parts of the overhead, each timed on its own per optimizer "
-                  "step (all micro-batches), % of the bare step" + ("**" if markdown else "")]
-        if markdown:
-            lines.append("")
+        lines += subheading("Parts of the overhead, each timed on its own per optimizer step (all micro-batches), "
+                            "% of the bare step", markdown)
         lines += render(COMP_COLUMNS, comp_rows, set(range(1, 12)), markdown)
     lines.append("")
     lines.append(f"overhead = (full - bare) / bare, target <= {OVERHEAD_TARGET:.0%}; full = data + degrade_batch "
