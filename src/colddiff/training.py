@@ -474,7 +474,8 @@ def train_step(cfg: RunConfig, step: int, p: StepParts) -> torch.Tensor:
     x0, ``degrade_batch`` (input noise included), forward, L1 loss (Eq. 1), backward (scaled for
     fp16; under DDP the gradients are all-reduced on the last micro-batch only); then the loss
     averaged over the processes, (unscale,) gradient clipping, the Adam step, ``zero_grad`` and,
-    every ``ema_every`` steps, the EMA update.  Nothing here reads a value back from the device.
+    every ``ema_every`` steps, the EMA update.  Nothing here reads a value back from the device
+    (but fp16's ``GradScaler.step``, which checks for inf gradients on the host).
     """
     tr = cfg.train
     device = p.gen.device
