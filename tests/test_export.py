@@ -190,6 +190,7 @@ def test_push_uploads_the_folder_through_the_hub_api(exported, monkeypatch, caps
     assert "upload to me/model failed" in str(e.value) and "huggingface-cli login" in str(e.value)
     assert calls[0] == ("create", dict(repo_id="me/model", repo_type="model", private=False, exist_ok=True))
     assert calls[1][1]["folder_path"] == str(exported) and calls[1][1]["repo_id"] == "me/model"
+    assert calls[1][1]["ignore_patterns"] == [".colddiff-output.json"]   # the local manifest is not uploaded
 
 
 def test_hf_address_loads_from_the_hub_cache_offline(exported, tmp_path, monkeypatch):
