@@ -459,6 +459,12 @@ PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
             "solid colour, T=50",
             dict(name="mnist-5k", image_size=28, channels=1),
             dict(name="mask", T=50, params=dict(position="center", fill="random")), _NET_CPU, **_CPU_TRAIN),
+    # colour photos of one's own: 32-pixel crops at the photos' own scale, restored later at full size
+    _preset("folder-blur", "CPU: your colour images (--set data.name=folder:PATH, e.g. 32-px crops of photos), "
+            "blur T=10, 7x7, sigma 1, reflect; restores whole photos at their own size, ~10 min",
+            dict(name="folder:", image_size=32, channels=3, augment="flip"),
+            dict(name="blur", T=10, params=dict(kernel_size=7, sigma=1.0, schedule="constant", padding="reflect")),
+            dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[], num_res_blocks=1), **_CPU_TRAIN),
     _with(_preset("mnist5k-noise", "CPU: embedded MNIST, the hot baseline: Gaussian noise (cosine, T=100), DDIM",
                   dict(name="mnist-5k", image_size=28, channels=1),
                   dict(name="noise", T=100, params=dict(schedule="cosine")), _NET_CPU, **_CPU_TRAIN),
@@ -496,6 +502,32 @@ def deep_merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
     return base
 
 
+def data_label(name: str) -> str:
+    """A short name for a data set: the folder's own name for ``folder:PATH``, else the name itself."""
+    if name.startswith("folder:"):
+        return Path(name[len("folder:"):].rstrip("/\\") or "folder").expanduser().name or "folder"
+    return name
+
+
+def run_name(cfg: RunConfig) -> str:
+    """What reports, captions and model cards call a run: its preset when it trains the preset's own data,
+    else its data set and degradation (``photos-blur``), never a preset that described other data."""
+    if cfg.preset != "custom":
+        try:
+            if preset(cfg.preset).data.name == cfg.data.name:
+                return cfg.preset
+        except ConfigError:  # a preset of another colddiff version
+            pass
+    return f"{data_label(cfg.data.name)}-{cfg.degradation.name}"
+
+
+def _describe_own_data(cfg: RunConfig, preset_name: str) -> str:
+    """The description of a preset's settings trained on other data (the preset's text named its data)."""
+    d = cfg.data
+    return (f"{data_label(d.name)} ({d.name}, {d.image_size} px, {d.channels} channel(s)), {cfg.degradation.name} "
+            f"T={cfg.degradation.T}: the settings of preset {preset_name} on this data")
+
+
 def resolve_config(preset_name: str = "", config_file=None, sets=()) -> RunConfig:
     """The run configuration of ``--preset`` + ``--config FILE`` + ``--set key=value`` (in that order)."""
     if not preset_name and not config_file:
@@ -506,7 +538,10 @@ def resolve_config(preset_name: str = "", config_file=None, sets=()) -> RunConfi
         if path.is_dir():
             raise ConfigError(f"--config {path} is a folder; give a TOML file (e.g. a run's config.toml)")
         base = deep_merge(base, read_toml(path))
-    return RunConfig.from_dict(base).override(list(sets))
+    cfg = RunConfig.from_dict(base).override(list(sets))
+    if preset_name and cfg.data.name != preset(preset_name).data.name:
+        cfg.description = _describe_own_data(cfg, preset_name)  # not the preset's words about its own data
+    return cfg
 
 
 def check_resumable(saved: Dict[str, Any], cfg: "RunConfig", where="the run") -> None:

@@ -187,6 +187,29 @@ def _front_matter(meta: Dict[str, Any]) -> str:
     return "\n".join(lines + ["---", ""])
 
 
+def source_url() -> Optional[str]:
+    """The colddiff repository's URL from the installed package's metadata (``[project.urls] Source``), if any."""
+    try:
+        from importlib.metadata import metadata
+
+        for entry in metadata("colddiff").get_all("Project-URL") or []:
+            label, _, url = entry.partition(",")
+            if label.strip().lower() in ("source", "repository", "homepage") and url.strip():
+                return url.strip()
+    except Exception:  # not installed (a source checkout on PYTHONPATH): no metadata
+        pass
+    return None
+
+
+def install_line() -> str:
+    """How to install colddiff today: from its git repository (it is not on PyPI yet)."""
+    url = source_url()
+    if url:
+        return f"pip install 'colddiff[demo] @ git+{url}'   # [demo]: the web page and hf:// models"
+    return ("pip install 'colddiff[demo] @ git+URL_OF_THE_COLDDIFF_REPOSITORY'   # not on PyPI yet; "
+            "[demo]: the web page and hf:// models")
+
+
 def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample_t: int,
                repo_id: Optional[str] = None) -> str:
     """README.md of an exported model: what it is, how to use it, how well it does, how to reproduce it."""
@@ -198,14 +221,14 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
     parts = [_front_matter(meta),
              f"# colddiff: {name}", "",
              f"A Cold Diffusion restorer (Bansal et al., 2022, *Cold Diffusion: Inverting Arbitrary Image Transforms "
-             f"Without Noise*) trained with colddiff {__version__} (`pip install colddiff`): the U-Net "
+             f"Without Noise*) trained with colddiff {__version__}: the U-Net "
              f"R(x_t, t) ≈ x0 ({params:,} parameters) for the degradation `{deg}` on `{cfg.data.name}` "
              f"({cfg.data.image_size}px, {cfg.data.channels} channel(s)), {run.step:,} training steps, "
              f"{'EMA' if run.ema else 'raw'} weights.", ""]
     if cfg.description:
         parts += [f"Preset `{cfg.preset}`: {cfg.description}", ""]
     parts += ["## Use", "", "```bash",
-              "pip install 'colddiff[demo]'   # [demo]: the web page and hf:// models; plain colddiff for the rest",
+              install_line(),
               f"colddiff restore {where} --input blurry.png --t auto --out restored/",
               f"colddiff evaluate {where} --n 200",
               f"colddiff demo {where}          # a local web page: degrade, restore, generate", "```", "",
@@ -329,10 +352,17 @@ def _first_eval_t(folder: Path) -> Optional[int]:
     return evs[0].t if evs else None
 
 
-def push(folder, repo_id: str, private: bool = False, message: Optional[str] = None) -> str:
-    """Upload an exported folder to the Hub as model repository ``repo_id``; returns its URL."""
+def check_push(repo_id: str) -> None:
+    """One-line errors, before anything is written, when ``--push REPO_ID`` cannot work here: a repository id
+    that is not owner/name, or no huggingface_hub package."""
     if not REPO_ID.match(repo_id or ""):
         raise ConfigError(f"--push takes a Hub repository id owner/name, got {repo_id!r}")
+    _hub()
+
+
+def push(folder, repo_id: str, private: bool = False, message: Optional[str] = None) -> str:
+    """Upload an exported folder to the Hub as model repository ``repo_id``; returns its URL."""
+    check_push(repo_id)
     if not is_export(folder):
         raise InputError(f"{folder} is not an exported model folder (run `colddiff export RUN --out {folder}` first)")
     hub = _hub()
@@ -348,5 +378,5 @@ def push(folder, repo_id: str, private: bool = False, message: Optional[str] = N
     return f"https://huggingface.co/{repo_id}"
 
 
-__all__ = ["export_run", "push", "is_export", "is_model_file", "load_model_file", "resolve_hf", "parse_hf",
+__all__ = ["export_run", "push", "check_push", "is_export", "is_model_file", "load_model_file", "resolve_hf", "parse_hf",
            "card_metadata", "model_card", "FORMAT", "HF_PREFIX"]

@@ -98,6 +98,8 @@ class _SnowField(Degradation):
     context) or one fixed field per image size drawn with ``seed`` (``random=False``).
     Subclasses set ``random``, ``seed`` and ``_fixed`` and implement ``_draw``."""
 
+    shift_invariant = True   # flakes may fall anywhere and streak the same way everywhere (local blur)
+
     def context(self, x0, generator=None):
         if not self.random:
             return None
