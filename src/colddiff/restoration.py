@@ -234,7 +234,7 @@ class UserImages:
             out.append(f"converted {len(self.converted)} image(s) to {channels} channel(s) to match the run "
                        f"({_some(self.converted)})")
         if self.resized:
-            out.append(f"scaled {len(self.resized)} image(s) to {size} pixels on the shorter side (aspect ratio kept) "
+            out.append(f"resized {len(self.resized)} image(s) to {size} pixels on the shorter side (aspect ratio kept) "
                        f"and cropped the middle {size}×{size}; restoration quality depends on the degradation "
                        "matching the training one")
         return out
