@@ -327,10 +327,10 @@ def add_train(sub):
     tr.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its latest checkpoint")
     tr.add_argument("--no-progress", action="store_true",
                     help="no progress bar: one log line every train.log_every steps instead (as off a terminal)")
-    tr.add_argument("--log", choices=("auto", "tensorboard", "wandb", "none"), default="auto",
+    tr.add_argument("--log", choices=("none", "tensorboard", "wandb"), default="none",
                     help="where the loss, learning rate and speed go besides RUN/metrics.jsonl: tensorboard "
                          "(RUN/tensorboard/; pip install 'colddiff[tensorboard]'), wandb (Weights & Biases; pip install "
-                         "'colddiff[wandb]'), none; auto (default) = tensorboard when it is installed")
+                         "'colddiff[wandb]') or none (default)")
 
 
 def cmd_presets(args) -> int:

@@ -44,7 +44,7 @@ from . import speed
 
 Callback = Callable[[Dict[str, Any]], None]
 log = logging.getLogger("colddiff.training")
-LOGGERS = ("auto", "tensorboard", "wandb", "none")   # where the scalars go besides metrics.jsonl
+LOGGERS = ("none", "tensorboard", "wandb")   # where the scalars go besides metrics.jsonl
 
 
 class TrainingError(ColddiffError):
@@ -238,13 +238,13 @@ def _set_rng_state(state: Dict[str, torch.Tensor], gen: torch.Generator, device:
 
 # ---------------------------------------------------------------------------- the loop
 def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callback] = (),
-          progress: bool = True, log_to: str = "auto") -> Dict[str, Any]:
+          progress: bool = True, log_to: str = "none") -> Dict[str, Any]:
     """Train ``cfg`` into the run folder ``out``; with ``resume`` continue from its latest checkpoint.
 
     Progress: a tqdm bar when ``progress`` and stderr is a terminal; otherwise one line through
     Python ``logging`` (logger ``colddiff.training``, level INFO) every ``train.log_every`` steps.
     ``log_to``: where the scalars go besides ``metrics.jsonl``: ``tensorboard`` (OUT/tensorboard/),
-    ``wandb`` (Weights & Biases), ``none``, or ``auto`` (TensorBoard when it is installed).
+    ``wandb`` (Weights & Biases, project ``colddiff``) or ``none`` (the default).
     Returns a summary dict (also written to ``train_summary.json`` by rank 0).
     """
     from . import data as data_mod
@@ -257,7 +257,7 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     tr = cfg.train
     if log_to not in LOGGERS:
         raise ConfigError(f"--log must be one of {', '.join(LOGGERS)}, got {log_to!r}")
-    if log_to in ("tensorboard", "wandb"):
+    if log_to != "none":
         _require_logger(log_to)  # a missing extra: one line before any work
     if cfg.data.name == "folder:":
         raise ConfigError(f"preset {cfg.preset} trains on a folder of your images: add --set data.name=folder:PATH "
@@ -622,16 +622,12 @@ class _Scalars:
 
 
 def _metrics_writer(kind: str, out: Path, cfg: RunConfig, resume: bool) -> Optional[_Scalars]:
-    """A :class:`_Scalars` for ``--log`` (``auto``: TensorBoard when installed, else none)."""
+    """A :class:`_Scalars` for ``--log`` (None for ``none``)."""
     if kind == "none":
         return None
-    if kind in ("auto", "tensorboard"):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except Exception:  # auto and tensorboard not installed: the JSON-lines log is enough
-            if kind == "tensorboard":
-                _require_logger(kind)
-            return None
+    if kind == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+
         return _Scalars("tensorboard", SummaryWriter(str(out / "tensorboard")))
     import wandb
     from .config import run_name
