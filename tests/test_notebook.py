@@ -42,7 +42,8 @@ def test_notebook_has_one_parameter_cell_and_no_shell_commands():
     # committed with the outputs of a run at its default settings, every code cell executed in order
     counts = [c.get("execution_count") for c in cells if c["cell_type"] == "code"]
     assert counts == list(range(1, len(counts) + 1))
-    assert not [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    outputs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert outputs and not [o for o in outputs if o.get("output_type") == "error"]
 
 
 @pytest.mark.skipif(not _have("nbclient", "nbformat", "ipykernel") and not REQUIRE,

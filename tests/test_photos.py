@@ -117,7 +117,7 @@ def crops(tmp_path_factory):
     for k in range(4):
         img = _photo(96, 128, seed=k)
         for j in range(16):
-            y0, x0 = (int(v) for v in (torch.randint(0, 64, (1,), generator=g), torch.randint(0, 96, (1,), generator=g)))
+            y0, x0 = int(torch.randint(0, 64, (1,), generator=g)), int(torch.randint(0, 96, (1,), generator=g))
             save_image(img[:, y0:y0 + 32, x0:x0 + 32], folder / f"c{k}-{j}.png")
     return folder
 

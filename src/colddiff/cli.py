@@ -329,8 +329,8 @@ def add_train(sub):
                     help="no progress bar: one log line every train.log_every steps instead (as off a terminal)")
     tr.add_argument("--log", choices=("none", "tensorboard", "wandb"), default="none",
                     help="where the loss, learning rate and speed go besides RUN/metrics.jsonl: tensorboard "
-                         "(RUN/tensorboard/; pip install 'colddiff[tensorboard]'), wandb (Weights & Biases; pip install "
-                         "'colddiff[wandb]') or none (default)")
+                         "(RUN/tensorboard/; pip install 'colddiff[tensorboard]'), wandb (Weights & Biases; "
+                         "pip install 'colddiff[wandb]') or none (default)")
 
 
 def cmd_presets(args) -> int:

@@ -378,5 +378,6 @@ def push(folder, repo_id: str, private: bool = False, message: Optional[str] = N
     return f"https://huggingface.co/{repo_id}"
 
 
-__all__ = ["export_run", "push", "check_push", "is_export", "is_model_file", "load_model_file", "resolve_hf", "parse_hf",
+__all__ = ["export_run", "push", "check_push", "is_export", "is_model_file", "load_model_file", "resolve_hf",
+           "parse_hf",
            "card_metadata", "model_card", "FORMAT", "HF_PREFIX"]
