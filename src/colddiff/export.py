@@ -242,8 +242,9 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
                   f"Held-out images restored from t = {sample_t}: clean | degraded | direct R(x_t, t) | "
                   "Algorithm 1 | Algorithm 2.", "", f"![samples]({SAMPLES})", ""]
     parts += ["## Reproduce", "",
-              f"`{CONFIG_TOML}` is the run's full configuration; training it again with the same seed on the same "
-              "kind of machine gives the same weights:", "", "```bash",
+              f"`{CONFIG_TOML}` is the run's full configuration; training it again with the same seed retraces the "
+              "run (bit for bit only on the same machine and software; elsewhere the numbers come out close, not "
+              "identical):", "", "```bash",
               f"colddiff train --config {CONFIG_TOML} --out runs/{cfg.preset if cfg.preset != 'custom' else 'model'}",
               "```", ""]
     if run.step < cfg.train.steps:

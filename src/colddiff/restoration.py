@@ -124,6 +124,7 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
     if tile is None:  # the largest tile within the budget, at most TILE, on the degradation's block grid
         side = min(TILE, int(math.isqrt(budget)) // net * net)
         tile = max(m, side // m * m)
+        overlap = min(overlap, tile // 2)
     rows, cols = _axis(H, tile, overlap, m), _axis(W, tile, overlap, m)
     crops, where = [], []
     for (top, h, wy) in rows:
