@@ -12,7 +12,8 @@ from PIL import Image
 
 import colddiff.degradations as deg
 from colddiff.cli import main
-from colddiff.config import resolve_config, run_name
+from colddiff.config import run_name
+from colddiff.presets import resolve_config
 from colddiff.images import read_image, save_image
 from colddiff.restoration import blend_window, native_size, restore, restore_image, tiles
 from colddiff.runs import load_run

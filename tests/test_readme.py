@@ -28,7 +28,7 @@ def test_library_example_runs_on_a_run_folder(tmp_path, clf, monkeypatch):
     """The README's library example, on a tiny untrained quickstart-shaped run."""
     from conftest import make_run
 
-    from colddiff.config import preset
+    from colddiff.presets import preset
 
     from colddiff.quickstart import PRESET
 
@@ -44,7 +44,7 @@ def test_library_example_runs_on_a_run_folder(tmp_path, clf, monkeypatch):
 
 
 def test_readme_provenance_table_has_every_paper_preset_with_its_files_and_settings():
-    from colddiff.config import preset
+    from colddiff.presets import preset
     from colddiff.paper import PROVENANCE
 
     text = README.read_text()

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
+from .images import atomic_save, list_images, make_grid, read_image, save_image
 from .runs import Run, check_t, progress_bar
 from .samplers import get_sampler
 
@@ -270,8 +271,6 @@ def load_user_images(spec, size: int, channels: int, resize: bool = False, run: 
     scaled to ``size`` on its shorter side (aspect ratio kept) and centre-cropped, noted in ``resized``.
     Other channel counts are converted (noted in ``converted``).
     """
-    from .images import list_images, read_image
-
     path = Path(spec).expanduser()
     if not path.exists():
         raise InputError(f"input not found: {path}; give an image file or a folder of images")
@@ -349,7 +348,7 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     from .images import atomic_save, make_grid, save_image
 
     t = check_t(t, run.T, auto=True)
-    samplers = ["direct"] + ([sampler] if sampler != "direct" else [])
+    samplers = list(dict.fromkeys(["direct", sampler]))   # direct reconstruction beside the chosen sampler
     for s in samplers:  # refuse impossible settings before reading any image
         check_restorable(run, s)
     check_tiling(run, tile, overlap)

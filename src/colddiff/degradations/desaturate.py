@@ -46,6 +46,7 @@ class Desaturate(Degradation):
         gray: ``luma`` (BT.601 weights) or ``mean`` (the authors' plain channel mean).
     """
 
+    task = "colorization"
     shift_invariant = True   # a per-pixel colour map
 
     def __init__(self, T: int = 20, schedule: str = "linear", rate: float = 0.9, gray: str = "luma",
