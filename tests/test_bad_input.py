@@ -7,8 +7,8 @@ the output folder.  Rows with status 0 must print the fragment and pass the chec
 ``check_<id>`` below (the right output, not merely no error).  The rows marked ``#16`` are the
 cases of issue 16; the others were added beside them.  The fault tests at the end (a kill
 during the first checkpoint, a full disk, a read-only output folder, Ctrl-C) are in
-:data:`FAULTS`.  README's "What happens when things go wrong" quotes the counts of this file
-(a test checks them).
+:data:`FAULTS`.  The docs page "What happens when things go wrong" (docs/failures.md) quotes the
+counts of this file (a test checks them).
 """
 from __future__ import annotations
 
@@ -659,8 +659,8 @@ def test_the_table_covers_the_issue_and_forty_more():
     assert len(FAULTS) == len([n for n in globals() if n.startswith("test_fault_")])
 
 
-def test_readme_quotes_the_counts_of_this_table():
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+def test_the_failure_docs_quote_the_counts_of_this_table():
+    readme = " ".join((Path(__file__).resolve().parents[1] / "docs" / "failures.md").read_text().split())
     clean = sum(1 for c in CASES if c[2] == 2)
     assert f"{len(CASES)} bad command lines" in readme
     assert f"the {EXPECTED_ISSUE_CASES} cases of issue 16 and {len(CASES) - EXPECTED_ISSUE_CASES} more" in readme
