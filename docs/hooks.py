@@ -132,13 +132,13 @@ def _ours(name: str) -> str:
             f"lr {_lr(tr.lr)}, {_steps(tr.steps)} steps")
 
 
-# Keys of the differences several presets share, by the name paper.py gives them (others: S1, S2, ...).
+# Keys of the shared differences, by the name paper.py gives them (other repeated ones: S1, S2, ...).
 SHARED_KEYS = {"NET_LUCIDRAINS": "N1", "NET_DDPM": "N2", "NET_CONVNEXT": "N3", "CELEBA_DATA": "D1",
                "MNIST_FRAME": "D2", "RESIZE_SOURCE": "A1", "QUANT": "Q", "RANDOM_CENTRE": "C", "GEN_DISCRETE": "G"}
 
 
 def shared_differences() -> Dict[str, str]:
-    """Key -> text of every difference that more than one paper preset has."""
+    """Key -> text of every difference paper.py names as a shared one or that several paper presets have."""
     _use_checkout()
     from colddiff import paper
 
@@ -148,7 +148,7 @@ def shared_differences() -> Dict[str, str]:
     extra = 0
     for p in paper.PROVENANCE.values():
         for diff in p.differences:
-            if counts[diff] > 1 and diff not in out.values():
+            if (counts[diff] > 1 or diff in named) and diff not in out.values():
                 key = named.get(diff)
                 if key is None:
                     extra += 1
