@@ -184,7 +184,7 @@ def benchmark_results_markdown() -> str:
         result = json.loads(path.read_text())
         module = result.get("benchmark") or result.get("meta", {}).get("benchmark") or path.stem.split("-")[0]
         table = importlib.import_module(f"benchmarks.{module}").format_table(result, markdown=True)
-        out += [f"### `benchmarks/results/{path.name}`", "", table.rstrip(), ""]
+        out += [f"### {path.name}", "", f"`benchmarks/results/{path.name}`", "", table.rstrip(), ""]
     return "\n".join(out)
 
 
