@@ -122,7 +122,10 @@ def _lr(x: float) -> str:
 
 def _ours(name: str) -> str:
     _use_checkout()
-    from colddiff.config import preset
+    try:                                  # the presets' own module, where the package has one
+        from colddiff.presets import preset
+    except ImportError:
+        from colddiff.config import preset
 
     cfg = preset(name)
     d, data, tr = cfg.degradation, cfg.data, cfg.train
