@@ -135,7 +135,8 @@ def _ours(name: str) -> str:
             f"lr {_lr(tr.lr)}, {_steps(tr.steps)} steps")
 
 
-# Keys of the shared differences, by the name paper.py gives them (other repeated ones: S1, S2, ...).
+# Short keys of the shared differences paper.py names; a constant not listed here is keyed by its own name
+# (e.g. [EVAL_FID]), a difference repeated without a name by S1, S2, ...
 SHARED_KEYS = {"NET_LUCIDRAINS": "N1", "NET_DDPM": "N2", "NET_CONVNEXT": "N3", "CELEBA_DATA": "D1",
                "MNIST_FRAME": "D2", "RESIZE_SOURCE": "A1", "QUANT": "Q", "RANDOM_CENTRE": "C", "GEN_DISCRETE": "G"}
 
@@ -146,7 +147,8 @@ def shared_differences() -> Dict[str, str]:
     from colddiff import paper
 
     counts = Counter(d for p in paper.PROVENANCE.values() for d in p.differences)
-    named = {getattr(paper, attr): key for attr, key in SHARED_KEYS.items() if isinstance(getattr(paper, attr, None), str)}
+    named = {value: SHARED_KEYS.get(attr, attr) for attr, value in vars(paper).items()
+             if attr.isupper() and isinstance(value, str)}
     out: Dict[str, str] = {}
     extra = 0
     for p in paper.PROVENANCE.values():

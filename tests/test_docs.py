@@ -67,7 +67,10 @@ def test_a_command_without_prose_still_gets_a_titled_page():
 
 
 def test_provenance_page_has_every_paper_preset_with_its_files_and_settings():
-    from colddiff.config import preset
+    try:
+        from colddiff.presets import preset
+    except ImportError:
+        from colddiff.config import preset
     from colddiff.paper import PROVENANCE
 
     section = hooks.provenance_markdown()
