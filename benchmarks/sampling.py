@@ -3,7 +3,7 @@
 For the degradations of the ``mnist5k-blur`` (28 px, 1 channel, T=20), ``mnist5k-inpaint``
 (28 px, Gaussian masks with random centres, T=50), ``cifar10-blur`` (32 px, 3 channels,
 T=50) and ``celeba-blur`` (128 px, 3 channels, T=200) presets (their exact degradation
-settings, from ``colddiff.config.PRESETS``), with a SMALL restoration network so that a CPU
+settings, from ``colddiff.presets.PRESETS``), with a SMALL restoration network so that a CPU
 run takes seconds (the ``mnist-cpu`` U-Net: dim 16, 1-2-2, one res block, attention only in
 the middle, 0.3M parameters; at 128 px scaled to dim 8, 1-2-2-2, 0.1M parameters, so that
 the middle attention sits at 16x16 as in the paper's networks), this measures
@@ -61,7 +61,7 @@ import torch
 from benchmarks.common import clean, finish, graphed_bare, machine_meta, pick_presets, sync
 
 from colddiff import unet
-from colddiff.config import preset as get_preset
+from colddiff.presets import preset as get_preset
 from colddiff.degradations.base import Degradation, bview
 from colddiff.samplers import algorithm2
 

@@ -67,7 +67,7 @@ from benchmarks.sampling import timed as timed_with_result
 from benchmarks.training import (SyntheticImages, Trainer, _ms, _params, _rate, _render, full_step,
                                  make_autocast, timed)
 
-from colddiff.config import preset as get_preset
+from colddiff.presets import preset as get_preset
 from colddiff.samplers import algorithm2
 
 NAME = "throughput"
@@ -313,7 +313,7 @@ def loader_rates(cfg, B: int, device: torch.device, seed: int, n_images: int) ->
     from PIL import Image
 
     from colddiff import data as data_mod
-    from colddiff.data.prepared import prepare
+    from colddiff.data import prepare
     from colddiff.training import BatchStream
 
     C, H = cfg.data.channels, cfg.data.image_size

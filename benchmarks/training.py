@@ -60,7 +60,7 @@ from benchmarks.common import finish, machine_meta, pick_presets, sync
 import torch.nn.functional as F
 
 from colddiff import data as data_mod
-from colddiff.config import preset as get_preset
+from colddiff.presets import preset as get_preset
 from colddiff import speed
 from colddiff.training import BatchStream, _update_ema, degrade_batch, lr_at
 

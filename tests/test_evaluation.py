@@ -19,7 +19,7 @@ from colddiff.errors import ConfigError
 from colddiff.evaluation import evaluate, read_evaluation, restore_batches, table_methods, write_evaluation
 from colddiff.restoration import estimate_t, restore
 from colddiff.images import read_image, save_image
-from colddiff.report import find_evaluations
+from colddiff.evaluation import find_evaluations
 
 from conftest import make_run
 

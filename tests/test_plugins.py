@@ -15,7 +15,8 @@ import colddiff.degradations as deg
 from colddiff import plugins
 from colddiff.checkpoint import checkpoint_path, read_meta, save_checkpoint
 from colddiff.cli import main
-from colddiff.config import RunConfig, preset, resolve_config
+from colddiff.config import RunConfig
+from colddiff.presets import preset, resolve_config
 from colddiff.degradations.checks import check
 from colddiff.errors import ConfigError
 from colddiff.samplers import SAMPLERS, sampler_names

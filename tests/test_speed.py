@@ -13,7 +13,7 @@ from PIL import Image
 
 from colddiff import data, speed
 from colddiff.cli import main
-from colddiff.config import preset
+from colddiff.presets import preset
 from colddiff.errors import ConfigError
 from colddiff.graphs import GraphedRestorer
 from colddiff.samplers import SAMPLERS, algorithm2
@@ -177,7 +177,8 @@ def make_folder(root: Path, n=6, size=(20, 24)) -> Path:
 
 
 def test_prepared_folder_is_bit_identical_and_batched(tmp_path):
-    from colddiff.data.prepared import PreparedImages, bypass, prepare
+    from colddiff.data import prepare
+    from colddiff.data.prepared import PreparedImages, bypass
 
     folder = make_folder(tmp_path / "faces")
     (folder / "cat" / "broken.png").write_bytes(b"not a png")
@@ -196,7 +197,8 @@ def test_prepared_folder_is_bit_identical_and_batched(tmp_path):
 
 
 def test_a_stale_prepared_folder_is_explained_and_ignored(tmp_path, caplog):
-    from colddiff.data.prepared import PreparedImages, prepare
+    from colddiff.data import prepare
+    from colddiff.data.prepared import PreparedImages
 
     folder = make_folder(tmp_path / "faces")
     prepare(f"folder:{folder}", image_size=16, channels=3, progress=False)

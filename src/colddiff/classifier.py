@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from . import data
 from .data.common import cache_root, show
+from .data.folders import folder_splits
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 
@@ -188,7 +189,6 @@ def cache_path(data_name: str, image_size: int, channels: int) -> Path:
 
 def _has_test_split(data_name: str) -> bool:
     if _is_folder(data_name):
-        from .data.folders import folder_splits
         return "test" in folder_splits(Path(data_name[len(data.FOLDER_PREFIX):]).expanduser())
     return "test" in data.get(data_name).splits()
 

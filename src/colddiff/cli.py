@@ -44,10 +44,41 @@ def _command(sub, name: str, help: str, description: str, examples: str, func) -
     return p
 
 
+class _LazyChoices:
+    """argparse ``choices`` read on first use (checking a value, an error message, a command's --help),
+    so that building the parser imports no torch; give such an argument a ``metavar``."""
+
+    def __init__(self, load):
+        self._load, self._names = load, None
+
+    def _all(self) -> list:
+        if self._names is None:
+            self._names = list(self._load())
+        return self._names
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __contains__(self, name) -> bool:
+        return name in self._all()
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
 def _sampler_names():
     from .samplers import SAMPLERS
 
     return list(SAMPLERS)
+
+
+def _fid_choices():
+    from .metrics import FID_BACKENDS
+
+    return ("auto",) + tuple(FID_BACKENDS)
+
+
+SAMPLER_CHOICES, FID_CHOICES = _LazyChoices(_sampler_names), _LazyChoices(_fid_choices)
 
 
 def parse_params(items: Sequence[str]) -> dict:
@@ -105,12 +136,13 @@ def cmd_degrade(args) -> int:
     import torch
 
     from . import degradations as deg
-    from .images import atomic_save, make_grid
+    from .figures import degradation_strip
+    from .images import atomic_save
 
     name, params = args.degradation, {}
     size, channels = args.size, args.channels
     if getattr(args, "preset", None):  # a preset's degradation, at its image size and channels
-        from .config import preset
+        from .presets import preset
 
         cfg = preset(args.preset)
         if name and name != cfg.degradation.name:
@@ -136,13 +168,8 @@ def cmd_degrade(args) -> int:
         params[key] = have
     D = deg.create(name, **params)
     steps = parse_steps(args.steps, D.T)
-    g = torch.Generator().manual_seed(args.seed)
-    ctx = D.context(x0, g)
-    with torch.no_grad():
-        cols = [D(x0, s, ctx) for s in steps]
-    rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
-    sheet = make_grid(rows, col_labels=[f"t={s}" for s in steps])
-    out = atomic_save(sheet, args.out)
+    ctx = D.context(x0, torch.Generator().manual_seed(args.seed))
+    out = atomic_save(degradation_strip(D, x0, steps, ctx), args.out)
     print(f"wrote {out}: {x0.shape[0]} image(s) x {len(steps)} steps of {D!r}")
     return 0
 
@@ -260,7 +287,7 @@ def add_networks(sub):
 
 # ---------------------------------------------------------------------------- train, presets, data
 def cmd_train(args) -> int:
-    from .config import resolve_config
+    from .presets import resolve_config
     from .training import resume_config, train
 
     if args.resume:
@@ -312,7 +339,7 @@ def add_train(sub):
 
 
 def cmd_presets(args) -> int:
-    from .config import PRESETS, preset
+    from .presets import PRESETS, preset
 
     if args.show:
         from .paper import provenance
@@ -379,7 +406,8 @@ def cmd_data(args) -> int:
               ("" if good == len(checks) else "; the others have no published checksum"))
         return 0
     if action == "prepare":
-        from .data.prepared import describe, prepare
+        from .data import prepare
+        from .data.prepared import describe
 
         splits = [s.strip() for s in args.split.split(",")] if args.split else ()
         for path, man in prepare(args.name, root, image_size=args.size, channels=args.channels, splits=splits,
@@ -512,8 +540,6 @@ def cmd_evaluate(args) -> int:
 
 
 def add_evaluate(sub):
-    from .metrics import FID_BACKENDS
-
     ev = _command(sub, "evaluate", "the paper's Table 1 for a run: FID, SSIM, RMSE, PSNR, class kept",
                   "Restore N held-out test images from t=T (or --t) with direct reconstruction, Algorithm 1 and\n"
                   "Algorithm 2, and measure each against the clean images. Writes RUN/evaluation/restoration.{md,csv,json}.",
@@ -527,9 +553,9 @@ def add_evaluate(sub):
     _run_args(ev)
     ev.add_argument("--n", type=COUNT, default=500, help="held-out images to restore (default 500)")
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
-    ev.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto",
-                    help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "
-                         "auto = inception when its weights file is in place (`colddiff weights info`; then the "
+    ev.add_argument("--fid", choices=FID_CHOICES, metavar="BACKEND", default="auto",
+                    help="FID features (%(choices)s): classifier (trained by colddiff, offline), inception "
+                         "(standard FID) or none; auto = inception when its weights file is in place (`colddiff weights info`; then the "
                          "classifier FID is an extra column on labelled sets), else classifier on labelled data "
                          "sets, else none")
     ev.add_argument("--no-classifier", action="store_true",
@@ -576,15 +602,14 @@ def add_restore(sub):
     rs.add_argument("--input", "-i", required=True, help="an image file or a folder of images")
     rs.add_argument("--t", default="auto", help="severity: a step 1..T, or auto to estimate it per image (default)")
     rs.add_argument("--out", "-o", required=True, help="output folder")
-    rs.add_argument("--sampler", choices=_sampler_names(), default="algorithm2",
-                    help="sampler written beside direct reconstruction (default algorithm2)")
+    rs.add_argument("--sampler", choices=SAMPLER_CHOICES, metavar="NAME", default="algorithm2",
+                    help="sampler written beside direct reconstruction: %(choices)s (default algorithm2)")
     rs.add_argument("--resize", action="store_true", help="resize images of another size to the run's size")
 
 
 def cmd_generate(args) -> int:
-    from .generation import generate, write_generation
-
-    from .generation import generation_defaults
+    from .generation import generate, generation_defaults, write_generation
+    from .samplers import get_sampler
 
     check_writable(args.out, folder=True)
     run = _load_run(args)
@@ -592,7 +617,7 @@ def cmd_generate(args) -> int:
     images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **st)
     info = write_generation(images, args.out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
                                                "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D)})
-    delta = f", delta {st['delta']:g}" if st["sampler"] == "stochastic" else ""
+    delta = f", delta {st['delta']:g}" if "delta" in get_sampler(st["sampler"]).options else ""
     print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}, seed {args.seed}): "
           f"{args.out}/ (grid: {Path(args.out) / 'grid.png'}; settings: generation.json)")
     return 0
@@ -614,7 +639,7 @@ def add_generate(sub):
     _run_args(gn)
     gn.add_argument("--n", type=COUNT, default=64, help="images to generate (default 64)")
     gn.add_argument("--out", "-o", required=True, help="output folder")
-    gn.add_argument("--sampler", choices=_sampler_names(), default=None,
+    gn.add_argument("--sampler", choices=SAMPLER_CHOICES, metavar="NAME", default=None,
                     help="algorithm2, stochastic (Algorithm 2 + per-step noise --delta), algorithm1, ddim (noise runs), "
                          "direct (one call of R); default: the run's generation.sampler (algorithm2 unless its preset "
                          "says otherwise)")
@@ -632,7 +657,9 @@ def add_generate(sub):
 
 def cmd_report(args) -> int:
     from .evaluation import evaluate, write_evaluation
-    from .report import find_evaluations, generation_section, write_figures, write_report
+    from .evaluation import find_evaluations
+    from .figures import write_figures
+    from .report import generation_section, write_report
 
     run = _load_run(args)
     for target in (run.folder / "report.html", run.folder / "figures" / "report.png"):
@@ -701,7 +728,8 @@ def add_quickstart(sub):
 
 # ---------------------------------------------------------------------------- share and show: export, demo
 def cmd_export(args) -> int:
-    from .export import export_run, push
+    from .export import export_run
+    from .hub import push
 
     run = _load_run(args)
     res = export_run(run, args.out, licence=args.license, repo_id=args.push, n_samples=args.n,

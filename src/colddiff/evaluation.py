@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -28,7 +28,8 @@ from . import metrics
 from .errors import ConfigError, InputError
 from .runs import Run, check_t
 from .samplers import SAMPLERS, sampler_names
-from .tables import markdown_table, text_table, write_tables
+from .tables import Record, markdown_table, text_table, write_tables
+from .validate import record
 
 log = logging.getLogger("colddiff.evaluation")
 
@@ -45,7 +46,7 @@ def method_label(method: str) -> str:
 
 
 @dataclass
-class Evaluation:
+class Evaluation(Record):
     """The evaluation table of one run at one t, with everything needed to reproduce it."""
 
     run: str
@@ -66,13 +67,6 @@ class Evaluation:
     seconds: float = 0.0
     device: str = "cpu"
     fid_classifier_label: str = ""        # the extra classifier-FID column beside Inception FID (labelled sets)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "Evaluation":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     # ------------------------------------------------------------------ tables
     def columns(self) -> List[str]:
@@ -146,8 +140,6 @@ def write_evaluation(ev: Evaluation, folder) -> Dict[str, Path]:
 
 
 def read_evaluation(path) -> Evaluation:
-    from .validate import record
-
     try:
         d = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
@@ -161,6 +153,13 @@ def read_evaluation(path) -> Evaluation:
         return Evaluation.from_dict(d)
     except (ValueError, TypeError) as e:
         raise InputError(f"evaluation file {path} is unreadable ({e}); rerun `colddiff evaluate`") from None
+
+
+def find_evaluations(run_folder: Path) -> List[Evaluation]:
+    """The restoration tables written by `colddiff evaluate` in RUN/evaluation, t = T first."""
+    folder = Path(run_folder) / "evaluation"
+    evs = [read_evaluation(p) for p in sorted(folder.glob("restoration*.json"))]
+    return sorted(evs, key=lambda e: (e.t != e.T, -e.t))
 
 
 # ---------------------------------------------------------------------------- held-out data

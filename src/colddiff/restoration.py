@@ -17,6 +17,7 @@ import torch
 
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
+from .images import atomic_save, list_images, make_grid, read_image, save_image
 from .runs import Run, check_t, progress_bar
 from .samplers import get_sampler
 
@@ -103,8 +104,6 @@ def load_user_images(spec, size: int, channels: int, resize: bool = False) -> Us
     A file of another size is a one-line error unless ``resize`` (bicubic, noted in ``resized``);
     other channel counts are converted (noted in ``converted``).
     """
-    from .images import list_images, read_image
-
     path = Path(spec).expanduser()
     if not path.exists():
         raise InputError(f"input not found: {path}; give an image file or a folder of images")
@@ -157,10 +156,8 @@ def output_names(files: Sequence[Path], root: Path) -> List[str]:
 def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", resize: bool = False,
                   batch_size: int = 64, progress: bool = True) -> Dict[str, Any]:
     """The ``colddiff restore`` pipeline; returns the ``restore.json`` record (plus ``warnings`` and ``sheet``)."""
-    from .images import atomic_save, make_grid, save_image
-
     t = check_t(t, run.T, auto=True)
-    samplers = ["direct"] + ([sampler] if sampler != "direct" else [])
+    samplers = list(dict.fromkeys(["direct", sampler]))   # direct reconstruction beside the chosen sampler
     for s in samplers:  # refuse impossible settings before reading any image
         check_restorable(run, s)
     out = Path(out)

@@ -4,12 +4,24 @@ One renderer for the package (evaluation, generation, quickstart) and the benchm
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 from .fileio import atomic_path
 
-__all__ = ["markdown_table", "text_table", "write_tables"]
+__all__ = ["markdown_table", "text_table", "write_tables", "Record"]
+
+
+class Record:
+    """A table's dataclass as JSON and back (keys a file has but the class does not are ignored)."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]):
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def markdown_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:

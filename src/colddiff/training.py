@@ -33,13 +33,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from . import checkpoint as ckpt_io
+from . import data as data_mod
+from . import speed
 from .config import RunConfig, check_resumable
+from .data import augment as augment_mod
 from .degradations import context_to
 from .devices import autocast as precision_autocast
 from .devices import resolve_device as _resolve_device
 from .errors import ColddiffError, ConfigError, OutputError
 from .fileio import TMP_PREFIX, atomic_path, os_problem, remove_stale
-from . import speed
+from .images import atomic_save, make_grid
+from .samplers import algorithm2, direct
 
 Callback = Callable[[Dict[str, Any]], None]
 
@@ -114,8 +118,6 @@ class BatchStream:
     def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1,
                  num_workers: int = 0, epoch: int = 0, position: int = 0, device: Optional[torch.device] = None,
                  augment: str = ""):
-        from .data import augment as augment_mod
-
         self.ds, self.B, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
         self.device = device  # a CUDA device: batches come in pinned memory, for non-blocking copies
         if num_workers == -1:  # data.num_workers=-1: auto (speed.auto_workers)
@@ -182,8 +184,6 @@ class BatchStream:
             item = next(self._iter)
             x = item[0] if isinstance(item, (list, tuple)) else item
         if self.augment:
-            from .data import augment as augment_mod
-
             x = augment_mod.apply(x, self.augment,
                                   augment_mod.batch_generator(self.seed, self.epoch, self.position, self.rank))
             x = x.pin_memory() if pin else x
@@ -240,8 +240,6 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
 
     Returns a summary dict (also written to ``train_summary.json`` by rank 0).
     """
-    from . import data as data_mod
-
     out = Path(out)
     ckdir = out / "checkpoints"
     rank, world, local_rank = dist_env()
@@ -583,9 +581,6 @@ def _fixed_batch(cfg: RunConfig, D, data_mod, train_ds, n: int = 8):
 @torch.no_grad()
 def _write_samples(path: Path, batch, ema, D, autocast) -> None:
     """PNG grid: clean | degraded (t = T) | direct | Algorithm 2, one row per image."""
-    from .images import atomic_save, make_grid
-    from .samplers import algorithm2, direct
-
     x0, ctx = batch
     dev = next(ema.parameters()).device
     x0 = x0.to(dev)

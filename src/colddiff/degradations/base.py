@@ -20,7 +20,9 @@ from typing import Any, Callable, Dict, Optional, Type, Union
 
 import torch
 
+from .. import plugins
 from ..errors import ConfigError, InputError
+from ..validate import degradation_params
 
 TLike = Union[int, torch.Tensor]
 
@@ -53,7 +55,6 @@ def generative_names() -> list[str]:
 
 def get_class(name: str) -> Type["Degradation"]:
     if name not in _REGISTRY:  # not built in: look in the installed and named plug-ins (colddiff.plugins)
-        from .. import plugins
 
         plugins.load_entry_points()
         plugins.from_environment()
@@ -99,7 +100,6 @@ def create(name: str, **params: Any) -> "Degradation":
                 f"its parameters are: {', '.join(accepted)}"
             )
         params = {k: v for k, v in params.items() if k in accepted}
-    from ..validate import degradation_params
 
     params = degradation_params(name, cls.__init__, params)  # typed and finite before any kernel is built
     try:
@@ -122,10 +122,13 @@ class Degradation(ABC):
         T: number of degradation steps; valid ``t`` are ``0..T``.
         name: registry name (set by :func:`register`).
         deterministic: False when ``context`` draws random per-trajectory parameters.
+        task: what restoring it is called, as a Hugging Face Hub tag (an exported model card's
+            task: "deblurring", "inpainting", ...); a family that names none is "image-to-image".
     """
 
     name: str = "degradation"
     deterministic: bool = True
+    task: str = "image-to-image"
 
     def __init__(self, T: int, image_size: Optional[int] = None, channels: Optional[int] = None):
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .base import bview, register, work_dtype
+from .mask import quantize8
 from .separable import SeparableDegradation
 
 SCHEDULES = ("constant", "incremental", "exponential", "cifar10")
@@ -65,6 +66,8 @@ class GaussianBlur(SeparableDegradation):
             (they truncate; rounding keeps an 8-bit pixel on its own level where float error puts
             it a hair below).
     """
+
+    task = "deblurring"
 
     def __init__(self, T: int = 20, kernel_size: int = 11, sigma: float = 7.0,
                  schedule: str = "constant", padding: str = "reflect", rate: float = 0.01,
@@ -133,7 +136,6 @@ class GaussianBlur(SeparableDegradation):
     def finalize(self, x_t, t):
         if not self.discrete:
             return x_t
-        from .mask import quantize8
 
         return quantize8(x_t)
 

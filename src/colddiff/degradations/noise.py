@@ -88,6 +88,8 @@ class GaussianNoise(Mixing):
         schedule: ``linear`` or ``cosine`` ᾱ schedule.
     """
 
+    task = "denoising"
+
     def __init__(self, T: int = 200, schedule: str = "cosine", image_size=None, channels=None):
         super().__init__(T, schedule, image_size=image_size, channels=channels)
 

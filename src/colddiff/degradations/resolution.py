@@ -70,6 +70,8 @@ class Downsample(SeparableDegradation):
         downsample: ``area`` (average over each block) or ``bicubic`` (the authors' routine).
     """
 
+    task = "super-resolution"
+
     def __init__(self, T: int = 3, downsample: str = "area", image_size=None, channels=None):
         super().__init__(T, image_size=image_size, channels=channels)
         if downsample not in DOWNSAMPLES:
