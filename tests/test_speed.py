@@ -286,6 +286,24 @@ def test_cuda_graphs_flag_gives_the_eager_images_on_a_cpu(tmp_path):
                        read_image(tmp_path / "eager" / "d.algorithm2.png"))
 
 
+# ---------------------------------------------------------------------------- the benchmarked step
+def test_the_benchmarks_step_is_the_step_train_takes(tmp_path):
+    """benchmarks.common.step_parts + train_step, step after step, end on train()'s weights (input noise on)."""
+    from benchmarks.common import step_parts
+    from colddiff.training import train_step, weights_digest
+
+    cfg = tiny("degradation.input_noise=0.05").validate()
+    train(cfg, tmp_path / "run", progress=False)
+    torch.manual_seed(cfg.train.seed)
+    base = cfg.build_model()
+    ds = data.load(cfg.data.name, "train", image_size=cfg.data.image_size, channels=cfg.data.channels)
+    parts = step_parts(cfg, base, ds, cfg.build_degradation(), torch.device("cpu"), cfg.train.seed)
+    torch.manual_seed(cfg.train.seed + 1)  # as train() seeds dropout
+    for step in range(cfg.train.steps):
+        train_step(cfg, step, parts)
+    assert weights_digest(parts.model) == digest(tmp_path / "run")
+
+
 # ---------------------------------------------------------------------------- benchmark FLOPs and peaks
 def test_flop_count_is_two_per_multiply_add_and_peaks_are_looked_up_by_name():
     import sys

@@ -1,6 +1,7 @@
 """Training the restoration network R with the paper's recipe (Cold Diffusion, Sec. 3.1).
 
-``train(cfg, out)`` is one loop a reader can follow top to bottom:
+``train(cfg, out)`` is one loop a reader can follow top to bottom; ``train_step`` is its
+optimizer step (the benchmarks time the same function):
 
     for each optimizer step:
         for each of grad_accum micro-batches:
@@ -27,6 +28,7 @@ import math
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -372,47 +374,21 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     stopped_early = False
     images_per_step = tr.batch_size * tr.grad_accum * world
     model.train()
+    parts = StepParts(model, ema, opt, loss_fn, stream, D, gen, net=net, scaler=scaler, world=world)
     with _StopFlag() as stop:
         while step < tr.steps:
-            lr = lr_at(cfg, step)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(tr.grad_accum):
-                x0 = stream.next().to(device, non_blocking=True)
-                x_t, t = degrade_batch(D, x0, gen, input_noise=cfg.degradation.input_noise)
-                sync = (contextlib.nullcontext() if not distributed or micro == tr.grad_accum - 1
-                        else net.no_sync())
-                with sync:
-                    loss = loss_fn(x_t, t, x0) / tr.grad_accum  # Eq. 1
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
-                loss_sum += loss.detach()
-            if distributed:
-                torch.distributed.all_reduce(loss_sum)
-                loss_sum /= world
+            lr = lr_at(cfg, step)  # as train_step sets it: for the log and the callbacks
+            loss_sum = train_step(cfg, step, parts)
             acc.add(loss_sum, step + 1)
+            step += 1
             # Read the loss back (a host-device sync) only where it is used: on a GPU at log,
             # checkpoint and final steps (a non-finite loss is remembered on the device with its
             # step); on a CPU, where reading costs nothing, at every step as before.
-            nxt = step + 1
-            read_now = (device.type != "cuda" or callbacks or stop.requested or nxt == tr.steps
-                        or nxt % tr.checkpoint_every == 0 or (tr.log_every and nxt % tr.log_every == 0))
+            read_now = (device.type != "cuda" or callbacks or stop.requested or step == tr.steps
+                        or step % tr.checkpoint_every == 0 or (tr.log_every and step % tr.log_every == 0))
             if read_now:
                 mean_loss, loss_value, bad_step = acc.read()
-                _stop_if_not_finite(bad_step, loss_value, nxt, ckdir)
-            if scaler is not None:
-                scaler.unscale_(opt)
-            if tr.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            if step % tr.ema_every == 0:
-                _update_ema(ema, model, tr.ema_decay, reset=step < tr.ema_start)
+                _stop_if_not_finite(bad_step, loss_value, step, ckdir)
             last_loss = loss_value
             imgs_log += images_per_step
 
@@ -466,6 +442,72 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     return summary
 
 
+# ---------------------------------------------------------------------------- one step
+@dataclass
+class StepParts:
+    """What one optimizer step uses and changes.
+
+    ``loss_fn(x_t, t, x0)`` is Eq. 1 on ``net`` (the DistributedDataParallel wrapper of ``model``
+    when ``world`` > 1, else ``model`` itself; see ``speed.compiled_loss``); ``scaler`` is fp16's
+    GradScaler (None otherwise); ``stream``, ``D`` and ``gen`` give each micro-batch's x0, its t,
+    context and input noise.
+    """
+
+    model: torch.nn.Module
+    ema: torch.nn.Module
+    opt: torch.optim.Optimizer
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    stream: BatchStream
+    D: Any
+    gen: torch.Generator
+    net: Optional[torch.nn.Module] = None  # None: model
+    scaler: Optional[torch.amp.GradScaler] = None
+    world: int = 1
+
+
+def train_step(cfg: RunConfig, step: int, p: StepParts) -> torch.Tensor:
+    """Optimizer step ``step`` (0-based) as :func:`train` takes it; returns its loss, on the device.
+
+    The learning rate of the step (``lr_at``); for each of ``grad_accum`` micro-batches: the next
+    x0, ``degrade_batch`` (input noise included), forward, L1 loss (Eq. 1), backward (scaled for
+    fp16; under DDP the gradients are all-reduced on the last micro-batch only); then the loss
+    averaged over the processes, (unscale,) gradient clipping, the Adam step, ``zero_grad`` and,
+    every ``ema_every`` steps, the EMA update.  Nothing here reads a value back from the device
+    (but fp16's ``GradScaler.step``, which checks for inf gradients on the host).
+    """
+    tr = cfg.train
+    device = p.gen.device
+    net = p.net if p.net is not None else p.model
+    for group in p.opt.param_groups:
+        group["lr"] = lr_at(cfg, step)
+    loss_sum = torch.zeros((), device=device)
+    for micro in range(tr.grad_accum):
+        x0 = p.stream.next().to(device, non_blocking=True)
+        x_t, t = degrade_batch(p.D, x0, p.gen, input_noise=cfg.degradation.input_noise)
+        sync = (contextlib.nullcontext() if p.world == 1 or micro == tr.grad_accum - 1
+                else net.no_sync())
+        with sync:
+            loss = p.loss_fn(x_t, t, x0) / tr.grad_accum  # Eq. 1
+            (p.scaler.scale(loss) if p.scaler is not None else loss).backward()
+        loss_sum += loss.detach()
+    if p.world > 1:
+        torch.distributed.all_reduce(loss_sum)
+        loss_sum /= p.world
+    if p.scaler is not None:
+        p.scaler.unscale_(p.opt)
+    if tr.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(p.model.parameters(), tr.grad_clip)
+    if p.scaler is not None:
+        p.scaler.step(p.opt)
+        p.scaler.update()
+    else:
+        p.opt.step()
+    p.opt.zero_grad(set_to_none=True)
+    if (step + 1) % tr.ema_every == 0:
+        _update_ema(p.ema, p.model, tr.ema_decay, reset=step + 1 < tr.ema_start)
+    return loss_sum
+
+
 # ---------------------------------------------------------------------------- pieces
 def _stop_if_not_finite(bad_step: int, loss_value: float, step: int, ckdir: Path) -> None:
     """The TrainingError of a non-finite loss (first seen at ``bad_step``; 0 = none), naming what is kept."""
@@ -479,19 +521,18 @@ def _stop_if_not_finite(bad_step: int, loss_value: float, step: int, ckdir: Path
         + "lower train.lr or set train.grad_clip, then resume")
 
 
-def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, stepwise: bool = False, input_noise: float = 0.0):
+def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, input_noise: float = 0.0):
     """t ~ U{1..T} per image, a fresh per-trajectory context, and x_t = D(x0, t, ctx).
 
-    ``stepwise=True`` applies the degradation one step at a time, as the authors' code does
-    (only for the training-step benchmark).  ``input_noise`` σ > 0 adds N(0, σ²) to x_t, the
-    forward process of Inverse Heat Dissipation (Rissanen et al., ICLR 2023, Sec. 3: blur plus a
-    little noise); σ = 0 draws nothing, so the paper's training stream is unchanged.
+    ``input_noise`` σ > 0 adds N(0, σ²) to x_t, the forward process of Inverse Heat Dissipation
+    (Rissanen et al., ICLR 2023, Sec. 3: blur plus a little noise); σ = 0 draws nothing, so the
+    paper's training stream is unchanged.
     """
     t = torch.randint(1, D.T + 1, (x0.shape[0],), generator=gen, device=x0.device)
     t.in_range = True  # 1..T by construction: D need not read it back from the GPU to check it
     ctx = D.context(x0, gen)
     with torch.no_grad():
-        x_t = D.apply_stepwise(x0, t, ctx) if stepwise else D(x0, t, ctx)
+        x_t = D(x0, t, ctx)
         if input_noise > 0:
             x_t = x_t + input_noise * torch.randn(x_t.shape, generator=gen, device=x_t.device, dtype=x_t.dtype)
     return x_t, t
