@@ -12,7 +12,8 @@ command, option, preset or benchmark result shows up on the next ``mkdocs build`
 * ``<!-- generated: provenance -->`` in a page becomes the provenance table of the paper presets
   (``colddiff.paper.PROVENANCE`` and each preset's configuration).
 * ``<!-- generated: benchmark-results -->`` becomes one table per ``benchmarks/results/*.json``, drawn
-  by the benchmark module's own ``format_table``.
+  by the benchmark module's own ``format_table``; ``<!-- generated: benchmarks-readme -->`` becomes
+  benchmarks/README.md (how to run them).
 * Any page under docs/ that the nav of mkdocs.yml does not name is added under "More", so a new page
   is reachable before someone places it.
 """
@@ -37,6 +38,7 @@ HELP_COLUMNS = "100"                     # argparse wraps --help to $COLUMNS: fi
 PROVENANCE_MARK = "<!-- generated: provenance -->"
 BENCHMARK_MARK = "<!-- generated: benchmark-results -->"
 COMMANDS_MARK = "<!-- generated: commands -->"
+BENCHMARKS_README_MARK = "<!-- generated: benchmarks-readme -->"
 COMMANDS_SECTION = "Commands"
 MORE_SECTION = "More"
 
@@ -193,6 +195,13 @@ def benchmark_results_markdown() -> str:
     return "\n".join(out)
 
 
+def benchmarks_readme_markdown() -> str:
+    """benchmarks/README.md (how to run the benchmarks) without its title, its headings one level down."""
+    text = (ROOT / "benchmarks" / "README.md").read_text()
+    text = re.sub(r"\A# [^\n]*\n+", "", text)
+    return re.sub(r"^(#{2,5}) ", r"#\1 ", text, flags=re.M)
+
+
 # ----------------------------------------------------------------------------- README as the home page
 
 def index_from_readme() -> str:
@@ -260,6 +269,8 @@ def on_page_markdown(markdown, page, config, files, **kwargs):
         markdown = markdown.replace(COMMANDS_MARK, commands_table())
     if PROVENANCE_MARK in markdown:
         markdown = markdown.replace(PROVENANCE_MARK, provenance_markdown())
+    if BENCHMARKS_README_MARK in markdown:
+        markdown = markdown.replace(BENCHMARKS_README_MARK, benchmarks_readme_markdown())
     if BENCHMARK_MARK in markdown:
         markdown = markdown.replace(BENCHMARK_MARK, benchmark_results_markdown())
     return markdown

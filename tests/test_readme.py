@@ -48,7 +48,7 @@ def test_library_example_runs_on_a_run_folder(tmp_path, clf, monkeypatch):
     """The README's library example, on a tiny untrained quickstart-shaped run."""
     from conftest import make_run
 
-    from colddiff.config import preset
+    from colddiff.presets import preset
 
     from colddiff.quickstart import PRESET
 
