@@ -7,8 +7,8 @@ the output folder.  Rows with status 0 must print the fragment and pass the chec
 ``check_<id>`` below (the right output, not merely no error).  The rows marked ``# first`` are the
 first list of cases written down; the others were added beside them.  The fault tests at the end (a kill
 during the first checkpoint, a full disk, a read-only output folder, Ctrl-C) are in
-:data:`FAULTS`.  README's "What happens when things go wrong" quotes the counts of this file
-(a test checks them).
+:data:`FAULTS`.  The docs page "What happens when things go wrong" (docs/failures.md) quotes the
+counts of this file (a test checks them).
 """
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ def world(tmp_path_factory):
     """Everything the command lines name: {run}, {img}, {png16}, ... (built once per module)."""
     w = tmp_path_factory.mktemp("world")
     run = make_run(w / "run", BLUR).folder
+    make_run(w / "maskrun", dict(name="mask", T=5, params=dict(position="center")))
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(w / "img.png")
     Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8)).save(w / "img40.png")
@@ -318,7 +319,8 @@ CASES = [
     ("restore-t-zero", "restore {run} --input {img} --t 0 --out {tmp}/o --no-progress", 2, "--t must be between 1"),
     ("restore-t-text", "restore {run} --input {img} --t soon --out {tmp}/o --no-progress", 2,
      "--t takes a step number 1..4 or auto"),
-    ("restore-wrong-size", "restore {run} --input {img40} --t 1 --out {tmp}/o --no-progress", 2, "pass --resize"),
+    # a centred-mask run restores only its own size (a blur run restores any size: tests/test_photos.py)
+    ("restore-wrong-size", "restore {maskrun} --input {img40} --t 1 --out {tmp}/o --no-progress", 2, "pass --resize"),
     ("restore-input-missing", "restore {run} --input {tmp}/none.png --out {tmp}/o --no-progress", 2,
      "input not found"),
     ("restore-input-bomb", "restore {run} --input {bomb} --out {tmp}/o --no-progress", 2, "decompression bomb"),
@@ -729,8 +731,10 @@ def test_fault_full_disk_at_a_checkpoint_says_how_to_resume(tmp_path, monkeypatc
     monkeypatch.setattr(ck, "atomic_path", full_after_first)
     out = tmp_path / "run"
     assert main(["train", "--preset", "mnist5k-blur", "--set", *TINY, "--no-progress", "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "the disk is full" in err and "training stopped at step 6" in err
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith("colddiff: step ") for line in lines[:-1])   # progress log lines before it
+    err = lines[-1]
+    assert "the disk is full" in err and "training stopped at step 6" in err
     assert f"colddiff train --resume {out}" in err
     assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [3]   # the good one is kept
     monkeypatch.setattr(ck, "atomic_path", real)
@@ -1128,10 +1132,8 @@ def test_the_table_covers_the_first_list_and_forty_more():
     assert len(FAULTS) == len([n for n in globals() if n.startswith("test_fault_")])
 
 
-def test_the_docs_quote_the_counts_of_this_table():
-    root = Path(__file__).resolve().parents[1]
-    pages = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]   # wherever the failure page lives
-    readme = " ".join(" ".join(p.read_text(encoding="utf-8").split()) for p in pages if p.is_file())
+def test_the_failure_docs_quote_the_counts_of_this_table():
+    readme = " ".join((Path(__file__).resolve().parents[1] / "docs" / "failures.md").read_text().split())
     clean = sum(1 for c in CASES if c[2] == 2)
     assert f"{len(CASES)} bad command lines" in readme
     assert f"the {EXPECTED_FIRST_CASES} cases of the first list and {len(CASES) - EXPECTED_FIRST_CASES} more" in readme

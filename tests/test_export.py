@@ -168,7 +168,7 @@ def test_hf_and_push_without_huggingface_hub_say_what_to_install(trained, export
     assert main(["export", str(trained), "--out", str(tmp_path / "e"), "--n", "2", "--push", "me/model",
                  "--no-progress"]) == 2
     assert "pip install huggingface_hub" in capsys.readouterr().err
-    assert is_export(tmp_path / "e")       # the folder is written before the upload is attempted
+    assert not (tmp_path / "e").exists()   # checked before anything is written
 
 
 def test_push_uploads_the_folder_through_the_hub_api(exported, monkeypatch, capsys, tmp_path):

@@ -247,7 +247,7 @@ def test_toml_config_file_merges_over_the_preset(tmp_path, capsys):
 
 
 def test_every_preset_network_is_one_listed_by_colddiff_networks():
-    """`colddiff networks` (and the README table) show the parameter counts of the presets' networks."""
+    """`colddiff networks` (and the table of its docs page) show the parameter counts of the presets' networks."""
     from colddiff.unet import PRESETS as NETWORKS
 
     listed = []

@@ -293,7 +293,24 @@ def add_networks(sub):
 
 
 # ---------------------------------------------------------------------------- train, presets, data
+def _log_lines() -> None:
+    """Show training's INFO log lines (its progress off a terminal) on stderr as ``colddiff: ...``."""
+    import logging
+
+    class _Stderr(logging.StreamHandler):  # whatever sys.stderr is when a line is written
+        stream = property(lambda self: sys.stderr, lambda self, value: None)
+
+    lg = logging.getLogger("colddiff.training")
+    if not lg.handlers:
+        h = _Stderr()
+        h.setFormatter(logging.Formatter("colddiff: %(message)s"))
+        lg.addHandler(h)
+    if lg.level == logging.NOTSET or lg.level > logging.INFO:
+        lg.setLevel(logging.INFO)
+
+
 def cmd_train(args) -> int:
+    from .config import run_name
     from .presets import resolve_config
     from .training import resume_config, train
 
@@ -310,7 +327,8 @@ def cmd_train(args) -> int:
         out = Path(args.out) if args.out else Path("runs") / cfg.preset
     cfg.build_degradation()  # fail early on impossible degradation settings
     check_writable(out, folder=True)
-    summary = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
+    _log_lines()
+    summary = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress, log_to=args.log)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun only rank 0 reports
     if summary.get("stopped_early"):
@@ -318,7 +336,7 @@ def cmd_train(args) -> int:
               f"continue with: colddiff train --resume {out}")
         return EXIT_INTERRUPTED  # not 0: a script must not take a stopped run for a finished one
     else:
-        print(f"trained {cfg.preset} to step {summary['step']} in {summary['elapsed_s']:.0f} s; "
+        print(f"trained {run_name(cfg)} to step {summary['step']} in {summary['elapsed_s']:.0f} s; "
               f"final loss {summary['final_loss']:.4f}; run folder: {out}")
     return 0
 
@@ -342,7 +360,12 @@ def add_train(sub):
                          "one --set, or --set repeated); degradation.name=OTHER drops the old family's parameters")
     tr.add_argument("--out", help="run folder (default runs/PRESET)")
     tr.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its latest checkpoint")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--no-progress", action="store_true",
+                    help="no progress bar: one log line every train.log_every steps instead (as off a terminal)")
+    tr.add_argument("--log", choices=("none", "tensorboard", "wandb"), default="none",
+                    help="where the loss, learning rate and speed go besides RUN/metrics.jsonl: tensorboard "
+                         "(RUN/tensorboard/; pip install 'colddiff[tensorboard]'), wandb (Weights & Biases; "
+                         "pip install 'colddiff[wandb]') or none (default)")
 
 
 def cmd_presets(args) -> int:
@@ -579,18 +602,23 @@ def add_evaluate(sub):
 
 def cmd_restore(args) -> int:
     from .outputs import claim
-    from .restoration import _earlier_restore, restore_files
+    from .restoration import OVERLAP, _earlier_restore, restore_defaults, restore_files
 
     check_writable(args.out, folder=True)
     claim(args.out, "restore", inputs=[args.input], legacy=_earlier_restore)  # before loading anything
     run = _load_run(args)
-    res = restore_files(run, args.input, args.out, t=args.t, sampler=args.sampler, resize=args.resize,
-                        progress=not args.no_progress)
+    t, sampler = restore_defaults(run, args.t, args.sampler)  # from the run: said up front, before any work
+    if args.sampler is None and sampler != "algorithm2":
+        print(f"colddiff: note: {run.D.name} is random per image, so this run restores with --sampler {sampler} "
+              f"from the given --t {t}", file=sys.stderr)
+    overlap = OVERLAP if args.overlap is None else args.overlap
+    res = restore_files(run, args.input, args.out, t=t, sampler=sampler, resize=args.resize,
+                        progress=not args.no_progress, tile=args.tile, overlap=overlap)
     for w in res["warnings"]:
         print(f"colddiff: warning: {w}", file=sys.stderr)
     ts = res["t_values"]
     print(f"restored {len(res['images'])} image(s) at t={ts[0] if len(ts) == 1 else f'{ts[0]}..{ts[-1]}'}"
-          f"{' (estimated)' if args.t == 'auto' else ''} with {' and '.join(res['samplers'])}: {args.out}/ "
+          f"{' (estimated)' if t == 'auto' else ''} with {' and '.join(res['samplers'])}: {args.out}/ "
           f"(side by side: {res['sheet']})")
     return 0
 
@@ -603,18 +631,35 @@ def add_restore(sub):
         examples:
           colddiff restore runs/mnist5k-blur --input blurry.png --t auto --out restored/
           colddiff restore runs/mnist5k-blur --input scans/ --t 12 --out restored/ --sampler algorithm1
-          colddiff restore runs/celeba-blur --input photo.jpg --t auto --resize --out restored/
+          colddiff restore runs/photos-blur --input photo.jpg --out restored/          # at the photo's own size
+          colddiff restore runs/photos-blur --input big.jpg --tile 256 --overlap 32 --out restored/
+          colddiff restore runs/mnist5k-inpaint --input holes.png --t 30 --out restored/  # random masks: direct
 
-        Images must have the run's size; --resize resizes them (with a warning). Colour images are
-        converted to the run's number of channels (with a warning). Sub-folders of the input are kept.
+        Runs whose degradation is local and shift-invariant (blur, snow, desaturation, noise, random
+        masks; resolution on sides divisible by 2^T) restore a photo of any size at its own size:
+        whole, or in overlapping tiles (raised-cosine blending) with --tile or when the image is larger
+        than the network's lowest-level attention allows (192x192 pixels for the CPU presets' network).
+        Other runs (centred masks, animorph) take images of the run's size; --resize scales others to
+        it on the shorter side and crops the middle (never stretched, with a warning). Colour images
+        are converted to the run's number of channels (with a warning). Sub-folders are kept.
         """, cmd_restore)
     _run_args(rs)
     rs.add_argument("--input", "-i", required=True, help="an image file or a folder of images")
-    rs.add_argument("--t", default="auto", help="severity: a step 1..T, or auto to estimate it per image (default)")
+    rs.add_argument("--t", default=None,
+                    help="severity: a step 1..T, or auto to estimate it per image (default: auto; runs whose "
+                         "degradation is random per image need a step)")
     rs.add_argument("--out", "-o", required=True, help="output folder")
-    rs.add_argument("--sampler", choices=SAMPLER_CHOICES, metavar="NAME", default="algorithm2",
-                    help="sampler written beside direct reconstruction: %(choices)s (default algorithm2)")
-    rs.add_argument("--resize", action="store_true", help="resize images of another size to the run's size")
+    rs.add_argument("--sampler", choices=SAMPLER_CHOICES, metavar="NAME", default=None,
+                    help="sampler written beside direct reconstruction: %(choices)s (default from the run: "
+                         "algorithm2, or direct for degradations that are random per image)")
+    rs.add_argument("--resize", action="store_true",
+                    help="runs restricted to their own size: scale other images to it (shorter side, aspect ratio "
+                         "kept) and crop the middle")
+    rs.add_argument("--tile", type=argtype("whole", 8), default=None, metavar="SIZE",
+                    help="restore in overlapping SIZE x SIZE tiles (default: whole images while the network's "
+                         "lowest level has at most 48x48 pixels, the largest such tiles above)")
+    rs.add_argument("--overlap", type=argtype("whole", 0), default=None, metavar="PX",
+                    help="pixels shared by neighbouring tiles, blended with raised-cosine weights (default 32)")
 
 
 def cmd_generate(args) -> int:
@@ -744,8 +789,10 @@ def add_quickstart(sub):
 # ---------------------------------------------------------------------------- share and show: export, demo
 def cmd_export(args) -> int:
     from .export import export_run
-    from .hub import push
+    from .hub import check_push, push
 
+    if args.push:
+        check_push(args.push)  # the Hub client and the repository id, before anything is written
     run = _load_run(args)
     res = export_run(run, args.out, licence=args.license, repo_id=args.push, n_samples=args.n,
                      progress=not args.no_progress)

@@ -366,6 +366,34 @@ def deep_merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
     return base
 
 
+def data_label(name: str) -> str:
+    """A short name for a data set: the folder's own name for ``folder:PATH``, else the name itself."""
+    if name.startswith("folder:"):
+        return Path(name[len("folder:"):].rstrip("/\\") or "folder").expanduser().name or "folder"
+    return name
+
+
+OWN_DATA = "the settings of preset {preset} on this data"   # the end of a description rewritten for other data
+
+
+def describe_own_data(cfg: RunConfig, preset_name: str) -> str:
+    """The description of a preset's settings trained on other data (the preset's own text named its data)."""
+    d = cfg.data
+    return (f"{data_label(d.name)} ({d.name}, {d.image_size} px, {d.channels} channel(s)), {cfg.degradation.name} "
+            f"T={cfg.degradation.T}: " + OWN_DATA.format(preset=preset_name))
+
+
+def run_name(cfg: RunConfig) -> str:
+    """What reports, captions and model cards call a run: its preset when it trains the preset's own data,
+    else its data set and degradation (``photos-blur``), never a preset whose text described other data.
+
+    A preset resolved onto other data says so in its description (:func:`describe_own_data`, written by
+    ``presets.resolve_config``); a folder of one's own is always named after the folder."""
+    own = cfg.preset != "custom" and not cfg.data.name.startswith("folder:") \
+        and not cfg.description.endswith(OWN_DATA.format(preset=cfg.preset))
+    return cfg.preset if own else f"{data_label(cfg.data.name)}-{cfg.degradation.name}"
+
+
 def check_resumable(saved: Dict[str, Any], cfg: "RunConfig", where="the run") -> None:
     """A one-line ConfigError when ``cfg`` differs from the ``saved`` config outside :data:`RESUMABLE`."""
     def flat(d, prefix=""):

@@ -135,7 +135,7 @@ class DemoApp:
         c = self.run.cfg.data
         user = load_user_images(path, c.image_size, c.channels, resize=True)
         notes = [n.replace(f" ({path.name})", "") for n in user.warnings(c.image_size, c.channels)]
-        return user.images[:1], notes
+        return user.images[0][None], notes
 
     # ------------------------------------------------------------------ tabs
     def degrade(self, index, t, upload=None):

@@ -158,6 +158,29 @@ def _table_text(text: str) -> str:
                      for line in text.splitlines())
 
 
+def source_url() -> Optional[str]:
+    """The colddiff repository's URL from the installed package's metadata (``[project.urls] Source``), if any."""
+    try:
+        from importlib.metadata import metadata
+
+        for entry in metadata("colddiff").get_all("Project-URL") or []:
+            label, _, url = entry.partition(",")
+            if label.strip().lower() in ("source", "repository", "homepage") and url.strip():
+                return url.strip()
+    except Exception:  # not installed (a source checkout on PYTHONPATH): no metadata
+        pass
+    return None
+
+
+def install_line() -> str:
+    """How to install colddiff today: from its git repository (it is not on PyPI yet)."""
+    url = source_url()
+    if url:
+        return f"pip install 'colddiff[demo] @ git+{url}'   # [demo]: the web page and hf:// models"
+    return ("pip install 'colddiff[demo] @ git+URL_OF_THE_COLDDIFF_REPOSITORY'   # not on PyPI yet; "
+            "[demo]: the web page and hf:// models")
+
+
 def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample_t: int,
                repo_id: Optional[str] = None) -> str:
     """README.md of an exported model: what it is, how to use it, how well it does, how to reproduce it."""
@@ -169,14 +192,14 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
     parts = [_front_matter(meta),
              f"# colddiff: {md_text(name)}", "",
              f"A Cold Diffusion restorer (Bansal et al., 2022, *Cold Diffusion: Inverting Arbitrary Image Transforms "
-             f"Without Noise*) trained with colddiff {__version__} (`pip install colddiff`): the U-Net "
+             f"Without Noise*) trained with colddiff {__version__}: the U-Net "
              f"R(x_t, t) ≈ x0 ({params:,} parameters) for the degradation {md_code(deg)} on {md_code(cfg.data.name)} "
              f"({cfg.data.image_size}px, {cfg.data.channels} channel(s)), {run.step:,} training steps, "
              f"{'EMA' if run.ema else 'raw'} weights.", ""]
     if cfg.description:
         parts += [f"Preset {md_code(cfg.preset)}: {md_text(cfg.description)}", ""]
     parts += ["## Use", "", "```bash",
-              "pip install 'colddiff[demo]'   # [demo]: the web page and hf:// models; plain colddiff for the rest",
+              install_line(),
               f"colddiff restore {where} --input blurry.png --t auto --out restored/",
               f"colddiff evaluate {where} --n 200",
               f"colddiff demo {where}          # a local web page: degrade, restore, generate", "```", "",
@@ -190,8 +213,9 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
                   f"Held-out images restored from t = {sample_t}: clean | degraded | direct R(x_t, t) | "
                   "Algorithm 1 | Algorithm 2.", "", f"![samples]({SAMPLES})", ""]
     parts += ["## Reproduce", "",
-              f"`{CONFIG_TOML}` is the run's full configuration; training it again with the same seed on the same "
-              "kind of machine gives the same weights:", "", "```bash",
+              f"`{CONFIG_TOML}` is the run's full configuration; training it again with the same seed retraces the "
+              "run (bit for bit only on the same machine and software; elsewhere the numbers come out close, not "
+              "identical):", "", "```bash",
               f"colddiff train --config {CONFIG_TOML} --out "
               f"runs/{_shell_word(cfg.preset if cfg.preset != 'custom' else 'model')}",
               "```", ""]

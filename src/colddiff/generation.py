@@ -169,7 +169,8 @@ def start_statistics(D, dataset, batch_size: int = 512, num_workers: int = 0, pr
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     out = []
-    for batch in tqdm(loader, desc="start statistics", unit="batch", disable=not progress, dynamic_ncols=True):
+    for batch in tqdm(loader, desc="start statistics", unit="batch", disable=None if progress else True,
+                      dynamic_ncols=True):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         out.append(D.start_statistic(x).double().flatten(1))
     if not out:

@@ -59,10 +59,17 @@ def resolve_hf(spec: str) -> Path:
     return Path(path)
 
 
-def push(folder, repo_id: str, private: bool = False, message: Optional[str] = None) -> str:
-    """Upload an exported folder to the Hub as model repository ``repo_id``; returns its URL."""
+def check_push(repo_id: str) -> None:
+    """One-line errors, before anything is written, when ``--push REPO_ID`` cannot work here: a repository id
+    that is not owner/name, or no huggingface_hub package."""
     if not REPO_ID.match(repo_id or ""):
         raise ConfigError(f"--push takes a Hub repository id owner/name, got {repo_id!r}")
+    _hub()
+
+
+def push(folder, repo_id: str, private: bool = False, message: Optional[str] = None) -> str:
+    """Upload an exported folder to the Hub as model repository ``repo_id``; returns its URL."""
+    check_push(repo_id)
     if not is_export(folder):
         raise InputError(f"{folder} is not an exported model folder (run `colddiff export RUN --out {folder}` first)")
     hub = _hub()
@@ -79,4 +86,4 @@ def push(folder, repo_id: str, private: bool = False, message: Optional[str] = N
     return f"https://huggingface.co/{repo_id}"
 
 
-__all__ = ["HF_PREFIX", "parse_hf", "resolve_hf", "push", "MODEL_FILES"]
+__all__ = ["HF_PREFIX", "parse_hf", "resolve_hf", "push", "check_push", "MODEL_FILES"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict
 
 from .config import DataConfig, DegradationConfig, GenerationConfig, ModelConfig, RunConfig, TrainConfig, \
-    deep_merge, read_toml
+    deep_merge, describe_own_data, read_toml
 from .errors import ConfigError
 
 
@@ -134,6 +134,12 @@ PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
             "solid colour, T=50",
             dict(name="mnist-5k", image_size=28, channels=1),
             dict(name="mask", T=50, params=dict(position="center", fill="random")), _NET_CPU, **_CPU_TRAIN),
+    # colour photos of one's own: 32-pixel crops at the photos' own scale, restored later at full size
+    _preset("folder-blur", "CPU: your colour images (--set data.name=folder:PATH, e.g. 32-px crops of photos), "
+            "blur T=10, 7x7, sigma 1, reflect; restores whole photos at their own size, ~10 min",
+            dict(name="folder:", image_size=32, channels=3, augment="flip"),
+            dict(name="blur", T=10, params=dict(kernel_size=7, sigma=1.0, schedule="constant", padding="reflect")),
+            dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[], num_res_blocks=1), **_CPU_TRAIN),
     _with(_preset("mnist5k-noise", "CPU: embedded MNIST, the hot baseline: Gaussian noise (cosine, T=100), DDIM",
                   dict(name="mnist-5k", image_size=28, channels=1),
                   dict(name="noise", T=100, params=dict(schedule="cosine")), _NET_CPU, **_CPU_TRAIN),
@@ -159,4 +165,7 @@ def resolve_config(preset_name: str = "", config_file=None, sets=()) -> RunConfi
         if path.is_dir():
             raise ConfigError(f"--config {path} is a folder; give a TOML file (e.g. a run's config.toml)")
         base = deep_merge(base, read_toml(path))
-    return RunConfig.from_dict(base).override(list(sets))
+    cfg = RunConfig.from_dict(base).override(list(sets))
+    if preset_name and cfg.data.name != preset(preset_name).data.name:
+        cfg.description = describe_own_data(cfg, preset_name)  # not the preset's words about its own data
+    return cfg

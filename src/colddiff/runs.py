@@ -58,7 +58,9 @@ def batches(n: int, batch_size: int) -> Iterator[Tuple[int, int]]:
 def progress_bar(total: int, desc: str, progress: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=not progress, leave=False)
+    # disable=None: tqdm shows the bar only when stderr is a terminal (no bar lines in logs, CI, notebooks)
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=None if progress else True,
+                leave=False)
 
 
 @dataclass
@@ -165,7 +167,12 @@ class Run:
 
     @property
     def name(self) -> str:
-        return self.cfg.preset if self.cfg.preset != "custom" else self.folder.name
+        """The preset when the run trains the preset's own data, else its data set and degradation."""
+        from .config import run_name
+
+        if self.cfg.preset == "custom" and not self.cfg.data.name.startswith("folder:"):
+            return self.folder.name
+        return run_name(self.cfg)
 
     @property
     def T(self) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import signal
@@ -49,6 +50,8 @@ from .outputs import RunLock
 from .samplers import SAMPLERS, algorithm2, direct
 
 Callback = Callable[[Dict[str, Any]], None]
+log = logging.getLogger("colddiff.training")
+LOGGERS = ("none", "tensorboard", "wandb")   # where the scalars go besides metrics.jsonl
 
 
 class TrainingError(ColddiffError):
@@ -238,11 +241,15 @@ def _set_rng_state(state: Dict[str, torch.Tensor], gen: torch.Generator, device:
 
 # ---------------------------------------------------------------------------- the loop
 def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callback] = (),
-          progress: bool = True) -> Dict[str, Any]:
+          progress: bool = True, log_to: str = "none") -> Dict[str, Any]:
     """Train ``cfg`` into the run folder ``out``; with ``resume`` continue from its latest checkpoint.
 
     The folder must be new, empty or a run (:func:`colddiff.outputs.claim_run_folder`) and is locked
     while training (:class:`colddiff.outputs.RunLock`): a second ``train`` into it is refused.
+    Progress: a tqdm bar when ``progress`` and stderr is a terminal; otherwise one line through
+    Python ``logging`` (logger ``colddiff.training``, level INFO) every ``train.log_every`` steps.
+    ``log_to``: where the scalars go besides ``metrics.jsonl``: ``tensorboard`` (OUT/tensorboard/),
+    ``wandb`` (Weights & Biases, project ``colddiff``) or ``none`` (the default).
     Returns a summary dict (also written to ``train_summary.json`` by rank 0).
     """
     if isinstance(cfg.generation.sampler, str) and cfg.generation.sampler not in SAMPLERS:  # what it generates with: refused before any work
@@ -260,6 +267,13 @@ def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], pro
     distributed = world > 1
     cfg = cfg.copy().validate()
     tr = cfg.train
+    if log_to not in LOGGERS:
+        raise ConfigError(f"--log must be one of {', '.join(LOGGERS)}, got {log_to!r}")
+    if log_to != "none":
+        _require_logger(log_to)  # a missing extra: one line before any work
+    if cfg.data.name == "folder:":
+        raise ConfigError(f"preset {cfg.preset} trains on a folder of your images: add --set data.name=folder:PATH "
+                          "(a folder of image files, e.g. 32-pixel crops of your photos)")
     device = resolve_device(tr.device, local_rank)
     if tr.precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
@@ -293,6 +307,8 @@ def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], pro
     # ---- data, degradation, network (identical initial weights on every process)
     ds = data_mod.load(cfg.data.name, "train", root=cfg.data.root or None,
                        image_size=cfg.data.image_size, channels=cfg.data.channels)
+    if rank == 0:
+        _warn_channels(cfg, ds)
     D = cfg.build_degradation()
     torch.manual_seed(tr.seed)
     model = cfg.build_model().to(device)
@@ -345,16 +361,18 @@ def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], pro
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.toml")
         _truncate_metrics(out / "metrics.jsonl", step)
-    tb = _tensorboard(out / "tensorboard") if is_main else None
+    tb = _metrics_writer(log_to, out, cfg, resume) if is_main else None
     sample_batch = _fixed_batch(cfg, D, data_mod, ds) if is_main and tr.sample_every else None
     autocast = precision_autocast(device, tr.precision)
     loss_fn = speed.compiled_loss(net, tr.compile, autocast, tr.channels_last)  # Eq. 1 (compiled when asked)
 
     bar = None
-    if is_main and progress:
+    if is_main and progress and _on_terminal():  # a bar on a terminal; log lines in files, CI and notebooks
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=tr.steps, initial=step, desc=f"train {cfg.preset}", unit="step", dynamic_ncols=True)
+        from .config import run_name
+
+        bar = tqdm(total=tr.steps, initial=step, desc=f"train {run_name(cfg)}", unit="step", dynamic_ncols=True)
 
     def save(at_step: int, rng_snapshot, stream_state) -> Optional[Path]:
         rng_all = _gather_rng(rng_snapshot, distributed, world)
@@ -421,9 +439,11 @@ def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], pro
                            "images_per_s": imgs_log / max(now - t_log, 1e-9),
                            "time": elapsed_before + (now - t_start), "epoch": stream.epoch}
                     _append_jsonl(out / "metrics.jsonl", rec)
+                    if bar is None:
+                        log.info("step %d/%d  loss %.4f  lr %.2e  %.0f images/s", step, tr.steps, mean_loss, lr,
+                                 rec["images_per_s"])
                     if tb is not None:
-                        for k in ("loss", "lr", "images_per_s"):
-                            tb.add_scalar(f"train/{k}", rec[k], step)
+                        tb.log(rec, step)
                     t_log, imgs_log = now, 0
                     acc.reset()
                 if tr.sample_every and (step % tr.sample_every == 0 or step == tr.steps):
@@ -619,12 +639,74 @@ def _is_step(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _tensorboard(logdir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed: the JSON-lines log is enough
+def _on_terminal() -> bool:
+    import sys
+
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+EXTRAS = {"tensorboard": ("tensorboard", "pip install 'colddiff[tensorboard]' (or pip install tensorboard)"),
+          "wandb": ("wandb", "pip install 'colddiff[wandb]' (or pip install wandb)")}
+
+
+def _require_logger(kind: str) -> None:
+    import importlib.util
+
+    module, how = EXTRAS[kind]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"--log {kind} needs the {module} package, which is not installed: {how}; "
+                          "or use --log none (metrics.jsonl is always written)")
+
+
+class _Scalars:
+    """Where the log lines' scalars go besides metrics.jsonl: TensorBoard or Weights & Biases."""
+
+    KEYS = ("loss", "lr", "images_per_s")
+
+    def __init__(self, kind: str, writer):
+        self.kind, self.writer = kind, writer
+
+    def log(self, rec: Dict[str, Any], step: int) -> None:
+        if self.kind == "tensorboard":
+            for k in self.KEYS:
+                self.writer.add_scalar(f"train/{k}", rec[k], step)
+        else:
+            self.writer.log({f"train/{k}": rec[k] for k in self.KEYS}, step=step)
+
+    def close(self) -> None:
+        if self.kind == "tensorboard":
+            self.writer.close()
+        else:
+            self.writer.finish()
+
+
+def _metrics_writer(kind: str, out: Path, cfg: RunConfig, resume: bool) -> Optional[_Scalars]:
+    """A :class:`_Scalars` for ``--log`` (None for ``none``)."""
+    if kind == "none":
         return None
-    return SummaryWriter(str(logdir))
+    if kind == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+
+        return _Scalars("tensorboard", SummaryWriter(str(out / "tensorboard")))
+    import wandb
+    from .config import run_name
+
+    return _Scalars("wandb", wandb.init(project="colddiff", name=run_name(cfg), dir=str(out), config=cfg.to_dict(),
+                                        resume="allow" if resume else None))
+
+
+def _warn_channels(cfg: RunConfig, ds) -> None:
+    """A warning when the data's files hold another number of channels than the run trains on."""
+    have, want = getattr(ds, "native_channels", None), cfg.data.channels
+    if have is None or have == want:
+        return
+    kind = {1: "grey", 3: "colour"}
+    src = f" (preset {cfg.preset})" if cfg.preset != "custom" else ""
+    hint = ("; for colour use --preset folder-blur or --set data.channels=3" if have == 3 else
+            "; --set data.channels=1 trains on them as they are")
+    log.warning("%s holds %s images but this run trains on %d-channel (%s) ones, data.channels=%d%s: they are "
+                "converted%s", cfg.data.name, kind.get(have, f"{have}-channel"), want, kind.get(want, "?"), want, src,
+                hint)
 
 
 def _fixed_batch(cfg: RunConfig, D, data_mod, train_ds, n: int = 8):

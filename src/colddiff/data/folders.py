@@ -86,6 +86,8 @@ class ImageFiles(Dataset):
         if not keep_files:
             raise InputError(self._none_usable())
         self.files, self.labels = keep_files, keep_labels
+        # what the files hold (checked files only): 1 when all are grey, 3 otherwise
+        self.native_channels = (1 if modes <= GREY_MODES else 3) if modes else None
         if channels is None:
             if not modes:  # unchecked: look at the first file
                 modes = {(probe(self.files[0])[0] or (0, 0, "RGB"))[2]}

@@ -203,7 +203,7 @@ def write_prepared(ds, progress: bool = True) -> Tuple[Path, dict]:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), *shape))
         n = 0
         for f, y in tqdm(list(zip(files, ds.labels)), desc=f"prepare {ds.name} {split}", unit="img",
-                         disable=not progress, dynamic_ncols=True):
+                         disable=None if progress else True, dynamic_ncols=True):
             try:
                 x = ds.decode(f)
             except DECODE_ERRORS as e:

@@ -87,6 +87,8 @@ class GaussianBlur(SeparableDegradation):
         if image_size is not None:
             self._check_size(int(image_size))
 
+    shift_invariant = True   # one Gaussian kernel per step, the same at every pixel
+
     def sigma_at(self, s: int) -> float:
         """Kernel std of step ``s`` (1..T)."""
         if self.schedule == "constant":

@@ -47,6 +47,7 @@ class Desaturate(Degradation):
     """
 
     task = "colorization"
+    shift_invariant = True   # a per-pixel colour map
 
     def __init__(self, T: int = 20, schedule: str = "linear", rate: float = 0.9, gray: str = "luma",
                  image_size=None, channels=None):

@@ -89,6 +89,7 @@ class GaussianNoise(Mixing):
     """
 
     task = "denoising"
+    shift_invariant = True   # i.i.d. noise per pixel
 
     def __init__(self, T: int = 200, schedule: str = "cosine", image_size=None, channels=None):
         super().__init__(T, schedule, image_size=image_size, channels=channels)

@@ -82,6 +82,11 @@ class Downsample(SeparableDegradation):
         if image_size is not None:
             self._check_size(int(image_size))
 
+    shift_invariant = True   # block averages: the same at every block, when blocks tile the image
+
+    def tile_multiple(self) -> int:
+        return 2**self.T         # the last step's blocks; an image (or tile) must be made of whole blocks
+
     def _check_size(self, n: int) -> None:
         if 2**self.T > n:
             raise ConfigError(

@@ -100,6 +100,7 @@ class _SnowField(Degradation):
     Subclasses set ``random``, ``seed`` and ``_fixed`` and implement ``_draw``."""
 
     task = "desnowing"
+    shift_invariant = True   # flakes may fall anywhere and streak the same way everywhere (local blur)
 
     def context(self, x0, generator=None):
         if not self.random:
