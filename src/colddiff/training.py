@@ -255,12 +255,13 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     if isinstance(cfg.generation.sampler, str) and cfg.generation.sampler not in SAMPLERS:  # what it generates with: refused before any work
         raise ConfigError(f"generation.sampler {cfg.generation.sampler!r} is unknown; samplers: {', '.join(SAMPLERS)}")
     if dist_env()[0] != 0:  # under torchrun rank 0 holds the lock for all
-        return _train(cfg, out, resume, callbacks, progress)
+        return _train(cfg, out, resume, callbacks, progress, log_to)
     with RunLock(out):
-        return _train(cfg, out, resume, callbacks, progress)
+        return _train(cfg, out, resume, callbacks, progress, log_to)
 
 
-def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], progress: bool) -> Dict[str, Any]:
+def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], progress: bool,
+           log_to: str) -> Dict[str, Any]:
     out = Path(out)
     ckdir = out / "checkpoints"
     rank, world, local_rank = dist_env()
