@@ -891,8 +891,10 @@ def test_fault_real_full_disk_at_a_checkpoint(tmp_path, capsys):
     try:
         out = mnt / "run"
         assert main(["train", "--preset", "mnist5k-blur", "--set", *TINY, "--no-progress", "--out", str(out)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "the disk is full; free some space [ENOSPC]" in err, err
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert all(line.startswith("colddiff: step ") for line in lines[:-1]), lines   # the progress log lines
+        err = lines[-1]
+        assert err.startswith("colddiff: error: ") and "the disk is full; free some space [ENOSPC]" in err, err
         assert "training stopped at step 6: continue from ckpt-00000003.safetensors" in err
         assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [3] and not list(out.rglob(".tmp-*"))
         assert not (out / ".colddiff-train.lock").exists()
