@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colddiff.cli import main, parse_value
+from colddiff.cli import main
+from colddiff.config import parse_value
 
 
 def run_cli(*args):

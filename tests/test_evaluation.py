@@ -135,8 +135,8 @@ def test_restore_cli_writes_images_sheet_and_json(blur_run, tmp_path, capsys):
     assert main(["restore", str(blur_run.folder), "--input", str(inp), "--t", "auto", "--out", str(out),
                  "--no-progress"]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["digit0.algorithm2.png", "digit0.direct.png", "digit1.algorithm2.png", "digit1.direct.png",
-                     "restore.json", "sheet.png"]
+    assert names == [".colddiff-output.json", "digit0.algorithm2.png", "digit0.direct.png", "digit1.algorithm2.png",
+                     "digit1.direct.png", "restore.json", "sheet.png"]   # the manifest: the folder is colddiff's
     info = json.loads((out / "restore.json").read_text())
     assert [im["t_estimated"] for im in info["images"]] == [True, True]
     assert all(1 <= im["t"] <= 4 for im in info["images"])

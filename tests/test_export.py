@@ -131,18 +131,25 @@ def test_export_refusals_are_one_line(trained, exported, tmp_path, capsys):
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
     assert main(["export", str(trained), "--out", str(busy)]) == 2
-    assert "not an exported model" in capsys.readouterr().err and (busy / "notes.txt").read_text() == "mine"
+    assert "files colddiff did not write" in capsys.readouterr().err and (busy / "notes.txt").read_text() == "mine"
     assert main(["export", str(trained), "--out", str(trained)]) == 2
-    assert "run folder itself" in capsys.readouterr().err
+    assert "is the input folder itself" in capsys.readouterr().err
     # exporting again over an export replaces it
     assert main(["export", str(exported), "--out", str(tmp_path / "again"), "--n", "2", "--no-progress"]) == 0
     with safe_open(str(tmp_path / "again" / "model.safetensors"), framework="pt") as f1, \
             safe_open(str(exported / "model.safetensors"), framework="pt") as f2:
         assert all(torch.equal(f1.get_tensor(k), f2.get_tensor(k)) for k in f2.keys())
     stale = tmp_path / "again" / "evaluation" / "restoration-t9.json"
-    stale.write_text("{}")                  # a table of an earlier export: gone after exporting over it
+    stale.write_text("{}")                  # a table of an earlier export (its manifest lists it): gone after
+    manifest = tmp_path / "again" / ".colddiff-output.json"   # exporting over it
+    man = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**man, "files": man["files"] + ["evaluation/restoration-t9.json"]}))
     assert main(["export", str(trained), "--out", str(tmp_path / "again"), "--n", "2", "--no-progress"]) == 0
     assert not stale.exists() and (tmp_path / "again" / "evaluation" / "restoration.json").exists()
+    mine = tmp_path / "again" / "notes.md"  # a file colddiff did not write: the export is refused, the file kept
+    mine.write_text("mine")
+    assert main(["export", str(trained), "--out", str(tmp_path / "again"), "--n", "2", "--no-progress"]) == 2
+    assert "notes.md, a file that colddiff did not write" in capsys.readouterr().err and mine.read_text() == "mine"
 
 
 def test_hf_addresses_parse_and_bad_ones_are_one_line(capsys):
@@ -155,7 +162,7 @@ def test_hf_addresses_parse_and_bad_ones_are_one_line(capsys):
 
 def test_hf_and_push_without_huggingface_hub_say_what_to_install(trained, exported, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)   # import fails as if not installed
-    assert main(["restore", "hf://someone/model", "--input", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert main(["restore", "hf://someone/model", "--input", str(tmp_path / "in.png"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install huggingface_hub" in err
     assert main(["export", str(trained), "--out", str(tmp_path / "e"), "--n", "2", "--push", "me/model",
@@ -183,6 +190,7 @@ def test_push_uploads_the_folder_through_the_hub_api(exported, monkeypatch, caps
     assert "upload to me/model failed" in str(e.value) and "huggingface-cli login" in str(e.value)
     assert calls[0] == ("create", dict(repo_id="me/model", repo_type="model", private=False, exist_ok=True))
     assert calls[1][1]["folder_path"] == str(exported) and calls[1][1]["repo_id"] == "me/model"
+    assert calls[1][1]["ignore_patterns"] == [".colddiff-output.json"]   # the local manifest is not uploaded
 
 
 def test_hf_address_loads_from_the_hub_cache_offline(exported, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import torch
 
 import colddiff.degradations as deg
 from colddiff import generation as gen
-from colddiff.errors import ConfigError, InputError
+from colddiff.errors import ConfigError, InputError, OutputError
 from colddiff.generation import (ChannelGMM, generate, generation_stats, near_blank, start_gmm, start_state,
                                  write_generation)
 from colddiff.samplers import SAMPLERS, algorithm2, ddim
@@ -289,20 +289,28 @@ def test_ddim_needs_the_noise_degradation():
 
 
 # ---------------------------------------------------------------------------- files
-def test_write_generation(tmp_path):
+def test_write_generation_replaces_its_own_earlier_set_and_nothing_else(tmp_path):
+    out = tmp_path / "gen"
+    write_generation(images(9, 1, 12, dtype=torch.float32), out, {"sampler": "algorithm2"})
     x = images(7, 1, 12, dtype=torch.float32)
-    (tmp_path / "0099.png").write_bytes(b"stale")
-    (tmp_path / "notes.png").write_bytes(b"keep")
-    info = write_generation(x, tmp_path, {"run": tmp_path, "sampler": "algorithm2", "seed": 0})
+    info = write_generation(x, out, {"run": tmp_path, "sampler": "algorithm2", "seed": 0})
     assert info["n_images"] == 7 and info["files"][0] == "0000.png" and info["files"][-1] == "0006.png"
     assert info["run"] == str(tmp_path) and info["grid_shape"] == [3, 3]
-    assert json.loads((tmp_path / "generation.json").read_text()) == info
-    assert all((tmp_path / f).is_file() for f in info["files"]) and (tmp_path / "grid.png").is_file()
-    assert not (tmp_path / "0099.png").exists() and (tmp_path / "notes.png").exists()
+    assert json.loads((out / "generation.json").read_text()) == info
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == info["files"] + [
+        "generation.json", "grid.png"]                       # 0007, 0008 of the earlier set: gone
     from PIL import Image
 
-    with Image.open(tmp_path / "0003.png") as im:
+    with Image.open(out / "0003.png") as im:
         assert im.size == (12, 12)
+    # a folder holding the user's files: refused before anything is written, the files untouched
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "0099.png").write_bytes(b"mine")
+    (tmp_path / "photos" / "notes.png").write_bytes(b"keep")
+    with pytest.raises(OutputError, match="already holds files colddiff did not write"):
+        write_generation(x, tmp_path / "photos", {})
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["0099.png", "notes.png"]
+    assert (tmp_path / "photos" / "0099.png").read_bytes() == b"mine"
 
 
 # ---------------------------------------------------------------------------- statistics

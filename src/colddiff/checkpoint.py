@@ -140,6 +140,10 @@ def read_meta(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 def _check_state(state, path) -> None:
     """The state's numbers must be numbers: a crafted ``"step": "abc"`` is an InputError, not a crash."""
     record(state, "checkpoint state", path, hint="delete it to fall back to the previous checkpoint")
+    m = NAME.match(Path(path).name)
+    if m and int(m.group(1)) != int(state.get("step", 0)):  # renamed: resume and pruning order by the name
+        raise InputError(f"checkpoint {path} holds step {state.get('step', 0)} but its name says step {int(m.group(1))} "
+                         f"(renamed?); rename it back to ckpt-{int(state.get('step', 0)):08d}.safetensors or delete it")
     w = state.get("log_window", [0.0, 0])
     if not (isinstance(w, list) and len(w) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                        for v in w) and float(w[1]).is_integer() and w[1] >= 0):

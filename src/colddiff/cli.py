@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import __version__
-from .config import parse_value
 from .errors import ColddiffError, ConfigError, InputError
 from .fileio import check_writable
 from .validate import argtype
@@ -24,6 +23,8 @@ from .validate import argtype
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 3    # training stopped by Ctrl-C/SIGTERM after saving a checkpoint: resume it
 COUNT, REAL0 = argtype("count"), argtype("real", 0)  # --n 0, --noise -1, ... refused
+MAX_SEED = 2**32 - 1
+SEED = argtype("whole", 0, MAX_SEED)                 # a seed beyond 64 bits overflowed the generator
 RAW = argparse.RawDescriptionHelpFormatter
 
 
@@ -82,6 +83,8 @@ SAMPLER_CHOICES, FID_CHOICES = _LazyChoices(_sampler_names), _LazyChoices(_fid_c
 
 
 def parse_params(items: Sequence[str]) -> dict:
+    from .config import parse_value
+
     out = {}
     for item in items or []:
         if "=" not in item:
@@ -158,6 +161,9 @@ def cmd_degrade(args) -> int:
     if args.T is not None:
         params["T"] = args.T
     check_writable(args.out)
+    from .images import image_format
+
+    image_format(args.out)  # x.tiff is a TIFF, x.xyz refused, before any work
     deg.get_class(name)  # an unknown name before reading any image
     x0 = load_input(args.input, args.n, channels, size)
     for key, have in (("image_size", int(x0.shape[-1])), ("channels", int(x0.shape[1]))):
@@ -197,7 +203,8 @@ def add_degrade(sub):
     d.add_argument("--steps", default=None, help="comma-separated steps, e.g. 0,5,10,T (default: 0, T/4, T/2, 3T/4, T)")
     d.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert images to 1 or 3 channels")
     d.add_argument("--size", type=argtype("whole", 1), default=None, help="resize images to SIZE×SIZE")
-    d.add_argument("--seed", type=int, default=0, help="seed of the random parts (mask centres, noise, ...)")
+    d.add_argument("--seed", type=SEED, default=0, help="seed of the random parts (mask centres, noise, ...; "
+                   "0..4294967295)")
     d.add_argument("--out", "-o", default="degrade.png", help="output PNG (default degrade.png)")
 
 
@@ -584,7 +591,8 @@ def add_evaluate(sub):
     ev.add_argument("--no-classifier", action="store_true",
                     help="skip the classifier (no 'class kept' column and no classifier FID)")
     ev.add_argument("--batch-size", type=COUNT, default=100, help="images per sampler batch (default 100)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the random parts of the degradation")
+    ev.add_argument("--seed", type=SEED, default=0, help="seed of the random parts of the degradation "
+                    "(0..4294967295)")
     ev.add_argument("--generation", action="store_true",
                     help="evaluate generated images instead (class histogram, entropy, blank share, FID)")
     ev.add_argument("--gen-n", type=COUNT, default=500, help="with --generation: images to generate (default 500)")
@@ -593,9 +601,11 @@ def add_evaluate(sub):
 
 
 def cmd_restore(args) -> int:
-    from .restoration import OVERLAP, restore_defaults, restore_files
+    from .outputs import claim
+    from .restoration import OVERLAP, _earlier_restore, restore_defaults, restore_files
 
     check_writable(args.out, folder=True)
+    claim(args.out, "restore", inputs=[args.input], legacy=_earlier_restore)  # before loading anything
     run = _load_run(args)
     t, sampler = restore_defaults(run, args.t, args.sampler)  # from the run: said up front, before any work
     if args.sampler is None and sampler != "algorithm2":
@@ -653,15 +663,19 @@ def add_restore(sub):
 
 
 def cmd_generate(args) -> int:
-    from .generation import generate, generation_defaults, write_generation
+    from .generation import _earlier_generation, check_size, generate, generation_defaults, write_generation
+    from .outputs import claim
     from .samplers import get_sampler
 
+    check_size(args.n)  # a billion images: refused before anything is loaded
     check_writable(args.out, folder=True)
+    claim(args.out, "generate", inputs=[args.run], legacy=_earlier_generation)  # before loading anything
     run = _load_run(args)
     st = generation_defaults(run, args.sampler, args.noise, args.delta, args.k)  # unset options: the run's [generation]
     images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **st)
     info = write_generation(images, args.out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
-                                               "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D)})
+                                               "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D)},
+                            inputs=[run.folder])
     delta = f", delta {st['delta']:g}" if "delta" in get_sampler(st["sampler"]).options else ""
     print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}, seed {args.seed}): "
           f"{args.out}/ (grid: {Path(args.out) / 'grid.png'}; settings: generation.json)")
@@ -694,7 +708,8 @@ def add_generate(sub):
     gn.add_argument("--delta", type=REAL0, default=None,
                     help="stochastic sampler: std of the noise added at every step (Inverse Heat Dissipation's δ; "
                          "default: the run's generation.delta)")
-    gn.add_argument("--seed", type=int, default=0, help="seed of the start states (same seed, same images)")
+    gn.add_argument("--seed", type=SEED, default=0, help="seed of the start states (same seed, same images; "
+                    "0..4294967295)")
     gn.add_argument("--k", type=COUNT, default=None, help="blur and resolution runs: Gaussian-mixture components of the "
                     "start statistic (default: the run's generation.k, 1; mnist5k-sr: 10)")
     gn.add_argument("--batch-size", type=COUNT, default=256, help="images per sampler batch (default 256)")
@@ -877,7 +892,33 @@ def _argv_plugins(argv: Sequence[str]) -> list:
     return out
 
 
+def _interrupted(signum, frame):
+    """Ctrl-C before a command has its own handler (while torch is imported, say): one line, status 130."""
+    print("colddiff: interrupted", file=sys.stderr)
+    raise SystemExit(130)
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    text = str(e)
+    return type(e).__name__ == "OutOfMemoryError" or (isinstance(e, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    import signal
+
+    try:  # first of all: a Ctrl-C in the first seconds (imports) must not print a traceback
+        previous = signal.signal(signal.SIGINT, _interrupted)
+    except ValueError:  # not the main thread (an embedding program): leave its handler alone
+        previous = None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
@@ -918,11 +959,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "and please report it)", file=sys.stderr)
         return 1
     except MemoryError:
-        print("colddiff: error: out of memory; use fewer or smaller images (--n, --size)", file=sys.stderr)
-        return 1
+        print("colddiff: error: out of memory; use fewer or smaller images (--n, --size) or a smaller network "
+              "(model.dim)", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as e:  # a bug: still one line, with the way to get the details
         if args.debug:
             raise
+        if _is_out_of_memory(e):
+            first = (str(e).strip().splitlines() or [""])[0]
+            print(f"colddiff: error: out of memory ({first[:120]}); use fewer or smaller images (--n, --size, "
+                  "--batch-size) or a smaller network (model.dim)", file=sys.stderr)
+            return EXIT_USER_ERROR
         print(f"colddiff: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback "
               "and please report it)", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List
@@ -210,6 +211,8 @@ class RunConfig:
                        ("generation.noise", self.generation.noise), ("generation.delta", self.generation.delta)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
                 raise ConfigError(f"{key} must be a finite number >= 0 (a noise std in [-1, 1] units), got {v!r}")
+        if not isinstance(self.generation.sampler, str):
+            raise ConfigError(f"generation.sampler must be text, got {self.generation.sampler!r}")
         whole(self.generation.k, "generation.k", 1)
         return self
 
@@ -223,6 +226,7 @@ class RunConfig:
         whole(self.data.image_size, "data.image_size", lo=8, hi=4096)
         whole(self.degradation.T, "degradation.T", lo=1)
         whole(m.dim, "model.dim", lo=1, hi=4096)
+        whole(tr.seed, "train.seed", lo=0, hi=2**32 - 1)
         whole(m.num_res_blocks, "model.num_res_blocks", lo=1, hi=64)
         number(m.dropout, "model.dropout", 0, 1)
         if m.dropout >= 1:
@@ -330,8 +334,14 @@ def _coerce(text: str, current: Any, key: str) -> Any:
         if isinstance(current, float):
             return float(text)
         if isinstance(current, list):
-            return [int(x) for x in text.replace("-", ",").split(",") if x.strip()] if text.strip() else []
+            body = text.strip().strip("[]").strip()
+            if body and not re.fullmatch(r"\d+(\s*[,-]\s*\d+)*", body):
+                raise ConfigError(f"--set {key}={text}: a list of whole numbers >= 0 separated by commas or dashes "
+                                  f"(e.g. {key}=1,2 or {key}=1-2-4); negative numbers are not levels")
+            return [int(x) for x in body.replace("-", ",").split(",") if x.strip()] if body else []
         return text
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(f"--set {key}={text}: expected {type(current).__name__}") from None
 

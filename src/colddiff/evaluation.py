@@ -184,7 +184,9 @@ def restore_batches(run: Run, x0: torch.Tensor, t: int, methods: Optional[Sequen
     images from ``seed``, so the table is reproducible and independent of the batch size.
     """
     methods = list(methods or table_methods(run.D))
-    ctx = run.D.context(x0, torch.Generator().manual_seed(seed))
+    from .validate import whole
+
+    ctx = run.D.context(x0, torch.Generator().manual_seed(whole(seed, "seed", lo=0, hi=2**32 - 1)))
     x_t = run.degrade(x0, t, ctx, batch_size=batch_size)
     return {m: x_t if m == "degraded" else
             run.sample(x_t, t, ctx, sampler=m, batch_size=batch_size, progress=progress,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -50,15 +50,24 @@ def _write_text(text: str, path: Path) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
 
 
-def _check_out(run, out: Path) -> None:
-    """Refuse to write into the run itself or into a folder holding something other than an export."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the exported model")
-    if out.resolve() == Path(run.folder).resolve():
-        raise ConfigError(f"--out {out} is the run folder itself; give a new folder (e.g. {out}-export)")
-    if out.is_dir() and any(out.iterdir()) and not is_export(out):
-        raise ConfigError(f"--out {out} already holds files that are not an exported model; "
-                          "give an empty or new folder")
+_EXPORT_FILES = {WEIGHTS, CONFIG, CONFIG_TOML, CARD, SAMPLES}
+
+
+def _earlier_export(folder: Path) -> Optional[set]:
+    """The files of an export written before output manifests existed (only names export writes)."""
+    if not is_export(folder):
+        return None
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
+    ok = {f for f in files if f in _EXPORT_FILES or f.startswith("evaluation/") or
+          (f.startswith("generation/gmm-k") and f.endswith(".json"))}
+    return ok
+
+
+def _check_out(run, out: Path) -> Path:
+    """Refuse to write into the run itself (or inside it) or into a folder holding something other than an export."""
+    from .outputs import claim
+
+    return claim(out, "export", inputs=[run.folder], legacy=_earlier_export)
 
 
 def card_metadata(run, licence: Optional[str] = None) -> Dict[str, Any]:
@@ -78,15 +87,75 @@ def card_metadata(run, licence: Optional[str] = None) -> Dict[str, Any]:
     return meta
 
 
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*")
+_NUMBER = re.compile(r"[0-9._eE+-]+|\.?(inf|nan)", re.I)
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
+
+
+def yaml_text(v: Any) -> str:
+    """``v`` as a YAML scalar: plain when it is a simple identifier (``cc-by-sa-3.0``), else double-quoted
+    with every quote, backslash and control character escaped (a newline or ``---`` cannot end the front matter)."""
+    text = str(v)
+    if _PLAIN.fullmatch(text) and text.lower() not in _YAML_WORDS and not _NUMBER.fullmatch(text):
+        return text
+    out = ['"']
+    for ch in str(v):
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif o < 0x20 or 0x7F <= o <= 0x9F or ch in "\u2028\u2029\ufeff" or 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out) + '"'
+
+
 def _front_matter(meta: Dict[str, Any]) -> str:
     lines = ["---"]
     for k, v in meta.items():
         if isinstance(v, list):
             lines.append(f"{k}:")
-            lines += [f"- {item}" for item in v]
+            lines += [f"- {yaml_text(item)}" for item in v]
         else:
-            lines.append(f"{k}: {v}")
+            lines.append(f"{k}: {yaml_text(v)}")
     return "\n".join(lines + ["---", ""])
+
+
+_MD_SPECIAL = set("\\`*_{}[]()#+-.!|~<>&\"'")
+
+
+def md_text(v: Any) -> str:
+    """``v`` as inert Markdown text: HTML escaped, Markdown punctuation backslash-escaped, one line."""
+    import html
+
+    out = []
+    for ch in " ".join(str(v).split()):
+        if ch in "<>&\"'":
+            out.append(html.escape(ch))
+        elif ch in _MD_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def md_code(v: Any) -> str:
+    """``v`` as inline code that nothing in it can close: an HTML <code> element around inert text
+    (Markdown is still read inside inline HTML, so its punctuation is escaped too)."""
+    return f"<code>{md_text(v)}</code>"
+
+
+def _shell_word(v: Any) -> str:
+    """A name shown inside a fenced shell block: letters, digits and ``._-`` only (nothing can close the fence)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(v)).strip("-") or "model"
+
+
+def _table_text(text: str) -> str:
+    """Markdown tables built from values of the run's files: HTML and links made inert, the | layout kept."""
+    import html
+
+    return "\n".join(html.escape(line, quote=False).replace("[", "\\[").replace("]", "\\]").replace("`", "\\`")
+                     for line in text.splitlines())
 
 
 def source_url() -> Optional[str]:
@@ -121,14 +190,14 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
     params = sum(p.numel() for p in run.model.parameters())
     deg = repr(run.D)
     parts = [_front_matter(meta),
-             f"# colddiff: {name}", "",
+             f"# colddiff: {md_text(name)}", "",
              f"A Cold Diffusion restorer (Bansal et al., 2022, *Cold Diffusion: Inverting Arbitrary Image Transforms "
              f"Without Noise*) trained with colddiff {__version__}: the U-Net "
-             f"R(x_t, t) ≈ x0 ({params:,} parameters) for the degradation `{deg}` on `{cfg.data.name}` "
+             f"R(x_t, t) ≈ x0 ({params:,} parameters) for the degradation {md_code(deg)} on {md_code(cfg.data.name)} "
              f"({cfg.data.image_size}px, {cfg.data.channels} channel(s)), {run.step:,} training steps, "
              f"{'EMA' if run.ema else 'raw'} weights.", ""]
     if cfg.description:
-        parts += [f"Preset `{cfg.preset}`: {cfg.description}", ""]
+        parts += [f"Preset {md_code(cfg.preset)}: {md_text(cfg.description)}", ""]
     parts += ["## Use", "", "```bash",
               install_line(),
               f"colddiff restore {where} --input blurry.png --t auto --out restored/",
@@ -137,7 +206,7 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
               "```python", "from colddiff.runs import load_run", f"run = load_run({where!r})",
               "x0_hat = run.sample(x_t, t, sampler=\"algorithm2\")", "```", ""]
     parts += ["## Evaluation", ""]
-    parts += [tables.strip() if tables.strip() else
+    parts += [_table_text(tables.strip()) if tables.strip() else
               "No evaluation was run before export; `colddiff evaluate` on this folder writes one.", ""]
     if has_samples:
         parts += ["## Samples", "",
@@ -147,13 +216,17 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
               f"`{CONFIG_TOML}` is the run's full configuration; training it again with the same seed retraces the "
               "run (bit for bit only on the same machine and software; elsewhere the numbers come out close, not "
               "identical):", "", "```bash",
-              f"colddiff train --config {CONFIG_TOML} --out runs/{cfg.preset if cfg.preset != 'custom' else 'model'}",
+              f"colddiff train --config {CONFIG_TOML} --out "
+              f"runs/{_shell_word(cfg.preset if cfg.preset != 'custom' else 'model')}",
               "```", ""]
     if run.step < cfg.train.steps:
         parts += [f"(this export holds step {run.step:,} of the configured {cfg.train.steps:,}: training was "
                   "stopped early)", ""]
-    if cfg.preset != "custom":
-        parts += [f"(the preset: `colddiff presets --show {cfg.preset}`; this run may override some of its keys)", ""]
+    from .presets import PRESETS
+
+    if cfg.preset in PRESETS:
+        parts += [f"(the preset: {md_code('colddiff presets --show ' + cfg.preset)}; this run may "
+                  "override some of its keys)", ""]
     parts += ["## Files", "",
               f"- `{WEIGHTS}`: the weights (safetensors; the configuration is in its metadata too)",
               f"- `{CONFIG}`: configuration, degradation, step and colddiff version; `{CONFIG_TOML}`: the same as TOML",
@@ -164,26 +237,39 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
 def _tables_markdown(folder: Path) -> str:
     """The run's evaluation tables (restoration at each t, generation) as Markdown."""
     out = []
+    if (folder / "evaluation").is_symlink():  # never read (or show) files from outside the run
+        return ""
     for ev in find_evaluations(folder):
         out += [f"### Restoration from t = {ev.t} (of T = {ev.T}), {ev.n} held-out images", "",
                 ev.markdown().strip(), ""]
     gen = folder / "evaluation" / "generation.md"
-    if gen.exists():
+    if gen.is_file() and not gen.is_symlink() and not gen.parent.is_symlink():
         out += ["### Generation from t = T", "", gen.read_text(encoding="utf-8").strip(), ""]
     return "\n".join(out)
 
 
 def _copy_small_files(src: Path, out: Path) -> list:
-    """evaluation/* and generation/gmm-k*.json from the run (tables and GMM fits: kilobytes)."""
+    """evaluation/* and generation/gmm-k*.json from the run (tables and GMM fits: kilobytes).
+
+    Only regular files that really lie inside the run are copied: a symbolic link (to /etc/passwd,
+    to ~/.bashrc, or a linked evaluation/ folder) is skipped with a warning, never followed."""
     copied = []
+    root = src.resolve()
     patterns = [("evaluation", "*.json"), ("evaluation", "*.md"), ("evaluation", "*.csv"), ("evaluation", "*.png"),
                 ("generation", "gmm-k*.json")]
     for sub, pat in patterns:
-        for p in sorted((src / sub).glob(pat)):
+        folder = src / sub
+        if folder.is_symlink():
+            log.warning("%s is a symbolic link: not exported", folder)
+            continue
+        for p in sorted(folder.glob(pat)):
+            if p.is_symlink() or not p.is_file() or root not in p.resolve().parents:
+                log.warning("%s is not a regular file inside the run (a symbolic link?): not exported", p)
+                continue
             dst = out / sub / p.name
             dst.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(dst) as tmp:
-                shutil.copyfile(p, tmp)
+                shutil.copyfile(p, tmp, follow_symlinks=False)
             copied.append(dst)
     return copied
 
@@ -194,18 +280,23 @@ def export_run(run, out, licence: Optional[str] = None, repo_id: Optional[str] =
 
     Returns {"folder", "files", "bytes", "samples"}.  The weights are ``run.model``'s as loaded
     (EMA by default), copied bit for bit.  Every file is written atomically; an existing export
-    in ``out`` is replaced file by file.
+    in ``out`` is replaced as a whole, in one step (:func:`colddiff.outputs.staged`): a kill leaves the
+    earlier export or this one.  ``out`` must be new, empty or an earlier export, outside the run.
     """
+    from .outputs import staged
+
+    out = _check_out(run, Path(out))  # before the weights are copied
+    with staged(out, "export", inputs=[run.folder], legacy=_earlier_export) as stage:
+        has_samples, copied = _write_export(run, stage, licence, repo_id, n_samples, seed, progress)
+    files = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+    copied = [out / p.relative_to(stage) for p in copied]
+    return {"folder": out, "files": files, "bytes": sum(p.stat().st_size for p in files), "samples": has_samples,
+            "copied": copied}
+
+
+def _write_export(run, out: Path, licence, repo_id, n_samples, seed, progress):
     from safetensors.torch import save_file
 
-    out = Path(out)
-    _check_out(run, out)
-    if is_export(out):  # an earlier export: its tables, fits and samples must not outlive it
-        for p in [out / SAMPLES, out / "report.html", *(out / "evaluation").glob("*"),
-                  *(out / "generation").glob("gmm-k*.json")]:
-            if p.is_file():
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
     state = {"step": int(run.step), "weights": "ema" if run.ema else "raw", "source_checkpoint": run.checkpoint.name,
              "colddiff_version": __version__}
     weights = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
@@ -231,16 +322,12 @@ def export_run(run, out, licence: Optional[str] = None, repo_id: Optional[str] =
     meta = card_metadata(run, licence)
     _write_text(model_card(run, meta, _tables_markdown(Path(run.folder)), has_samples, sample_t, repo_id),
                 out / CARD)
-    files = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
-    umask = os.umask(0)
-    os.umask(umask)
-    for p in files:  # temporary files are private (0600); a folder made to be shared is readable like any file
-        p.chmod(0o666 & ~umask)
-    return {"folder": out, "files": files, "bytes": sum(p.stat().st_size for p in files), "samples": has_samples,
-            "copied": copied}
+    return has_samples, copied
 
 
 def _first_eval_t(folder: Path) -> Optional[int]:
+    if (folder / "evaluation").is_symlink():
+        return None
     try:
         evs = find_evaluations(folder)
     except ColddiffError:

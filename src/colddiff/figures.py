@@ -99,9 +99,12 @@ def read_metrics_log(path) -> List[dict]:
     out = []
     for line in path.read_text().splitlines():
         try:
-            out.append(json.loads(line))
+            rec = json.loads(line)
         except ValueError:
             continue  # a line cut by a crash; the rest of the log is still good
+        if isinstance(rec, dict) and all(isinstance(rec.get(k, 0), (int, float)) and not isinstance(rec.get(k), bool)
+                                         for k in ("step", "loss")):
+            out.append(rec)  # JSON that is no log record (a list, a number, a text loss) is left out
     return out
 
 

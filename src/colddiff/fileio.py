@@ -8,11 +8,17 @@ so a shared results folder stays readable to collaborators.
 File-system trouble (a read-only folder, a full disk, a path that is a folder) becomes one
 :class:`~colddiff.errors.OutputError` naming the path; :func:`check_writable` asks the same
 question *before* minutes of work, and :func:`remove_stale` clears what a killed writer left.
+A library's own exception that carries an errno (safetensors reports a full disk as
+``SafetensorError: ... (os error 28)``) gets the same one line.
+
+Which folders a command may write, results of many files committed as a whole, and run-folder
+locks are the output rule of :mod:`colddiff.outputs`, built on these writers.
 """
 from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 import time
 from contextlib import contextmanager
@@ -43,6 +49,26 @@ def os_problem(e: OSError, path, what: str = "write") -> OutputError:
     return OutputError(f"cannot {what} {path}: {reason} [{errno.errorcode.get(e.errno, e.errno)}]")
 
 
+_ERRNO_IN_TEXT = re.compile(r"(?:os error |code: |\[Errno )(\d+)")
+
+
+def embedded_os_error(e: BaseException) -> Optional[OSError]:
+    """The OSError behind a library's own exception type, when its message carries the errno.
+
+    safetensors (Rust) reports a full disk as ``SafetensorError: ... Os { code: 28, kind: StorageFull }``
+    / ``No space left on device (os error 28)``, not as an OSError."""
+    if isinstance(e, OSError):
+        return e
+    m = _ERRNO_IN_TEXT.search(str(e))
+    if m:
+        code = int(m.group(1))
+        return OSError(code, os.strerror(code))
+    return None
+
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR)
+
+
 @contextmanager
 def atomic_path(path, fsync: bool = False) -> Iterator[str]:
     """Yield a temporary path in ``path``'s folder; on success rename it to ``path``.
@@ -67,9 +93,12 @@ def atomic_path(path, fsync: bool = False) -> Iterator[str]:
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR):
-            raise os_problem(e, path) from None
+    except OutputError:
+        raise
+    except Exception as e:  # an OSError, or a writer library's own error type that carries one
+        os_err = embedded_os_error(e)
+        if os_err is not None and os_err.errno in _WRITE_ERRNOS:
+            raise os_problem(os_err, path) from None
         raise
     finally:
         if tmp is not None and os.path.exists(tmp):

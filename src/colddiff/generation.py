@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -50,6 +49,7 @@ __all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state"
 
 log = logging.getLogger("colddiff.generation")
 
+MAX_IMAGES = 1_000_000     # one `colddiff generate` at most (all are held in memory, one PNG each)
 CHUNK = 64                 # images per start-state generator (changing it changes every sample)
 GMM_FORMAT = "colddiff-gmm-v1"
 GENERATION_FORMAT = "colddiff-generation-v1"
@@ -286,6 +286,7 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
     are sampled in chunks of ``CHUNK``, each with its own noise stream.
     """
     n, batch_size = whole(n, "n", 1), whole(batch_size, "batch_size", 1)
+    check_size(n, run)
     seed = _seed(seed)
     st = generation_defaults(run, sampler, noise, delta, k)
     fn = get_sampler(st["sampler"])
@@ -309,6 +310,24 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
     return torch.cat(out)
 
 
+def check_size(n: int, run=None) -> None:
+    """Refuse a generation that cannot fit: more than MAX_IMAGES images, or (given the run) images that
+    would take more than half the free memory."""
+    if n > MAX_IMAGES:
+        raise ConfigError(f"--n {n:,} is more than one generate writes ({MAX_IMAGES:,} images, each its own PNG); "
+                          "generate in parts with different --seed values into different folders")
+    if run is None:
+        return
+    from .devices import available_memory
+
+    c = run.cfg.data
+    need, free = n * c.channels * c.image_size ** 2 * 4, available_memory()
+    if free is not None and need > free // 2:
+        raise ConfigError(f"--n {n:,} images of {c.channels}x{c.image_size}x{c.image_size} need {need / 2**30:.1f} GiB "
+                          f"of memory and {free / 2**30:.1f} GiB are free; generate at most "
+                          f"{max(1, free // 2 // (need // n)):,} at once (several runs with different --seed)")
+
+
 # ---------------------------------------------------------------------------- output files
 def _jsonable(o: Any) -> Any:
     if isinstance(o, Path):
@@ -324,42 +343,50 @@ def _jsonable(o: Any) -> Any:
     return str(o)
 
 
-def write_generation(images: torch.Tensor, out_dir, settings: dict, *, grid_max: int = 100) -> dict:
+def _earlier_generation(folder: Path) -> Optional[set]:
+    """The files of a generation written before output manifests existed (its generation.json lists them)."""
+    try:
+        info = json.loads((folder / "generation.json").read_text())
+        files = info.get("files") if isinstance(info, dict) else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return set(files) | {"grid.png", "generation.json"}
+
+
+def write_generation(images: torch.Tensor, out_dir, settings: dict, *, grid_max: int = 100,
+                     inputs=()) -> dict:
     """Write ``out_dir/0000.png ...``, ``grid.png`` and ``generation.json``; return the JSON dict.
 
-    The grid shows the first ``grid_max`` images, roughly square.  Numbered PNGs left by an
-    earlier, larger generation in the same folder are removed, so the folder holds exactly
-    this set (what FID on a folder needs).  ``generation.json`` is written last: when it is
-    there, the images it lists are complete.  Every file is written atomically.
+    The grid shows the first ``grid_max`` images, roughly square.  The folder is replaced as a
+    whole (:func:`colddiff.outputs.staged`): it holds exactly this set (what FID on a folder
+    needs), a kill leaves the earlier set or this one, and a folder holding files colddiff did
+    not write (or inside one of ``inputs``) is refused before anything is written.
     """
+    from .outputs import staged
+
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] < 1:
         raise InputError(f"images must be a non-empty (N, C, H, W) tensor, got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
     if not isinstance(settings, dict):
         raise InputError(f"settings must be a dict, got {type(settings).__name__}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     N, C, H, W = images.shape
     width = max(4, len(str(N - 1)))
     names = [f"{i:0{width}d}.png" for i in range(N)]
     images = images.detach().float().cpu()
-    for name, x in zip(names, images):
-        save_image(x, out / name)
-    keep = set(names)
-    stale = [p for p in out.iterdir() if re.fullmatch(r"\d{4,}\.png", p.name) and p.name not in keep]
-    for p in stale:
-        p.unlink()
-    if stale:
-        log.info("removed %d numbered images of an earlier generation from %s", len(stale), out)
     m = max(1, min(N, int(grid_max)))
     cols = math.ceil(math.sqrt(m))
     rows = [list(images[i:i + cols]) for i in range(0, m, cols)]
-    atomic_save(make_grid(rows), out / "grid.png")
     info = {**settings, "format": GENERATION_FORMAT, "n_images": N, "channels": C, "image_size": [H, W],
             "grid": "grid.png", "grid_images": m, "grid_shape": [len(rows), cols], "files": names}
     info = json.loads(json.dumps(info, default=_jsonable))
-    with atomic_path(out / "generation.json") as tmp:
-        Path(tmp).write_text(json.dumps(info, indent=2) + "\n")
+    with staged(out_dir, "generate", inputs=inputs, legacy=_earlier_generation) as out:
+        for name, x in zip(names, images):
+            save_image(x, out / name)
+        atomic_save(make_grid(rows), out / "grid.png")
+        with atomic_path(out / "generation.json") as tmp:
+            Path(tmp).write_text(json.dumps(info, indent=2) + "\n")
     return info
 
 
@@ -429,8 +456,11 @@ def generation_stats(probs: torch.Tensor, images: torch.Tensor, blank_threshold:
 
 
 # ---------------------------------------------------------------------------- argument checks
+MAX_SEED = 2**32 - 1
+
+
 def _seed(v: Any) -> int:
-    return whole(v, "seed", 0)
+    return whole(v, "seed", 0, MAX_SEED)
 
 
 def _std(v: Any, what: str) -> float:

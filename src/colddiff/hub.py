@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 from . import __version__
 from .checkpoint import CONFIG, WEIGHTS, is_export
 from .errors import ConfigError, InputError
+from .outputs import MANIFEST
 
 HF_PREFIX = "hf://"
 HF_INSTALL = "pip install huggingface_hub (or pip install 'colddiff[demo]', which includes it)"
@@ -76,7 +77,8 @@ def push(folder, repo_id: str, private: bool = False, message: Optional[str] = N
         api = hub.HfApi()
         api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
         api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                          commit_message=message or f"colddiff {__version__} export")
+                          commit_message=message or f"colddiff {__version__} export",
+                          ignore_patterns=[MANIFEST])  # the local ownership mark is not part of the model
     except Exception as e:  # no token, no network, no permission: one line
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InputError(f"upload to {repo_id} failed ({type(e).__name__}: {first}); log in with "

@@ -73,6 +73,11 @@ def read_image(path: PathLike, channels: Optional[int] = None,
     try:
         with Image.open(path) as im:
             im.load()
+            if im.mode == "F":
+                bad = int((~np.isfinite(np.asarray(im, dtype=np.float64))).sum())
+                if bad:  # a floating-point image with NaN/Inf pixels: refused, never turned into black or white
+                    raise InputError(f"image {path} holds {bad} NaN/Inf pixel value(s) (a floating-point image); "
+                                     "replace them with numbers (e.g. 0) and save it again")
             if info is not None:
                 info["channels"] = 1 if im.mode in GRAY_MODES else 3
                 info["size"] = (im.height, im.width)
@@ -80,12 +85,15 @@ def read_image(path: PathLike, channels: Optional[int] = None,
                 im = high_depth_to_float(im)
                 im = (im if im.mode == "F" else im.convert("RGB" if im.mode not in ("L", "1") else "L")).resize(
                     (size[1], size[0]), Image.Resampling.BICUBIC)
-            return to_tensor(im, channels)
+            x = to_tensor(im, channels)
+    except InputError:
+        raise
     except Image.DecompressionBombError as e:
         raise InputError(f"cannot read image {path}: {e} Resize it first (it is far larger than any image "
                          "colddiff trains on)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"cannot read image {path}: {e.__class__.__name__}: {e}") from None
+    return x
 
 
 def list_images(folder: PathLike) -> list[Path]:
@@ -130,10 +138,28 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
 
 
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
+                 ".webp": "WEBP", ".gif": "GIF"}
+
+
+def image_format(path: PathLike, what: str = "--out") -> str:
+    """The PIL format an image file name asks for (its extension); an OutputError for one colddiff cannot write."""
+    from .errors import OutputError
+
+    suffix = Path(path).suffix.lower()
+    fmt = WRITE_FORMATS.get(suffix)
+    Image.init()  # every format plug-in PIL has, so SAVE is complete
+    if fmt is None or fmt not in Image.SAVE:
+        known = ", ".join(k for k, v in WRITE_FORMATS.items() if v in Image.SAVE)
+        raise OutputError(f"{what} {path}: colddiff cannot write {'a ' + suffix if suffix else 'an extension-less'} "
+                          f"image file; end the name with one of {known}")
+    return fmt
+
+
 def atomic_save(img: Image.Image, path: PathLike) -> Path:
-    """Save a PIL image through a temporary file and a rename (never half-written)."""
+    """Save a PIL image through a temporary file and a rename (never half-written), in the format of its extension."""
     path = Path(path)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
+    fmt = image_format(path)
     with atomic_path(path) as tmp:
         img.save(tmp, format=fmt)
     return path

@@ -345,6 +345,9 @@ def _read_state(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:   # truncated zip, legacy-format garbage, forbidden pickle globals, ...
+        if path.name != WEIGHTS_NAME:  # some other file of the user's: never advise deleting it
+            raise InputError(f"cannot read the Inception weights {show(path)}: {_first_line(e)}; it is not the FID "
+                             f"Inception weights file: give the path of {WEIGHTS_NAME} ({WEIGHTS_URL})") from None
         raise InputError(f"cannot read the Inception weights {show(path)}: {_first_line(e)}; "
                          f"delete it and fetch it again from {WEIGHTS_URL}") from None
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):

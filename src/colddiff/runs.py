@@ -112,6 +112,11 @@ class Run:
             if callback is not None:
                 callback(s, x_s, x0_hat)
 
+        bad_in = ~torch.isfinite(x_t.float()).flatten(1).all(1) if n else torch.zeros(0, dtype=torch.bool)
+        if bool(bad_in.any()):  # the input (or the start state), not the network
+            raise InputError(f"{int(bad_in.sum())} of {n} input image(s) of {sampler} hold NaN/Inf values (e.g. image "
+                             f"{int(bad_in.nonzero()[0])}): the input or start state is broken, not the network; "
+                             "check the images (or the run's generation/gmm-k*.json)")
         outs = []
         try:
             for lo, hi in spans:

@@ -46,7 +46,8 @@ from .devices import resolve_device as _resolve_device
 from .errors import ColddiffError, ConfigError, OutputError
 from .fileio import TMP_PREFIX, atomic_path, os_problem, remove_stale
 from .images import atomic_save, make_grid
-from .samplers import algorithm2, direct
+from .outputs import RunLock
+from .samplers import SAMPLERS, algorithm2, direct
 
 Callback = Callable[[Dict[str, Any]], None]
 log = logging.getLogger("colddiff.training")
@@ -243,12 +244,24 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
           progress: bool = True, log_to: str = "none") -> Dict[str, Any]:
     """Train ``cfg`` into the run folder ``out``; with ``resume`` continue from its latest checkpoint.
 
+    The folder must be new, empty or a run (:func:`colddiff.outputs.claim_run_folder`) and is locked
+    while training (:class:`colddiff.outputs.RunLock`): a second ``train`` into it is refused.
     Progress: a tqdm bar when ``progress`` and stderr is a terminal; otherwise one line through
     Python ``logging`` (logger ``colddiff.training``, level INFO) every ``train.log_every`` steps.
     ``log_to``: where the scalars go besides ``metrics.jsonl``: ``tensorboard`` (OUT/tensorboard/),
     ``wandb`` (Weights & Biases, project ``colddiff``) or ``none`` (the default).
     Returns a summary dict (also written to ``train_summary.json`` by rank 0).
     """
+    if isinstance(cfg.generation.sampler, str) and cfg.generation.sampler not in SAMPLERS:  # what it generates with: refused before any work
+        raise ConfigError(f"generation.sampler {cfg.generation.sampler!r} is unknown; samplers: {', '.join(SAMPLERS)}")
+    if dist_env()[0] != 0:  # under torchrun rank 0 holds the lock for all
+        return _train(cfg, out, resume, callbacks, progress, log_to)
+    with RunLock(out):
+        return _train(cfg, out, resume, callbacks, progress, log_to)
+
+
+def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], progress: bool,
+           log_to: str) -> Dict[str, Any]:
     out = Path(out)
     ckdir = out / "checkpoints"
     rank, world, local_rank = dist_env()
@@ -265,6 +278,9 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     device = resolve_device(tr.device, local_rank)
     if tr.precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
+    from .devices import check_network_fits
+
+    check_network_fits(cfg, device)  # a huge model.dim: one line now, not an allocator crash later
     if distributed and not torch.distributed.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
@@ -611,12 +627,17 @@ def _truncate_metrics(path: Path, step: int) -> None:
     keep = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
+            rec = json.loads(line)
         except ValueError:
             continue  # a line cut by a kill
+        if isinstance(rec, dict) and _is_step(rec.get("step", 0)) and rec.get("step", 0) <= step:
+            keep.append(line)  # lines that are no log record (a number, a list, a text step) are dropped
     with atomic_path(path) as tmp:
         Path(tmp).write_text("".join(x + "\n" for x in keep))
+
+
+def _is_step(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _on_terminal() -> bool:

@@ -22,7 +22,10 @@ __all__ = ["number", "whole", "typed", "degradation_params", "record", "RECORD_T
 
 def number(v: Any, what: str, lo: Optional[float] = None, hi: Optional[float] = None, *,
            lo_open: bool = False, err: Type[Exception] = ConfigError) -> float:
-    """A finite real number (not a bool) with ``lo <= v <= hi`` (``lo < v`` with ``lo_open``)."""
+    """A finite real number (not a bool) with ``lo <= v <= hi`` (``lo < v`` with ``lo_open``).
+
+    numpy scalars (``np.float32(0.5)``, ``np.int64(5)``) are numbers too: returned as Python numbers."""
+    v = _plain(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise err(f"{what} must be a number, got {v!r}")
     if not math.isfinite(v):
@@ -36,14 +39,26 @@ def number(v: Any, what: str, lo: Optional[float] = None, hi: Optional[float] = 
 
 def whole(v: Any, what: str, lo: Optional[int] = None, hi: Optional[int] = None, *,
           err: Type[Exception] = ConfigError) -> int:
-    """A whole number (``3``, ``numpy.int64(3)`` or ``3.0``, not ``3.5``, ``True`` or ``'3'``) with ``lo <= v <= hi``."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v != int(v):
+    """A whole number (``3``, ``3.0`` or ``np.int64(3)``, not ``3.5``, ``True`` or ``'3'``) with ``lo <= v <= hi``."""
+    v = _plain(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
         raise err(f"{what} must be a whole number, got {v!r}")
     v = int(v)
     if lo is not None and v < lo:
         raise err(f"{what} must be at least {lo}, got {v}")
     if hi is not None and v > hi:
         raise err(f"{what} must be at most {hi}, got {v}")
+    return v
+
+
+def _plain(v: Any) -> Any:
+    """A numpy (or other) scalar registered as a real number -> the Python int or float; else ``v``."""
+    if isinstance(v, (bool, int, float)) or type(v).__name__ == "bool_":
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
     return v
 
 
@@ -66,6 +81,8 @@ def _kind(param: inspect.Parameter) -> Optional[type]:
 def typed(v: Any, kind: type, what: str, err: Type[Exception] = ConfigError) -> Any:
     """``v`` as a value of ``kind`` (int, float, str or bool); numbers must be finite."""
     if kind is bool:
+        if type(v).__name__ == "bool_":
+            v = bool(v)
         if not isinstance(v, bool):
             raise err(f"{what} must be true or false, got {v!r}")
         return v
@@ -171,8 +188,8 @@ def record(d: Any, kind: str, path, required: tuple = (), hint: str = "") -> Dic
 
 
 # ---------------------------------------------------------------------------- argparse types
-def argtype(kind: str, lo: Optional[float] = None) -> Callable[[str], Any]:
-    """An argparse ``type=``: ``count`` (whole, >= 1), ``whole`` (>= lo) or ``real`` (finite, >= lo).
+def argtype(kind: str, lo: Optional[float] = None, hi: Optional[float] = None) -> Callable[[str], Any]:
+    """An argparse ``type=``: ``count`` (whole, >= 1), ``whole`` (lo..hi) or ``real`` (finite, lo..hi).
 
     argparse turns the ValueError's message into its one-line usage error (exit 2)."""
     def parse(text: str):
@@ -184,8 +201,8 @@ def argtype(kind: str, lo: Optional[float] = None) -> Callable[[str], Any]:
             v = None
         try:
             if kind == "real":
-                return float(number(v if v is not None else text, "the value", lo=lo))
-            return whole(v if v is not None else text, "the value", lo=1 if kind == "count" else lo)
+                return float(number(v if v is not None else text, "the value", lo=lo, hi=hi))
+            return whole(v if v is not None else text, "the value", lo=1 if kind == "count" else lo, hi=hi)
         except ConfigError as e:
             raise argparse.ArgumentTypeError(str(e).replace("the value ", "")) from None
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Optional, Type, Union
 import torch
 
 from .. import plugins
-from ..errors import ConfigError, InputError
+from ..errors import ColddiffError, ConfigError, InputError
 from ..validate import degradation_params
 
 TLike = Union[int, torch.Tensor]
@@ -30,12 +30,20 @@ _REGISTRY: Dict[str, Type["Degradation"]] = {}
 MAX_T = 100_000
 
 
-def register(name: str) -> Callable[[Type["Degradation"]], Type["Degradation"]]:
-    """Class decorator: make a :class:`Degradation` subclass available to ``create(name)``."""
+def register(name: str, override: bool = False) -> Callable[[Type["Degradation"]], Type["Degradation"]]:
+    """Class decorator: make a :class:`Degradation` subclass available to ``create(name)``.
+
+    A name that another module registered already (``blur``, ...) is refused unless ``override=True``
+    says the replacement is meant: a plug-in never shadows a built-in family silently."""
 
     def deco(cls: Type["Degradation"]) -> Type["Degradation"]:
         if not (isinstance(cls, type) and issubclass(cls, Degradation)):
             raise TypeError(f"@register({name!r}) must decorate a Degradation subclass, got {cls!r}")
+        old = _REGISTRY.get(name)
+        if old is not None and old.__module__ != cls.__module__ and not override:
+            where = "built in" if old.__module__.startswith("colddiff.") else f"registered by {old.__module__}"
+            raise ConfigError(f"{cls.__module__} registers a degradation named {name!r}, which is {where}; choose "
+                              f"another name, or write @register({name!r}, override=True) to replace it on purpose")
         _REGISTRY[name] = cls
         cls.name = name
         return cls
@@ -239,10 +247,28 @@ class Degradation(ABC):
         tt = self.as_t(t, x0)
         if ctx is None and not self.deterministic:
             ctx = self.context(x0)
-        out = self.finalize(self.forward(x0, tt, ctx), tt)
+        out = self.finalize(self._guarded(self.forward, "forward", x0, tt, ctx), tt)
         # D(x0, 0) == x0 exactly, whatever floating-point residue the closed form leaves.
         keep = (tt == 0).view(-1, *([1] * (x0.dim() - 1)))
         return torch.where(keep, x0, out.to(x0.dtype))
+
+    def _guarded(self, fn, what: str, *args):
+        """Call a family's own method; a plug-in's exception becomes one line naming the plug-in."""
+        if type(self).__module__.startswith("colddiff."):
+            return fn(*args)
+        try:
+            return fn(*args)
+        except (ColddiffError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            import sys
+
+            mod = type(self).__module__
+            where = getattr(sys.modules.get(mod), "__file__", None) or mod
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise ConfigError(f"the plug-in degradation {self.name!r} ({type(self).__name__} in {where}) failed in "
+                              f"{what}(): {type(e).__name__}: {first}; fix the plug-in (check it with "
+                              f"`colddiff --plugin {where} check-degradation {self.name}`)") from None
 
     def apply_stepwise(self, x0: torch.Tensor, t: TLike, ctx: Any = None) -> torch.Tensor:
         """D(x0, t) by applying ``step`` t times (O(t) cost, as in the authors' code)."""
@@ -257,7 +283,7 @@ class Degradation(ABC):
         bshape = (-1,) + (1,) * (x0.dim() - 1)
         for s in range(1, int(tt.max().item()) + 1 if tt.numel() else 1):
             s_vec = torch.full_like(tt, s)
-            x_next = self.step(x, s_vec, ctx).to(x0.dtype)
+            x_next = self._guarded(self.step, "step", x, s_vec, ctx).to(x0.dtype)
             x = torch.where((tt >= s).view(bshape), x_next, x)
         return torch.where((tt == 0).view(bshape), x0, self.finalize(x, tt).to(x0.dtype))
 
