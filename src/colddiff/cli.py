@@ -771,9 +771,55 @@ def add_demo(sub):
                     help="the tab the page opens on (default degrade)")
 
 
+def cmd_reproduce(args) -> int:
+    from .reproduce import run_table
+
+    out = Path(args.out) if args.out else Path("reproduce") / args.scale
+    check_writable(out, folder=True)
+    command = "colddiff reproduce " + " ".join(sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "reproduce"
+                                                   else [args.table, "--scale", args.scale])
+    rep = run_table(args.table, scale=args.scale, out=out, steps=args.steps, n=args.n, protocol=args.protocol,
+                    fid=args.fid, train_only=args.train_only, progress=not args.no_progress, command=command,
+                    batch_size=args.batch_size)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return 0
+    print(rep.text())
+    print(f"\nwrote {out / (args.table + '.md')} and .json in {rep.seconds:.0f} s; run folders in {out}/")
+    return 0
+
+
+def add_reproduce(sub):
+    from .metrics import FID_BACKENDS
+    from .reproduce import SCALES, TABLES
+
+    rp = _command(sub, "reproduce", "train and evaluate every preset of one of the paper's tables, beside its numbers",
+                  "Train (or resume) every preset of TABLE, evaluate each as the authors did (--protocol paper) and\n"
+                  "print our numbers beside the paper's with their ratio. --scale cpu runs the table in miniature\n"
+                  "(embedded MNIST / Fashion-MNIST stand-ins, a small network, ~1 hour on 2 cores);\n"
+                  "--scale paper runs the authors' settings (a GPU job; resumable; torchrun for several GPUs).\n"
+                  "Writes OUT/TABLE.md and OUT/TABLE.json; run folders OUT/PRESET.", """
+        examples:
+          colddiff reproduce table1 --scale cpu --out reproduce/cpu      # deblurring, ~1 hour on 2 cores
+          colddiff reproduce table2 --scale cpu --steps 200 --n 100      # a quick look
+          torchrun --nproc_per_node 8 -m colddiff reproduce table1 --scale paper --out /data/repro
+        """, cmd_reproduce)
+    rp.add_argument("table", choices=tuple(TABLES), help="; ".join(t.describe() for t in TABLES.values()))
+    rp.add_argument("--scale", choices=SCALES, default="cpu", help="cpu (miniature, default) or paper")
+    rp.add_argument("--out", help="output folder (default reproduce/SCALE); run again to resume")
+    rp.add_argument("--steps", type=COUNT, default=None, help="training steps per preset (default: the scale's)")
+    rp.add_argument("--n", type=COUNT, default=None,
+                    help="test images per preset (default: the protocol's; paper = the whole test split but one)")
+    rp.add_argument("--protocol", choices=("paper", "colddiff"), default="paper",
+                    help="evaluation protocol (default paper: the authors' test scripts)")
+    rp.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto", help="FID features (as evaluate)")
+    rp.add_argument("--batch-size", type=COUNT, default=100, help="images per sampler batch (default 100)")
+    rp.add_argument("--train-only", action="store_true", help="train or resume, do not evaluate yet")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 ADDERS = (add_degrade, add_degradations, add_check_degradation, add_networks, add_train, add_presets, add_data,
           add_weights,
-          add_evaluate, add_restore, add_quickstart, add_generate, add_report, add_export, add_demo)
+          add_evaluate, add_restore, add_quickstart, add_generate, add_report, add_export, add_demo, add_reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:
