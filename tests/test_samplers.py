@@ -104,6 +104,41 @@ def test_algorithm2_uses_the_trajectory_context():
     assert torch.allclose(out, x0, atol=1e-12)
 
 
+@pytest.mark.parametrize("name,kw", [("mask", dict(T=12, position="random", quantize=True)),
+                                     ("blur", dict(T=6, kernel_size=5, sigma=1.0, padding="circular",
+                                                   discrete=True))])
+def test_algorithm2_on_a_quantising_family_is_the_unrounded_update(name, kw):
+    """The family rounds observed images (training inputs, x_T) to 8-bit levels, never the D calls inside
+    Algorithm 2: from the rounded x_T, every step is x_s - D(x0_hat, s) + D(x0_hat, s-1) in exact arithmetic."""
+    D = deg.create(name, **kw)
+    x0 = images(3, 3, 16)
+    ctx = D.context(x0, torch.Generator().manual_seed(0))
+    x_T = D.observe(x0, D.T, ctx)
+    assert torch.allclose((x_T + 1) * 127.5, ((x_T + 1) * 127.5).round(), atol=1e-9)  # the start is rounded
+    gen = torch.Generator().manual_seed(1)
+    bias = 0.3 * torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
+
+    def R(x, s):  # an imperfect restorer: x0 plus an error that depends on the step
+        return x0 + bias * s.view(-1, 1, 1, 1).to(x.dtype) / D.T
+
+    exact = deg.create(name, **{**kw, "quantize": False}) if name == "mask" else None
+    x = x_T
+    for s in range(D.T, 0, -1):
+        x0_hat = R(x, torch.full((3,), s))
+        d_s = D.forward(x0_hat, torch.full((3,), s), ctx)           # the closed form, never rounded
+        d_prev = D.forward(x0_hat, torch.full((3,), s - 1), ctx) if s > 1 else x0_hat
+        x = x - d_s + d_prev
+    out = algorithm2(R, D, x_T, D.T, ctx)
+    assert torch.allclose(out, x, atol=1e-12)
+    if exact is not None:  # the quantising mask's sampler is the float family's, step for step
+        assert torch.equal(out, algorithm2(R, exact, x_T, D.T, ctx))
+    x = x_T  # and it is not the update with both D terms rounded, which is what rounding inside D gave
+    for s in range(D.T, 0, -1):
+        x0_hat = R(x, torch.full((3,), s))
+        x = x - D.observe(x0_hat, s, ctx) + D.observe(x0_hat, s - 1, ctx)
+    assert not torch.allclose(out, x, atol=1e-6)
+
+
 def test_samplers_run_without_autograd_with_a_network():
     net = UNet(channels=1, dim=8, dim_mults=(1, 2), attn_levels=(), num_res_blocks=1)
     x0 = images(2, 1, 28, dtype=torch.float32)

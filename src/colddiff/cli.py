@@ -139,7 +139,7 @@ def cmd_degrade(args) -> int:
     g = torch.Generator().manual_seed(args.seed)
     ctx = D.context(x0, g)
     with torch.no_grad():
-        cols = [D(x0, s, ctx) for s in steps]
+        cols = [D.observe(x0, s, ctx) for s in steps]
     rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
     sheet = make_grid(rows, col_labels=[f"t={s}" for s in steps])
     out = atomic_save(sheet, args.out)

@@ -43,7 +43,7 @@ def degradation_figure(run: Run, path, n: int = 6, k: int = 8, seed: int = 0) ->
     steps = even_steps(run.T, k)
     ctx = run.D.context(x0, torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        cols = [run.D(x0, s, ctx) for s in steps]
+        cols = [run.D.observe(x0, s, ctx) for s in steps]
     rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
     return atomic_save(make_grid(rows, col_labels=[f"t={s}" for s in steps]), path)
 
