@@ -503,7 +503,7 @@ def cmd_evaluate(args) -> int:
               f"in {run.folder / 'generation'}/")
         return 0
     ev = evaluate(run, n=args.n, t=args.t, fid=args.fid, classifier=not args.no_classifier,
-                  batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+                  batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, protocol=args.protocol)
     paths = write_evaluation(ev, run.folder / "evaluation")
     print(ev.text())
     print(f"\nwrote {paths['md']} (and .csv, .json) in {ev.seconds:.0f} s; "
@@ -521,11 +521,19 @@ def add_evaluate(sub):
         examples:
           colddiff evaluate runs/mnist5k-blur                     # 500 test digits, classifier FID
           colddiff evaluate runs/mnist5k-blur --t 10 --n 200
+          colddiff evaluate runs/mnist-blur --protocol paper       # as the authors' test scripts
           colddiff evaluate runs/celeba-blur --fid inception      # needs the Inception weights file
           colddiff evaluate runs/mnist5k-blur --generation        # generated images (see `colddiff generate`)
         """, cmd_evaluate)
     _run_args(ev)
-    ev.add_argument("--n", type=COUNT, default=500, help="held-out images to restore (default 500)")
+    ev.add_argument("--n", type=COUNT, default=None,
+                    help="held-out images to restore (default: 500 under --protocol colddiff, the whole test split "
+                         "but its first image under --protocol paper)")
+    ev.add_argument("--protocol", choices=("paper", "colddiff"), default=None,
+                    help="paper: as the authors' test scripts (test split but index 0, blur/SR images enlarged "
+                         "1.12x and centre-cropped, global unclamped RMSE, the authors' rows); colddiff: the first "
+                         "--n images, per-image clamped metrics, every sampler; default paper for the paper presets, "
+                         "colddiff otherwise")
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
     ev.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto",
                     help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "

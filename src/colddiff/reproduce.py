@@ -35,7 +35,7 @@ SCALES = ("cpu", "paper")
 NET_CPU = dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[], num_res_blocks=1, dropout=0.0)
 CPU_TRAIN = dict(batch_size=32, grad_accum=1, lr=1e-3, warmup_steps=100, grad_clip=1.0, ema_decay=0.995,
                  ema_every=1, ema_start=500, checkpoint_every=500, sample_every=0, log_every=50)
-CPU_STEPS = 5000
+CPU_STEPS = 2500
 CPU_STANDIN = {"mnist": "mnist-5k", "cifar10": "fashion-mnist"}   # paper data set -> CPU stand-in (28 px, grey)
 
 
@@ -139,8 +139,6 @@ def train_or_resume(cfg, folder: Path, progress: bool = True) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the table
-# the paper's row names and the evaluation rows they are compared with
-PAPER_ROWS = (("degraded", "degraded"), ("sampled", "algorithm2"), ("direct", "direct"))
 METRICS = (("fid", "FID ↓"), ("ssim", "SSIM ↑"), ("rmse", "RMSE ↓"))
 
 
@@ -171,14 +169,12 @@ class Reproduction:
                 out.append([col["preset"], f"trained to step {col['step']:,}, not evaluated"]
                            + [""] * (3 * len(METRICS)))
                 continue
-            ours = {r["method"]: r for r in col["rows"]}
-            for paper_row, method in PAPER_ROWS + (("", "algorithm1"),):
-                if method not in ours:
-                    continue
-                label = col["labels"].get(method, method)
-                cells = [col["preset"], label]
+            for row in col["rows"]:
+                paper_row = row.get("paper_row", "")
+                cells = [col["preset"], col["labels"].get(row["method"], row["method"])
+                         + (f" [paper: {paper_row}]" if paper_row else "")]
                 for key, _ in METRICS:
-                    mine = ours[method].get(key)
+                    mine = row.get(key)
                     theirs = col["paper"].get(paper_row, {}).get(key) if paper_row else None
                     cells += [_fmt(key, mine), _fmt(key, theirs),
                               f"{mine / theirs:.2f}" if mine is not None and theirs else ""]
@@ -273,12 +269,12 @@ def evaluate_column(folder: Path, table: Table, n: Optional[int], protocol: str,
     from .runs import load_run
 
     run = load_run(folder)
-    ev = evaluate(run, n=n, fid=fid, progress=progress, protocol=protocol, batch_size=batch_size)
+    ev = evaluate(run, n=n, fid=fid, classifier=fid != "none", progress=progress, protocol=protocol,
+                  batch_size=batch_size)
     write_evaluation(ev, folder / "evaluation")
-    labels = {r["method"]: ev.row_label(r["method"]) if hasattr(ev, "row_label") else method_label(r["method"])
-              for r in ev.rows}
+    labels = {r["method"]: method_label(r["method"]) for r in ev.rows}
     return {"rows": ev.rows, "labels": labels, "n": ev.n, "split": ev.split, "fid_label": ev.fid_label,
-            "row_notes": getattr(ev, "row_notes", lambda: "")(), "step": ev.step}
+            "row_notes": ev.row_notes(), "step": ev.step, "enlarged": ev.enlarged, "eval_seconds": ev.seconds}
 
 
 def write_reproduction(rep: Reproduction, out) -> Dict[str, Path]:

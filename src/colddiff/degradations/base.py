@@ -181,6 +181,17 @@ class Degradation(ABC):
         ctx = self.context(x0, generator)
         return self(x0, self.T, ctx), ctx
 
+    # ------------------------------------------------------------------ the authors' test scripts
+    # How the authors' test script for this family evaluates it (``evaluate --protocol paper``), so no
+    # caller asks a family for its name.  ``paper_test_enlarge``: test images enlarged 1.12x and
+    # centre-cropped (their blur and super-resolution loaders).  ``paper_degraded_row``: their
+    # "degraded" images are x_t ("x_t") or the image after the first sampler update ("first_update").
+    # ``paper_sampled_row``: their "sampled" images are Algorithm 2's x_0 ("x_0") or the last network
+    # prediction R(x_1, 1) ("last_prediction").
+    paper_test_enlarge: bool = False
+    paper_degraded_row: str = "x_t"
+    paper_sampled_row: str = "x_0"
+
     # ------------------------------------------------------------------ capabilities
     # Samplers ask for what they need instead of a family's name: DDIM needs x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·z.
     output_range: Optional[tuple] = (-1.0, 1.0)   # bounds of D(x0, t) for x0 in [-1, 1]; None = unbounded

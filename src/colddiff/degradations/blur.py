@@ -66,6 +66,9 @@ class GaussianBlur(SeparableDegradation):
             it a hair below).
     """
 
+    # the authors' test script for this family (evaluate --protocol paper; see Degradation)
+    paper_test_enlarge = True
+
     def __init__(self, T: int = 20, kernel_size: int = 11, sigma: float = 7.0,
                  schedule: str = "constant", padding: str = "reflect", rate: float = 0.01,
                  discrete: bool = False, image_size=None, channels=None):

@@ -46,6 +46,9 @@ class Desaturate(Degradation):
         gray: ``luma`` (BT.601 weights) or ``mean`` (the authors' plain channel mean).
     """
 
+    # the authors' test script for this family (evaluate --protocol paper; see Degradation)
+    paper_sampled_row = "last_prediction"
+
     def __init__(self, T: int = 20, schedule: str = "linear", rate: float = 0.9, gray: str = "luma",
                  image_size=None, channels=None):
         super().__init__(T, image_size=image_size, channels=channels)

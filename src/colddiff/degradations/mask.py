@@ -58,6 +58,10 @@ class GaussianMask(Degradation):
             put it at pixel n/2 − 1 of an even n, i.e. offset 0.5.
     """
 
+    # the authors' test script for this family (evaluate --protocol paper; see Degradation)
+    paper_degraded_row = "first_update"
+    paper_sampled_row = "last_prediction"
+
     def __init__(self, T: int = 50, beta_start: float = 1.0, beta_step: float = 0.1,
                  position: str = "random", fill: str = "zero", quantize: bool = True,
                  order: str = "forward", color_scale: float = 1.0, offset: float = 0.0,

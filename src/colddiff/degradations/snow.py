@@ -98,6 +98,10 @@ class _SnowField(Degradation):
     context) or one fixed field per image size drawn with ``seed`` (``random=False``).
     Subclasses set ``random``, ``seed`` and ``_fixed`` and implement ``_draw``."""
 
+    # the authors' test script for both snow families (evaluate --protocol paper; see Degradation)
+    paper_degraded_row = "first_update"
+    paper_sampled_row = "last_prediction"
+
     def context(self, x0, generator=None):
         if not self.random:
             return None
