@@ -145,7 +145,7 @@ def test_paper_rows_of_inpainting_are_the_first_update_and_the_last_prediction(t
     ("resolution", dict(T=2), "degraded", "last-prediction"),
     ("mask", dict(T=4), "first-update", "last-prediction"),
     ("snow", dict(T=4, level=3, random=True, fix_brightness=True), "first-update", "last-prediction"),
-    ("desaturate", dict(T=4), "degraded", "last-prediction"),
+    ("desaturate", dict(T=4), "first-update", "last-prediction"),
 ])
 def test_each_family_names_the_rows_of_its_authors_test_script(name, kw, degraded, sampled):
     rows = dict((paper, m) for m, paper in paper_methods(deg.create(name, **kw)) if paper)

@@ -191,3 +191,26 @@ def test_stochastic_sampler_noise_is_seeded_and_the_last_step_adds_none():
                        algorithm2(R, D, x_1, 1))
     with pytest.raises(ConfigError, match="delta"):
         stochastic(R, D, x_t, D.T, delta=-1.0)
+
+
+def test_authors_shifted_update_is_algorithm2_one_step_early():
+    """The authors' snow/colour update: x_{s-1} = x_s - D(x0_hat, s-1) + D(x0_hat, max(s-2, 0)); the last step
+    returns x_1 unchanged.  On D(x, s) = x + s e with the oracle it ends at D(x0, 1), one step short of x0."""
+    from colddiff.samplers import authors_shifted
+
+    T = 6
+    e = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    D = deg.create("test-linear", T=T, e=e)
+    x0 = images(2, 3, 8)
+    x_T = D(x0, T)
+    assert torch.allclose(authors_shifted(lambda x, s: x0, D, x_T, T), D(x0, 1), atol=1e-12)
+    assert torch.allclose(algorithm2(lambda x, s: x0, D, x_T, T), x0, atol=1e-12)
+
+    blur = deg.create("blur", T=4, kernel_size=5, sigma=1.0)
+    R = random_restorer(C=3)
+    x = x_t = blur(x0, 4)
+    for s in range(4, 0, -1):
+        x0_hat = R(x, torch.full((2,), s))
+        x = x - blur(x0_hat, s - 1) + blur(x0_hat, max(s - 2, 0))
+    assert torch.allclose(authors_shifted(R, blur, x_t, 4), x, atol=1e-10)
+    assert getattr(SAMPLERS["authors-shifted"], "restores") is False  # not a default Table 1 row

@@ -503,7 +503,8 @@ def cmd_evaluate(args) -> int:
               f"in {run.folder / 'generation'}/")
         return 0
     ev = evaluate(run, n=args.n, t=args.t, fid=args.fid, classifier=not args.no_classifier,
-                  batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, protocol=args.protocol)
+                  batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, protocol=args.protocol,
+                  paper_sampler=args.paper_sampler)
     paths = write_evaluation(ev, run.folder / "evaluation")
     print(ev.text())
     print(f"\nwrote {paths['md']} (and .csv, .json) in {ev.seconds:.0f} s; "
@@ -534,6 +535,9 @@ def add_evaluate(sub):
                          "1.12x and centre-cropped, global unclamped RMSE, the authors' rows); colddiff: the first "
                          "--n images, per-image clamped metrics, every sampler; default paper for the paper presets, "
                          "colddiff otherwise")
+    ev.add_argument("--paper-sampler", choices=("algorithm2", "authors-shifted"), default="algorithm2",
+                    help="--protocol paper: the iterative sampler (default algorithm2, the paper's; authors-shifted: "
+                         "the update of the authors' snow and colourisation code, one step early)")
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
     ev.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto",
                     help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "

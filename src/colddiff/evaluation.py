@@ -75,14 +75,15 @@ def check_protocol(protocol: Optional[str], run: Run) -> str:
     return protocol
 
 
-def paper_methods(D) -> List[tuple]:
-    """The paper protocol's rows for D: (method, the paper's row it stands for, or "")."""
+def paper_methods(D, sampler: str = "algorithm2") -> List[tuple]:
+    """The paper protocol's rows for D: (method, the paper's row it stands for, or ""); ``sampler`` is the
+    iterative sampler ("algorithm2", the paper's; "authors-shifted", the authors' snow/colour code)."""
     degraded = "first-update" if D.paper_degraded_row == "first_update" else "degraded"
     rows = [(degraded, "degraded"), ("direct", "direct")]
     if D.paper_sampled_row == "last_prediction":
-        rows += [("algorithm2", ""), ("last-prediction", "sampled")]
+        rows += [(sampler, ""), ("last-prediction", "sampled")]
     else:
-        rows += [("algorithm2", "sampled")]
+        rows += [(sampler, "sampled")]
     if degraded != "degraded":
         rows.insert(0, ("degraded", ""))
     return rows
@@ -253,7 +254,7 @@ def held_out(run: Run, n: Optional[int], protocol: str = "colddiff"):
 
 
 def restore_paper_rows(run: Run, x0: torch.Tensor, t: int, batch_size: int = 100, seed: int = 0,
-                       progress: bool = True) -> Dict[str, torch.Tensor]:
+                       progress: bool = True, sampler: str = "algorithm2") -> Dict[str, torch.Tensor]:
     """The paper protocol's rows: x_t, R(x_t, t), Algorithm 2's x_0, and from the same Algorithm 2 run the
     image after its first update x_{t-1} and its last prediction R(x_1, 1) (as the authors' scripts
     record them).  The per-trajectory randomness is drawn once from ``seed``, as in :func:`restore_batches`."""
@@ -270,9 +271,9 @@ def restore_paper_rows(run: Run, x0: torch.Tensor, t: int, batch_size: int = 100
     out = {"degraded": x_t,
            "direct": run.sample(x_t, t, ctx, sampler="direct", batch_size=batch_size, progress=progress,
                                 desc=f"restore {run.name} t={t} (direct)"),
-           "algorithm2": run.sample(x_t, t, ctx, sampler="algorithm2", batch_size=batch_size, progress=progress,
-                                    desc=f"restore {run.name} t={t} (algorithm2)", callback=record)}
-    out["first-update"] = torch.cat(first) if first else out["algorithm2"]   # t = 1: the update is the end
+           sampler: run.sample(x_t, t, ctx, sampler=sampler, batch_size=batch_size, progress=progress,
+                               desc=f"restore {run.name} t={t} ({sampler})", callback=record)}
+    out["first-update"] = torch.cat(first) if first else out[sampler]   # t = 1: the update is the end
     out["last-prediction"] = torch.cat(last) if last else out["direct"]
     return out
 
@@ -314,11 +315,14 @@ def extractors(run: Run, fid: str, labelled: bool, classifier: bool = True, prog
 # ---------------------------------------------------------------------------- Table 1
 def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: str = "auto", classifier: bool = True,
              batch_size: int = 100, seed: int = 0, progress: bool = True,
-             restored: Optional[Dict[str, torch.Tensor]] = None, protocol: Optional[str] = None) -> Evaluation:
+             restored: Optional[Dict[str, torch.Tensor]] = None, protocol: Optional[str] = None,
+             paper_sampler: str = "algorithm2") -> Evaluation:
     """The paper's Table 1 for ``run``: rows Degraded / Direct / Algorithm 1 / Algorithm 2 (/ DDIM on noise runs).
 
     ``protocol``: ``colddiff`` (``n`` defaults to 500), ``paper`` (``n`` defaults to the whole test split
     but its first image; rows as the authors computed them), or None: ``paper`` for paper presets.
+    ``paper_sampler``: the iterative sampler of the paper protocol (``authors-shifted``: the update of the
+    authors' snow and colourisation code).
 
     ``fid``: ``classifier`` (offline; colddiff trains and caches a small CNN on the labelled
     data set), ``inception`` (the standard FID network; needs its weights file), ``none``, or
@@ -334,12 +338,15 @@ def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: st
     labelled = bool((labels >= 0).all())
     fid = metrics.resolve_backend(fid, labelled)
     clf, extractor = extractors(run, fid, labelled, classifier, progress)
-    paper_row = dict(paper_methods(run.D)) if paper else {"degraded": "degraded", "direct": "direct",
+    if paper_sampler not in ("algorithm2", "authors-shifted"):
+        raise ConfigError(f"the paper protocol samples with algorithm2 or authors-shifted, got {paper_sampler!r}")
+    paper_row = dict(paper_methods(run.D, paper_sampler)) if paper else {"degraded": "degraded", "direct": "direct",
                                                             "algorithm2": "sampled"}
-    methods = [m for m, _ in paper_methods(run.D)] if paper else table_methods(run.D)
+    methods = [m for m, _ in paper_methods(run.D, paper_sampler)] if paper else table_methods(run.D)
 
     if restored is None:
-        restored = (restore_paper_rows(run, x0, t, batch_size=batch_size, seed=seed, progress=progress) if paper
+        restored = (restore_paper_rows(run, x0, t, batch_size=batch_size, seed=seed, progress=progress,
+                                       sampler=paper_sampler) if paper
                     else restore_batches(run, x0, t, batch_size=batch_size, seed=seed, progress=progress))
     ref_feats = extractor.features(x0) if extractor is not None else None
     # Inception FID is the paper's number; on labelled sets the offline classifier FID stays beside it

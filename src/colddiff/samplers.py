@@ -32,7 +32,7 @@ Restorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 TLike = Union[int, torch.Tensor]
 
-__all__ = ["direct", "algorithm1", "algorithm2", "stochastic", "ddim", "SAMPLERS", "register_sampler", "get_sampler", "sampler_names"]
+__all__ = ["direct", "algorithm1", "algorithm2", "authors_shifted", "stochastic", "ddim", "SAMPLERS", "register_sampler", "get_sampler", "sampler_names"]
 
 
 def _t_vector(t: TLike, x: torch.Tensor, D: Optional[Degradation] = None) -> torch.Tensor:
@@ -175,6 +175,26 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
     """
     return _iterate(R, D, x_t, t, ctx, callback,
                     lambda x_s, x0_hat, s, c: x_s - D(x0_hat, s, c) + D(x0_hat, s - 1, c), kind="algorithm2")
+
+
+# Not a Table 1 row (restores=False): the authors' variant, chosen by name (evaluate --paper-sampler, restore
+# --sampler, ...); Algorithm 2 stays the default everywhere.
+@register_sampler("authors-shifted", "Algorithm 2 shifted by one (authors' snow/colour code)", restores=False)
+@torch.no_grad()
+def authors_shifted(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
+                    callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """The update of the authors' snowification and decolorization code (``sample_one_step`` with
+    ``x0_step_down`` in snowification/diffusion/diffusion.py and decolor-diffusion/diffusion/diffusion.py):
+    Algorithm 2 with both D terms one step early,
+
+        x_{s-1} = x_s − D(x0_hat, s−1) + D(x0_hat, max(s−2, 0)),
+
+    so the last step (s = 1) returns x_1 unchanged.  Unlike Algorithm 2 it does not retrace
+    D(x0, s−1) for D(x, s) = x + s·e (it moves by e per step but starts one step behind).
+    """
+    return _iterate(R, D, x_t, t, ctx, callback,
+                    lambda x_s, x0_hat, s, c: x_s - D(x0_hat, s - 1, c) + D(x0_hat, max(s - 2, 0), c),
+                    kind="authors-shifted")
 
 
 # Generation only (restores=False): restoring a given image wants the most likely x0, not a sample;

@@ -61,9 +61,10 @@ class GaussianBlur(SeparableDegradation):
         padding: ``circular``, ``reflect`` or ``zero``.
         rate: growth rate of the exponential schedule (the paper's CelebA: 0.01 with sigma=1).
         discrete: the authors' ``--discrete`` (their generation runs): the last step replaces the
-            image by its channel means, and every degraded image is rounded to 8-bit levels
-            (they truncate; rounding keeps an 8-bit pixel on its own level where float error puts
-            it a hair below).
+            image by its channel means, and every observed degraded image (training inputs,
+            ``observe``) is put on 8-bit levels; D itself, in the sampler, is not rounded.  They
+            truncate with int(), which floors every non-integer value (half a level lower on
+            average); colddiff rounds to the nearest level.
     """
 
     # the authors' test script for this family (evaluate --protocol paper; see Degradation)
