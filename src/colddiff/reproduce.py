@@ -276,12 +276,38 @@ def evaluate_column(folder: Path, table: Table, n: Optional[int], protocol: str,
     from .runs import load_run
 
     run = load_run(folder)
-    ev = evaluate(run, n=n, fid=fid, classifier=fid != "none", progress=progress, protocol=protocol,
-                  batch_size=batch_size)
-    write_evaluation(ev, folder / "evaluation")
+    ev = finished_evaluation(run, n, protocol, fid)
+    if ev is None:
+        ev = evaluate(run, n=n, fid=fid, classifier=fid != "none", progress=progress, protocol=protocol,
+                      batch_size=batch_size)
+        write_evaluation(ev, folder / "evaluation")
     labels = {r["method"]: method_label(r["method"]) for r in ev.rows}
     return {"rows": ev.rows, "labels": labels, "n": ev.n, "split": ev.split, "fid_label": ev.fid_label,
             "row_notes": ev.row_notes(), "step": ev.step, "enlarged": ev.enlarged, "eval_seconds": ev.seconds}
+
+
+def finished_evaluation(run, n: Optional[int], protocol: str, fid: str):
+    """The run's evaluation already written for this checkpoint, protocol, image count and FID back end
+    (``colddiff evaluate RUN --protocol ...`` or an earlier ``reproduce``), or None: evaluation resumes too."""
+    from .errors import InputError
+    from .evaluation import eval_name, read_evaluation
+
+    path = run.folder / "evaluation" / f"{eval_name(run.T, run.T, protocol)}.json"
+    if not path.exists():
+        return None
+    try:
+        ev = read_evaluation(path)
+    except InputError:
+        return None
+    if n is None:  # the protocol's whole set
+        same_n = ev.n == len(run.held_out()[0]) - (1 if protocol == "paper" else 0)
+    else:
+        same_n = ev.n == n or ev.n < n   # fewer only when the split is smaller than n
+    same_fid = fid == "auto" or ev.fid_backend == fid
+    if ev.step == run.step and ev.protocol == protocol and ev.t == ev.T and same_n and same_fid \
+            and ev.checkpoint == run.checkpoint.name:
+        return ev
+    return None
 
 
 def write_reproduction(rep: Reproduction, out) -> Dict[str, Path]:
