@@ -65,3 +65,15 @@ def test_reproduce_refuses_an_unknown_table(capsys):
     with pytest.raises(SystemExit) as e:
         main(["reproduce", "table9"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("backend,ratio", [("inception", "2.00"), ("classifier", "")])
+def test_fid_ratio_only_beside_inception_fid(backend, ratio):
+    from colddiff.reproduce import Reproduction
+
+    col = {"preset": "mnist-inpaint", "step": 1, "n": 2, "split": "test", "fid_label": "", "fid_backend": backend,
+           "labels": {"direct": "Direct"}, "paper": {"direct": {"fid": 2.24}}, "paper_source": "x",
+           "rows": [{"method": "direct", "paper_row": "direct", "fid": 4.48, "ssim": 0.5, "rmse": 0.1}]}
+    rep = Reproduction(table="table2", title="inpainting", scale="cpu", protocol="paper", command="c", columns=[col])
+    cells = rep.body()[0]
+    assert cells[2:5] == ["4.48", "2.24", ratio]
