@@ -54,7 +54,8 @@ def test_reproduce_table2_at_cpu_scale_trains_evaluates_and_resumes(tmp_path, ca
                  "--out", str(out), "--no-progress"]) == 0
     again = json.loads((out / "table2.json").read_text())
     assert all(c.get("status") in ("done", None) for c in again["columns"])
-    assert again["columns"][0]["rows"] == mnist["rows"]  # the finished evaluation is reused, not redone
+    assert again["columns"][0]["rows"] == mnist["rows"]
+    assert again["columns"][0]["eval_seconds"] == mnist["eval_seconds"]  # the finished evaluation is reused, not redone
     # more images than were evaluated: evaluated again
     assert main(["reproduce", "table2", "--scale", "cpu", "--steps", "2", "--n", "7", "--fid", "none",
                  "--out", str(out), "--no-progress"]) == 0

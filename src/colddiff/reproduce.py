@@ -306,10 +306,8 @@ def finished_evaluation(run, n: Optional[int], protocol: str, fid: str):
         ev = read_evaluation(path)
     except InputError:
         return None
-    if n is None:  # the protocol's whole set
-        same_n = ev.n == len(run.held_out()[0]) - (1 if protocol == "paper" else 0)
-    else:
-        same_n = ev.n == n or ev.n < n   # fewer only when the split is smaller than n
+    available = len(run.held_out()[0]) - (1 if protocol == "paper" else 0)   # the protocol's whole set
+    same_n = ev.n == (available if n is None else min(n, available))
     same_fid = fid == "auto" or ev.fid_backend == fid
     if ev.step == run.step and ev.protocol == protocol and ev.t == ev.T and same_n and same_fid \
             and ev.checkpoint == run.checkpoint.name:
