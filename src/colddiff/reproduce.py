@@ -170,7 +170,8 @@ class Reproduction:
                 out.append([col["preset"], "skipped: " + col["skipped"]] + [""] * (3 * len(METRICS)))
                 continue
             if not col.get("rows"):
-                out.append([col["preset"], f"trained to step {col['step']:,}, not evaluated"]
+                out.append([col["preset"], f"trained to step {col['step']:,}, not evaluated"
+                            + (f" ({col['note']})" if col.get("note") else "")]
                            + [""] * (3 * len(METRICS)))
                 continue
             for row in col["rows"]:
@@ -265,7 +266,9 @@ def run_table(name: str, scale: str = "cpu", out="reproduce", steps: Optional[in
             col["paper"], col["paper_source"] = res.rows, res.source
         else:
             col["paper"], col["paper_source"] = {}, ""
-        if not train_only and rank == 0:
+        if table.kind == "generation":  # generated images are measured by `evaluate --generation`, not here
+            col["note"] = f"measure the generated images with `colddiff evaluate {folder} --generation`"
+        elif not train_only and rank == 0:
             col.update(evaluate_column(folder, table, n=n, protocol=protocol, fid=fid, progress=progress,
                                        batch_size=batch_size))
         rep.columns.append(col)
