@@ -12,7 +12,7 @@ STAMP      := $(VENV)/.colddiff-installed
 
 EXTRAS_STAMP := $(VENV)/.colddiff-extras-installed
 
-.PHONY: install demo strips test test-all bench clean
+.PHONY: install demo strips test test-all docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,17 +46,22 @@ strips: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The optional extras too (the Gradio demo, hf:// models, the notebook runner), so that their tests
-# run instead of skipping; CI uses this target.
+# The optional extras too (the Gradio demo, hf:// models, the notebook runner, the docs site), so that their
+# tests run instead of skipping; CI uses this target, then `make docs`.
 $(EXTRAS_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[test,demo,notebook]"
+	$(BIN)/python -m pip install --quiet -e ".[test,demo,notebook,docs]"
 	touch $(EXTRAS_STAMP)
 
 test-all: $(EXTRAS_STAMP)
-	COLDDIFF_REQUIRE_DEMO=1 COLDDIFF_REQUIRE_NOTEBOOK=1 $(BIN)/python -m pytest
+	COLDDIFF_REQUIRE_DEMO=1 COLDDIFF_REQUIRE_NOTEBOOK=1 COLDDIFF_REQUIRE_DOCS=1 $(BIN)/python -m pytest
+
+# The documentation site -> site/ (mkdocs.yml; pages generated from the code by docs/hooks.py).  --strict:
+# a broken link, a missing page or a failing generator is an error.  `$(BIN)/mkdocs serve` to read it live.
+docs: $(EXTRAS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) out build *.egg-info src/*.egg-info
+	rm -rf $(VENV) out build site *.egg-info src/*.egg-info

@@ -34,9 +34,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,7 +42,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import finish, machine_meta, sync
+from benchmarks.common import (add_options, device_of, finish, heading, machine_meta, ms, render, run_rows, sync,
+                               timed)
 
 import colddiff.degradations as deg
 from colddiff.degradations.base import Degradation
@@ -148,15 +147,6 @@ def family_config(family: str, st: Setting) -> Tuple[int, int, Dict[str, Any], L
 
 
 # ---------------------------------------------------------------------------- timing
-def timed(fn: Callable[[], Any], device: torch.device) -> Tuple[float, Any]:
-    """Seconds of one call of ``fn`` (synchronised on CUDA), and its result."""
-    sync(device)
-    t0 = time.perf_counter()
-    out = fn()
-    sync(device)
-    return time.perf_counter() - t0, out
-
-
 def sample(fn: Callable[[], Any], n: int, device: torch.device) -> float:
     """Mean seconds per call over a loop of ``n`` calls."""
     sync(device)
@@ -325,21 +315,9 @@ def _duration(s: float) -> str:
     return f"{s * 1e3:.0f} ms"
 
 
-def _ms(v: Optional[float]) -> str:
-    if v is None:
-        return "-"
-    if v >= 100:
-        return f"{v:,.0f}"
-    if v >= 10:
-        return f"{v:.1f}"
-    if v >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3f}"
-
-
 def table_cells(row: Dict[str, Any]) -> List[str]:
     ok = row["d_t1_ms"] is not None
-    step = _ms(row["stepwise_ms"])
+    step = ms(row["stepwise_ms"])
     if row.get("stepwise_extrapolated"):
         step = "~" + step
     if row["speedup"] is None:
@@ -349,9 +327,9 @@ def table_cells(row: Dict[str, Any]) -> List[str]:
             f"{row['speedup']:,.0f}x" if row["speedup"] >= 10 else f"{row['speedup']:.1f}x")
     return [
         row["family"], row["setting"], f"{row['size']}x{row['size']}", str(row["C"]), str(row["T"]),
-        str(row["B"]), _ms(row["d_t1_ms"]), _ms(row["d_tT_ms"]),
+        str(row["B"]), ms(row["d_t1_ms"]), ms(row["d_tT_ms"]),
         f"{row['ratio']:.2f}" if ok else "-", step, speed,
-        _ms(row["build_ms"]),
+        ms(row["build_ms"]),
         ("yes" if row["target_met"] else "NO") if ok else "-",
         "-" if row["max_diff"] is None else f"{row['max_diff']:.1e}",
         "; ".join(row["notes"]) + ("" if row["status"] in ("ok", "mismatch", "rounding", "precision") else f" [{row['status']}]"),
@@ -361,23 +339,8 @@ def table_cells(row: Dict[str, Any]) -> List[str]:
 def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
     rows = [table_cells(r) for r in result["rows"]]
     meta = result["meta"]
-    head = (f"Degradations, closed form vs step by step: {meta['device_name']} ({meta['device']}, "
-            f"{meta['threads']} threads), {meta['dtype']}, torch {meta['torch']}, {meta['date']}"
-            + (" [quick]" if meta["quick"] else ""))
-    numeric = set(range(2, 14))
-    if markdown:
-        lines = [f"**{head}**", "", "| " + " | ".join(COLUMNS) + " |",
-                 "|" + "|".join("---:" if i in numeric else "---" for i in range(len(COLUMNS))) + "|"]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    else:
-        widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) if rows else len(COLUMNS[i])
-                  for i in range(len(COLUMNS))]
-
-        def fmt(cells: List[str]) -> str:
-            return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i])
-                             for i, c in enumerate(cells)).rstrip()
-
-        lines = [head, fmt(COLUMNS), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    lines = heading("Degradations, closed form vs step by step", meta, markdown, autocast_note=False)
+    lines += render(COLUMNS, rows, set(range(2, 14)), markdown)
     lines.append("")
     lines.append(f"ratio T/1 = D(t=T) / D(t=1), target <= {RATIO_TARGET}; speed-up = stepwise(t=T) / D(t=T); "
                  f"build = first call - warm call; max diff = |closed - stepwise| (tolerance "
@@ -394,30 +357,19 @@ def run(opts: Options, families: Optional[List[str]] = None, settings: Optional[
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     fams = families or deg.names()
     sts = [s for s in SETTINGS if (s.quick or not opts.quick) and (not settings or s.name in settings)]
-    rows = []
+
+    def error_row(spec, problem: str) -> Dict[str, Any]:
+        st, fam = spec
+        C, T, _, notes = family_config(fam, st)
+        return {"family": fam, "setting": st.name, "dataset": st.dataset, "size": st.size, "C": C, "T": T,
+                "B": st.batch, "notes": notes + [problem], "d_t1_ms": None, "d_tT_ms": None,
+                "ratio": None, "stepwise_ms": None, "speedup": None, "build_ms": None, "first_call_ms": None,
+                "target_met": None, "max_diff": None, "agree": None}
+
     with torch.no_grad():
         warm_device(opts.device, opts.dtype)
-        n = len(fams) * len(sts)
-        for st in sts:
-            for fam in fams:
-                t0 = time.perf_counter()
-                try:
-                    row = bench_row(fam, st, opts)
-                except Exception as e:  # a broken family gets a row that says so, the others still run
-                    C, T, _, notes = family_config(fam, st)
-                    row = {"family": fam, "setting": st.name, "dataset": st.dataset, "size": st.size,
-                           "C": C, "T": T, "B": st.batch, "status": "error",
-                           "notes": notes + [f"ERROR {type(e).__name__}: {e}"],
-                           "d_t1_ms": None, "d_tT_ms": None, "ratio": None, "stepwise_ms": None,
-                           "speedup": None, "build_ms": None, "first_call_ms": None, "target_met": None,
-                           "max_diff": None, "agree": None,
-                           "problem": f"ERROR {type(e).__name__}: {e}",
-                           "traceback": traceback.format_exc()}
-                row["row_seconds"] = time.perf_counter() - t0
-                rows.append(row)
-                if progress:
-                    print(f"[{len(rows)}/{n}] {fam:<11} {st.name:<16} {row['status']:<8} "
-                          f"{row['row_seconds']:6.1f} s", file=sys.stderr, flush=True)
+        rows = run_rows([(st, fam) for st in sts for fam in fams], lambda spec: bench_row(spec[1], spec[0], opts),
+                        error_row, lambda spec: f"{spec[1]:<11} {spec[0].name:<16}", opts.device, progress)
     meta = {
         **machine_meta(NAME, opts.device, opts.dtype, date),
         "quick": opts.quick,
@@ -445,11 +397,8 @@ def run(opts: Options, families: Optional[List[str]] = None, settings: Optional[
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.degradations",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="only the 28 and 32 px settings, fewer repeats")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="image dtype (default float32)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
-    p.add_argument("--markdown", action="store_true", help="also print the table in Markdown")
+    add_options(p, DEFAULT_OUT, "only the 28 and 32 px settings, fewer repeats", "image dtype (default float32)",
+                dtypes=DTYPES)
     p.add_argument("--families", help="comma-separated families (default: all registered)")
     p.add_argument("--settings", help="comma-separated settings: " + ", ".join(s.name for s in SETTINGS))
     p.add_argument("--step-budget", type=float, default=None,
@@ -465,9 +414,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("benchmarks.degradations: --device cuda but CUDA is not available")
+    device = device_of(args, "benchmarks.degradations")
     q = args.quick
     return Options(
         device=device, dtype=DTYPES[args.dtype], quick=q,

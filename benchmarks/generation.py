@@ -72,7 +72,7 @@ def quickstart_row() -> str:
 
 
 def _config(name: str, steps: int, quick: bool):
-    from colddiff.config import preset
+    from colddiff.presets import preset
 
     cfg = preset(name)
     sets = [f"train.steps={steps}", "train.log_every=1000000"]

@@ -8,7 +8,7 @@
 # 3. the sampling-overhead benchmark (tiny networks: the launch-bound case) eager and with graphs.
 # Each step has its own time limit, so one slow step cannot eat the others' time, and the whole
 # script fits in one 10-minute device command (run it with timeout_s=600).  Copy the JSON to
-# benchmarks/results/ with the device name (e.g. throughput-h200-bfloat16.json) and the README table.
+# benchmarks/results/ with the device name (e.g. throughput-h200-bfloat16.json) and the tables of docs/benchmarks.md.
 # Needs a CUDA build of torch and colddiff's dependencies importable (pip install -e ".[test]").
 set -u
 cd "$(dirname "$0")/.."

@@ -3,7 +3,7 @@
 For the degradations of the ``mnist5k-blur`` (28 px, 1 channel, T=20), ``mnist5k-inpaint``
 (28 px, Gaussian masks with random centres, T=50), ``cifar10-blur`` (32 px, 3 channels,
 T=50) and ``celeba-blur`` (128 px, 3 channels, T=200) presets (their exact degradation
-settings, from ``colddiff.config.PRESETS``), with a SMALL restoration network so that a CPU
+settings, from ``colddiff.presets.PRESETS``), with a SMALL restoration network so that a CPU
 run takes seconds (the ``mnist-cpu`` U-Net: dim 16, 1-2-2, one res block, attention only in
 the middle, 0.3M parameters; at 128 px scaled to dim 8, 1-2-2-2, 0.1M parameters, so that
 the middle attention sits at 16x16 as in the paper's networks), this measures
@@ -45,30 +45,30 @@ under autocast (as ``train.precision=bf16``); images and degradations stay float
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import statistics
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-from benchmarks.common import clean, finish, graphed_bare, machine_meta, pick_presets, sync
+from benchmarks.common import autocast as autocast_of  # (autocast: the name of a context below)
+from benchmarks.common import (BenchOptions, DTYPES, Stepwise, add_options, clean, device_of, finish, graphed_bare,
+                               heading, machine_meta, ms, overhead_result, param_count, pct, pick_presets, render,
+                               run_rows, subheading, timed)
 
 from colddiff import unet
-from colddiff.config import preset as get_preset
-from colddiff.degradations.base import Degradation, bview
+from colddiff.presets import preset as get_preset
+from colddiff.degradations.base import bview
 from colddiff.samplers import algorithm2
 
 NAME = "sampling"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sampling.json"
 OVERHEAD_TARGET = 0.10
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 BASE_NET = "mnist-cpu"
 
 
@@ -92,11 +92,7 @@ ROWS: List[RowSpec] = [
 
 
 @dataclass
-class Options:
-    device: torch.device
-    dtype: torch.dtype
-    quick: bool
-    seed: int
+class Options(BenchOptions):
     rounds: int           # timed runs of each kind (median taken)
     rounds_big: int       # ... for rows whose bare run is long (> big_s)
     big_s: float
@@ -121,35 +117,6 @@ def network_label(kw: Dict[str, Any], spec: RowSpec) -> str:
 
 
 # ---------------------------------------------------------------------------- timing
-def timed(fn: Callable[[], Any], device: torch.device) -> Tuple[float, Any]:
-    """Seconds of one call of ``fn`` (synchronised on CUDA), and its result."""
-    sync(device)
-    t0 = time.perf_counter()
-    out = fn()
-    sync(device)
-    return time.perf_counter() - t0, out
-
-
-class Stepwise:
-    """``D`` with ``D(x0, t, ctx)`` computed by ``t`` single steps (``apply_stepwise``), the
-    authors' way; everything else (T, as_t, deterministic, ...) is ``D``'s own."""
-
-    def __init__(self, D: Degradation):
-        self.D = D
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.D, name)
-
-    def __call__(self, x0: torch.Tensor, t, ctx: Any = None) -> torch.Tensor:
-        return self.D.apply_stepwise(x0, t, ctx)
-
-
-def make_autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def update_loop(D, x_T: torch.Tensor, x0_hat: torch.Tensor, ctx: Any, steps) -> torch.Tensor:
     """Algorithm 2's update at each step in ``steps``, without the network (x0_hat fixed):
     what ``algorithm2`` does around its ``R`` call, as it does it (all samples active)."""
@@ -178,7 +145,7 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
     torch.manual_seed(opts.seed)
     net = unet.build(kw).to(dev).eval()
     n_params = sum(p.numel() for p in net.parameters())
-    autocast = make_autocast(dev, dt)
+    autocast = autocast_of(dev, dt)
 
     def R(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with autocast:
@@ -322,26 +289,6 @@ PART_COLUMNS = ["preset", "net ms/call", "update ms/step", "stepwise update ms/s
                 "max diff (Alg. 2 vs stepwise)"]
 
 
-def _ms(v: Optional[float]) -> str:
-    if v is None:
-        return "-"
-    if v >= 100:
-        return f"{v:,.0f}"
-    if v >= 10:
-        return f"{v:.1f}"
-    if v >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3f}"
-
-
-def _pct(v: Optional[float]) -> str:
-    return "-" if v is None else f"{v * 100:+.1f}"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
-
-
 def _degradation(d: Dict[str, Any]) -> str:
     if not d:
         return "-"
@@ -379,10 +326,10 @@ def table_cells(row: Dict[str, Any]) -> List[str]:
     return [
         row["preset"], _degradation(row.get("degradation") or {}), f"{row['size']}x{row['size']}", str(row["C"]),
         str(row.get("T", "-")), str(row["batch"]), row.get("network", "-"),
-        _params(row["params"]) if row.get("params") else "-",
-        _ms(row.get("bare_ms")), _ms(row.get("alg2_ms")), _pct(row.get("overhead")),
+        param_count(row["params"]) if row.get("params") else "-",
+        ms(row.get("bare_ms")), ms(row.get("alg2_ms")), pct(row.get("overhead")),
         _verdict(row) if ok else "-",
-        (est + _ms(row.get("stepwise_ms"))) if ok else "-", (est + _pct(row.get("stepwise_overhead"))) if ok else "-",
+        (est + ms(row.get("stepwise_ms"))) if ok else "-", (est + pct(row.get("stepwise_overhead"))) if ok else "-",
         "; ".join(notes),
     ]
 
@@ -390,44 +337,22 @@ def table_cells(row: Dict[str, Any]) -> List[str]:
 def part_cells(row: Dict[str, Any]) -> List[str]:
     est = "~" if row.get("stepwise_estimated") else ""
     md = row.get("max_diff_alg2_vs_stepwise")
-    return [row["preset"], _ms(row["net_ms_per_call"]), _ms(row["update_ms_per_step"]),
-            est + _ms(row["stepwise_update_ms_per_step"]), f"{row['overhead_from_parts'] * 100:.1f}",
-            est + f"{row['stepwise_overhead_from_parts'] * 100:.1f}", _pct(row["overhead_paired_median"]),
-            _pct(row.get("overhead_in_run")), "-" if md is None else f"{md:.1e}"]
-
-
-def _render(columns: List[str], rows: List[List[str]], numeric: set, markdown: bool) -> List[str]:
-    if markdown:
-        lines = ["| " + " | ".join(columns) + " |",
-                 "|" + "|".join("---:" if i in numeric else "---" for i in range(len(columns))) + "|"]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-        return lines
-    widths = [max(len(columns[i]), *(len(r[i]) for r in rows)) if rows else len(columns[i])
-              for i in range(len(columns))]
-
-    def fmt(cells: List[str]) -> str:
-        return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i])
-                         for i, c in enumerate(cells)).rstrip()
-
-    return [fmt(columns), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    return [row["preset"], ms(row["net_ms_per_call"]), ms(row["update_ms_per_step"]),
+            est + ms(row["stepwise_update_ms_per_step"]), f"{row['overhead_from_parts'] * 100:.1f}",
+            est + f"{row['stepwise_overhead_from_parts'] * 100:.1f}", pct(row["overhead_paired_median"]),
+            pct(row.get("overhead_in_run")), "-" if md is None else f"{md:.1e}"]
 
 
 def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
     meta = result["meta"]
-    head = (f"Sampling, Algorithm 2 vs T bare network calls: {meta['device_name']} "
-            f"({meta['device']}, {meta['threads']} threads), {meta['dtype']}"
-            f"{' (autocast)' if meta['dtype'] != 'float32' else ''}, torch {meta['torch']}, {meta['date']}"
-            + (" [quick]" if meta["quick"] else ""))
-    lines = [f"**{head}**", ""] if markdown else [head]
-    lines += _render(COLUMNS, [table_cells(r) for r in result["rows"]], {2, 3, 4, 5, 7, 8, 9, 10, 12, 13},
+    lines = heading("Sampling, Algorithm 2 vs T bare network calls", meta, markdown)
+    lines += render(COLUMNS, [table_cells(r) for r in result["rows"]], {2, 3, 4, 5, 7, 8, 9, 10, 12, 13},
                      markdown)
     part_rows = [part_cells(r) for r in result["rows"] if r.get("bare_ms") is not None]
     if part_rows:
-        lines += ["", ("**" if markdown else "") + "Parts: Algorithm 2's update (two degradation calls and the "
-                  "arithmetic of a step) timed on its own, without the network" + ("**" if markdown else "")]
-        if markdown:
-            lines.append("")
-        lines += _render(PART_COLUMNS, part_rows, set(range(1, 9)), markdown)
+        lines += subheading("Parts: Algorithm 2's update (two degradation calls and the arithmetic of a step) "
+                            "timed on its own, without the network", markdown)
+        lines += render(PART_COLUMNS, part_rows, set(range(1, 9)), markdown)
     lines.append("")
     lines.append(f"overhead = (Alg. 2 - bare) / bare, target <= {OVERHEAD_TARGET:.0%} (PASS/FAIL); bare = T network "
                  f"calls on the batch; Alg. 2 = colddiff.samplers.algorithm2 with the closed form D(x0, t); stepwise "
@@ -449,28 +374,19 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
         specs = [s for s in ROWS if s.preset in presets]
     else:
         specs = [s for s in ROWS if s.default and (s.quick or not opts.quick)]
-    rows = []
+
+    def error_row(spec: RowSpec, problem: str) -> Dict[str, Any]:
+        row = {"preset": spec.preset, "size": 0, "C": 0, "T": "-", "batch": spec.batch, "params": 0, "notes": []}
+        try:
+            cfg = get_preset(spec.preset)
+            row.update(size=cfg.data.image_size, C=cfg.data.channels, T=cfg.degradation.T)
+        except Exception:
+            pass
+        return row
+
     with torch.no_grad():
-        for i, spec in enumerate(specs):
-            t0 = time.perf_counter()
-            try:
-                row = bench_row(spec, opts, progress)
-            except Exception as e:  # a broken row says so; the others still run
-                row = {"preset": spec.preset, "size": 0, "C": 0, "T": "-", "batch": spec.batch, "params": 0,
-                       "status": "error", "notes": [], "problem": f"ERROR {type(e).__name__}: {e}",
-                       "traceback": traceback.format_exc()}
-                try:
-                    cfg = get_preset(spec.preset)
-                    row.update(size=cfg.data.image_size, C=cfg.data.channels, T=cfg.degradation.T)
-                except Exception:
-                    pass
-            row["row_seconds"] = time.perf_counter() - t0
-            rows.append(row)
-            if opts.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if progress:
-                print(f"[{i + 1}/{len(specs)}] {spec.preset:<16} {row['status']:<6} {row['row_seconds']:6.1f} s",
-                      file=sys.stderr, flush=True)
+        rows = run_rows(specs, lambda spec: bench_row(spec, opts, progress), error_row,
+                        lambda spec: f"{spec.preset:<16}", opts.device, progress)
     meta = {
         **machine_meta(NAME, opts.device, opts.dtype, date),
         "precision": "fp32" if opts.dtype == torch.float32 else "bf16 autocast on the network; images float32",
@@ -486,21 +402,13 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
         "overhead_target": OVERHEAD_TARGET,
         "total_runtime_s": time.perf_counter() - start,
     }
-    failures = [r for r in rows if r["status"] == "error"]
-    return {"meta": meta, "rows": rows, "ok": not failures,
-            "failures": [f"{r['preset']}: {r['problem']}" for r in failures],
-            "target_missed": [f"{r['preset']}: overhead {r['overhead'] * 100:.1f} %"
-                              for r in rows if r.get("target_met") is False]}
+    return overhead_result(meta, rows)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.sampling", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="only the 28 px rows, fewer runs (~30 s on 2 idle CPU cores)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
-                   help="float32, or bfloat16 = the network under autocast (default float32)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
-    p.add_argument("--markdown", action="store_true", help="also print the tables in Markdown")
+    add_options(p, DEFAULT_OUT, "only the 28 px rows, fewer runs (~30 s on 2 idle CPU cores)",
+                "float32, or bfloat16 = the network under autocast (default float32)")
     p.add_argument("--presets", help="comma-separated rows (default: all but cifar10-snow): "
                    + ", ".join(s.preset for s in ROWS))
     p.add_argument("--runs", type=int, default=None,
@@ -519,9 +427,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("benchmarks.sampling: --device cuda but CUDA is not available")
+    device = device_of(args, "benchmarks.sampling")
     q, cuda = args.quick, device.type == "cuda"
     if args.threads is not None:
         if args.threads < 1:

@@ -8,9 +8,9 @@ of the preset's shape: the cost does not depend on the pixels), this measures
 * TRAINING: images/s = (batch_size x grad_accum) / median time of one full optimizer step as
   ``train()`` does it: for each micro-batch the next batch of a ``BatchStream``,
   ``degrade_batch`` (closed form), forward (bf16 autocast with ``--dtype bfloat16``), L1 loss,
-  backward; loss read-back, (gradient clipping,) the Adam step, ``zero_grad`` and the EMA
-  update (every step).  The step is ``benchmarks.training.full_step``, the same code the
-  training-step benchmark times;
+  backward; (gradient clipping,) the Adam step, ``zero_grad`` and the EMA update (every
+  step); the loss stays on the device.  The step is ``colddiff.training.train_step``, the
+  function ``train()`` calls and the training-step benchmark times;
 * SAMPLING: images/s = B / wall time of the whole ``colddiff.samplers.algorithm2`` loop from
   ``x_T = D(x0, T)`` (all T steps: T network calls and T updates), with the EMA network in
   eval mode under ``torch.no_grad()``; and the time of one network call alone (``R(x_T, s)``
@@ -53,7 +53,6 @@ import re
 import statistics
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,18 +60,18 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import device_name, finish, graphed_bare, machine_meta, pick_presets, sync
+from benchmarks.common import autocast as autocast_of  # (autocast: the name of a context below)
+from benchmarks.common import (BenchOptions, DTYPES, PRECISION, SyntheticImages, add_options, device_name, device_of,
+                               finish, full_step, graphed_bare, machine_meta, ms, param_count, pick_presets, rate,
+                               render, run_rows, step_parts, sync, timed)
 from benchmarks.flops import flops_per_image, mfu_fields, peak_flops
-from benchmarks.sampling import timed as timed_with_result
-from benchmarks.training import (SyntheticImages, Trainer, _ms, _params, _rate, _render, full_step,
-                                 make_autocast, timed)
 
-from colddiff.config import preset as get_preset
+from colddiff import speed
+from colddiff.presets import preset as get_preset
 from colddiff.samplers import algorithm2
 
 NAME = "throughput"
 RESULTS = Path(__file__).resolve().parent / "results"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 # ---------------------------------------------------------------------------- rows
@@ -104,11 +103,7 @@ SAMPLE_MODES = ("eager", "graphs", "compiled")
 
 
 @dataclass
-class Options:
-    device: torch.device
-    dtype: torch.dtype
-    quick: bool
-    seed: int
+class Options(BenchOptions):
     train_warmup: int
     train_timed: int
     sample_rounds: int             # timed Alg. 2 runs (and bare loops on CUDA), median taken
@@ -124,21 +119,24 @@ def _dtype_name(dt: torch.dtype) -> str:
 
 
 def train_steps(cfg, base: torch.nn.Module, ds, D, opts: Options, say, warm_s: Optional[list] = None) -> List[float]:
-    """Seconds of each timed full optimizer step (benchmarks.training.full_step, as train() does it);
+    """Seconds of each timed full optimizer step (``colddiff.training.train_step``, as train() calls it);
     the warm-up steps' seconds (compilation included) go to ``warm_s``."""
     torch.manual_seed(opts.seed + 1)  # dropout
-    trainer = Trainer(cfg, base, ds, opts.device, opts.seed, opts.dtype)
+    cfg = cfg.copy()
+    cfg.train.precision = PRECISION[opts.dtype]
+    cfg.train.ema_every, cfg.train.ema_start = 1, 0  # an EMA update (lerp) at every step: the conservative case
+    parts = step_parts(cfg, base, ds, D, opts.device, opts.seed)
+    acc = speed.LossAccumulator(opts.device)
     step_s: List[float] = []
     n = opts.train_warmup + opts.train_timed
     for i in range(n):
-        sec = timed(lambda: full_step(trainer, D, opts.dtype, stepwise=False), opts.device)
+        sec = timed(lambda: full_step(cfg, i, parts, acc), opts.device)[0]
         if i >= opts.train_warmup:
             step_s.append(sec)
         elif warm_s is not None:
             warm_s.append(sec)
         say(f"train step {i + 1}/{n} ({'warm-up' if i < opts.train_warmup else 'timed'}) {sec:.3f} s")
-    float(trainer.acc.read()[0])  # the loss is read back once, as train() does at a log step
-    del trainer
+    float(acc.read()[0])  # the loss is read back once, as train() does at a log step
     return step_s
 
 
@@ -233,7 +231,7 @@ def bench_sample(spec: RowSpec, cfg, base, D, opts: Options, say, peak, flops_im
     cuda = dev.type == "cuda"
     C, H, T = cfg.data.channels, cfg.data.image_size, D.T
     net = copy.deepcopy(base).to(dev).eval().requires_grad_(False)
-    autocast = make_autocast(dev, opts.dtype)
+    autocast = autocast_of(dev, opts.dtype)
     steps = T if opts.sample_steps is None else max(1, min(T, opts.sample_steps))
     out = []
     B0 = spec.sample_batch_cuda if cuda else spec.cpu_sample_batch
@@ -278,12 +276,12 @@ def bench_sample(spec: RowSpec, cfg, base, D, opts: Options, say, peak, flops_im
                     for r in range(opts.sample_rounds):
                         if clock is not None:
                             clock[0] = 0.0
-                        sec, _ = timed_with_result(lambda: algorithm2(R, D, x_start, steps, ctx), dev)
+                        sec, _ = timed(lambda: algorithm2(R, D, x_start, steps, ctx), dev)
                         alg_s.append(sec)
                         if clock is not None:
                             net_s.append(clock[0])
                         else:
-                            net_s.append(timed_with_result(bare, dev)[0])
+                            net_s.append(timed(bare, dev)[0])
                 scale = T / steps
                 alg_ms = statistics.median(alg_s) * 1e3 * scale
                 net_ms = statistics.median(net_s) * 1e3 / steps
@@ -313,7 +311,7 @@ def loader_rates(cfg, B: int, device: torch.device, seed: int, n_images: int) ->
     from PIL import Image
 
     from colddiff import data as data_mod
-    from colddiff.data.prepared import prepare
+    from colddiff.data import prepare
     from colddiff.training import BatchStream
 
     C, H = cfg.data.channels, cfg.data.image_size
@@ -406,7 +404,7 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
 # ---------------------------------------------------------------------------- table
 def _rate3(v: float) -> str:
     """Images/s with 3 significant digits below 100 (CPU rates can be far below 1)."""
-    return _rate(v) if v >= 100 else f"{v:.3g}"
+    return rate(v) if v >= 100 else f"{v:.3g}"
 
 
 def _mfu(v) -> str:
@@ -426,10 +424,10 @@ def train_cells(row, r) -> List[str]:
         dec, pre = ld["decoded"], ld["prepared"]
         loader = f"{_rate3(dec['images_per_s'])} ({dec['workers']} w) / {_rate3(pre['images_per_s'])}"
     if r.get("status") == "error":
-        return [row["preset"], _params(row["params"]), r["mode"], f"{r['batch']} x {r['grad_accum']}",
+        return [row["preset"], param_count(row["params"]), r["mode"], f"{r['batch']} x {r['grad_accum']}",
                 f"[error] {r['problem']}", "-", "-", "-", "-", "-", loader]
-    return [row["preset"], _params(row["params"]), r["mode"] + (" (largest batch)" if r["largest"] else ""),
-            f"{r['batch']} x {r['grad_accum']}", _rate3(r["images_per_s"]), _ms(r["step_ms"]),
+    return [row["preset"], param_count(row["params"]), r["mode"] + (" (largest batch)" if r["largest"] else ""),
+            f"{r['batch']} x {r['grad_accum']}", _rate3(r["images_per_s"]), ms(r["step_ms"]),
             f"{row['flops_per_image_train'] / 1e9:.2f}", f"{r['train_tflops']:.3g}", _mfu(r["train_mfu"]),
             f"{r['hours_per_paper_run']:,.1f}", loader]
 
@@ -440,7 +438,7 @@ def sample_cells(row, r) -> List[str]:
                 "-", "-", "-", "-"]
     est = "~" if r.get("estimated") else ""
     return [row["preset"], r["mode"] + (" (largest batch)" if r["largest"] else ""), str(r["batch"]), str(r["T"]),
-            est + _rate3(r["images_per_s"]), _ms(r["net_ms_per_call"]), f"{r['update_overhead'] * 100:+.1f}%",
+            est + _rate3(r["images_per_s"]), ms(r["net_ms_per_call"]), f"{r['update_overhead'] * 100:+.1f}%",
             f"{r['sample_tflops']:.3g}", _mfu(r["sample_mfu"])]
 
 
@@ -452,10 +450,10 @@ def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
             + (" [quick]" if meta["quick"] else ""))
     lines = [f"**{head}**", ""] if markdown else [head]
     rows = [r for r in result["rows"] if "train" in r]
-    lines += _render(TRAIN_COLUMNS, [train_cells(row, r) for row in rows for r in row["train"]],
+    lines += render(TRAIN_COLUMNS, [train_cells(row, r) for row in rows for r in row["train"]],
                      {3, 4, 5, 6, 7, 8, 9}, markdown)
     lines.append("")
-    lines += _render(SAMPLE_COLUMNS, [sample_cells(row, r) for row in rows for r in row["sample"]],
+    lines += render(SAMPLE_COLUMNS, [sample_cells(row, r) for row in rows for r in row["sample"]],
                      {2, 3, 4, 5, 6, 7, 8}, markdown)
     for row in result["rows"]:
         if row.get("status") == "error":
@@ -484,21 +482,9 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
     if opts.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # as train() sets them on CUDA
         torch.backends.cudnn.allow_tf32 = True
-    rows = []
-    for i, spec in enumerate(specs):
-        t0 = time.perf_counter()
-        try:
-            row = bench_row(spec, opts, progress)
-        except Exception as e:  # a broken row says so; the others still run
-            row = {"preset": spec.preset, "size": 0, "C": 0, "T": "-", "params": 0, "status": "error",
-                   "notes": [], "problem": f"ERROR {type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-        row["row_seconds"] = time.perf_counter() - t0
-        rows.append(row)
-        if opts.device.type == "cuda":
-            torch.cuda.empty_cache()
-        if progress:
-            print(f"[{i + 1}/{len(specs)}] {spec.preset:<16} {row['status']:<7} {row['row_seconds']:6.1f} s",
-                  file=sys.stderr, flush=True)
+    rows = run_rows(specs, lambda spec: bench_row(spec, opts, progress),
+                    lambda spec, problem: {"preset": spec.preset, "size": 0, "C": 0, "T": "-", "params": 0, "notes": []},
+                    lambda spec: f"{spec.preset:<16}", opts.device, progress)
     bf16 = opts.dtype != torch.float32
     meta = {
         **machine_meta(NAME, opts.device, opts.dtype, date),
@@ -533,14 +519,9 @@ def default_out(device: torch.device, dtype: str) -> Path:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="fewer steps (CUDA: 5 timed steps, 2 runs; CPU: 1-2 steps, sampling scaled from 2 steps)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
-                   help="float32, or bfloat16 = autocast mixed precision as train.precision=bf16 (default float32)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="JSON output (default results/throughput.json; on CUDA results/throughput-<gpu>-<dtype>.json)")
-    p.add_argument("--markdown", action="store_true", help="also print the table in Markdown")
+    add_options(p, None, "fewer steps (CUDA: 5 timed steps, 2 runs; CPU: 1-2 steps, sampling scaled from 2 steps)",
+                "float32, or bfloat16 = autocast mixed precision as train.precision=bf16 (default float32)",
+                out_help="JSON output (default results/throughput.json; on CUDA results/throughput-<gpu>-<dtype>.json)")
     p.add_argument("--presets", help="comma-separated rows: " + ", ".join(s.preset for s in ROWS))
     p.add_argument("--sample-steps", type=int, default=None,
                    help="time the Alg. 2 loop on this many steps and scale to T (default: all T; CPU quick 2)")
@@ -560,9 +541,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("benchmarks.throughput: --device cuda but CUDA is not available")
+    device = device_of(args, "benchmarks.throughput")
     q, cuda = args.quick, device.type == "cuda"
     if cuda:
         warm, n_timed, rounds = (3, 5, 2) if q else (5, 15, 3)

@@ -3,21 +3,23 @@
 For the small CPU presets (``mnist5k-*``) and at the sizes of ``cifar10-blur`` and
 ``celeba-blur`` (their presets' networks), this measures
 
-* the FULL training step as ``train()`` does it: the learning rate of the step (``lr_at``),
-  then for each of the preset's ``grad_accum`` micro-batches the next batch of a
-  ``BatchStream`` (the preset's real training set when it is here, else random images of
-  the right shape: "synthetic data"), moved to the device, ``degrade_batch`` (t ~ U{1..T},
-  a fresh context, the closed form ``D(x0, t)``), forward (under autocast for bfloat16, as
-  ``train.precision=bf16`` does), L1 loss, backward; then the loss read back (``float``:
-  the NaN check), gradient clipping when the preset sets it, the Adam step,
-  ``zero_grad(set_to_none=True)`` and an EMA update (``_update_ema(..., reset=False)``, at
-  every step, whatever the preset's ``ema_every``: the conservative case);
-* the BARE network step on the same already-degraded batches: forward + L1 + backward for
-  the same micro-batches, gradient clipping when the preset sets it (part of the optimizer
-  update, not of the loop around it), the Adam step and ``zero_grad(set_to_none=True)``;
-  no data, no degradation, no loss read-back, no EMA;
-* the same full step with the degradation applied step by step
-  (``degrade_batch(..., stepwise=True)``, the authors' O(T) way).
+* the FULL training step: ``colddiff.training.train_step``, the function ``train()`` calls
+  (``benchmarks.common.full_step``): the learning rate of the step, then for each of the
+  preset's ``grad_accum`` micro-batches the next batch of a ``BatchStream`` (the preset's
+  real training set when it is here, else random images of the right shape: "synthetic
+  data"), moved to the device, ``degrade_batch`` (t ~ U{1..T}, a fresh context, the closed
+  form ``D(x0, t)``, the preset's input noise), forward (under autocast for bfloat16, as
+  ``train.precision=bf16`` does), L1 loss, backward; gradient clipping when the preset sets
+  it, the Adam step, ``zero_grad(set_to_none=True)`` and an EMA update; then, as ``train()``,
+  the loss added on the device and read back (the NaN check) on a CPU.  The EMA is updated
+  at every step (``ema_every=1``, ``ema_start=0``), whatever the preset says: the
+  conservative case;
+* the BARE network step on the same already-degraded batches: the same compiled loss
+  (forward + L1) + backward for the same micro-batches, gradient clipping when the preset
+  sets it (part of the optimizer update, not of the loop around it), the Adam step and
+  ``zero_grad(set_to_none=True)``; no data, no degradation, no loss read-back, no EMA;
+* the same full step with the degradation applied step by step (``D`` wrapped in
+  ``benchmarks.common.Stepwise``: ``apply_stepwise``, the authors' O(T) way).
 
 overhead = (full - bare) / bare; target <= 10 %.  Each part of the overhead (data,
 degradation, step-by-step degradation, EMA update, gradient clipping) is also timed on its
@@ -41,33 +43,29 @@ table says so).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
 import itertools
-import math
 import statistics
 import sys
 import time
-import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from benchmarks.common import finish, machine_meta, pick_presets, sync
-import torch.nn.functional as F
+from benchmarks.common import (BenchOptions, DTYPES, PRECISION, Stepwise, SyntheticImages, add_options, device_of,
+                               finish, full_step, heading, machine_meta, ms, overhead_result, param_count, pct,
+                               pick_presets, rate, render, run_rows, step_parts, subheading, timed)
 
 from colddiff import data as data_mod
-from colddiff.config import preset as get_preset
 from colddiff import speed
-from colddiff.training import BatchStream, _update_ema, degrade_batch, lr_at
+from colddiff.presets import preset as get_preset
+from colddiff.training import BatchStream, _update_ema, degrade_batch
 
 NAME = "training"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "training.json"
 OVERHEAD_TARGET = 0.10
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 # ---------------------------------------------------------------------------- rows
@@ -89,11 +87,7 @@ ROWS: List[RowSpec] = [
 
 
 @dataclass
-class Options:
-    device: torch.device
-    dtype: torch.dtype
-    quick: bool
-    seed: int
+class Options(BenchOptions):
     warmup_small: int
     timed_small: int
     warmup_big: int
@@ -112,30 +106,6 @@ def steps_for(spec: RowSpec, opts: Options) -> Tuple[int, int, int]:
     return opts.warmup_big, opts.timed_big, opts.component_reps_big
 
 
-# ---------------------------------------------------------------------------- timing
-def timed(fn: Callable[[], Any], device: torch.device) -> float:
-    """Seconds of one call of ``fn`` (synchronised on CUDA)."""
-    sync(device)
-    t0 = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t0
-
-
-class SyntheticImages:
-    """Random images in [-1, 1] shaped like the data set's, held as one tensor like TensorImages."""
-
-    def __init__(self, n: int, C: int, H: int, seed: int):
-        g = torch.Generator().manual_seed(seed)
-        self.images = torch.rand(n, C, H, H, generator=g) * 2 - 1
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, i):
-        return self.images[i], -1
-
-
 def load_data(cfg, n_synthetic: int, seed: int) -> Tuple[Any, str, Optional[str]]:
     """(dataset, source label, reason it is synthetic) — the real training set when it is here."""
     try:
@@ -148,84 +118,24 @@ def load_data(cfg, n_synthetic: int, seed: int) -> Tuple[Any, str, Optional[str]
                 "synthetic data", reason)
 
 
-class Trainer:
-    """One model / optimizer / EMA / data stream / generator: the state of one kind of step.
-
-    The speed settings come from ``cfg.train`` as in ``train()``: ``channels_last``, ``fused_adam``
-    (auto: fused on CUDA) and ``compile`` (the network and L1 loss compiled together), with
-    ``dtype`` the autocast of the network.
-    """
-
-    def __init__(self, cfg, base_model: torch.nn.Module, ds, device: torch.device, seed: int,
-                 dtype: torch.dtype = torch.float32):
-        tr = cfg.train
-        self.cfg, self.device = cfg, device
-        self.model = copy.deepcopy(base_model).to(device).train()
-        self.ema = copy.deepcopy(base_model).to(device)
-        self.ema.requires_grad_(False).eval()
-        if tr.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-            self.ema.to(memory_format=torch.channels_last)
-        self.opt = speed.make_adam(self.model.parameters(), tr.lr, device, tr.fused_adam)
-        self.stream = BatchStream(ds, tr.batch_size, seed, device=device)
-        self.gen = torch.Generator(device=device).manual_seed(seed * 7919 + 17)
-        self.loss_fn = speed.compiled_loss(self.model, tr.compile, make_autocast(device, dtype), tr.channels_last)
-        self.acc = speed.LossAccumulator(device)
-        self.step = 0
+def recorded(loss_fn, batches: list):
+    """``loss_fn`` that also keeps its inputs (x_t, t, x0): the degraded micro-batches the bare step reuses."""
+    def f(x_t, t, x0):
+        batches.append((x_t, t, x0))
+        return loss_fn(x_t, t, x0)
+    return f
 
 
-def make_autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def full_step(s: Trainer, D, dtype: torch.dtype, stepwise: bool, record: Optional[list] = None):
-    """One optimizer step as train() does it (see the module docstring); returns the loss (a float on
-    the CPU; on CUDA the device tensor: train() reads it back only at log and checkpoint steps)."""
-    cfg, tr, dev = s.cfg, s.cfg.train, s.device
-    lr = lr_at(cfg, s.step)
-    for group in s.opt.param_groups:
-        group["lr"] = lr
-    loss_sum = torch.zeros((), device=dev)
-    if record is not None:
-        record.clear()
-    for _ in range(tr.grad_accum):
-        x0 = s.stream.next().to(dev, non_blocking=True)
-        x_t, t = degrade_batch(D, x0, s.gen, stepwise=stepwise)
+def bare_step(s, cfg, batches: list) -> None:
+    """Forward + L1 + backward on already-degraded micro-batches, (clip,) Adam step, ``zero_grad``."""
+    tr = cfg.train
+    for x_t, t, x0 in batches:
         loss = s.loss_fn(x_t, t, x0) / tr.grad_accum
         loss.backward()
-        loss_sum += loss.detach()
-        if record is not None:
-            record.append((x_t, t, x0))
-    s.acc.add(loss_sum, s.step + 1)
-    loss_value = loss_sum
-    if dev.type != "cuda":  # as train(): read back at every step only where that costs nothing
-        loss_value = float(loss_sum)
-        if not math.isfinite(loss_value):
-            raise RuntimeError(f"non-finite loss {loss_value} at benchmark step {s.step + 1}")
     if tr.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(s.model.parameters(), tr.grad_clip)
     s.opt.step()
     s.opt.zero_grad(set_to_none=True)
-    s.step += 1
-    _update_ema(s.ema, s.model, tr.ema_decay, reset=False)
-    return loss_value
-
-
-def bare_step(s: Trainer, batches: list, dtype: torch.dtype) -> None:
-    """Forward + L1 + backward on already-degraded micro-batches, (clip,) Adam step."""
-    tr, dev = s.cfg.train, s.device
-    for x_t, t, x0 in batches:
-        with make_autocast(dev, dtype):
-            x0_hat = s.model(x_t, t)
-        loss = F.l1_loss(x0_hat.float(), x0) / tr.grad_accum
-        loss.backward()
-    if tr.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(s.model.parameters(), tr.grad_clip)
-    s.opt.step()
-    s.opt.zero_grad(set_to_none=True)
-    s.step += 1
 
 
 # ---------------------------------------------------------------------------- one row
@@ -255,23 +165,36 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
     }
     if tr.ema_every != 1:
         notes.append(f"EMA every step (preset: every {tr.ema_every})")
+    # the conservative case: an EMA update (lerp, not the plain copy before ema_start) at every step
+    tr.ema_every, tr.ema_start = 1, 0
+    tr.precision = PRECISION[dt]
     if tr.grad_clip > 0:
         notes.append(f"grad clip {tr.grad_clip:g} in full and bare")
 
     torch.manual_seed(opts.seed + 1)  # dropout etc.
-    kinds = {k: Trainer(cfg, base, ds, dev, opts.seed, dt) for k in ("full", "bare", "stepwise")}
+    # full and stepwise: colddiff.training.train_step itself, on the same images and t; stepwise with
+    # D applied step by step.  Each kind has its own model, optimizer, EMA and data stream.
+    kinds = {k: step_parts(cfg, base, ds, Stepwise(D) if k == "stepwise" else D, dev, opts.seed)
+             for k in ("full", "bare", "stepwise")}
     del base
     batches: list = []  # degraded micro-batches of the latest full step, reused by the bare step
+    kinds["full"].loss_fn = recorded(kinds["full"].loss_fn, batches)
+    done = dict.fromkeys(kinds, 0)  # optimizer steps taken by each kind
+    accs = {k: speed.LossAccumulator(dev) for k in kinds}
     times: Dict[str, List[float]] = {k: [] for k in kinds}
-    losses: Dict[str, List[float]] = {"full": [], "stepwise": []}
+    losses: Dict[str, List[Any]] = {"full": [], "stepwise": []}
+
+    def one_step(kind: str) -> None:
+        if kind == "bare":
+            bare_step(kinds[kind], cfg, batches)
+        else:
+            if kind == "full":
+                batches.clear()
+            losses[kind].append(full_step(cfg, done[kind], kinds[kind], accs[kind]))
+        done[kind] += 1
 
     def run_kind(kind: str) -> float:
-        s = kinds[kind]
-        if kind == "full":
-            return timed(lambda: losses["full"].append(full_step(s, D, dt, False, batches)), dev)
-        if kind == "stepwise":
-            return timed(lambda: losses["stepwise"].append(full_step(s, D, dt, True)), dev)
-        return timed(lambda: bare_step(s, batches, dt), dev)
+        return timed(lambda: one_step(kind), dev)[0]
 
     # All six orders in turn, so that each kind follows each other kind equally often (a plain
     # rotation would always run full right after stepwise).  Round 0 starts with full: the bare
@@ -302,7 +225,7 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
     )
 
     # -- the parts of the overhead, each timed on its own (median of comp_reps), per optimizer step
-    comp = component_times(cfg, D, ds, kinds, dt, dev, comp_reps, opts.seed)
+    comp = component_times(cfg, D, ds, kinds, dev, comp_reps, opts.seed)
     row["components_ms"] = comp
     row["components_share_of_bare"] = {k: (v / bare if v is not None else None) for k, v in comp.items()}
     row["component_reps"] = comp_reps
@@ -318,7 +241,7 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
     return row
 
 
-def component_times(cfg, D, ds, kinds, dt, dev, reps: int, seed: int) -> Dict[str, Optional[float]]:
+def component_times(cfg, D, ds, kinds, dev, reps: int, seed: int) -> Dict[str, Optional[float]]:
     """Per optimizer step (all micro-batches): data, closed-form and stepwise degradation, EMA, clip (ms)."""
     tr = cfg.train
     A = tr.grad_accum
@@ -333,7 +256,7 @@ def component_times(cfg, D, ds, kinds, dt, dev, reps: int, seed: int) -> Dict[st
     def degrade(stepwise: bool):
         def f():
             for x0 in x0s:
-                degrade_batch(D, x0, gen, stepwise=stepwise)
+                degrade_batch(Stepwise(D) if stepwise else D, x0, gen, input_noise=cfg.degradation.input_noise)
         return f
 
     s = kinds["full"]
@@ -345,17 +268,15 @@ def component_times(cfg, D, ds, kinds, dt, dev, reps: int, seed: int) -> Dict[st
     for name, fn, n in (("data", data, reps), ("degrade", degrade(False), reps),
                         ("degrade_stepwise", degrade(True), max(1, min(reps, 3))), ("ema", ema, reps)):
         fn()  # warm
-        out[name] = statistics.median(timed(fn, dev) for _ in range(n)) * 1e3
+        out[name] = statistics.median(timed(fn, dev)[0] for _ in range(n)) * 1e3
     out["clip"] = None
     if tr.grad_clip > 0:  # gradients of one bare-like backward, clipped, then dropped
         b = kinds["bare"]
         x_t, t = degrade_batch(D, x0s[0], gen)
-        with make_autocast(dev, dt):
-            loss = F.l1_loss(b.model(x_t, t).float(), x0s[0])
-        loss.backward()
+        b.loss_fn(x_t, t, x0s[0]).backward()
         clip = lambda: torch.nn.utils.clip_grad_norm_(b.model.parameters(), tr.grad_clip)  # noqa: E731
         clip()
-        out["clip"] = statistics.median(timed(clip, dev) for _ in range(reps)) * 1e3
+        out["clip"] = statistics.median(timed(clip, dev)[0] for _ in range(reps)) * 1e3
         b.opt.zero_grad(set_to_none=True)
     return out
 
@@ -368,34 +289,10 @@ COMP_COLUMNS = ["preset", "bare step ms", "data ms", "degrade ms", "stepwise deg
                 "clip ms", "data %", "degrade %", "stepwise degrade %", "EMA %", "clip %"]
 
 
-def _ms(v: Optional[float]) -> str:
-    if v is None:
-        return "-"
-    if v >= 100:
-        return f"{v:,.0f}"
-    if v >= 10:
-        return f"{v:.1f}"
-    if v >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3f}"
-
-
-def _pct(v: Optional[float]) -> str:
-    return "-" if v is None else f"{v * 100:+.1f}"
-
-
-def _rate(v: float) -> str:
-    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
-
-
 def table_cells(row: Dict[str, Any]) -> List[str]:
     ok = row.get("bare_ms") is not None
     comp = row.get("components_ms") or {}
-    ema = (f"{_ms(comp['ema'])} ({comp['ema'] / row['bare_ms'] * 100:.1f})"
+    ema = (f"{ms(comp['ema'])} ({comp['ema'] / row['bare_ms'] * 100:.1f})"
            if ok and comp.get("ema") is not None else "-")
     n_timed = row.get("timed_rounds")
     notes = list(row.get("notes", []))
@@ -405,58 +302,36 @@ def table_cells(row: Dict[str, Any]) -> List[str]:
         notes.append(f"[{row['status']}] {row.get('problem', '')}")
     return [
         row["preset"], f"{row['size']}x{row['size']}", str(row["C"]), str(row.get("T", "-")),
-        f"{row['batch']} x {row['grad_accum']}", _params(row["params"]) if row.get("params") else "-",
-        _ms(row.get("bare_ms")), _ms(row.get("full_ms")), _pct(row.get("overhead")),
-        _ms(row.get("stepwise_ms")), _pct(row.get("stepwise_overhead")),
-        _rate(row["images_per_s"]) if ok else "-", row.get("data_source", "-"),
+        f"{row['batch']} x {row['grad_accum']}", param_count(row["params"]) if row.get("params") else "-",
+        ms(row.get("bare_ms")), ms(row.get("full_ms")), pct(row.get("overhead")),
+        ms(row.get("stepwise_ms")), pct(row.get("stepwise_overhead")),
+        rate(row["images_per_s"]) if ok else "-", row.get("data_source", "-"),
         ("yes" if row["target_met"] else "NO") if ok else "-", ema,
-        _pct(row.get("overhead_from_parts")), "; ".join(notes),
+        pct(row.get("overhead_from_parts")), "; ".join(notes),
     ]
 
 
 def comp_cells(row: Dict[str, Any]) -> List[str]:
     c, sh = row["components_ms"], row["components_share_of_bare"]
     keys = ["data", "degrade", "degrade_stepwise", "ema", "clip"]
-    return ([row["preset"], _ms(row["bare_ms"])] + [_ms(c[k]) for k in keys]
+    return ([row["preset"], ms(row["bare_ms"])] + [ms(c[k]) for k in keys]
             + ["-" if sh[k] is None else f"{sh[k] * 100:.1f}" for k in keys])
-
-
-def _render(columns: List[str], rows: List[List[str]], numeric: set, markdown: bool) -> List[str]:
-    if markdown:
-        lines = ["| " + " | ".join(columns) + " |",
-                 "|" + "|".join("---:" if i in numeric else "---" for i in range(len(columns))) + "|"]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-        return lines
-    widths = [max(len(columns[i]), *(len(r[i]) for r in rows)) if rows else len(columns[i])
-              for i in range(len(columns))]
-
-    def fmt(cells: List[str]) -> str:
-        return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i])
-                         for i, c in enumerate(cells)).rstrip()
-
-    return [fmt(columns), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
 
 
 def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
     meta = result["meta"]
-    head = (f"Training step, full (as train() does it) vs bare network step: {meta['device_name']} "
-            f"({meta['device']}, {meta['threads']} threads), {meta['dtype']}"
-            f"{' (autocast)' if meta['dtype'] != 'float32' else ''}, torch {meta['torch']}, {meta['date']}"
-            + (" [quick]" if meta["quick"] else ""))
-    lines = [f"**{head}**", ""] if markdown else [head]
-    lines += _render(COLUMNS, [table_cells(r) for r in result["rows"]], set(range(2, 12)) | {14, 15}, markdown)
+    lines = heading("Training step, full (as train() does it) vs bare network step", meta, markdown)
+    lines += render(COLUMNS, [table_cells(r) for r in result["rows"]], set(range(2, 12)) | {14, 15}, markdown)
     comp_rows = [comp_cells(r) for r in result["rows"] if r.get("components_ms")]
     if comp_rows:
-        lines += ["", ("**" if markdown else "") + "Parts of the overhead, each timed on its own per optimizer "
-                  "step (all micro-batches), % of the bare step" + ("**" if markdown else "")]
-        if markdown:
-            lines.append("")
-        lines += _render(COMP_COLUMNS, comp_rows, set(range(1, 12)), markdown)
+        lines += subheading("Parts of the overhead, each timed on its own per optimizer step (all micro-batches), "
+                            "% of the bare step", markdown)
+        lines += render(COMP_COLUMNS, comp_rows, set(range(1, 12)), markdown)
     lines.append("")
     lines.append(f"overhead = (full - bare) / bare, target <= {OVERHEAD_TARGET:.0%}; full = data + degrade_batch "
-                 f"+ fwd + L1 + bwd per micro-batch, loss read-back, (clip,) Adam, zero_grad, EMA every step; "
+                 f"+ fwd + L1 + bwd per micro-batch, (clip,) Adam, zero_grad, EMA every step, loss read-back (train_step); "
                  f"bare = fwd + L1 + bwd on the same degraded batches, (clip,) Adam, zero_grad; stepwise = full "
-                 f"with degrade_batch(stepwise=True). Medians; full/bare/stepwise interleaved. "
+                 f"with D applied step by step. Medians; full/bare/stepwise interleaved. "
                  f"parts % = (data + degrade + EMA, each timed on its own) / bare: the overhead expected "
                  f"from its parts, a check where step-to-step noise is larger than the overhead.")
     lines.append(f"Total runtime {meta['total_runtime_s']:.1f} s.")
@@ -471,28 +346,20 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
     if opts.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # as train() sets them on CUDA
         torch.backends.cudnn.allow_tf32 = True
-    rows = []
-    for i, spec in enumerate(specs):
-        t0 = time.perf_counter()
+
+    def error_row(spec: RowSpec, problem: str) -> Dict[str, Any]:
+        row = {"preset": spec.preset, "size": 0, "C": 0, "T": "-", "batch": 0, "grad_accum": 0, "params": 0,
+               "notes": []}
         try:
-            row = bench_row(spec, opts, progress)
-        except Exception as e:  # a broken row says so; the others still run
-            row = {"preset": spec.preset, "size": 0, "C": 0, "T": "-", "batch": 0, "grad_accum": 0,
-                   "params": 0, "status": "error", "notes": [], "problem": f"ERROR {type(e).__name__}: {e}",
-                   "traceback": traceback.format_exc()}
-            try:
-                cfg = get_preset(spec.preset)
-                row.update(size=cfg.data.image_size, C=cfg.data.channels, batch=cfg.train.batch_size,
-                           grad_accum=cfg.train.grad_accum)
-            except Exception:
-                pass
-        row["row_seconds"] = time.perf_counter() - t0
-        rows.append(row)
-        if opts.device.type == "cuda":
-            torch.cuda.empty_cache()
-        if progress:
-            print(f"[{i + 1}/{len(specs)}] {spec.preset:<16} {row['status']:<6} {row['row_seconds']:6.1f} s",
-                  file=sys.stderr, flush=True)
+            cfg = get_preset(spec.preset)
+            row.update(size=cfg.data.image_size, C=cfg.data.channels, batch=cfg.train.batch_size,
+                       grad_accum=cfg.train.grad_accum)
+        except Exception:
+            pass
+        return row
+
+    rows = run_rows(specs, lambda spec: bench_row(spec, opts, progress), error_row, lambda spec: f"{spec.preset:<16}",
+                    opts.device, progress)
     meta = {
         **machine_meta(NAME, opts.device, opts.dtype, date),
         "precision": "fp32" if opts.dtype == torch.float32 else "bf16 autocast (train.precision=bf16)",
@@ -509,21 +376,13 @@ def run(opts: Options, presets: Optional[List[str]] = None, progress: bool = Tru
         "overhead_target": OVERHEAD_TARGET,
         "total_runtime_s": time.perf_counter() - start,
     }
-    failures = [r for r in rows if r["status"] == "error"]
-    return {"meta": meta, "rows": rows, "ok": not failures,
-            "failures": [f"{r['preset']}: {r['problem']}" for r in failures],
-            "target_missed": [f"{r['preset']}: overhead {r['overhead'] * 100:.1f} %"
-                              for r in rows if r.get("target_met") is False]}
+    return overhead_result(meta, rows)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="only the three CPU presets, few steps (< 60 s)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
-                   help="float32, or bfloat16 = autocast mixed precision as train.precision=bf16 (default float32)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
-    p.add_argument("--markdown", action="store_true", help="also print the tables in Markdown")
+    add_options(p, DEFAULT_OUT, "only the three CPU presets, few steps (< 60 s)",
+                "float32, or bfloat16 = autocast mixed precision as train.precision=bf16 (default float32)")
     p.add_argument("--presets", help="comma-separated rows: " + ", ".join(s.preset for s in ROWS))
     p.add_argument("--steps", type=int, default=None,
                    help="timed steps of each kind for the small presets (default 30, quick 6; CUDA 30, quick 10)")
@@ -532,9 +391,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("benchmarks.training: --device cuda but CUDA is not available")
+    device = device_of(args, "benchmarks.training")
     q, cuda = args.quick, device.type == "cuda"
     timed_small = args.steps if args.steps is not None else ((10 if q else 30) if cuda else (6 if q else 30))
     return Options(

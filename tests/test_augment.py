@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from colddiff.cli import main
-from colddiff.config import PRESETS, RunConfig, preset
+from colddiff.config import RunConfig
+from colddiff.presets import PRESETS, preset
 from colddiff.data import augment
 from colddiff.errors import ConfigError
 from colddiff.training import BatchStream, resume_config, train

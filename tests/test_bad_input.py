@@ -4,11 +4,11 @@ Each row of :data:`CASES` is ``(id, command line, exit status, fragment)``: the 
 in-process (as ``colddiff ...`` would) and must end with that status and, for status 2, ONE
 line on stderr holding the fragment, no traceback, no "internal error", and no file left in
 the output folder.  Rows with status 0 must print the fragment and pass the check named
-``check_<id>`` below (the right output, not merely no error).  The rows marked ``#16`` are the
-cases of issue 16; the others were added beside them.  The fault tests at the end (a kill
+``check_<id>`` below (the right output, not merely no error).  The rows marked ``# first`` are the
+first list of cases written down; the others were added beside them.  The fault tests at the end (a kill
 during the first checkpoint, a full disk, a read-only output folder, Ctrl-C) are in
-:data:`FAULTS`.  README's "What happens when things go wrong" quotes the counts of this file
-(a test checks them).
+:data:`FAULTS`.  The docs page "What happens when things go wrong" (docs/failures.md) quotes the
+counts of this file (a test checks them).
 """
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ def world(tmp_path_factory):
     """Everything the command lines name: {run}, {img}, {png16}, ... (built once per module)."""
     w = tmp_path_factory.mktemp("world")
     run = make_run(w / "run", BLUR).folder
+    make_run(w / "maskrun", dict(name="mask", T=5, params=dict(position="center")))
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(w / "img.png")
     Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8)).save(w / "img40.png")
@@ -76,7 +77,7 @@ def world(tmp_path_factory):
     (w / "text.png").write_text("not an image")
     (w / "afile.txt").write_text("a file")
     (w / "empty").mkdir()
-    # the collision folder of issue 16: d0.png + d0.bmp, a-x.png + a/x.png
+    # the collision folder: d0.png + d0.bmp, a-x.png + a/x.png
     coll = w / "collide"
     (coll / "a").mkdir(parents=True)
     for name, v in (("d0.png", 40), ("d0.bmp", 200), ("a-x.png", 90), ("a/x.png", 160)):
@@ -134,51 +135,51 @@ D = "degrade -d blur --input mnist-5k --n 2 --out {tmp}/o.png"
 T = "train --preset mnist5k-blur --out {tmp}/r --no-progress"
 E = "evaluate {run} --n 4 --fid none --no-classifier --no-progress"
 CASES = [
-    # ---- issue 16, item 1: restore names (correct output: four distinct results)
+    # ---- restore names (correct output: four distinct results)
     ("restore-name-collisions", "restore {run} --input {collide} --t 2 --out {tmp}/out --no-progress", 0,
-     "restored 4 image(s)"),                                                                              # 16
-    # ---- item 2: wrong numbers in silence
-    ("evaluate-nan-network", "evaluate {nanrun} --n 4 --fid none --no-classifier --no-progress", 2, "NaN/Inf"),  # 16
-    ("degrade-sigma-nan", D + " --param sigma=nan", 2, "sigma must be a finite number"),                 # 16
-    ("degrade-16bit-png", "degrade -d blur --input {ramp16} --steps 0 --out {tmp}/o.png", 0, "1 image(s)"),   # 16
+     "restored 4 image(s)"),                                                                              # first
+    # ---- wrong numbers in silence
+    ("evaluate-nan-network", "evaluate {nanrun} --n 4 --fid none --no-classifier --no-progress", 2, "NaN/Inf"),  # first
+    ("degrade-sigma-nan", D + " --param sigma=nan", 2, "sigma must be a finite number"),                 # first
+    ("degrade-16bit-png", "degrade -d blur --input {ramp16} --steps 0 --out {tmp}/o.png", 0, "1 image(s)"),   # first
     ("restore-16bit-png", "restore {run} --input {ramp16} --t 1 --out {tmp}/out --sampler direct --no-progress", 0,
-     "restored 1 image(s)"),                                                                              # 16
-    ("degrade-n-negative", D.replace("--n 2", "--n -1"), 2, "argument --n: must be at least 1, got -1"),  # 16
+     "restored 1 image(s)"),                                                                              # first
+    ("degrade-n-negative", D.replace("--n 2", "--n -1"), 2, "argument --n: must be at least 1, got -1"),  # first
     ("evaluate-generation-noise-negative", "evaluate {run} --generation --noise -1", 2,
-     "argument --noise: must be at least 0"),                                                            # 16
-    # ---- item 4: values read from a run folder are untrusted
-    ("report-eval-n-script", "report {eval_n_script} --no-eval --no-progress", 2, "field 'n' must be int"),   # 16
-    # ---- item 5: the file system
-    ("degrade-out-is-folder", D.replace("{tmp}/o.png", "{empty}"), 2, "is a folder; give a file name"),  # 16
-    ("generate-out-is-file", "generate {run} --n 2 --out {afile} --no-progress", 2, "is a file; give a folder"),  # 16
-    ("restore-out-is-file", "restore {run} --input {img} --out {afile} --no-progress", 2, "is a file; give a folder"),  # 16
-    ("train-out-is-file", T.replace("{tmp}/r", "{afile}"), 2, "is a file; give a folder"),              # 16
-    ("quickstart-out-is-file", "quickstart --out {afile} --no-progress", 2, "is a file; give a folder"),  # 16
-    ("degrade-out-below-a-file", D.replace("{tmp}/o.png", "{afile}/o.png"), 2, "is a file, not a folder"),  # 16
-    # ---- item 6: internal errors from bad values
-    ("degrade-sigma-text", D + " --param sigma=abc", 2, "blur parameter sigma must be a number, got 'abc'"),  # 16
-    ("train-set-sigma-text", T + " --set degradation.sigma=abc", 2, "sigma must be a number, got 'abc'"),  # 16
-    ("degrade-n-zero", D.replace("--n 2", "--n 0"), 2, "argument --n: must be at least 1, got 0"),       # 16
-    ("evaluate-batch-size-zero", E + " --batch-size 0", 2, "argument --batch-size: must be at least 1"),  # 16
-    ("train-config-is-folder", "train --config {cfgdir} --out {tmp}/r", 2, "is a folder; give a TOML file"),  # 16
+     "argument --noise: must be at least 0"),                                                            # first
+    # ---- values read from a run folder are untrusted
+    ("report-eval-n-script", "report {eval_n_script} --no-eval --no-progress", 2, "field 'n' must be int"),   # first
+    # ---- the file system
+    ("degrade-out-is-folder", D.replace("{tmp}/o.png", "{empty}"), 2, "is a folder; give a file name"),  # first
+    ("generate-out-is-file", "generate {run} --n 2 --out {afile} --no-progress", 2, "is a file; give a folder"),  # first
+    ("restore-out-is-file", "restore {run} --input {img} --out {afile} --no-progress", 2, "is a file; give a folder"),  # first
+    ("train-out-is-file", T.replace("{tmp}/r", "{afile}"), 2, "is a file; give a folder"),              # first
+    ("quickstart-out-is-file", "quickstart --out {afile} --no-progress", 2, "is a file; give a folder"),  # first
+    ("degrade-out-below-a-file", D.replace("{tmp}/o.png", "{afile}/o.png"), 2, "is a file, not a folder"),  # first
+    # ---- internal errors from bad values
+    ("degrade-sigma-text", D + " --param sigma=abc", 2, "blur parameter sigma must be a number, got 'abc'"),  # first
+    ("train-set-sigma-text", T + " --set degradation.sigma=abc", 2, "sigma must be a number, got 'abc'"),  # first
+    ("degrade-n-zero", D.replace("--n 2", "--n 0"), 2, "argument --n: must be at least 1, got 0"),       # first
+    ("evaluate-batch-size-zero", E + " --batch-size 0", 2, "argument --batch-size: must be at least 1"),  # first
+    ("train-config-is-folder", "train --config {cfgdir} --out {tmp}/r", 2, "is a folder; give a TOML file"),  # first
     ("train-toml-list-as-text", "train --preset mnist5k-blur --config {list_as_text} --out {tmp}/r", 2,
-     "model.dim_mults must be a list of whole numbers"),                                                 # 16
-    ("train-num-workers-negative", T + " --set data.num_workers=-2", 2, "data.num_workers must be a whole number >= 0, or -1"),  # 16
-    ("train-lr-huge", T + " --set train.lr=1e38", 2, "train.lr must be at most 1"),                       # 16
-    ("degrade-decompression-bomb", "degrade -d blur --input {bomb} --out {tmp}/o.png", 2, "decompression bomb"),  # 16
-    ("evaluate-state-step-text", E.replace("{run}", "{bad_state}"), 2, "field 'step' must be int"),       # 16
-    ("evaluate-config-size-text", E.replace("{run}", "{bad_config_size}"), 2, "data.image_size must be a number"),  # 16
-    # ---- item 8: smaller
-    ("quickstart-n-zero", "quickstart --n 0 --out {tmp}/q", 2, "argument --n: must be at least 1"),       # 16
-    ("quickstart-gen-n-zero", "quickstart --gen-n 0 --out {tmp}/q", 2, "argument --gen-n: must be at least 1"),  # 16
-    ("train-resume-with-other-out", "train --resume {run} --out {tmp}/other", 2, "drop --out"),         # 16
-    ("train-grad-clip-negative", T + " --set train.grad_clip=-1", 2, "train.grad_clip (0 = off) must be at least 0"),  # 16
-    ("degrade-sigma-inf", D + " --param sigma=inf", 2, "sigma must be a finite number"),                 # 16
-    ("degrade-image-size-contradicts", D + " --param image_size=64", 2, "contradicts the input"),         # 16
-    ("data-root-missing", "data list --root {tmp}/nowhere", 2, "is not a folder (it does not exist)"),   # 16
-    ("train-data-root-missing", T + " --set data.root={tmp}/nowhere", 2, "data.root"),                   # 16
-    ("evaluate-device-cuda-hint", E + " --device cuda:7", 2, "--device cpu"),                             # 16
-    ("run-is-a-png", "evaluate {img} --no-progress", 2, "is an image, not a run"),                        # 16
+     "model.dim_mults must be a list of whole numbers"),                                                 # first
+    ("train-num-workers-negative", T + " --set data.num_workers=-2", 2, "data.num_workers must be a whole number >= 0, or -1"),  # first
+    ("train-lr-huge", T + " --set train.lr=1e38", 2, "train.lr must be at most 1"),                       # first
+    ("degrade-decompression-bomb", "degrade -d blur --input {bomb} --out {tmp}/o.png", 2, "decompression bomb"),  # first
+    ("evaluate-state-step-text", E.replace("{run}", "{bad_state}"), 2, "field 'step' must be int"),       # first
+    ("evaluate-config-size-text", E.replace("{run}", "{bad_config_size}"), 2, "data.image_size must be a number"),  # first
+    # ---- smaller
+    ("quickstart-n-zero", "quickstart --n 0 --out {tmp}/q", 2, "argument --n: must be at least 1"),       # first
+    ("quickstart-gen-n-zero", "quickstart --gen-n 0 --out {tmp}/q", 2, "argument --gen-n: must be at least 1"),  # first
+    ("train-resume-with-other-out", "train --resume {run} --out {tmp}/other", 2, "drop --out"),         # first
+    ("train-grad-clip-negative", T + " --set train.grad_clip=-1", 2, "train.grad_clip (0 = off) must be at least 0"),  # first
+    ("degrade-sigma-inf", D + " --param sigma=inf", 2, "sigma must be a finite number"),                 # first
+    ("degrade-image-size-contradicts", D + " --param image_size=64", 2, "contradicts the input"),         # first
+    ("data-root-missing", "data list --root {tmp}/nowhere", 2, "is not a folder (it does not exist)"),   # first
+    ("train-data-root-missing", T + " --set data.root={tmp}/nowhere", 2, "data.root"),                   # first
+    ("evaluate-device-cuda-hint", E + " --device cuda:7", 2, "--device cpu"),                             # first
+    ("run-is-a-png", "evaluate {img} --no-progress", 2, "is an image, not a run"),                        # first
 
     # ---- more of our own: degrade
     ("degrade-kernel-half", D + " --param kernel_size=2.5", 2, "kernel_size must be a whole number"),
@@ -263,7 +264,8 @@ CASES = [
     ("restore-t-zero", "restore {run} --input {img} --t 0 --out {tmp}/o --no-progress", 2, "--t must be between 1"),
     ("restore-t-text", "restore {run} --input {img} --t soon --out {tmp}/o --no-progress", 2,
      "--t takes a step number 1..4 or auto"),
-    ("restore-wrong-size", "restore {run} --input {img40} --t 1 --out {tmp}/o --no-progress", 2, "pass --resize"),
+    # a centred-mask run restores only its own size (a blur run restores any size: tests/test_photos.py)
+    ("restore-wrong-size", "restore {maskrun} --input {img40} --t 1 --out {tmp}/o --no-progress", 2, "pass --resize"),
     ("restore-input-missing", "restore {run} --input {tmp}/none.png --out {tmp}/o --no-progress", 2,
      "input not found"),
     ("restore-input-bomb", "restore {run} --input {bomb} --out {tmp}/o --no-progress", 2, "decompression bomb"),
@@ -278,7 +280,7 @@ CASES = [
     ("data-verify-root-is-file", "data verify mnist --root {afile}", 2, "--root"),
 ]
 
-EXPECTED_ISSUE_CASES = 35   # the rows marked #16 (issue 16's own list)
+EXPECTED_FIRST_CASES = 35   # the rows marked `# first` (the first list)
 
 
 def _files(folder: Path) -> list:
@@ -382,7 +384,7 @@ def test_report_survives_a_damaged_train_summary(world, tmp_path, capsys):
 
 
 def test_report_finds_generated_images_in_the_run_folder_not_the_current_directory(world, tmp_path, monkeypatch):
-    """Issue 16, item 3: generation.json spelt the folder relative to where colddiff ran."""
+    """generation.json spelt the folder relative to where colddiff ran."""
     from colddiff.report import generation_section
 
     run = _copy_run(world / "run", tmp_path / "moved" / "run")
@@ -497,7 +499,7 @@ FAULTS = ("kill-during-first-checkpoint", "full-disk-at-checkpoint", "file-size-
 
 
 def _tiny(*extra):
-    from colddiff.config import preset
+    from colddiff.presets import preset
 
     return preset("mnist5k-blur").override(TINY + list(extra))
 
@@ -540,8 +542,10 @@ def test_fault_full_disk_at_a_checkpoint_says_how_to_resume(tmp_path, monkeypatc
     monkeypatch.setattr(ck, "atomic_path", full_after_first)
     out = tmp_path / "run"
     assert main(["train", "--preset", "mnist5k-blur", "--set", *TINY, "--no-progress", "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "the disk is full" in err and "training stopped at step 6" in err
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith("colddiff: step ") for line in lines[:-1])   # progress log lines before it
+    err = lines[-1]
+    assert "the disk is full" in err and "training stopped at step 6" in err
     assert f"colddiff train --resume {out}" in err
     assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [3]   # the good one is kept
     monkeypatch.setattr(ck, "atomic_path", real)
@@ -629,7 +633,7 @@ def test_fault_ctrl_c_exits_with_the_interrupted_status_and_resumes(tmp_path, ca
 
 
 def test_fault_resume_between_log_lines_logs_the_same_losses(tmp_path):
-    """Issue 16, item 8: resumed at step 5 (log_every 4), the step-8 log line averaged steps 5..8 of
+    """Resumed at step 5 (log_every 4), the step-8 log line averaged steps 5..8 of
     the first run and 6..8 of the second; the running window is now part of the checkpoint."""
     from colddiff.training import train
 
@@ -650,19 +654,19 @@ def test_fault_resume_between_log_lines_logs_the_same_losses(tmp_path):
     assert log(tmp_path / "a") == log(tmp_path / "b") and [s for s, _ in log(tmp_path / "a")] == [4, 8]
 
 
-def test_the_table_covers_the_issue_and_forty_more():
+def test_the_table_covers_the_first_list_and_forty_more():
     ids = [c[0] for c in CASES]
     assert len(ids) == len(set(ids))
     src = Path(__file__).read_text().split("CASES = [", 1)[1].split("\n]\n", 1)[0]
-    marked = src.count("# 16")
-    assert marked == EXPECTED_ISSUE_CASES and len(CASES) - marked >= 40
+    marked = src.count("# first")
+    assert marked == EXPECTED_FIRST_CASES and len(CASES) - marked >= 40
     assert len(FAULTS) == len([n for n in globals() if n.startswith("test_fault_")])
 
 
-def test_readme_quotes_the_counts_of_this_table():
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+def test_the_failure_docs_quote_the_counts_of_this_table():
+    readme = " ".join((Path(__file__).resolve().parents[1] / "docs" / "failures.md").read_text().split())
     clean = sum(1 for c in CASES if c[2] == 2)
     assert f"{len(CASES)} bad command lines" in readme
-    assert f"the {EXPECTED_ISSUE_CASES} cases of issue 16 and {len(CASES) - EXPECTED_ISSUE_CASES} more" in readme
+    assert f"the {EXPECTED_FIRST_CASES} cases of the first list and {len(CASES) - EXPECTED_FIRST_CASES} more" in readme
     assert f"{clean} end in one clear line" in readme and f"{len(CASES) - clean} give the right output" in readme
     assert f"{len(FAULTS)} faults survived" in readme

@@ -281,7 +281,7 @@ def test_snow_has_no_step_and_says_so():
 
 
 def test_snow_level4_at_128px_covers_most_of_the_image_like_the_authors():
-    """The issue's measure: share of pixels whose snow layer exceeds 0.25 at t = T, level 4, 128 px.
+    """The measure: share of pixels whose snow layer exceeds 0.25 at t = T, level 4, 128 px.
     The authors' snow (--random_snow --fix_brightness): about 94%; colddiff's earlier snow-c: about 47%."""
     x0 = torch.zeros(4, 3, 128, 128)
     D = deg.create("snow", T=200, level=4)

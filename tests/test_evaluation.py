@@ -19,7 +19,7 @@ from colddiff.errors import ConfigError
 from colddiff.evaluation import evaluate, read_evaluation, restore_batches, table_methods, write_evaluation
 from colddiff.restoration import estimate_t, restore
 from colddiff.images import read_image, save_image
-from colddiff.report import find_evaluations
+from colddiff.evaluation import find_evaluations
 
 from conftest import make_run
 
@@ -153,15 +153,11 @@ def test_restore_cli_size_and_channel_handling(blur_run, tmp_path, capsys):
 
     big = tmp_path / "big.png"
     Image.new("RGB", (56, 40), (200, 30, 30)).save(big)
-    assert main(["restore", str(blur_run.folder), "--input", str(big), "--t", "2", "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert "56×40 but this run restores 28×28" in err and "--resize" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "o").exists()  # nothing half-written
     assert main(["restore", str(blur_run.folder), "--input", str(big), "--t", "2", "--out", str(tmp_path / "o"),
-                 "--resize", "--no-progress"]) == 0
+                 "--no-progress"]) == 0   # blur is shift-invariant: restored at its own size
     err = capsys.readouterr().err
-    assert "converted 1 image(s) to 1 channel(s)" in err and "resized 1 image(s) to 28×28" in err
-    assert read_image(tmp_path / "o" / "big.algorithm2.png").shape == (1, 28, 28)
+    assert "converted 1 image(s) to 1 channel(s)" in err and "resized" not in err
+    assert read_image(tmp_path / "o" / "big.algorithm2.png").shape == (1, 40, 56)
     for bad, msg in ((["--t", "9"], "between 1 and T=4"), (["--t", "x"], "step number 1..4 or auto")):
         assert main(["restore", str(blur_run.folder), "--input", str(big), "--resize", "--out",
                      str(tmp_path / "p")] + bad) == 2

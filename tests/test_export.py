@@ -19,7 +19,8 @@ from colddiff.checkpoint import checkpoint_path, save_checkpoint
 from colddiff.cli import main
 from colddiff.config import DataConfig, DegradationConfig, ModelConfig, RunConfig
 from colddiff.evaluation import evaluate, write_evaluation
-from colddiff.export import is_export, parse_hf
+from colddiff.checkpoint import is_export
+from colddiff.hub import parse_hf
 from colddiff.runs import load_run
 
 from conftest import TINY_NET
@@ -160,7 +161,7 @@ def test_hf_and_push_without_huggingface_hub_say_what_to_install(trained, export
     assert main(["export", str(trained), "--out", str(tmp_path / "e"), "--n", "2", "--push", "me/model",
                  "--no-progress"]) == 2
     assert "pip install huggingface_hub" in capsys.readouterr().err
-    assert is_export(tmp_path / "e")       # the folder is written before the upload is attempted
+    assert not (tmp_path / "e").exists()   # checked before anything is written
 
 
 def test_push_uploads_the_folder_through_the_hub_api(exported, monkeypatch, capsys, tmp_path):
@@ -175,7 +176,7 @@ def test_push_uploads_the_folder_through_the_hub_api(exported, monkeypatch, caps
             raise OSError("401 Client Error: Unauthorized")
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=FakeApi))
-    from colddiff.export import push
+    from colddiff.hub import push
 
     with pytest.raises(Exception) as e:
         push(exported, "me/model")

@@ -39,7 +39,11 @@ def test_notebook_has_one_parameter_cell_and_no_shell_commands():
         for line in src.splitlines():
             assert not line.lstrip().startswith("!"), line
             assert not line.lstrip().startswith("%%bash") and "subprocess" not in line and "os.system" not in line
-    assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code")   # committed without outputs
+    # committed with the outputs of a run at its default settings, every code cell executed in order
+    counts = [c.get("execution_count") for c in cells if c["cell_type"] == "code"]
+    assert counts == list(range(1, len(counts) + 1))
+    outputs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert outputs and not [o for o in outputs if o.get("output_type") == "error"]
 
 
 @pytest.mark.skipif(not _have("nbclient", "nbformat", "ipykernel") and not REQUIRE,
@@ -50,7 +54,7 @@ def test_tour_notebook_runs_top_to_bottom_with_tiny_settings(tmp_path):
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    tiny = (f"STEPS = 20\nT_RESTORE = 6\nN_EVAL = 16\nGEN_N = 4\nCLASSIFIER = False\n"
+    tiny = (f"STEPS = 20\nT_RESTORE = 2\nN_EVAL = 16\nGEN_N = 4\nCLASSIFIER = False\n"
             f"OUT = {str(tmp_path / 'tour')!r}\nDEVICE = 'cpu'\n")
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(tiny, metadata={"tags": ["injected-parameters"]}))
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import colddiff.degradations as deg
-from colddiff.config import preset
+from colddiff.presets import preset
 from colddiff.degradations.snow import AUTHORS_LEVELS, zoom_center
 
 import authors_formulas as A
@@ -230,7 +230,7 @@ def test_golden_numbers_would_catch_a_wrong_constant(monkeypatch):
     assert pick(fresh(), n, C) != pytest.approx(PINS[("cifar10-blur", 25)], abs=1e-8)
 
 
-# ---------------------------------------------------------------------------- what the issue measured
+# ---------------------------------------------------------------------------- what was measured against the authors
 def test_mnist_blur_keeps_the_digits_mean_like_the_authors_circular_blur():
     """Circular padding (the authors' get_conv default): every step keeps each image's mean, so the digit
     fades to its own mean (about -0.75 for MNIST), not towards mid-grey as zero padding made it."""

@@ -15,14 +15,16 @@ import colddiff.degradations as deg
 from colddiff import plugins
 from colddiff.checkpoint import checkpoint_path, read_meta, save_checkpoint
 from colddiff.cli import main
-from colddiff.config import RunConfig, preset, resolve_config
+from colddiff.config import RunConfig
+from colddiff.presets import preset, resolve_config
 from colddiff.degradations.checks import check
 from colddiff.errors import ConfigError
 from colddiff.samplers import SAMPLERS, sampler_names
 
-# The complete plug-in the README shows (its "fade.py" block), as a user saves it in a folder of their own.
-README = Path(__file__).resolve().parents[1] / "README.md"
-FADE = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if b.startswith('"""fade.py'))
+# The complete plug-in the docs show (the "fade.py" block of docs/plugins.md), as a user saves it in a folder of
+# their own.
+PLUGIN_PAGE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+FADE = next(b for b in re.findall(r"```python\n(.*?)```", PLUGIN_PAGE.read_text(), re.S) if b.startswith('"""fade.py'))
 
 # A broken one: its closed form loops over steps, and its step disagrees with it.
 SLOW = textwrap.dedent('''

@@ -5,7 +5,7 @@ import pytest
 
 from colddiff import paper
 from colddiff.cli import main
-from colddiff.config import PRESETS
+from colddiff.presets import PRESETS
 from colddiff.data import summary
 from colddiff.reproduce import TABLES, cpu_skip_reason, run_table, scaled_config
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from colddiff import data, speed
 from colddiff.cli import main
-from colddiff.config import preset
+from colddiff.presets import preset
 from colddiff.errors import ConfigError
 from colddiff.graphs import GraphedRestorer
 from colddiff.samplers import SAMPLERS, algorithm2
@@ -177,7 +177,8 @@ def make_folder(root: Path, n=6, size=(20, 24)) -> Path:
 
 
 def test_prepared_folder_is_bit_identical_and_batched(tmp_path):
-    from colddiff.data.prepared import PreparedImages, bypass, prepare
+    from colddiff.data import prepare
+    from colddiff.data.prepared import PreparedImages, bypass
 
     folder = make_folder(tmp_path / "faces")
     (folder / "cat" / "broken.png").write_bytes(b"not a png")
@@ -196,7 +197,8 @@ def test_prepared_folder_is_bit_identical_and_batched(tmp_path):
 
 
 def test_a_stale_prepared_folder_is_explained_and_ignored(tmp_path, caplog):
-    from colddiff.data.prepared import PreparedImages, prepare
+    from colddiff.data import prepare
+    from colddiff.data.prepared import PreparedImages
 
     folder = make_folder(tmp_path / "faces")
     prepare(f"folder:{folder}", image_size=16, channels=3, progress=False)
@@ -282,6 +284,24 @@ def test_cuda_graphs_flag_gives_the_eager_images_on_a_cpu(tmp_path):
                      "--out", str(tmp_path / out), "--no-progress", *flag]) == 0
     assert torch.equal(read_image(tmp_path / "graphs" / "d.algorithm2.png"),
                        read_image(tmp_path / "eager" / "d.algorithm2.png"))
+
+
+# ---------------------------------------------------------------------------- the benchmarked step
+def test_the_benchmarks_step_is_the_step_train_takes(tmp_path):
+    """benchmarks.common.step_parts + train_step, step after step, end on train()'s weights (input noise on)."""
+    from benchmarks.common import step_parts
+    from colddiff.training import train_step, weights_digest
+
+    cfg = tiny("degradation.input_noise=0.05").validate()
+    train(cfg, tmp_path / "run", progress=False)
+    torch.manual_seed(cfg.train.seed)
+    base = cfg.build_model()
+    ds = data.load(cfg.data.name, "train", image_size=cfg.data.image_size, channels=cfg.data.channels)
+    parts = step_parts(cfg, base, ds, cfg.build_degradation(), torch.device("cpu"), cfg.train.seed)
+    torch.manual_seed(cfg.train.seed + 1)  # as train() seeds dropout
+    for step in range(cfg.train.steps):
+        train_step(cfg, step, parts)
+    assert weights_digest(parts.model) == digest(tmp_path / "run")
 
 
 # ---------------------------------------------------------------------------- benchmark FLOPs and peaks

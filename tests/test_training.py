@@ -13,7 +13,8 @@ import torch
 import colddiff.degradations as deg
 from colddiff.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from colddiff.cli import main
-from colddiff.config import PRESETS, RunConfig, preset
+from colddiff.config import RunConfig
+from colddiff.presets import PRESETS, preset
 from colddiff.errors import ConfigError, InputError
 from colddiff.training import TrainingError, train
 
@@ -245,7 +246,7 @@ def test_toml_config_file_merges_over_the_preset(tmp_path, capsys):
 
 
 def test_every_preset_network_is_one_listed_by_colddiff_networks():
-    """`colddiff networks` (and the README table) show the parameter counts of the presets' networks."""
+    """`colddiff networks` (and the table of its docs page) show the parameter counts of the presets' networks."""
     from colddiff.unet import PRESETS as NETWORKS
 
     listed = []
@@ -277,7 +278,8 @@ def test_input_noise_zero_is_the_papers_stream_and_sigma_adds_gaussian_noise():
 
 
 def test_input_noise_and_generation_settings_live_in_the_saved_config(tmp_path):
-    from colddiff.config import RunConfig, check_resumable, preset
+    from colddiff.config import RunConfig, check_resumable
+    from colddiff.presets import preset
 
     cfg = preset("mnist5k-blur-ihd")
     assert cfg.degradation.input_noise == 0.01

@@ -1,5 +1,9 @@
 """Checkpoints: one safetensors file holding everything a run needs to continue exactly.
 
+Also the reading side of exported model files (``colddiff export``): ``model.safetensors``
+with the run configuration in its metadata, read back as a :class:`Checkpoint` with one set
+of weights (writing them is :mod:`colddiff.export`'s job).
+
 Tensors (weights, EMA weights, optimizer moments, RNG states) are safetensors entries; the
 rest (config, step, data position, optimizer hyper-parameters) is JSON in the file's
 metadata.  Loading never executes code from the file.  Files are written to a temporary
@@ -16,9 +20,12 @@ import torch
 
 from .errors import InputError
 from .fileio import atomic_path
+from .validate import record
 
 FORMAT = "colddiff-checkpoint-v1"
 NAME = re.compile(r"^ckpt-(\d{8})\.safetensors$")
+MODEL_FORMAT = "colddiff-model-v1"          # an exported model file (colddiff export)
+WEIGHTS, CONFIG = "model.safetensors", "config.json"   # an exported model folder's weights and configuration
 
 
 def checkpoint_path(folder, step: int) -> Path:
@@ -132,8 +139,6 @@ def read_meta(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 
 def _check_state(state, path) -> None:
     """The state's numbers must be numbers: a crafted ``"step": "abc"`` is an InputError, not a crash."""
-    from .validate import record
-
     record(state, "checkpoint state", path, hint="delete it to fall back to the previous checkpoint")
     w = state.get("log_window", [0.0, 0])
     if not (isinstance(w, list) and len(w) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -193,3 +198,51 @@ def prune(folder, keep_last: int) -> None:
         p.unlink(missing_ok=True)
     for p in Path(folder).glob(".tmp-*"):
         p.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------- exported model files
+def is_export(folder) -> bool:
+    """Whether ``folder`` is an exported model folder (``model.safetensors`` + ``config.json``)."""
+    folder = Path(folder)
+    return (folder / WEIGHTS).is_file() and (folder / CONFIG).is_file()
+
+
+def _header(path: Path) -> Dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        return f.metadata() or {}
+
+
+def is_model_file(path) -> bool:
+    """Whether ``path`` is an exported ``model.safetensors`` (not a training checkpoint): header only."""
+    path = Path(path)
+    if not path.is_file() or path.suffix != ".safetensors":
+        return False
+    try:
+        return _header(path).get("format") == MODEL_FORMAT
+    except Exception:  # not a safetensors file at all: the checkpoint loader says so in its own words
+        return False
+
+
+def load_model_file(path) -> Checkpoint:
+    """An exported ``model.safetensors`` as a :class:`Checkpoint` (weights, config, step).
+
+    Only the EMA weights (or, for a run exported with ``--raw``, the raw ones) are in the file,
+    so the checkpoint has one set of weights and no optimizer or RNG state.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            weights = {k: f.get_tensor(k) for k in f.keys()}
+        config, state = json.loads(meta["config"]), json.loads(meta.get("state") or "{}")
+    except Exception as e:
+        raise InputError(f"model file {path} is corrupt or truncated ({type(e).__name__}: {e}); "
+                         "export it again or download it again") from None
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise InputError(f"model file {path} has malformed metadata (config and state must be JSON objects)")
+    ema = state.get("weights", "ema") == "ema"
+    return Checkpoint(path, config, state, model=weights, ema=weights if ema else {}, optimizer=None, rng={})

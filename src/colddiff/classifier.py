@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from . import data
 from .data.common import cache_root, show
+from .data.folders import folder_splits
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 
@@ -188,7 +189,6 @@ def cache_path(data_name: str, image_size: int, channels: int) -> Path:
 
 def _has_test_split(data_name: str) -> bool:
     if _is_folder(data_name):
-        from .data.folders import folder_splits
         return "test" in folder_splits(Path(data_name[len(data.FOLDER_PREFIX):]).expanduser())
     return "test" in data.get(data_name).splits()
 
@@ -225,7 +225,8 @@ def _images_of(ds: Dataset, keep: np.ndarray, desc: str, progress: bool) -> Tens
     subset = torch.utils.data.Subset(ds, keep.tolist())  # image files: decode them once
     # its own generator: iterating a DataLoader draws a seed, which must not move the global RNG
     loader = DataLoader(subset, batch_size=256, shuffle=False, num_workers=0, generator=torch.Generator())
-    return torch.cat([quantize(x) for x, _ in tqdm(loader, desc=desc, disable=not progress, leave=False)])
+    shown = None if progress else True  # tqdm: None = a bar on a terminal only
+    return torch.cat([quantize(x) for x, _ in tqdm(loader, desc=desc, disable=shown, leave=False)])
 
 
 def _labelled(data_name: str, split: str, root, image_size: int, channels: int,
@@ -311,7 +312,8 @@ def train_classifier(data_name: str, image_size: int, channels: int, root=None, 
         net = Net(channels, num_classes, **arch).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=LR)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * steps_per_epoch)
-        bar = tqdm(total=epochs * steps_per_epoch, desc=f"classifier {data_name}", disable=not progress,
+        bar = tqdm(total=epochs * steps_per_epoch, desc=f"classifier {data_name}",
+                   disable=None if progress else True,
                    unit="step", leave=False)
         try:
             for _ in range(epochs):

@@ -44,10 +44,41 @@ def _command(sub, name: str, help: str, description: str, examples: str, func) -
     return p
 
 
+class _LazyChoices:
+    """argparse ``choices`` read on first use (checking a value, an error message, a command's --help),
+    so that building the parser imports no torch; give such an argument a ``metavar``."""
+
+    def __init__(self, load):
+        self._load, self._names = load, None
+
+    def _all(self) -> list:
+        if self._names is None:
+            self._names = list(self._load())
+        return self._names
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __contains__(self, name) -> bool:
+        return name in self._all()
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
 def _sampler_names():
     from .samplers import SAMPLERS
 
     return list(SAMPLERS)
+
+
+def _fid_choices():
+    from .metrics import FID_BACKENDS
+
+    return ("auto",) + tuple(FID_BACKENDS)
+
+
+SAMPLER_CHOICES, FID_CHOICES = _LazyChoices(_sampler_names), _LazyChoices(_fid_choices)
 
 
 def parse_params(items: Sequence[str]) -> dict:
@@ -105,12 +136,13 @@ def cmd_degrade(args) -> int:
     import torch
 
     from . import degradations as deg
-    from .images import atomic_save, make_grid
+    from .figures import degradation_strip
+    from .images import atomic_save
 
     name, params = args.degradation, {}
     size, channels = args.size, args.channels
     if getattr(args, "preset", None):  # a preset's degradation, at its image size and channels
-        from .config import preset
+        from .presets import preset
 
         cfg = preset(args.preset)
         if name and name != cfg.degradation.name:
@@ -136,13 +168,8 @@ def cmd_degrade(args) -> int:
         params[key] = have
     D = deg.create(name, **params)
     steps = parse_steps(args.steps, D.T)
-    g = torch.Generator().manual_seed(args.seed)
-    ctx = D.context(x0, g)
-    with torch.no_grad():
-        cols = [D.observe(x0, s, ctx) for s in steps]
-    rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
-    sheet = make_grid(rows, col_labels=[f"t={s}" for s in steps])
-    out = atomic_save(sheet, args.out)
+    ctx = D.context(x0, torch.Generator().manual_seed(args.seed))
+    out = atomic_save(degradation_strip(D, x0, steps, ctx), args.out)
     print(f"wrote {out}: {x0.shape[0]} image(s) x {len(steps)} steps of {D!r}")
     return 0
 
@@ -259,8 +286,25 @@ def add_networks(sub):
 
 
 # ---------------------------------------------------------------------------- train, presets, data
+def _log_lines() -> None:
+    """Show training's INFO log lines (its progress off a terminal) on stderr as ``colddiff: ...``."""
+    import logging
+
+    class _Stderr(logging.StreamHandler):  # whatever sys.stderr is when a line is written
+        stream = property(lambda self: sys.stderr, lambda self, value: None)
+
+    lg = logging.getLogger("colddiff.training")
+    if not lg.handlers:
+        h = _Stderr()
+        h.setFormatter(logging.Formatter("colddiff: %(message)s"))
+        lg.addHandler(h)
+    if lg.level == logging.NOTSET or lg.level > logging.INFO:
+        lg.setLevel(logging.INFO)
+
+
 def cmd_train(args) -> int:
-    from .config import resolve_config
+    from .config import run_name
+    from .presets import resolve_config
     from .training import resume_config, train
 
     if args.resume:
@@ -276,7 +320,8 @@ def cmd_train(args) -> int:
         out = Path(args.out) if args.out else Path("runs") / cfg.preset
     cfg.build_degradation()  # fail early on impossible degradation settings
     check_writable(out, folder=True)
-    summary = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
+    _log_lines()
+    summary = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress, log_to=args.log)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun only rank 0 reports
     if summary.get("stopped_early"):
@@ -284,7 +329,7 @@ def cmd_train(args) -> int:
               f"continue with: colddiff train --resume {out}")
         return EXIT_INTERRUPTED  # not 0: a script must not take a stopped run for a finished one
     else:
-        print(f"trained {cfg.preset} to step {summary['step']} in {summary['elapsed_s']:.0f} s; "
+        print(f"trained {run_name(cfg)} to step {summary['step']} in {summary['elapsed_s']:.0f} s; "
               f"final loss {summary['final_loss']:.4f}; run folder: {out}")
     return 0
 
@@ -308,11 +353,16 @@ def add_train(sub):
                          "one --set, or --set repeated); degradation.name=OTHER drops the old family's parameters")
     tr.add_argument("--out", help="run folder (default runs/PRESET)")
     tr.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its latest checkpoint")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--no-progress", action="store_true",
+                    help="no progress bar: one log line every train.log_every steps instead (as off a terminal)")
+    tr.add_argument("--log", choices=("none", "tensorboard", "wandb"), default="none",
+                    help="where the loss, learning rate and speed go besides RUN/metrics.jsonl: tensorboard "
+                         "(RUN/tensorboard/; pip install 'colddiff[tensorboard]'), wandb (Weights & Biases; "
+                         "pip install 'colddiff[wandb]') or none (default)")
 
 
 def cmd_presets(args) -> int:
-    from .config import PRESETS, preset
+    from .presets import PRESETS, preset
 
     if args.show:
         from .paper import provenance
@@ -379,7 +429,8 @@ def cmd_data(args) -> int:
               ("" if good == len(checks) else "; the others have no published checksum"))
         return 0
     if action == "prepare":
-        from .data.prepared import describe, prepare
+        from .data import prepare
+        from .data.prepared import describe
 
         splits = [s.strip() for s in args.split.split(",")] if args.split else ()
         for path, man in prepare(args.name, root, image_size=args.size, channels=args.channels, splits=splits,
@@ -513,8 +564,6 @@ def cmd_evaluate(args) -> int:
 
 
 def add_evaluate(sub):
-    from .metrics import FID_BACKENDS
-
     ev = _command(sub, "evaluate", "the paper's Table 1 for a run: FID, SSIM, RMSE, PSNR, class kept",
                   "Restore N held-out test images from t=T (or --t) with direct reconstruction, Algorithm 1 and\n"
                   "Algorithm 2, and measure each against the clean images. Writes RUN/evaluation/restoration.{md,csv,json}.",
@@ -539,9 +588,9 @@ def add_evaluate(sub):
                     help="--protocol paper: the iterative sampler (default algorithm2, the paper's; authors-shifted: "
                          "the update of the authors' snow and colourisation code, one step early)")
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
-    ev.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto",
-                    help="FID features: classifier (trained by colddiff, offline), inception (standard FID) or none; "
-                         "auto = inception when its weights file is in place (`colddiff weights info`; then the "
+    ev.add_argument("--fid", choices=FID_CHOICES, metavar="BACKEND", default="auto",
+                    help="FID features (%(choices)s): classifier (trained by colddiff, offline), inception "
+                         "(standard FID) or none; auto = inception when its weights file is in place (`colddiff weights info`; then the "
                          "classifier FID is an extra column on labelled sets), else classifier on labelled data "
                          "sets, else none")
     ev.add_argument("--no-classifier", action="store_true",
@@ -556,17 +605,22 @@ def add_evaluate(sub):
 
 
 def cmd_restore(args) -> int:
-    from .restoration import restore_files
+    from .restoration import OVERLAP, restore_defaults, restore_files
 
     check_writable(args.out, folder=True)
     run = _load_run(args)
-    res = restore_files(run, args.input, args.out, t=args.t, sampler=args.sampler, resize=args.resize,
-                        progress=not args.no_progress)
+    t, sampler = restore_defaults(run, args.t, args.sampler)  # from the run: said up front, before any work
+    if args.sampler is None and sampler != "algorithm2":
+        print(f"colddiff: note: {run.D.name} is random per image, so this run restores with --sampler {sampler} "
+              f"from the given --t {t}", file=sys.stderr)
+    overlap = OVERLAP if args.overlap is None else args.overlap
+    res = restore_files(run, args.input, args.out, t=t, sampler=sampler, resize=args.resize,
+                        progress=not args.no_progress, tile=args.tile, overlap=overlap)
     for w in res["warnings"]:
         print(f"colddiff: warning: {w}", file=sys.stderr)
     ts = res["t_values"]
     print(f"restored {len(res['images'])} image(s) at t={ts[0] if len(ts) == 1 else f'{ts[0]}..{ts[-1]}'}"
-          f"{' (estimated)' if args.t == 'auto' else ''} with {' and '.join(res['samplers'])}: {args.out}/ "
+          f"{' (estimated)' if t == 'auto' else ''} with {' and '.join(res['samplers'])}: {args.out}/ "
           f"(side by side: {res['sheet']})")
     return 0
 
@@ -579,24 +633,40 @@ def add_restore(sub):
         examples:
           colddiff restore runs/mnist5k-blur --input blurry.png --t auto --out restored/
           colddiff restore runs/mnist5k-blur --input scans/ --t 12 --out restored/ --sampler algorithm1
-          colddiff restore runs/celeba-blur --input photo.jpg --t auto --resize --out restored/
+          colddiff restore runs/photos-blur --input photo.jpg --out restored/          # at the photo's own size
+          colddiff restore runs/photos-blur --input big.jpg --tile 256 --overlap 32 --out restored/
+          colddiff restore runs/mnist5k-inpaint --input holes.png --t 30 --out restored/  # random masks: direct
 
-        Images must have the run's size; --resize resizes them (with a warning). Colour images are
-        converted to the run's number of channels (with a warning). Sub-folders of the input are kept.
+        Runs whose degradation is local and shift-invariant (blur, snow, desaturation, noise, random
+        masks; resolution on sides divisible by 2^T) restore a photo of any size at its own size:
+        whole, or in overlapping tiles (raised-cosine blending) with --tile or when the image is larger
+        than the network's lowest-level attention allows (192x192 pixels for the CPU presets' network).
+        Other runs (centred masks, animorph) take images of the run's size; --resize scales others to
+        it on the shorter side and crops the middle (never stretched, with a warning). Colour images
+        are converted to the run's number of channels (with a warning). Sub-folders are kept.
         """, cmd_restore)
     _run_args(rs)
     rs.add_argument("--input", "-i", required=True, help="an image file or a folder of images")
-    rs.add_argument("--t", default="auto", help="severity: a step 1..T, or auto to estimate it per image (default)")
+    rs.add_argument("--t", default=None,
+                    help="severity: a step 1..T, or auto to estimate it per image (default: auto; runs whose "
+                         "degradation is random per image need a step)")
     rs.add_argument("--out", "-o", required=True, help="output folder")
-    rs.add_argument("--sampler", choices=_sampler_names(), default="algorithm2",
-                    help="sampler written beside direct reconstruction (default algorithm2)")
-    rs.add_argument("--resize", action="store_true", help="resize images of another size to the run's size")
+    rs.add_argument("--sampler", choices=SAMPLER_CHOICES, metavar="NAME", default=None,
+                    help="sampler written beside direct reconstruction: %(choices)s (default from the run: "
+                         "algorithm2, or direct for degradations that are random per image)")
+    rs.add_argument("--resize", action="store_true",
+                    help="runs restricted to their own size: scale other images to it (shorter side, aspect ratio "
+                         "kept) and crop the middle")
+    rs.add_argument("--tile", type=argtype("whole", 8), default=None, metavar="SIZE",
+                    help="restore in overlapping SIZE x SIZE tiles (default: whole images while the network's "
+                         "lowest level has at most 48x48 pixels, the largest such tiles above)")
+    rs.add_argument("--overlap", type=argtype("whole", 0), default=None, metavar="PX",
+                    help="pixels shared by neighbouring tiles, blended with raised-cosine weights (default 32)")
 
 
 def cmd_generate(args) -> int:
-    from .generation import generate, write_generation
-
-    from .generation import generation_defaults
+    from .generation import generate, generation_defaults, write_generation
+    from .samplers import get_sampler
 
     check_writable(args.out, folder=True)
     run = _load_run(args)
@@ -604,7 +674,7 @@ def cmd_generate(args) -> int:
     images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **st)
     info = write_generation(images, args.out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
                                                "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D)})
-    delta = f", delta {st['delta']:g}" if st["sampler"] == "stochastic" else ""
+    delta = f", delta {st['delta']:g}" if "delta" in get_sampler(st["sampler"]).options else ""
     print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}, seed {args.seed}): "
           f"{args.out}/ (grid: {Path(args.out) / 'grid.png'}; settings: generation.json)")
     return 0
@@ -626,7 +696,7 @@ def add_generate(sub):
     _run_args(gn)
     gn.add_argument("--n", type=COUNT, default=64, help="images to generate (default 64)")
     gn.add_argument("--out", "-o", required=True, help="output folder")
-    gn.add_argument("--sampler", choices=_sampler_names(), default=None,
+    gn.add_argument("--sampler", choices=SAMPLER_CHOICES, metavar="NAME", default=None,
                     help="algorithm2, stochastic (Algorithm 2 + per-step noise --delta), algorithm1, ddim (noise runs), "
                          "direct (one call of R); default: the run's generation.sampler (algorithm2 unless its preset "
                          "says otherwise)")
@@ -644,7 +714,9 @@ def add_generate(sub):
 
 def cmd_report(args) -> int:
     from .evaluation import evaluate, write_evaluation
-    from .report import find_evaluations, generation_section, write_figures, write_report
+    from .evaluation import find_evaluations
+    from .figures import write_figures
+    from .report import generation_section, write_report
 
     run = _load_run(args)
     for target in (run.folder / "report.html", run.folder / "figures" / "report.png"):
@@ -713,8 +785,11 @@ def add_quickstart(sub):
 
 # ---------------------------------------------------------------------------- share and show: export, demo
 def cmd_export(args) -> int:
-    from .export import export_run, push
+    from .export import export_run
+    from .hub import check_push, push
 
+    if args.push:
+        check_push(args.push)  # the Hub client and the repository id, before anything is written
     run = _load_run(args)
     res = export_run(run, args.out, licence=args.license, repo_id=args.push, n_samples=args.n,
                      progress=not args.no_progress)
@@ -801,8 +876,7 @@ def cmd_reproduce(args) -> int:
 
 
 def add_reproduce(sub):
-    from .metrics import FID_BACKENDS
-    from .reproduce import SCALES, TABLES
+    from .reproduce import SCALES, TABLES  # no torch: the table definitions only
 
     rp = _command(sub, "reproduce", "train and evaluate every preset of one of the paper's tables, beside its numbers",
                   "Train (or resume) every preset of TABLE, evaluate each as the authors did (--protocol paper) and\n"
@@ -823,7 +897,7 @@ def add_reproduce(sub):
                     help="test images per preset (default: the protocol's; paper = the whole test split but one)")
     rp.add_argument("--protocol", choices=("paper", "colddiff"), default="paper",
                     help="evaluation protocol (default paper: the authors' test scripts)")
-    rp.add_argument("--fid", choices=("auto",) + tuple(FID_BACKENDS), default="auto", help="FID features (as evaluate)")
+    rp.add_argument("--fid", choices=FID_CHOICES, default="auto", help="FID features (as evaluate)")
     rp.add_argument("--batch-size", type=COUNT, default=100, help="images per sampler batch (default 100)")
     rp.add_argument("--train-only", action="store_true", help="train or resume, do not evaluate yet")
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")

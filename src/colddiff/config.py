@@ -1,4 +1,4 @@
-"""Typed run configuration, named presets (one per experiment of the paper) and TOML I/O.
+"""Typed run configuration and TOML I/O (the named presets are in :mod:`colddiff.presets`).
 
 A run is fully described by a :class:`RunConfig`; it is written to ``config.toml`` in the
 run folder when training starts and stored inside every checkpoint, so every later command
@@ -19,6 +19,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore
 
 from .errors import ConfigError
+from .fileio import atomic_path
+from .validate import number, whole
 
 
 @dataclass
@@ -131,8 +133,6 @@ class RunConfig:
 
     def save(self, path) -> Path:
         """Write ``config.toml`` atomically."""
-        from .fileio import atomic_path
-
         path = Path(path)
         with atomic_path(path) as tmp:
             Path(tmp).write_text(self.to_toml())
@@ -210,15 +210,12 @@ class RunConfig:
                        ("generation.noise", self.generation.noise), ("generation.delta", self.generation.delta)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
                 raise ConfigError(f"{key} must be a finite number >= 0 (a noise std in [-1, 1] units), got {v!r}")
-        if isinstance(self.generation.k, bool) or not isinstance(self.generation.k, int) or self.generation.k < 1:
-            raise ConfigError(f"generation.k must be a positive whole number, got {self.generation.k!r}")
+        whole(self.generation.k, "generation.k", 1)
         return self
 
     def _validate_values(self) -> "RunConfig":
         """Finite numbers in range and the right types (see :mod:`colddiff.validate`): a NaN learning
         rate, a negative clip or a list given as text is refused before a network is built."""
-        from .validate import number, whole
-
         tr, m = self.train, self.model
         number(tr.lr, "train.lr", 0, 1, lo_open=True)  # Adam beyond lr 1 only diverges (1e38: NaN at step 1)
         number(tr.grad_clip, "train.grad_clip (0 = off)", 0)
@@ -339,143 +336,6 @@ def _coerce(text: str, current: Any, key: str) -> Any:
         raise ConfigError(f"--set {key}={text}: expected {type(current).__name__}") from None
 
 
-# ---------------------------------------------------------------------------- presets
-def _preset(name, description, data, degradation, model, **train) -> RunConfig:
-    return RunConfig(preset=name, description=description, data=DataConfig(**data),
-                     degradation=DegradationConfig(**degradation), model=ModelConfig(**model),
-                     train=TrainConfig(**train))
-
-
-_MNIST = dict(name="mnist", image_size=32, channels=1)   # the authors resize MNIST to 32x32
-_CIFAR = dict(name="cifar10", image_size=32, channels=3)
-_CELEBA = dict(name="celeba", image_size=128, channels=3)
-_AFHQ = dict(name="afhq", image_size=128, channels=3)
-# the authors' training augmentation (data/augment.py): Resize(1.12 n) + RandomCrop(n) + RandomHorizontalFlip
-# (their Dataset_Aug1 loaders), or RandomCrop(n, padding=4) + RandomHorizontalFlip (their CIFAR-10 loaders)
-_AUG = "resize-crop,flip"
-_AUG_PAD = "pad-crop,flip"
-# the authors' networks: dim 64, 1-2-4-8 (MNIST, CelebA); DDPM's 128-channel net for CIFAR-10
-_NET_MNIST = dict(dim=64, dim_mults=[1, 2, 4, 8], attn_levels=[1])
-_NET_CIFAR = dict(dim=128, dim_mults=[1, 2, 2, 2], attn_levels=[1], dropout=0.1)
-_NET_CELEBA = dict(dim=64, dim_mults=[1, 2, 4, 8], attn_levels=[3])
-_NET_CPU = dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[], num_res_blocks=1)
-_BLUR_GEN = dict(name="blur", T=300, params=dict(kernel_size=27, sigma=1.0, schedule="exponential",
-                                                  rate=0.01, padding="circular", discrete=True))  # --discrete
-# the authors' Gaussian-mask schedules: std kernel_std*(i + initial_mask) at step i = 0..T-1
-_MASK_SMALL = dict(beta_start=1.1, beta_step=0.1)      # MNIST/CIFAR-10: kernel_std 0.1, initial_mask 11 (default)
-_MASK_CELEBA = dict(beta_start=0.2, beta_step=0.2)     # CelebA: kernel_std 0.2, initial_mask 1
-_MASK_GEN = dict(name="mask", T=750, params=dict(position="center", offset=0.5, fill="random", order="reverse",
-                                                 color_scale=0.5, beta_start=0.05, beta_step=0.05, quantize=False))
-_SNOW = dict(random=True, fix_brightness=True)          # --random_snow --fix_brightness
-# the small CPU presets: ~10 minutes on 2 cores (see README); higher lr, no accumulation
-_CPU_TRAIN = dict(steps=3000, batch_size=32, grad_accum=1, lr=1e-3, warmup_steps=100, grad_clip=1.0,
-                  ema_decay=0.995, ema_every=1, ema_start=500, checkpoint_every=500, sample_every=1000,
-                  log_every=50)
-
-def _with(cfg: RunConfig, generation=None) -> RunConfig:
-    """A preset with its own default generation settings."""
-    cfg.generation = GenerationConfig(**(generation or {}))
-    return cfg
-
-
-_MNIST5K_BLUR_GEN = dict(name="blur", T=30, params=dict(kernel_size=15, sigma=1.0, schedule="exponential", rate=0.05,
-                                                         padding="circular"))
-_IHD_SIGMA, _IHD_DELTA = 0.01, 0.0125   # Inverse Heat Dissipation's σ and δ = 1.25σ (Rissanen et al. 2023)
-_SR_GMM_K = 10                          # mixture components over the 16 numbers of a 4x4 digit
-
-PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
-    _preset("mnist-blur", "MNIST deblurring (Table 1): 32 px, T=20, 11x11, sigma 7 at every step, circular",
-            dict(_MNIST, augment=_AUG),
-            dict(name="blur", T=20, params=dict(kernel_size=11, sigma=7.0, schedule="constant", padding="circular")),
-            _NET_MNIST),
-    _preset("cifar10-blur", "CIFAR-10 deblurring (Table 1): T=50, 11x11, sigma_t = 0.35 + 0.01 (t-1), reflect",
-            dict(_CIFAR, augment=_AUG),
-            dict(name="blur", T=50, params=dict(kernel_size=11, schedule="cifar10", padding="reflect")), _NET_CIFAR),
-    _preset("celeba-blur", "CelebA-128 deblurring (Table 1): T=200, 15x15, sigma_t = exp(0.01 (t-1)), reflect",
-            dict(_CELEBA, augment=_AUG), dict(name="blur", T=200, params=dict(kernel_size=15, sigma=1.0,
-                                                                              schedule="exponential", rate=0.01,
-                                                                              padding="reflect")), _NET_CELEBA),
-    _preset("mnist-inpaint", "MNIST inpainting (Table 2): 32 px, Gaussian masks, T=50, widths 1.1 + 0.1 (t-1), "
-            "random centre", _MNIST, dict(name="mask", T=50, params=dict(position="random", **_MASK_SMALL)),
-            _NET_MNIST),
-    _preset("cifar10-inpaint", "CIFAR-10 inpainting (Table 2): Gaussian masks, T=50, widths 1.1 + 0.1 (t-1), "
-            "random centre", dict(_CIFAR, augment=_AUG_PAD),
-            dict(name="mask", T=50, params=dict(position="random", **_MASK_SMALL)), _NET_CIFAR),
-    _preset("celeba-inpaint", "CelebA-128 inpainting (Table 2): Gaussian masks, T=100, widths 0.2 t, centred",
-            dict(_CELEBA, augment=_AUG),
-            dict(name="mask", T=100, params=dict(position="center", offset=0.5, quantize=False, **_MASK_CELEBA)),
-            _NET_CELEBA, batch_size=100, steps=350_000),
-    _preset("mnist-sr", "MNIST super-resolution: 32 px, T=3 bicubic halvings (32 -> 4 px)",
-            _MNIST, dict(name="resolution", T=3, params=dict(downsample="bicubic")), _NET_MNIST),
-    _preset("cifar10-sr", "CIFAR-10 super-resolution: T=3 bicubic halvings (32 -> 4 px)",
-            dict(_CIFAR, augment=_AUG), dict(name="resolution", T=3, params=dict(downsample="bicubic")), _NET_CIFAR),
-    _preset("celeba-sr", "CelebA-128 super-resolution: T=4 bicubic halvings (128 -> 8 px)",
-            dict(_CELEBA, augment=_AUG), dict(name="resolution", T=4, params=dict(downsample="bicubic")),
-            _NET_CELEBA),
-    _preset("cifar10-snow", "CIFAR-10 desnowification: the authors' snow level 3, random snow, fixed brightness, T=200",
-            _CIFAR, dict(name="snow", T=200, params=dict(level=3, **_SNOW)), _NET_MNIST),
-    _preset("celeba-snow", "CelebA-128 desnowification: the authors' snow level 4, random snow, fixed brightness, "
-            "T=200", _CELEBA, dict(name="snow", T=200, params=dict(level=4, **_SNOW)), _NET_CELEBA, batch_size=16),
-    _preset("cifar10-desaturate", "CIFAR-10 colourisation: linear desaturation to the channel mean, T=20",
-            _CIFAR, dict(name="desaturate", T=20, params=dict(schedule="linear", gray="mean")), _NET_MNIST),
-    _preset("celeba-desaturate", "CelebA-128 colourisation: linear desaturation to the channel mean, T=20",
-            _CELEBA, dict(name="desaturate", T=20, params=dict(schedule="linear", gray="mean")), _NET_CELEBA,
-            batch_size=16),
-    _preset("celeba-blur-gen", "CelebA-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 (t-1)), circular",
-            dict(_CELEBA, augment=_AUG), _BLUR_GEN, _NET_CELEBA),
-    _preset("afhq-blur-gen", "AFHQ-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 (t-1)), circular",
-            dict(_AFHQ, augment=_AUG), _BLUR_GEN, _NET_CELEBA),
-    _preset("celeba-mask-gen", "CelebA-128 generation by unmasking: the authors' reversed schedule, T=750, widths "
-            "0.05 t, ends in a random solid colour", dict(_CELEBA, augment=_AUG), _MASK_GEN, _NET_CELEBA),
-    _preset("celeba-animorph", "CelebA-128 animorphosis: faces mixed with AFHQ animals, T=200",
-            dict(_CELEBA, augment=_AUG), dict(name="animorph", T=200, params=dict(partners="afhq")), _NET_CELEBA),
-    _preset("celeba-noise", "CelebA-128 hot diffusion baseline: Gaussian noise (fixed per trajectory), cosine, T=200",
-            dict(_CELEBA, augment=_AUG), dict(name="noise", T=200, params=dict(schedule="cosine")), _NET_CELEBA),
-    _preset("afhq-noise", "AFHQ-128 hot diffusion baseline (paper FID 20.59): Gaussian noise, cosine, T=200",
-            dict(_AFHQ, augment=_AUG), dict(name="noise", T=200, params=dict(schedule="cosine")), _NET_CELEBA),
-    _preset("mnist5k-blur", "CPU: embedded MNIST digits, lighter blur (T=20, 11x11, sigma 1, reflect), ~10 min",
-            dict(name="mnist-5k", image_size=28, channels=1),
-            dict(name="blur", T=20, params=dict(kernel_size=11, sigma=1.0, schedule="constant", padding="reflect")),
-            _NET_CPU, **_CPU_TRAIN),
-    _preset("mnist5k-blur-gen", "CPU: embedded MNIST, generation by deblurring: T=30, 15x15, "
-            "sigma_t = exp(0.05 (t-1)), circular (blurs to a constant), ~10 min",
-            dict(name="mnist-5k", image_size=28, channels=1),
-            dict(name="blur", T=30, params=dict(kernel_size=15, sigma=1.0, schedule="exponential", rate=0.05,
-                                                padding="circular")),
-            _NET_CPU, **_CPU_TRAIN),
-    _preset("mnist5k-inpaint", "CPU: embedded MNIST digits, Gaussian masks (T=50, random centre), ~10 min",
-            dict(name="mnist-5k", image_size=28, channels=1), dict(name="mask", T=50, params=dict(position="random")),
-            _NET_CPU, **_CPU_TRAIN),
-    _with(_preset("mnist5k-sr", "CPU: embedded MNIST digits, super-resolution (T=3, 28 -> 4 px), ~10 min; generates "
-                  "from a Gaussian mixture over the 4x4 end state",
-                  dict(name="mnist-5k", image_size=28, channels=1), dict(name="resolution", T=3),
-                  _NET_CPU, **_CPU_TRAIN), generation=dict(k=_SR_GMM_K)),
-    # generation on the embedded digits (issue 12): the same network and budget for every start state
-    _with(_preset("mnist5k-blur-ihd", "CPU: embedded MNIST, generation by deblurring with Inverse Heat Dissipation's "
-                  "noise: the mnist5k-blur-gen blur, training inputs + N(0, 0.01^2), stochastic sampler",
-                  dict(name="mnist-5k", image_size=28, channels=1), dict(_MNIST5K_BLUR_GEN, input_noise=_IHD_SIGMA),
-                  _NET_CPU, **_CPU_TRAIN), generation=dict(sampler="stochastic", delta=_IHD_DELTA)),
-    _preset("mnist5k-mask-gen", "CPU: embedded MNIST, generation by unmasking: centred masks ending in a random "
-            "solid colour, T=50",
-            dict(name="mnist-5k", image_size=28, channels=1),
-            dict(name="mask", T=50, params=dict(position="center", fill="random")), _NET_CPU, **_CPU_TRAIN),
-    _with(_preset("mnist5k-noise", "CPU: embedded MNIST, the hot baseline: Gaussian noise (cosine, T=100), DDIM",
-                  dict(name="mnist-5k", image_size=28, channels=1),
-                  dict(name="noise", T=100, params=dict(schedule="cosine")), _NET_CPU, **_CPU_TRAIN),
-          generation=dict(sampler="ddim")),
-]}
-
-
-def preset(name: str) -> RunConfig:
-    if name not in PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(name, PRESETS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown preset {name!r}{hint}; see `colddiff presets` for the list")
-    return PRESETS[name].copy()
-
-
 # ---------------------------------------------------------------------------- resolution and resume
 # Settings a resumed run may change: how it trains, not what it is (its data, degradation, network).
 RESUMABLE = ("train.", "data.num_workers", "data.root", "generation.")
@@ -496,17 +356,32 @@ def deep_merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
     return base
 
 
-def resolve_config(preset_name: str = "", config_file=None, sets=()) -> RunConfig:
-    """The run configuration of ``--preset`` + ``--config FILE`` + ``--set key=value`` (in that order)."""
-    if not preset_name and not config_file:
-        raise ConfigError("say what to train: --preset NAME (see `colddiff presets`) and/or --config run.toml")
-    base = preset(preset_name).to_dict() if preset_name else RunConfig().to_dict()
-    if config_file:
-        path = Path(config_file)
-        if path.is_dir():
-            raise ConfigError(f"--config {path} is a folder; give a TOML file (e.g. a run's config.toml)")
-        base = deep_merge(base, read_toml(path))
-    return RunConfig.from_dict(base).override(list(sets))
+def data_label(name: str) -> str:
+    """A short name for a data set: the folder's own name for ``folder:PATH``, else the name itself."""
+    if name.startswith("folder:"):
+        return Path(name[len("folder:"):].rstrip("/\\") or "folder").expanduser().name or "folder"
+    return name
+
+
+OWN_DATA = "the settings of preset {preset} on this data"   # the end of a description rewritten for other data
+
+
+def describe_own_data(cfg: RunConfig, preset_name: str) -> str:
+    """The description of a preset's settings trained on other data (the preset's own text named its data)."""
+    d = cfg.data
+    return (f"{data_label(d.name)} ({d.name}, {d.image_size} px, {d.channels} channel(s)), {cfg.degradation.name} "
+            f"T={cfg.degradation.T}: " + OWN_DATA.format(preset=preset_name))
+
+
+def run_name(cfg: RunConfig) -> str:
+    """What reports, captions and model cards call a run: its preset when it trains the preset's own data,
+    else its data set and degradation (``photos-blur``), never a preset whose text described other data.
+
+    A preset resolved onto other data says so in its description (:func:`describe_own_data`, written by
+    ``presets.resolve_config``); a folder of one's own is always named after the folder."""
+    own = cfg.preset != "custom" and not cfg.data.name.startswith("folder:") \
+        and not cfg.description.endswith(OWN_DATA.format(preset=cfg.preset))
+    return cfg.preset if own else f"{data_label(cfg.data.name)}-{cfg.degradation.name}"
 
 
 def check_resumable(saved: Dict[str, Any], cfg: "RunConfig", where="the run") -> None:

@@ -28,7 +28,13 @@ import torch
 from PIL import Image
 
 from .errors import ColddiffError, ConfigError, InputError
-from .images import make_grid, to_uint8
+from .evaluation import held_out
+from .figures import algorithm2_trajectory, trajectory_grid
+from .generation import generate
+from .images import make_grid, save_image, to_uint8
+from .restoration import check_restorable, estimate_t, load_user_images, restore
+from .runs import check_t
+from .samplers import sampler_names
 
 log = logging.getLogger("colddiff.demo")
 
@@ -88,8 +94,6 @@ class DemoApp:
     def test_images(self) -> torch.Tensor:
         """The first held-out images (empty when the run's data set is not available here)."""
         if self._test is None:
-            from .evaluation import held_out
-
             try:
                 self._test = held_out(self.run, N_TEST_IMAGES)[0]
             except ColddiffError as e:
@@ -102,8 +106,6 @@ class DemoApp:
         """A PNG of the first held-out image degraded to T/2 (the restore tab's example), or None without data."""
         import tempfile
 
-        from .images import save_image
-
         test = self.test_images()
         if test.shape[0] == 0:
             return None
@@ -114,8 +116,6 @@ class DemoApp:
 
     def read_upload(self, path) -> Tuple[torch.Tensor, List[str]]:
         """An uploaded file as a (1, C, H, W) image at the run's size and channels, and notes on what changed."""
-        from .restoration import load_user_images
-
         if not path:
             raise InputError("upload an image first")
         path = Path(getattr(path, "name", path))
@@ -135,7 +135,7 @@ class DemoApp:
         c = self.run.cfg.data
         user = load_user_images(path, c.image_size, c.channels, resize=True)
         notes = [n.replace(f" ({path.name})", "") for n in user.warnings(c.image_size, c.channels)]
-        return user.images[:1], notes
+        return user.images[0][None], notes
 
     # ------------------------------------------------------------------ tabs
     def degrade(self, index, t, upload=None):
@@ -166,10 +166,6 @@ class DemoApp:
 
     def restore(self, upload, estimate, t, k: int = 5):
         """(input, direct, Algorithm 1, Algorithm 2, Algorithm 2 trajectory, message) for an uploaded image."""
-        from .report import even_steps
-        from .restoration import check_restorable, estimate_t, restore
-        from .runs import check_t
-
         blank = (None,) * 5
         try:
             run = self.run
@@ -182,39 +178,25 @@ class DemoApp:
                 t = int(check_t(int(t), run.T, "t"))
                 notes.insert(0, f"t = {t} of {run.T} (chosen)")
             outs: List[Any] = [pil(y[0])]
-            for sampler in ("direct", "algorithm1", "algorithm2"):
+            for sampler in ("direct", "algorithm1"):
                 try:
-                    check_restorable(run, sampler)
+                    outs.append(pil(restore(run, y, t, sampler=sampler, progress=False)[0]))
                 except ConfigError as e:
                     outs.append(None)
                     notes.append(f"{sampler}: {e}")
-                    continue
-                if sampler != "algorithm2":
-                    outs.append(pil(restore(run, y, t, sampler=sampler, progress=False)[0]))
-                    continue
-                shown = set(even_steps(t, k)) - {0}
-                xs, x0s = {}, {}
-
-                def record(s, x_s, x0_hat):
-                    if s in shown:
-                        xs[s], x0s[s] = x_s[0].float().cpu(), x0_hat[0].float().cpu()
-
-                final = run.sample(y, t, None, sampler="algorithm2", callback=record)[0]
-                outs.append(pil(final))
-                steps = sorted(xs, reverse=True)
-                traj = make_grid([[xs[s] for s in steps] + [final], [x0s[s] for s in steps] + [final]],
-                                 col_labels=[f"s={s}" for s in steps] + ["result"], row_labels=["x_s", "x0_hat"])
-                outs.append(traj)
-            if len(outs) == 4:
-                outs.append(None)   # no trajectory when Algorithm 2 cannot run
+            try:  # Algorithm 2 with its trajectory (x_s and x0_hat at k steps)
+                check_restorable(run, "algorithm2")
+                final, steps, xs, x0s = algorithm2_trajectory(run, y[:1], t, None, k)
+                outs += [pil(final[0]), trajectory_grid(final, steps, xs, x0s)]
+            except ConfigError as e:
+                outs += [None, None]
+                notes.append(f"algorithm2: {e}")
             return (*outs, "; ".join(notes))
         except ColddiffError as e:
             return (*blank, f"⚠ {e}")
 
     def generate(self, seed, noise, sampler, n):
         """(grid of n generated images, message)."""
-        from .generation import generate
-
         try:
             n = int(n)
             if not 1 <= n <= 64:
@@ -267,8 +249,6 @@ def build_demo(run, seed: int = 0, tab: str = "degrade"):
     When the run's test images are available, the restore tab starts with an example (a held-out
     image degraded to T/2), and every tab is filled once when the page loads.
     """
-    from .samplers import sampler_names
-
     gr = _gradio()
     app = DemoApp(run, seed)
     c = run.cfg.data

@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -38,7 +38,8 @@ from . import metrics
 from .errors import ConfigError, InputError
 from .runs import Run, check_t
 from .samplers import SAMPLERS, sampler_names
-from .tables import markdown_table, text_table, write_tables
+from .tables import Record, markdown_table, text_table, write_tables
+from .validate import record
 
 log = logging.getLogger("colddiff.evaluation")
 
@@ -90,7 +91,7 @@ def paper_methods(D, sampler: str = "algorithm2") -> List[tuple]:
 
 
 @dataclass
-class Evaluation:
+class Evaluation(Record):
     """The evaluation table of one run at one t, with everything needed to reproduce it."""
 
     run: str
@@ -113,13 +114,6 @@ class Evaluation:
     fid_classifier_label: str = ""        # the extra classifier-FID column beside Inception FID (labelled sets)
     protocol: str = "colddiff"            # colddiff | paper (see the module docstring)
     enlarged: bool = False                # paper protocol: test images enlarged 1.12x and centre-cropped
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "Evaluation":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     # ------------------------------------------------------------------ tables
     def columns(self) -> List[str]:
@@ -214,8 +208,6 @@ def write_evaluation(ev: Evaluation, folder) -> Dict[str, Path]:
 
 
 def read_evaluation(path) -> Evaluation:
-    from .validate import record
-
     try:
         d = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
@@ -229,6 +221,13 @@ def read_evaluation(path) -> Evaluation:
         return Evaluation.from_dict(d)
     except (ValueError, TypeError) as e:
         raise InputError(f"evaluation file {path} is unreadable ({e}); rerun `colddiff evaluate`") from None
+
+
+def find_evaluations(run_folder: Path) -> List[Evaluation]:
+    """The restoration tables written by `colddiff evaluate` in RUN/evaluation, t = T first."""
+    folder = Path(run_folder) / "evaluation"
+    evs = [read_evaluation(p) for p in sorted(folder.glob("restoration*.json"))]
+    return sorted(evs, key=lambda e: (e.t != e.T, -e.t))
 
 
 # ---------------------------------------------------------------------------- held-out data

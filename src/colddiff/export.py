@@ -13,8 +13,9 @@ needs to *use* the model, in the Hub's convention for a model repository:
   * ``evaluation/`` and ``generation/gmm-k*.json`` copied from the run when present, so
     ``colddiff report`` shows the tables and blur runs generate without the training set.
 
-``load_run`` (:mod:`colddiff.runs`) accepts such a folder, its ``model.safetensors``, and
-``hf://owner/name[@revision]``, resolved through huggingface_hub's cache (an optional package).
+``load_run`` (:mod:`colddiff.runs`) accepts such a folder, its ``model.safetensors``
+(read by :mod:`colddiff.checkpoint`) and ``hf://owner/name[@revision]`` (:mod:`colddiff.hub`,
+which also pushes a folder to the Hub).
 The weights are stored bit for bit, so an exported model gives exactly the run's outputs.
 """
 from __future__ import annotations
@@ -22,123 +23,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
-import torch
-
-from . import __version__
-from .errors import ColddiffError, ConfigError, InputError
+from . import __version__, data
+from .checkpoint import CONFIG, MODEL_FORMAT as FORMAT, WEIGHTS, is_export
+from .errors import ColddiffError, ConfigError
+from .evaluation import find_evaluations, held_out, restore_batches
+from .figures import restoration_figure
 from .fileio import atomic_path
 
 log = logging.getLogger("colddiff.export")
 
-FORMAT = "colddiff-model-v1"
-WEIGHTS, CONFIG, CONFIG_TOML = "model.safetensors", "config.json", "config.toml"
-CARD, SAMPLES = "README.md", "samples.png"
-HF_PREFIX = "hf://"
-HF_INSTALL = "pip install huggingface_hub (or pip install 'colddiff[demo]', which includes it)"
-REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-# Hub data set ids and licences (Hub licence identifiers) of the built-in data sets: the weights
-# are derived from the images, so the card states the data's licence unless --license says otherwise.
-HUB_DATASETS = {"mnist-5k": "ylecun/mnist", "mnist": "ylecun/mnist", "fashion-mnist": "zalando-datasets/fashion_mnist",
-                "cifar10": "uoft-cs/cifar10", "celeba": "celeba", "afhq": "afhq"}
-DATA_LICENCES = {"mnist-5k": "cc-by-sa-3.0", "mnist": "cc-by-sa-3.0", "fashion-mnist": "mit",
-                 "afhq": "cc-by-nc-4.0"}
-TASK_TAGS = {"blur": "deblurring", "mask": "inpainting", "resolution": "super-resolution", "snow": "desnowing",
-             "desaturate": "colorization", "animorph": "image-to-image", "noise": "denoising"}
-
-
-# ---------------------------------------------------------------------------- reading
-def is_export(folder) -> bool:
-    """Whether ``folder`` is an exported model folder (``model.safetensors`` + ``config.json``)."""
-    folder = Path(folder)
-    return (folder / WEIGHTS).is_file() and (folder / CONFIG).is_file()
-
-
-def _header(path: Path) -> Dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        return f.metadata() or {}
-
-
-def is_model_file(path) -> bool:
-    """Whether ``path`` is an exported ``model.safetensors`` (not a training checkpoint): header only."""
-    path = Path(path)
-    if not path.is_file() or path.suffix != ".safetensors":
-        return False
-    try:
-        return _header(path).get("format") == FORMAT
-    except Exception:  # not a safetensors file at all: the checkpoint loader says so in its own words
-        return False
-
-
-def load_model_file(path):
-    """An exported ``model.safetensors`` as a :class:`colddiff.checkpoint.Checkpoint` (weights, config, step).
-
-    Only the EMA weights (or, for a run exported with ``--raw``, the raw ones) are in the file,
-    so the checkpoint has one set of weights and no optimizer or RNG state.
-    """
-    from safetensors import safe_open
-
-    from .checkpoint import Checkpoint
-
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            weights = {k: f.get_tensor(k) for k in f.keys()}
-        config, state = json.loads(meta["config"]), json.loads(meta.get("state") or "{}")
-    except Exception as e:
-        raise InputError(f"model file {path} is corrupt or truncated ({type(e).__name__}: {e}); "
-                         "export it again or download it again") from None
-    if not isinstance(config, dict) or not isinstance(state, dict):
-        raise InputError(f"model file {path} has malformed metadata (config and state must be JSON objects)")
-    ema = state.get("weights", "ema") == "ema"
-    return Checkpoint(path, config, state, model=weights, ema=weights if ema else {}, optimizer=None, rng={})
-
-
-def parse_hf(spec: str) -> Tuple[str, Optional[str]]:
-    """``hf://owner/name[@revision]`` -> (repo id, revision or None)."""
-    rest = spec[len(HF_PREFIX):].strip("/")
-    repo, _, rev = rest.partition("@")
-    if not REPO_ID.match(repo) or (_ and not rev):
-        raise ConfigError(f"{spec!r} is not a Hub model address; write hf://owner/name or hf://owner/name@revision")
-    return repo, rev or None
-
-
-def _hub():
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise ConfigError(f"hf:// models and --push need the huggingface_hub package: {HF_INSTALL}") from None
-    return huggingface_hub
-
-
-def resolve_hf(spec: str) -> Path:
-    """The local folder of ``hf://owner/name[@revision]`` in huggingface_hub's cache (downloaded when missing).
-
-    Only the files a model needs are fetched (weights, configs, card, sample grid, evaluation
-    tables, GMM fits).  With ``HF_HUB_OFFLINE=1`` a cached copy is used without a network.
-    """
-    repo, rev = parse_hf(spec)
-    hub = _hub()
-    try:
-        path = hub.snapshot_download(repo_id=repo, revision=rev, repo_type="model",
-                                     allow_patterns=[WEIGHTS, CONFIG, CONFIG_TOML, CARD, SAMPLES, "*.png",
-                                                     "evaluation/*", "generation/*.json"])
-    except Exception as e:  # offline, unknown repo, private repo without a token, ...: one line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise InputError(f"cannot get {spec} from the Hugging Face Hub ({type(e).__name__}: {first}); check the "
-                         "name and revision, your network, or `huggingface-cli login` for a private model") from None
-    if not is_export(path):
-        raise InputError(f"{spec} is not a colddiff model (no {WEIGHTS} and {CONFIG} in it); "
-                         "colddiff loads folders written by `colddiff export`")
-    return Path(path)
+CONFIG_TOML, CARD, SAMPLES = "config.toml", "README.md", "samples.png"
 
 
 # ---------------------------------------------------------------------------- writing
@@ -164,14 +62,18 @@ def _check_out(run, out: Path) -> None:
 
 
 def card_metadata(run, licence: Optional[str] = None) -> Dict[str, Any]:
-    """The model card's front matter: library, licence, data set, tags, task."""
-    d = run.cfg.data.name
-    family = run.cfg.degradation.name
-    meta: Dict[str, Any] = {"library_name": "colddiff", "license": licence or DATA_LICENCES.get(d, "other")}
-    if d in HUB_DATASETS:
-        meta["datasets"] = [HUB_DATASETS[d]]
-    meta["tags"] = ["cold-diffusion", "colddiff", "image-restoration", f"degradation-{family}",
-                    TASK_TAGS.get(family, "image-to-image"), "pytorch", "safetensors"]
+    """The model card's front matter: library, licence, data set, tags, task.
+
+    The weights are derived from the images, so the card states the data's Hub licence (the data
+    source's ``hub_licence``; "other" when it states none or the data is a folder) unless ``licence``
+    says otherwise; the task tag is the degradation's ``task``."""
+    source = data.SOURCES.get(run.cfg.data.name)
+    meta: Dict[str, Any] = {"library_name": "colddiff",
+                            "license": licence or (source.hub_licence if source else "") or "other"}
+    if source is not None and source.hub_id:
+        meta["datasets"] = [source.hub_id]
+    meta["tags"] = ["cold-diffusion", "colddiff", "image-restoration", f"degradation-{run.cfg.degradation.name}",
+                    run.D.task, "pytorch", "safetensors"]
     meta["pipeline_tag"] = "image-to-image"
     return meta
 
@@ -187,6 +89,29 @@ def _front_matter(meta: Dict[str, Any]) -> str:
     return "\n".join(lines + ["---", ""])
 
 
+def source_url() -> Optional[str]:
+    """The colddiff repository's URL from the installed package's metadata (``[project.urls] Source``), if any."""
+    try:
+        from importlib.metadata import metadata
+
+        for entry in metadata("colddiff").get_all("Project-URL") or []:
+            label, _, url = entry.partition(",")
+            if label.strip().lower() in ("source", "repository", "homepage") and url.strip():
+                return url.strip()
+    except Exception:  # not installed (a source checkout on PYTHONPATH): no metadata
+        pass
+    return None
+
+
+def install_line() -> str:
+    """How to install colddiff today: from its git repository (it is not on PyPI yet)."""
+    url = source_url()
+    if url:
+        return f"pip install 'colddiff[demo] @ git+{url}'   # [demo]: the web page and hf:// models"
+    return ("pip install 'colddiff[demo] @ git+URL_OF_THE_COLDDIFF_REPOSITORY'   # not on PyPI yet; "
+            "[demo]: the web page and hf:// models")
+
+
 def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample_t: int,
                repo_id: Optional[str] = None) -> str:
     """README.md of an exported model: what it is, how to use it, how well it does, how to reproduce it."""
@@ -198,14 +123,14 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
     parts = [_front_matter(meta),
              f"# colddiff: {name}", "",
              f"A Cold Diffusion restorer (Bansal et al., 2022, *Cold Diffusion: Inverting Arbitrary Image Transforms "
-             f"Without Noise*) trained with colddiff {__version__} (`pip install colddiff`): the U-Net "
+             f"Without Noise*) trained with colddiff {__version__}: the U-Net "
              f"R(x_t, t) ≈ x0 ({params:,} parameters) for the degradation `{deg}` on `{cfg.data.name}` "
              f"({cfg.data.image_size}px, {cfg.data.channels} channel(s)), {run.step:,} training steps, "
              f"{'EMA' if run.ema else 'raw'} weights.", ""]
     if cfg.description:
         parts += [f"Preset `{cfg.preset}`: {cfg.description}", ""]
     parts += ["## Use", "", "```bash",
-              "pip install 'colddiff[demo]'   # [demo]: the web page and hf:// models; plain colddiff for the rest",
+              install_line(),
               f"colddiff restore {where} --input blurry.png --t auto --out restored/",
               f"colddiff evaluate {where} --n 200",
               f"colddiff demo {where}          # a local web page: degrade, restore, generate", "```", "",
@@ -219,8 +144,9 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
                   f"Held-out images restored from t = {sample_t}: clean | degraded | direct R(x_t, t) | "
                   "Algorithm 1 | Algorithm 2.", "", f"![samples]({SAMPLES})", ""]
     parts += ["## Reproduce", "",
-              f"`{CONFIG_TOML}` is the run's full configuration; training it again with the same seed on the same "
-              "kind of machine gives the same weights:", "", "```bash",
+              f"`{CONFIG_TOML}` is the run's full configuration; training it again with the same seed retraces the "
+              "run (bit for bit only on the same machine and software; elsewhere the numbers come out close, not "
+              "identical):", "", "```bash",
               f"colddiff train --config {CONFIG_TOML} --out runs/{cfg.preset if cfg.preset != 'custom' else 'model'}",
               "```", ""]
     if run.step < cfg.train.steps:
@@ -237,8 +163,6 @@ def model_card(run, meta: Dict[str, Any], tables: str, has_samples: bool, sample
 
 def _tables_markdown(folder: Path) -> str:
     """The run's evaluation tables (restoration at each t, generation) as Markdown."""
-    from .report import find_evaluations
-
     out = []
     for ev in find_evaluations(folder):
         out += [f"### Restoration from t = {ev.t} (of T = {ev.T}), {ev.n} held-out images", "",
@@ -298,9 +222,6 @@ def export_run(run, out, licence: Optional[str] = None, repo_id: Optional[str] =
     sample_t = evs_t or run.T
     has_samples = False
     try:
-        from .evaluation import held_out, restore_batches
-        from .report import restoration_figure
-
         x0, _, _ = held_out(run, n_samples)
         restored = restore_batches(run, x0, sample_t, seed=seed, progress=progress)
         restoration_figure(x0, restored, sample_t, out / SAMPLES, n=n_samples)
@@ -320,8 +241,6 @@ def export_run(run, out, licence: Optional[str] = None, repo_id: Optional[str] =
 
 
 def _first_eval_t(folder: Path) -> Optional[int]:
-    from .report import find_evaluations
-
     try:
         evs = find_evaluations(folder)
     except ColddiffError:
@@ -329,24 +248,4 @@ def _first_eval_t(folder: Path) -> Optional[int]:
     return evs[0].t if evs else None
 
 
-def push(folder, repo_id: str, private: bool = False, message: Optional[str] = None) -> str:
-    """Upload an exported folder to the Hub as model repository ``repo_id``; returns its URL."""
-    if not REPO_ID.match(repo_id or ""):
-        raise ConfigError(f"--push takes a Hub repository id owner/name, got {repo_id!r}")
-    if not is_export(folder):
-        raise InputError(f"{folder} is not an exported model folder (run `colddiff export RUN --out {folder}` first)")
-    hub = _hub()
-    try:
-        api = hub.HfApi()
-        api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                          commit_message=message or f"colddiff {__version__} export")
-    except Exception as e:  # no token, no network, no permission: one line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise InputError(f"upload to {repo_id} failed ({type(e).__name__}: {first}); log in with "
-                         "`huggingface-cli login` (or set HF_TOKEN) and check the network") from None
-    return f"https://huggingface.co/{repo_id}"
-
-
-__all__ = ["export_run", "push", "is_export", "is_model_file", "load_model_file", "resolve_hf", "parse_hf",
-           "card_metadata", "model_card", "FORMAT", "HF_PREFIX"]
+__all__ = ["export_run", "card_metadata", "model_card"]

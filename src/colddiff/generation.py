@@ -39,7 +39,10 @@ import torch
 from .degradations import context_cat, context_slice
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
-from .validate import number
+from .images import atomic_save, make_grid, save_image
+from .runs import batches
+from .samplers import SAMPLERS, get_sampler
+from .validate import number, whole
 
 __all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generation_defaults", "generate",
            "write_generation",
@@ -96,7 +99,7 @@ class ChannelGMM:
         """Fit k full-covariance components to ``means`` (N, C) with scikit-learn (EM, k-means init)."""
         from sklearn.mixture import GaussianMixture
 
-        k = _positive_int(k, "k (GMM components)")
+        k = whole(k, "k (GMM components)", 1)
         x = torch.as_tensor(means).detach().double().cpu()
         if x.dim() != 2 or x.shape[0] < 1:
             raise InputError(f"channel means must be an (N, C) tensor, got shape {tuple(x.shape)}")
@@ -166,7 +169,8 @@ def start_statistics(D, dataset, batch_size: int = 512, num_workers: int = 0, pr
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     out = []
-    for batch in tqdm(loader, desc="start statistics", unit="batch", disable=not progress, dynamic_ncols=True):
+    for batch in tqdm(loader, desc="start statistics", unit="batch", disable=None if progress else True,
+                      dynamic_ncols=True):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         out.append(D.start_statistic(x).double().flatten(1))
     if not out:
@@ -187,7 +191,7 @@ def start_gmm(run, k: int = 1, refit: bool = False, progress: bool = True) -> Ch
     channels and degradation; otherwise (or with ``refit``) the GMM is fitted (seed 0) and the
     file written.
     """
-    k = _positive_int(k, "k (GMM components)")
+    k = whole(k, "k (GMM components)", 1)
     path = Path(run.folder) / "generation" / f"gmm-k{k}.json"
     want = _gmm_dataset(run)
     statistic = run.D.describe()
@@ -248,7 +252,7 @@ def start_state(run, n: int, seed: int = 0, noise: float = 0.0, k: int = 1, *, f
     x_T is (n, C, H, W) on ``run.device``; ctx is what the sampler must be given (None for blur).
     ``k`` is the number of GMM components (start_fit families such as blur).
     """
-    n, seed, noise, first = _positive_int(n, "n"), _seed(seed), _noise(noise), _nonneg_int(first, "first")
+    n, seed, noise, first = whole(n, "n", 1), _seed(seed), _noise(noise), whole(first, "first", 0)
     return _start_state(run, n, seed, noise, _gmm_for(run, k, False), first)
 
 
@@ -266,7 +270,7 @@ def generation_defaults(run, sampler: Optional[str] = None, noise: Optional[floa
     return {"sampler": g.sampler if sampler is None else sampler,
             "noise": _noise(g.noise if noise is None else noise),
             "delta": _delta(g.delta if delta is None else delta),
-            "k": _positive_int(g.k if k is None else k, "k (GMM components)")}
+            "k": whole(g.k if k is None else k, "k (GMM components)", 1)}
 
 
 def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] = None, seed: int = 0,
@@ -281,25 +285,24 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
     Deterministic for a seed, whatever ``batch_size`` and device: with per-step noise the images
     are sampled in chunks of ``CHUNK``, each with its own noise stream.
     """
-    from .runs import batches
-    from .samplers import get_sampler
-
-    n, batch_size = _positive_int(n, "n"), _positive_int(batch_size, "batch_size")
+    n, batch_size = whole(n, "n", 1), whole(batch_size, "batch_size", 1)
     seed = _seed(seed)
     st = generation_defaults(run, sampler, noise, delta, k)
     fn = get_sampler(st["sampler"])
     fn.check(run.D)
-    options = {"delta": st["delta"]} if st["sampler"] == "stochastic" else {}
-    if st["delta"] > 0 and not options:
-        raise ConfigError(f"delta (per-step noise) is an option of the stochastic sampler, not of {st['sampler']}; "
-                          "use --sampler stochastic or --delta 0")
+    options = {name: st[name] for name in fn.options if name in st}   # the settings this sampler takes
+    if st["delta"] > 0 and "delta" not in options:
+        takers = " or ".join(name for name, f in SAMPLERS.items() if "delta" in f.options)
+        raise ConfigError(f"delta (per-step noise) is an option of the {takers} sampler, not of {st['sampler']}; "
+                          f"use --sampler {takers} or --delta 0")
+    draws = fn.draws(options)
     gmm = _gmm_for(run, st["k"], progress)
     # a sampler that draws noise gets one generator per chunk, so image i never depends on the batch size
-    spans = (list(batches(n, CHUNK)) if st["delta"] > 0 else list(batches(n, batch_size)))
+    spans = (list(batches(n, CHUNK)) if draws else list(batches(n, batch_size)))
     out = []
     for lo, hi in spans:  # start states per batch: memory stays at one batch
         x_T, ctx = _start_state(run, hi - lo, seed, st["noise"], gmm, first=lo)
-        g = _step_generator(seed, lo // CHUNK) if st["delta"] > 0 else None
+        g = _step_generator(seed, lo // CHUNK) if draws else None
         out.append(run.sample(x_T, run.T, ctx, sampler=st["sampler"], batch_size=hi - lo, progress=progress,
                               desc=f"generate {run.name} ({st['sampler']}) {lo}-{hi} of {n}", generator=g,
                               options=options).clamp(-1, 1))
@@ -329,8 +332,6 @@ def write_generation(images: torch.Tensor, out_dir, settings: dict, *, grid_max:
     this set (what FID on a folder needs).  ``generation.json`` is written last: when it is
     there, the images it lists are complete.  Every file is written atomically.
     """
-    from .images import atomic_save, make_grid, save_image
-
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] < 1:
         raise InputError(f"images must be a non-empty (N, C, H, W) tensor, got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
@@ -428,20 +429,8 @@ def generation_stats(probs: torch.Tensor, images: torch.Tensor, blank_threshold:
 
 
 # ---------------------------------------------------------------------------- argument checks
-def _positive_int(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < 1:
-        raise ConfigError(f"{what} must be a positive whole number, got {v!r}")
-    return int(v)
-
-
-def _nonneg_int(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < 0:
-        raise ConfigError(f"{what} must be a whole number >= 0, got {v!r}")
-    return int(v)
-
-
 def _seed(v: Any) -> int:
-    return _nonneg_int(v, "seed")
+    return whole(v, "seed", 0)
 
 
 def _std(v: Any, what: str) -> float:

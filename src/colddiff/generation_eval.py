@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -21,15 +21,18 @@ from . import metrics
 from .errors import ConfigError, InputError
 from .evaluation import extractors, held_out
 from .fileio import atomic_path
+from .generation import generate, generation_defaults, generation_stats, write_generation
 from .runs import Run
-from .tables import markdown_table, text_table, write_tables
+from .samplers import DEFAULT, SAMPLERS, get_sampler, sampler_names
+from .tables import Record, markdown_table, text_table, write_tables
+from .validate import number, record, whole
 
 __all__ = ["GenerationEvaluation", "setting_name", "generation_settings", "evaluate_generation", "write_generation_evaluation",
            "read_generation_evaluation", "histogram_figure"]
 
 
 @dataclass
-class GenerationEvaluation:
+class GenerationEvaluation(Record):
     """Measured diversity and quality of images generated from scratch, one row per setting."""
 
     run: str
@@ -45,13 +48,6 @@ class GenerationEvaluation:
     rows: List[Dict[str, Any]] = field(default_factory=list)   # setting, sampler, noise, stats..., fid, folder
     blank_definition: str = ""
     seconds: float = 0.0
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "GenerationEvaluation":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def headers(self) -> List[str]:
         h = ["Images", "class entropy ↑", "classes (≥3%)", "near-blank ↓", "confidence"]
@@ -103,30 +99,27 @@ class GenerationEvaluation:
 
 def setting_name(sampler: str, noise: float = 0.0, delta: float = 0.0) -> str:
     """A row label such as "Algorithm 2, noise 0.002" or "Stochastic (IHD), δ 0.0125"."""
-    from .samplers import get_sampler
-
-    parts = [get_sampler(sampler).label]
-    if sampler == "stochastic":
+    fn = get_sampler(sampler)
+    parts = [fn.label]
+    if "delta" in fn.options:
         parts.append(f"δ {delta:g}")
-    parts.append(f"noise {noise:g}" if noise > 0 else ("no noise" if sampler == "algorithm2" else ""))
+    parts.append(f"noise {noise:g}" if noise > 0 else ("no noise" if sampler == DEFAULT else ""))
     return ", ".join(p for p in parts if p)
 
 
 def generation_settings(run: Run, noise: float) -> List[Dict[str, Any]]:
     """The settings compared by default: Algorithm 2 without and with start noise; the run's own
     ``[generation]`` setting where it differs (e.g. the stochastic sampler); DDIM where it applies."""
-    from .generation import generation_defaults
-    from .samplers import sampler_names
-
-    settings = [{"setting": "Algorithm 2, no noise", "sampler": "algorithm2", "noise": 0.0}]
+    settings = [{"setting": setting_name(DEFAULT), "sampler": DEFAULT, "noise": 0.0}]
     if noise > 0:
-        settings.append({"setting": f"Algorithm 2, noise {noise:g}", "sampler": "algorithm2", "noise": noise})
+        settings.append({"setting": setting_name(DEFAULT, noise), "sampler": DEFAULT, "noise": noise})
+    baselines = [name for name in SAMPLERS if SAMPLERS[name].generation_baseline]
     own = generation_defaults(run)
-    if own["sampler"] not in ("algorithm2", "ddim") or own["delta"] > 0:
+    if own["sampler"] not in [DEFAULT] + baselines or own["delta"] > 0:
         settings.append({"setting": setting_name(own["sampler"], own["noise"], own["delta"]),
                          "sampler": own["sampler"], "noise": own["noise"], "delta": own["delta"]})
-    if "ddim" in sampler_names(run.D):
-        settings.append({"setting": "DDIM", "sampler": "ddim", "noise": 0.0})
+    applies = sampler_names(run.D)
+    settings += [{"setting": SAMPLERS[name].label, "sampler": name, "noise": 0.0} for name in baselines if name in applies]
     return settings
 
 
@@ -139,10 +132,6 @@ def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str =
     The generated images are kept in RUN/generation/<setting>/ (PNGs, grid, generation.json),
     and the real held-out images are measured the same way as a reference row.
     """
-    from .generation import generate, generation_stats, write_generation
-
-    from .validate import number, whole
-
     start = time.perf_counter()
     whole(n, "--gen-n", lo=1)
     number(noise, "--noise", 0)  # a negative noise once dropped its row from the table without a word
@@ -225,8 +214,6 @@ def histogram_figure(ev: GenerationEvaluation, path) -> Path:
 
 
 def read_generation_evaluation(path) -> GenerationEvaluation:
-    from .validate import record
-
     try:
         d = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:

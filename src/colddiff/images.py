@@ -15,9 +15,12 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from .errors import InputError
 from .fileio import atomic_path
+from .validate import whole
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 PathLike = Union[str, os.PathLike]
+# what PIL raises for a file that is not a (complete, safe) image
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 GRAY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
@@ -104,9 +107,7 @@ def load_images(path: PathLike, channels: Optional[int] = None,
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {path}")
     if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InputError(f"the number of images must be at least 1, got {limit!r}")  # files[:-1] drops one
-        files = files[:limit]
+        files = files[:whole(limit, "the number of images", 1, err=InputError)]  # files[:-1] would drop one
     imgs, first = [], None
     for f in files:
         x = read_image(f, channels=channels, size=size)

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from .data.common import cache_root, show
 from .download import ChecksumError, DownloadError, FileSpec, download, file_hash
 from .errors import InputError
+from .validate import whole
 
 log = logging.getLogger("colddiff.inception")
 
@@ -256,11 +257,9 @@ class InceptionFeatures:
     accuracy = None
 
     def __init__(self, net: FIDInceptionV3, device: Union[str, torch.device] = "cpu", batch_size: int = 50):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive whole number, got {batch_size!r}")
+        self.batch_size = whole(batch_size, "batch_size", 1, err=ValueError)
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
-        self.batch_size = batch_size
 
     def features(self, x: Tensor) -> Tensor:
         """(N, C, H, W) images in [-1, 1], C in {1, 3} -> (N, 2048) float64 CPU features."""

@@ -2,8 +2,8 @@
 remaining difference, with the files of the authors' code (arpitbansal297/Cold-Diffusion-Models)
 each fact was read from.
 
-``colddiff presets --show NAME`` prints a preset's entry under its TOML; the documentation's provenance
-table is generated from this module, so this is the one place these facts live.  Where the paper's text and the authors' code
+``colddiff presets --show NAME`` prints a preset's entry under its TOML; the docs page "Paper presets:
+provenance" (docs/paper-presets.md) is generated from this table when the site is built.  Where the paper's text and the authors' code
 disagree the presets follow the code and the entry names both.  Facts only: no code or text
 of the authors' repository is copied here.
 """

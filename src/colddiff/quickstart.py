@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from .errors import ConfigError, StoppedError
-from .runs import check_t
+from .validate import whole
 
 log = logging.getLogger("colddiff.quickstart")
 
@@ -64,13 +64,15 @@ def targets(ev, gev=None) -> Dict[str, Any]:
 def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n: int = 500, gen_n: int = 200,
                noise: float = 0.0, progress: bool = True, echo=print) -> Dict[str, Any]:
     """Train (or resume, or reuse) the quickstart run, evaluate it, generate from it, write the report."""
+    # imported when the quickstart runs: `colddiff --help` reads STEPS and RESTORE_T without loading torch
     from .checkpoint import find_latest, read_meta
-    from .config import preset
     from .evaluation import evaluate, write_evaluation
+    from .figures import write_figures
     from .generation import generate, generation_defaults, write_generation
     from .generation_eval import evaluate_generation, setting_name, write_generation_evaluation
-    from .report import generation_section, write_figures, write_report
-    from .runs import load_run
+    from .presets import preset
+    from .report import generation_section, write_report
+    from .runs import check_t, load_run
     from .training import train
 
     start = time.perf_counter()
@@ -78,8 +80,7 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
     cfg = preset(PRESET).override([f"train.steps={steps}"])
     t = check_t(t, cfg.degradation.T)
     for what, v in (("--n", n), ("--gen-n", gen_n)):  # checked before minutes of training, not after
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{what} must be a positive whole number, got {v!r}")
+        whole(v, what, 1)
     latest = find_latest(out / "checkpoints")
     timings: Dict[str, float] = {}
 

@@ -1,13 +1,8 @@
-"""Figures and the HTML report of a run.
+"""The HTML report of a run.
 
-Figures (PNG, in RUN/figures/):
-  * ``degradation.png``  – the run's degradation D(x0, t) at evenly spaced t (trajectory strip);
-  * ``restoration.png``  – clean | degraded | direct | Algorithm 1 | Algorithm 2 (Figs. 2–3 of the paper);
-  * ``algorithm2.png``   – Algorithm 2's trajectory: x_s and its x0_hat = R(x_s, s) at chosen s;
-  * ``loss.png``         – the training loss from metrics.jsonl.
-
-``write_report(run)`` puts them, the config and the evaluation table(s) into one
-self-contained ``RUN/report.html`` (images embedded as data URIs, no server, no network).
+``write_report(run)`` puts the figures (:mod:`colddiff.figures`, PNG in RUN/figures/), the
+config and the evaluation table(s) into one self-contained ``RUN/report.html`` (images
+embedded as data URIs, no server, no network).
 """
 from __future__ import annotations
 
@@ -19,125 +14,14 @@ import string
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-import torch
-
 from .errors import InputError
-from .evaluation import Evaluation, held_out, method_label, read_evaluation, restore_batches
+from .evaluation import Evaluation
 from .fileio import atomic_path
-from .images import atomic_save, make_grid
+from .generation_eval import read_generation_evaluation
 from .runs import Run
+from .validate import record
 
 log = logging.getLogger("colddiff.report")
-
-
-# ---------------------------------------------------------------------------- figures
-def even_steps(T: int, k: int) -> List[int]:
-    """k steps from 0 to T, evenly spaced (always including 0 and T)."""
-    k = max(2, min(k, T + 1))
-    return sorted({round(i * T / (k - 1)) for i in range(k)})
-
-
-def degradation_figure(run: Run, path, n: int = 6, k: int = 8, seed: int = 0) -> Path:
-    """Trajectory strip: one row per test image, D(x0, t) at k evenly spaced t."""
-    x0, _, _ = held_out(run, n)
-    steps = even_steps(run.T, k)
-    ctx = run.D.context(x0, torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        cols = [run.D.observe(x0, s, ctx) for s in steps]
-    rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
-    return atomic_save(make_grid(rows, col_labels=[f"t={s}" for s in steps]), path)
-
-
-def restoration_figure(x0: torch.Tensor, restored: Dict[str, torch.Tensor], t: int, path, n: int = 8) -> Path:
-    """clean | degraded (t) | one column per sampler (direct, Algorithm 1, Algorithm 2, ...), one row per image."""
-    order = [("clean", x0), (f"t={t}", restored["degraded"])]
-    order += [(method_label(m).replace("Algorithm ", "Alg. "), y) for m, y in restored.items() if m != "degraded"]
-    n = min(n, x0.shape[0])
-    rows = [[img[i] for _, img in order] for i in range(n)]
-    return atomic_save(make_grid(rows, col_labels=[name for name, _ in order]), path)
-
-
-def algorithm2_figure(run: Run, path, n: int = 3, k: int = 6, seed: int = 0, t: Optional[int] = None) -> Path:
-    """Algorithm 2 from t (default T): for each image a row of x_s and a row of x0_hat = R(x_s, s) at k steps."""
-    x0, _, _ = held_out(run, n)
-    D = run.D
-    ctx = D.context(x0, torch.Generator().manual_seed(seed))
-    t = t or D.T
-    x_t = run.degrade(x0, t, ctx)
-    shown = set(even_steps(t, k)) - {0}
-    xs: Dict[int, torch.Tensor] = {}
-    x0s: Dict[int, torch.Tensor] = {}
-
-    def record(s, x_s, x0_hat):
-        if s in shown:
-            xs[s], x0s[s] = x_s.float().cpu(), x0_hat.float().cpu()
-
-    final = run.sample(x_t, t, ctx, sampler="algorithm2", batch_size=max(1, x0.shape[0]), callback=record)
-    steps = sorted(shown, reverse=True)
-    rows, labels = [], []
-    for i in range(x0.shape[0]):
-        rows.append([xs[s][i] for s in steps] + [final[i]])
-        rows.append([x0s[s][i] for s in steps] + [x0[i]])
-        labels += ["x_s", "x0_hat"]
-    cols = [f"s={s}" for s in steps] + ["x_0 / clean"]
-    return atomic_save(make_grid(rows, col_labels=cols, row_labels=labels), path)
-
-
-def read_metrics_log(path) -> List[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut by a crash; the rest of the log is still good
-    return out
-
-
-def loss_figure(metrics_log: Sequence[dict], path, title: str = "") -> Optional[Path]:
-    """Training loss (L1, Eq. 1) against step; None when the log has no loss."""
-    pts = [(r["step"], r["loss"]) for r in metrics_log if "loss" in r and "step" in r]
-    if not pts:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps, loss = zip(*pts)
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
-    ax.plot(steps, loss, lw=1.4, color="#1f5fa8")
-    ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("L1 loss (log scale)")
-    ax.set_title(title or "training loss")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
-
-
-def write_figures(run: Run, n: int = 8, seed: int = 0, progress: bool = True, t: Optional[int] = None) -> Dict[str, Path]:
-    """All figures of the run into RUN/figures/; the restoration and Algorithm 2 figures start at ``t`` (default T)."""
-    folder = run.folder / "figures"
-    t = t or run.T
-    figs: Dict[str, Path] = {}
-    figs["degradation"] = degradation_figure(run, folder / "degradation.png", seed=seed)
-    x0, _, _ = held_out(run, n)
-    restored = restore_batches(run, x0, t, seed=seed, progress=progress)
-    figs["restoration"] = restoration_figure(x0, restored, t, folder / "restoration.png", n=n)
-    figs["algorithm2"] = algorithm2_figure(run, folder / "algorithm2.png", seed=seed, t=t)
-    loss = loss_figure(read_metrics_log(run.folder / "metrics.jsonl"), folder / "loss.png",
-                       title=f"training loss, {run.name}")
-    if loss is not None:
-        figs["loss"] = loss
-    return figs
 
 
 # ---------------------------------------------------------------------------- HTML
@@ -215,13 +99,6 @@ def evaluation_html(ev: Evaluation) -> Markup:
     return Markup(table_html("evaluation", ev.headers(), [ev.cells(r) for r in ev.rows], ev.caption()) + note)
 
 
-def find_evaluations(run_folder: Path) -> List[Evaluation]:
-    """The restoration tables written by `colddiff evaluate`, t = T first."""
-    folder = Path(run_folder) / "evaluation"
-    evs = [read_evaluation(p) for p in sorted(folder.glob("restoration*.json"))]
-    return sorted(evs, key=lambda e: (e.t != e.T, -e.t))
-
-
 Section = Callable[[Run], str]
 
 
@@ -285,8 +162,6 @@ def write_report(run: Run, figures: Dict[str, Path], evaluations: Sequence[Evalu
 def read_summary(path: Path):
     """(train_summary.json as a dict, "") or ({}, a note saying why it is left out): a damaged or
     crafted summary costs the report one line, never the report."""
-    from .validate import record
-
     if not path.exists():
         return {}, ""
     try:
@@ -305,8 +180,6 @@ def figure_html(path: Path, caption: str, alt: str) -> str:
 
 def generation_section(run_folder) -> List[str]:
     """The report's generation part, from `colddiff evaluate --generation` (empty when not run)."""
-    from .generation_eval import read_generation_evaluation
-
     folder = Path(run_folder) / "evaluation"
     path = folder / "generation.json"
     if not path.exists():

@@ -76,7 +76,7 @@ def get_table(name: str) -> Table:
 # ---------------------------------------------------------------------------- configurations
 def cpu_skip_reason(preset_name: str) -> Optional[str]:
     """Why a paper preset has no CPU-scale stand-in (None when it has one)."""
-    from .config import preset
+    from .presets import preset
 
     cfg = preset(preset_name)
     if cfg.data.name not in CPU_STANDIN:
@@ -90,7 +90,8 @@ def scaled_config(preset_name: str, scale: str, steps: Optional[int] = None):
     """The RunConfig of ``preset_name`` at ``scale`` (None at cpu scale when it has no stand-in).
 
     ``steps`` overrides the step budget (tests run a table in a few steps)."""
-    from .config import DataConfig, ModelConfig, preset
+    from .config import DataConfig, ModelConfig
+    from .presets import preset
 
     if scale not in SCALES:
         raise ConfigError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")

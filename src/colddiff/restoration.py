@@ -5,6 +5,13 @@
 restoration best reproduces the input, argmin_t || D(R(y, t), t) − y ||.  ``restore_files``
 is the whole pipeline behind ``colddiff restore``: read each file once, estimate t, restore,
 write one PNG per input and sampler, a side-by-side sheet and ``restore.json``.
+
+Images of any size: when the run's degradation is local and shift-invariant (the family declares
+``shift_invariant``, see :meth:`colddiff.degradations.base.Degradation.native_size_problem`), R is
+fully convolutional, so a photo is restored at its own size: whole (the U-Net pads it to its
+size multiple and crops back) or, above a memory budget or when asked (``tile``), in
+overlapping tiles blended with raised-cosine weights (:func:`restore_image`).  Other families
+restore only images of the run's size.
 """
 from __future__ import annotations
 
@@ -13,24 +20,141 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
+from .images import atomic_save, list_images, make_grid, read_image, save_image
 from .runs import Run, check_t, progress_bar
 from .samplers import get_sampler
 
-__all__ = ["estimate_t", "restore", "check_restorable", "UserImages", "load_user_images", "output_names", "restore_files"]
+__all__ = ["estimate_t", "restore", "restore_image", "check_restorable", "native_size", "tiles", "blend_window",
+           "restore_defaults", "UserImages", "load_user_images", "output_names", "restore_files"]
+
+# The U-Net is convolutional except at its lowest resolution, where self-attention relates every pixel
+# to every other (and GroupNorm averages over the image): memory there grows with the square of the
+# pixel count.  A whole image is restored when its lowest level has at most MAX_TOKENS pixels
+# (an attention matrix of 20 MB per head); larger images go in tiles of that size at most.
+MAX_TOKENS = 48 * 48
+TILE, OVERLAP = 256, 32     # the largest default tile (pixels) and the default overlap; --tile / --overlap
+
+
+# ---------------------------------------------------------------------------- images of any size, tiles
+def native_size(run: Run, H: int, W: int) -> Optional[str]:
+    """None when R may restore an H×W image of the run's degradation at its own size, else why not."""
+    c = run.cfg.data
+    if (H, W) == (c.image_size, c.image_size):
+        return None
+    return run.D.native_size_problem(H, W)
+
+
+def tiles(n: int, tile: int, overlap: int, multiple: int = 1) -> List[int]:
+    """Start offsets of tiles of length ``min(tile, n)`` covering 0..n, consecutive ones overlapping by at
+    least ``overlap`` pixels; every start is a multiple of ``multiple`` (``n`` and ``tile`` are)."""
+    if tile >= n:
+        return [0]
+    step = max(multiple, (tile - overlap) // multiple * multiple)
+    starts = list(range(0, n - tile, step))
+    return starts + [n - tile]
+
+
+def blend_window(length: int, before: int, after: int) -> torch.Tensor:
+    """(length,) weights of one tile along an axis: 1 inside, a raised-cosine ramp over the ``before``
+    pixels it shares with the previous tile and the ``after`` pixels it shares with the next one.
+
+    Where two tiles overlap by the same span their ramps sum to exactly 1 (sin² + cos²), so a seam
+    fades from one tile to the other; blending divides by the summed weights anyway."""
+    w = torch.ones(length, dtype=torch.float64)
+    for span, sl in ((before, slice(0, before)), (after, slice(length - after, length))):
+        if span > 0:
+            ramp = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(span, dtype=torch.float64) + 0.5) / span)
+            w[sl] = w[sl] * (ramp if sl.start == 0 else ramp.flip(0))
+    return w
+
+
+def _axis(n: int, tile: int, overlap: int, m: int):
+    """[(start, length, window)] along one axis."""
+    L = min(tile, n)
+    starts = tiles(n, L, overlap, m)
+    out = []
+    for i, s in enumerate(starts):
+        before = starts[i - 1] + L - s if i > 0 else 0
+        after = s + L - starts[i + 1] if i + 1 < len(starts) else 0
+        out.append((s, L, blend_window(L, before, after)))
+    return out
+
+
+def check_tiling(run: Run, tile: Optional[int], overlap: int) -> None:
+    """One-line errors for impossible --tile / --overlap values."""
+    m = run.D.tile_multiple()
+    if tile is not None:
+        if isinstance(tile, bool) or not isinstance(tile, int) or tile < 8:
+            raise ConfigError(f"--tile must be a whole number of pixels >= 8, got {tile!r}")
+        if tile % m:
+            raise ConfigError(f"--tile must be a multiple of {m} for this run ({run.D.name} acts on {m}-pixel blocks), "
+                              f"got {tile}; try --tile {max(m, tile // m * m)}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ConfigError(f"--overlap must be a whole number of pixels >= 0, got {overlap!r}")
+    if tile is not None and overlap >= tile:
+        raise ConfigError(f"--overlap ({overlap}) must be smaller than --tile ({tile})")
+
+
+def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: Optional[int] = None,
+                  overlap: int = OVERLAP, max_pixels: Optional[int] = None, batch_size: int = 64,
+                  progress: bool = False, desc: Optional[str] = None) -> torch.Tensor:
+    """R's restoration of same-size images ``y`` (N, C, H, W) from steps ``t`` by ``sampler``, at their own size.
+
+    Whole images (the U-Net pads to its size multiple) when ``tile`` is None and the padded image has at
+    most ``max_pixels`` pixels (default: :data:`MAX_TOKENS` at the network's lowest resolution, 192×192
+    for a network that halves twice); otherwise overlapping ``tile``-pixel tiles (default: the largest
+    within that budget, at most 256), each restored on its own (the sampler's steps included) and
+    blended with raised-cosine weights over their ``overlap``.  The caller checks that the
+    degradation allows this size (:func:`native_size`).
+    """
+    N, C, H, W = y.shape
+    tt = run.D.as_t(t, y).cpu()
+    net = int(getattr(run.model, "size_multiple", 1))
+    budget = max_pixels if max_pixels is not None else MAX_TOKENS * net * net
+    if tile is None and math.ceil(H / net) * math.ceil(W / net) * net * net <= budget:
+        return run.sample(y, tt, None, sampler=sampler, batch_size=batch_size, progress=progress, desc=desc)
+    check_tiling(run, tile, overlap)
+    m = run.D.tile_multiple()
+    if tile is None:  # the largest tile within the budget, at most TILE, on the degradation's block grid
+        side = min(TILE, int(math.isqrt(budget)) // net * net)
+        tile = max(m, side // m * m)
+        overlap = min(overlap, tile // 2)
+    rows, cols = _axis(H, tile, overlap, m), _axis(W, tile, overlap, m)
+    crops, where = [], []
+    for (top, h, wy) in rows:
+        for (left, w, wx) in cols:
+            crops.append(y[:, :, top:top + h, left:left + w])
+            where.append((top, h, left, w, torch.outer(wy, wx).float()))
+    k = len(crops)
+    batch = torch.stack(crops, 1).flatten(0, 1)           # (N·k, C, h, w): image-major
+    out = run.sample(batch, tt.repeat_interleave(k), None, sampler=sampler, batch_size=batch_size,
+                     progress=progress, desc=desc).view(N, k, C, batch.shape[-2], batch.shape[-1])
+    acc = torch.zeros(N, C, H, W)
+    weight = torch.zeros(1, 1, H, W)
+    for i, (top, h, left, w, win) in enumerate(where):
+        acc[:, :, top:top + h, left:left + w] += out[:, i] * win
+        weight[:, :, top:top + h, left:left + w] += win
+    return acc / weight
 
 
 def estimate_t(run: Run, y: torch.Tensor, candidates: Optional[List[int]] = None, batch_size: int = 64,
-               progress: bool = False) -> torch.Tensor:
+               progress: bool = False, tile: Optional[int] = None, overlap: int = OVERLAP,
+               max_pixels: Optional[int] = None) -> torch.Tensor:
     """Per-image severity: argmin over t of the mean squared error between D(R(y, t), t) and y.
 
     A restoration at the right t, degraded again by t steps, reproduces the input; at a
     too-small t the network under-restores, at a too-large t it invents detail that the
     degradation then removes differently.  Deterministic degradations only: a random one
     (mask position, noise) has per-image parameters that cannot be recovered this way.
+    Images larger than the run's are restored whole or in tiles (:func:`restore_image`) at every
+    candidate t and degraded whole.
     """
     D = run.D
     if not D.deterministic:
@@ -43,7 +167,8 @@ def estimate_t(run: Run, y: torch.Tensor, candidates: Optional[List[int]] = None
     bar = progress_bar(len(ts), "estimate t", progress)
     try:
         for t in ts:
-            x0_hat = run.sample(y, t, sampler="direct", batch_size=batch_size)
+            x0_hat = restore_image(run, y, t, "direct", tile=tile, overlap=overlap, max_pixels=max_pixels,
+                                   batch_size=batch_size)
             err = (run.degrade(x0_hat, t, batch_size=batch_size) - y).pow(2).flatten(1).mean(1)
             better = err < best_err
             best_err = torch.where(better, err, best_err)
@@ -64,23 +189,46 @@ def check_restorable(run: Run, sampler: str) -> None:
 
 
 def restore(run: Run, y: torch.Tensor, t, sampler: str = "algorithm2", batch_size: int = 64,
-            progress: bool = True) -> torch.Tensor:
-    """Restore already-degraded images ``y`` (N, C, H, W) in [-1, 1] from per-image steps ``t``."""
+            progress: bool = True, tile: Optional[int] = None, overlap: int = OVERLAP,
+            max_pixels: Optional[int] = None) -> torch.Tensor:
+    """Restore already-degraded images ``y`` (N, C, H, W) in [-1, 1] from per-image steps ``t``.
+
+    Images of another size than the run's are restored at their own size (whole, or in tiles: see
+    :func:`restore_image`) when the run's degradation allows it, else refused in one line."""
     check_restorable(run, sampler)
-    return run.sample(y, t, None, sampler=sampler, batch_size=batch_size, progress=progress,
-                      desc=f"restore ({sampler})")
+    why = native_size(run, y.shape[-2], y.shape[-1])
+    if why is not None:
+        c = run.cfg.data
+        raise InputError(f"this run restores only {c.image_size}×{c.image_size} images at other sizes because "
+                         f"{run.D.name}: {why}; give {c.image_size}×{c.image_size} images (or --resize)")
+    return restore_image(run, y, t, sampler, tile=tile, overlap=overlap, max_pixels=max_pixels,
+                         batch_size=batch_size, progress=progress, desc=f"restore ({sampler})")
+
+
+def restore_defaults(run: Run, t, sampler: Optional[str]) -> tuple:
+    """(t, sampler) for ``colddiff restore`` from the run: a degradation that is random per image (a mask
+    at an unknown place, noise) is restored by direct reconstruction and needs its step given, so such a
+    run gets ``direct`` unless a sampler is named, and ``--t auto`` is refused up front in one line."""
+    random = not run.D.deterministic
+    if random and (t is None or str(t).strip().lower() == "auto"):
+        raise ConfigError(f"this run's degradation ({run.D.name}) is random per image, so its severity cannot be "
+                          f"estimated: give it with --t N (1..{run.T}); it restores with --sampler direct")
+    if sampler is None:
+        sampler = ("ddim" if run.D.mixing_schedule() is not None else "direct") if random else "algorithm2"
+    return ("auto" if t is None else t), sampler
 
 
 # ---------------------------------------------------------------------------- the user's files
 @dataclass
 class UserImages:
-    """The user's images at the run's size and channels, with their files and what was changed."""
+    """The user's images (each (C, H, W) in [-1, 1], at its own size when the run allows it), their files
+    and what was changed."""
 
-    images: torch.Tensor                 # (N, C, H, W) in [-1, 1]
+    images: List[torch.Tensor]
     files: List[Path]
     root: Path                           # the input folder (or the file's folder)
     converted: List[str] = field(default_factory=list)   # files converted to the run's channels
-    resized: List[str] = field(default_factory=list)     # files resized to the run's size
+    resized: List[str] = field(default_factory=list)     # files scaled (aspect ratio kept) and centre-cropped
 
     def warnings(self, size: int, channels: int) -> List[str]:
         out = []
@@ -88,43 +236,65 @@ class UserImages:
             out.append(f"converted {len(self.converted)} image(s) to {channels} channel(s) to match the run "
                        f"({_some(self.converted)})")
         if self.resized:
-            out.append(f"resized {len(self.resized)} image(s) to {size}×{size}; restoration quality depends on the "
-                       "degradation matching the training one")
+            out.append(f"resized {len(self.resized)} image(s) to {size} pixels on the shorter side (aspect ratio kept) "
+                       f"and cropped the middle {size}×{size}; restoration quality depends on the degradation "
+                       "matching the training one")
         return out
+
+    def batch(self) -> torch.Tensor:
+        """All images as one (N, C, H, W) tensor (they must share one size)."""
+        return torch.stack(self.images)
 
 
 def _some(names: Sequence[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
-def load_user_images(spec, size: int, channels: int, resize: bool = False) -> UserImages:
+def fit_square(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(C, H, W) scaled so its shorter side is ``size`` (bicubic, antialiased; the aspect ratio kept),
+    then its middle ``size``×``size`` cut out: never stretched."""
+    C, H, W = x.shape
+    if (H, W) == (size, size):
+        return x
+    s = size / min(H, W)
+    h, w = max(size, round(H * s)), max(size, round(W * s))
+    y = F.interpolate(x[None].float(), size=(h, w), mode="bicubic", align_corners=False, antialias=True)[0]
+    top, left = (h - size) // 2, (w - size) // 2
+    return y[:, top:top + size, left:left + size].clamp(-1, 1)
+
+
+def load_user_images(spec, size: int, channels: int, resize: bool = False, run: Optional[Run] = None) -> UserImages:
     """An image file or a folder of images (recursively), each file decoded once.
 
-    A file of another size is a one-line error unless ``resize`` (bicubic, noted in ``resized``);
-    other channel counts are converted (noted in ``converted``).
+    With ``run`` whose degradation restores any size (:func:`native_size`), every image keeps its own
+    size.  Otherwise an image of another size is a one-line error (saying why) unless ``resize``:
+    scaled to ``size`` on its shorter side (aspect ratio kept) and centre-cropped, noted in ``resized``.
+    Other channel counts are converted (noted in ``converted``).
     """
-    from .images import list_images, read_image
-
     path = Path(spec).expanduser()
     if not path.exists():
         raise InputError(f"input not found: {path}; give an image file or a folder of images")
     files = [path] if path.is_file() else list_images(path)
     if not files:
         raise InputError(f"no images found in folder {path}")
-    out = UserImages(images=torch.empty(0), files=files, root=path.parent if path.is_file() else path)
-    imgs = []
+    out = UserImages(images=[], files=files, root=path.parent if path.is_file() else path)
     for f in files:
         info: Dict[str, Any] = {}
-        x = read_image(f, channels=channels, size=(size, size) if resize else None, info=info)
-        if info["size"] != (size, size):
-            if not resize:
-                raise InputError(f"{f} is {info['size'][1]}×{info['size'][0]} but this run restores {size}×{size} "
-                                 "images; crop/resize it yourself, or pass --resize to resize it (bicubic)")
-            out.resized.append(f.name)
+        x = read_image(f, channels=channels, info=info)
+        H, W = info["size"]
+        if (H, W) != (size, size):
+            why = native_size(run, H, W) if run is not None else "it was not asked to restore other sizes"
+            if why is not None:
+                if not resize:
+                    name = f" ({run.D.name}: {why})" if run is not None else ""
+                    raise InputError(f"{f} is {W}×{H} but this run restores only {size}×{size} images{name}; "
+                                     "crop it yourself, or pass --resize to scale it (aspect ratio kept) and crop "
+                                     "its middle")
+                x = fit_square(x, size)
+                out.resized.append(f.name)
         if info["channels"] != channels:
             out.converted.append(f.name)
-        imgs.append(x)
-    out.images = torch.stack(imgs)
+        out.images.append(x)
     return out
 
 
@@ -154,37 +324,74 @@ def output_names(files: Sequence[Path], root: Path) -> List[str]:
     return out
 
 
+def _sheet_cell(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """(C, h, w) scaled (aspect ratio kept) to fit H×W and padded with black: one cell of the sheet."""
+    C, h, w = x.shape
+    s = min(1.0, H / h, W / w)
+    if s < 1:
+        x = F.interpolate(x[None].float(), size=(max(1, round(h * s)), max(1, round(w * s))), mode="area")[0]
+    out = torch.full((C, H, W), -1.0)
+    out[:, :x.shape[1], :x.shape[2]] = x
+    return out
+
+
+SHEET_CELL = 256   # the longest side of an image on the side-by-side sheet
+
+
 def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", resize: bool = False,
-                  batch_size: int = 64, progress: bool = True) -> Dict[str, Any]:
-    """The ``colddiff restore`` pipeline; returns the ``restore.json`` record (plus ``warnings`` and ``sheet``)."""
+                  batch_size: int = 64, progress: bool = True, tile: Optional[int] = None,
+                  overlap: int = OVERLAP, max_pixels: Optional[int] = None) -> Dict[str, Any]:
+    """The ``colddiff restore`` pipeline; returns the ``restore.json`` record (plus ``warnings`` and ``sheet``).
+
+    Images are restored at their own size when the run's degradation allows it (whole, or in tiles:
+    ``tile``, ``overlap``, ``max_pixels``; see :func:`restore_image`), and written at that size."""
     from .images import atomic_save, make_grid, save_image
 
     t = check_t(t, run.T, auto=True)
-    samplers = ["direct"] + ([sampler] if sampler != "direct" else [])
+    samplers = list(dict.fromkeys(["direct", sampler]))   # direct reconstruction beside the chosen sampler
     for s in samplers:  # refuse impossible settings before reading any image
         check_restorable(run, s)
+    check_tiling(run, tile, overlap)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the restored images")
     c = run.cfg.data
-    user = load_user_images(spec, c.image_size, c.channels, resize)
+    user = load_user_images(spec, c.image_size, c.channels, resize, run=run)
     warnings = user.warnings(c.image_size, c.channels)  # returned to the caller (the CLI prints them)
-    y = user.images
-    tt = estimate_t(run, y, batch_size=batch_size, progress=progress) if t == "auto" else \
-        torch.full((y.shape[0],), int(t), dtype=torch.long)
-    outs = {s: restore(run, y, tt, sampler=s, batch_size=batch_size, progress=progress) for s in samplers}
+    n = len(user.images)
+    tt = torch.zeros(n, dtype=torch.long)
+    outs: Dict[str, List[Optional[torch.Tensor]]] = {s: [None] * n for s in samplers}
+    by_size: Dict[tuple, List[int]] = {}
+    for i, x in enumerate(user.images):  # one batch per image size
+        by_size.setdefault(tuple(x.shape[-2:]), []).append(i)
+    opts = dict(tile=tile, overlap=overlap, max_pixels=max_pixels, batch_size=batch_size)
+    for idx in by_size.values():
+        y = torch.stack([user.images[i] for i in idx])
+        ti = estimate_t(run, y, progress=progress, **opts) if t == "auto" else \
+            torch.full((y.shape[0],), int(t), dtype=torch.long)
+        tt[idx] = ti
+        for s in samplers:
+            res = restore(run, y, ti, sampler=s, progress=progress, **opts)
+            for j, i in enumerate(idx):
+                outs[s][i] = res[j]
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for i, stem in enumerate(output_names(user.files, user.root)):
-        rec: Dict[str, Any] = {"input": str(user.files[i]), "t": int(tt[i]), "t_estimated": t == "auto"}
+        rec: Dict[str, Any] = {"input": str(user.files[i]), "t": int(tt[i]), "t_estimated": t == "auto",
+                               "size": [int(user.images[i].shape[-1]), int(user.images[i].shape[-2])]}
         for s in samplers:
             target = out / f"{stem}.{s}.png"
             target.parent.mkdir(parents=True, exist_ok=True)
             rec[s] = str(save_image(outs[s][i], target))
         records.append(rec)
-    rows = [[y[i]] + [outs[s][i] for s in samplers] for i in range(y.shape[0])]
-    sheet = atomic_save(make_grid(rows[:64], col_labels=["input"] + samplers,
-                                  row_labels=[f"t={int(v)}" for v in tt[:64]]), out / "sheet.png")
+    shown = list(range(min(n, 64)))
+    Hs = max(int(user.images[i].shape[-2]) for i in shown)
+    Ws = max(int(user.images[i].shape[-1]) for i in shown)
+    k = min(1.0, SHEET_CELL / max(Hs, Ws))
+    Hc, Wc = max(1, round(Hs * k)), max(1, round(Ws * k))
+    rows = [[_sheet_cell(x, Hc, Wc) for x in [user.images[i]] + [outs[s][i] for s in samplers]] for i in shown]
+    sheet = atomic_save(make_grid(rows, col_labels=["input"] + samplers,
+                                  row_labels=[f"t={int(tt[i])}" for i in shown]), out / "sheet.png")
     info = {"run": str(run.folder), "checkpoint": run.checkpoint.name, "step": run.step,
             "degradation": repr(run.D), "samplers": samplers, "images": records}
     with atomic_path(out / "restore.json") as tmp:

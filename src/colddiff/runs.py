@@ -16,10 +16,14 @@ from typing import Any, Callable, Iterator, Optional, Tuple, Union
 import torch
 
 from . import checkpoint as ckpt_io
+from . import data, hub
 from .config import RunConfig
 from .degradations import context_slice, context_to
 from .devices import autocast, resolve_device
-from .errors import ConfigError, InputError
+from .errors import ColddiffError, ConfigError, InputError
+from .graphs import GraphedRestorer
+from .samplers import get_sampler
+from .validate import whole
 
 __all__ = ["Run", "load_run", "resolve_device", "check_t", "batches", "progress_bar"]
 
@@ -46,8 +50,7 @@ def check_t(t, T: int, what: str = "--t", auto: bool = False) -> Union[int, str]
 
 def batches(n: int, batch_size: int) -> Iterator[Tuple[int, int]]:
     """(lo, hi) of consecutive batches covering 0..n."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch size must be a positive whole number, got {batch_size!r}")
+    batch_size = whole(batch_size, "batch size", 1)
     for lo in range(0, n, batch_size):
         yield lo, min(n, lo + batch_size)
 
@@ -55,7 +58,9 @@ def batches(n: int, batch_size: int) -> Iterator[Tuple[int, int]]:
 def progress_bar(total: int, desc: str, progress: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=not progress, leave=False)
+    # disable=None: tqdm shows the bar only when stderr is a terminal (no bar lines in logs, CI, notebooks)
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=None if progress else True,
+                leave=False)
 
 
 @dataclass
@@ -89,14 +94,11 @@ class Run:
         (except for samplers that draw from ``generator``: one stream serves the batches in turn).
         ``options``: the sampler's own keyword options (``stochastic``: ``{"delta": 0.0125}``).
         """
-        from .samplers import get_sampler
-
         fn = get_sampler(sampler)
         fn.check(self.D)
         R = self.R
         graphed = self.cuda_graphs and self.device.type == "cuda" and callback is None
         if graphed:  # one GraphedRestorer per run: its captured graphs serve every later batch
-            from .graphs import GraphedRestorer
 
             R = self._cache.setdefault("graphed_R", GraphedRestorer(self.R))
         n = int(x_t.shape[0])
@@ -147,8 +149,6 @@ class Run:
     def dataset(self, split: str = "test"):
         """The run's data set split (the test split when it has one, else an error naming the splits)."""
         if split not in self._cache:
-            from . import data
-
             c = self.cfg.data
             self._cache[split] = data.load(c.name, split, root=c.root or None, image_size=c.image_size,
                                            channels=c.channels)
@@ -156,8 +156,6 @@ class Run:
 
     def held_out(self):
         """(dataset, split name): the test split, or the training split (with a note) when there is none."""
-        from .errors import ColddiffError
-
         try:
             return self.dataset("test"), "test"
         except ColddiffError:
@@ -165,7 +163,12 @@ class Run:
 
     @property
     def name(self) -> str:
-        return self.cfg.preset if self.cfg.preset != "custom" else self.folder.name
+        """The preset when the run trains the preset's own data, else its data set and degradation."""
+        from .config import run_name
+
+        if self.cfg.preset == "custom" and not self.cfg.data.name.startswith("folder:"):
+            return self.folder.name
+        return run_name(self.cfg)
 
     @property
     def T(self) -> int:
@@ -182,10 +185,8 @@ def _find_checkpoint(path: Path) -> tuple[Path, Path]:
         folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         return folder, path
     if path.is_dir():
-        from .export import WEIGHTS, is_export
-
-        if is_export(path):  # an exported model folder (colddiff export): its one weights file
-            return path, path / WEIGHTS
+        if ckpt_io.is_export(path):  # an exported model folder (colddiff export): its one weights file
+            return path, path / ckpt_io.WEIGHTS
         latest = ckpt_io.find_latest(path / "checkpoints") or ckpt_io.find_latest(path)
         if latest is None:
             raise InputError(f"{path} holds no checkpoint (looked in {path / 'checkpoints'}); train one with "
@@ -202,16 +203,14 @@ def load_run(path, device: str = "auto", ema: bool = True, checkpoint: Optional[
     folder (or its ``model.safetensors``), or ``hf://owner/name[@revision]`` (needs huggingface_hub).
 
     ``cuda_graphs``: replay sampling loops from CUDA graphs on a GPU (``colddiff.graphs``; no effect on a CPU)."""
-    from . import export
-
-    if str(path).startswith(export.HF_PREFIX):
-        path = export.resolve_hf(str(path))
+    if str(path).startswith(hub.HF_PREFIX):
+        path = hub.resolve_hf(str(path))
     folder, ck_path = _find_checkpoint(Path(path).expanduser())
     if checkpoint:
         ck_path = Path(checkpoint)
     dev = resolve_device(device)
-    if export.is_model_file(ck_path):  # exported: one set of weights, no optimizer
-        ck = export.load_model_file(ck_path)
+    if ckpt_io.is_model_file(ck_path):  # exported: one set of weights, no optimizer
+        ck = ckpt_io.load_model_file(ck_path)
         if ck.ema and not ema:
             raise InputError(f"{ck_path} holds only the EMA weights (an exported model); --raw needs the run "
                              "folder it was exported from")

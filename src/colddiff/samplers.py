@@ -13,13 +13,18 @@ A sampler may take keyword-only options after the shared arguments (``stochastic
 ``SAMPLERS`` is the one registry (a plain dict name -> function); every list of sampler
 names (CLI choices included) derives from it.  Each function carries what callers need to
 know about it: ``label`` (for tables), ``one_call`` (R is called once instead of t times),
-``needs_context`` (it re-applies D, so the context of x_t must be known) and ``check(D)``
-(a one-line ConfigError when it does not apply to D).
+``needs_context`` (it re-applies D, so the context of x_t must be known), ``check(D)``
+(a one-line ConfigError when it does not apply to D), ``options`` (the names of its keyword-only
+options, read from its signature), ``draws(options)`` (whether it draws random numbers with
+those options, so callers give it a generator per chunk), ``restores`` (a row of the restoration
+table) and ``generation_baseline`` (compared by default in generation tables where it applies).
+``DEFAULT`` is the paper's sampler.  Callers read these instead of asking a sampler's name.
 
 Samplers run without autograd (a T-step loop would otherwise keep every graph alive).
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, Dict, Optional, Union
 
@@ -32,7 +37,8 @@ Restorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 TLike = Union[int, torch.Tensor]
 
-__all__ = ["direct", "algorithm1", "algorithm2", "authors_shifted", "stochastic", "ddim", "SAMPLERS", "register_sampler", "get_sampler", "sampler_names"]
+__all__ = ["direct", "algorithm1", "algorithm2", "authors_shifted", "stochastic", "ddim", "SAMPLERS", "DEFAULT", "register_sampler",
+           "get_sampler", "sampler_names"]
 
 
 def _t_vector(t: TLike, x: torch.Tensor, D: Optional[Degradation] = None) -> torch.Tensor:
@@ -66,16 +72,25 @@ def _restore_active(R: Restorer, x: torch.Tensor, s: int, active: Optional[torch
     return x0_hat
 
 
+def _never_draws(options: dict) -> bool:
+    return False
+
+
 def register_sampler(name: str, label: str, one_call: bool = False, needs_context: bool = True,
-                     check: Optional[Callable[[Degradation], None]] = None, restores: bool = True):
+                     check: Optional[Callable[[Degradation], None]] = None, restores: bool = True,
+                     draws: Callable[[dict], bool] = _never_draws, generation_baseline: bool = False):
     """Function decorator: add a sampler (one signature, see the module docstring) to ``SAMPLERS``.
 
     ``restores=False`` keeps a sampler out of the restoration table (Table 1): a generation-only sampler.
+    ``draws(options)``: whether the sampler draws random numbers with these options (default never).
+    ``generation_baseline``: generation tables compare it by default on the runs it applies to.
+    Its keyword-only parameters are its ``options``.
     """
 
     def deco(fn):
         fn.sampler_name, fn.label, fn.one_call, fn.needs_context = name, label, one_call, needs_context
-        fn.restores = restores
+        fn.restores, fn.draws, fn.generation_baseline = restores, draws, generation_baseline
+        fn.options = tuple(p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY)
         fn.check = check or (lambda D: None)
         SAMPLERS[name] = fn
         return fn
@@ -84,6 +99,7 @@ def register_sampler(name: str, label: str, one_call: bool = False, needs_contex
 
 
 SAMPLERS: Dict[str, Callable] = {}
+DEFAULT = "algorithm2"   # the paper's sampler (Algorithm 2): restoration's and generation's default
 
 
 def get_sampler(name: str) -> Callable:
@@ -199,7 +215,8 @@ def authors_shifted(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ct
 
 # Generation only (restores=False): restoring a given image wants the most likely x0, not a sample;
 # with δ = 0 its Table 1 row would repeat Algorithm 2's.
-@register_sampler("stochastic", "Stochastic (IHD)", restores=False)
+@register_sampler("stochastic", "Stochastic (IHD)", restores=False,
+                  draws=lambda options: float(options.get("delta", 0.0)) > 0)
 @torch.no_grad()
 def stochastic(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
                callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None, *,
@@ -240,7 +257,7 @@ def _check_mixing(D: Degradation) -> None:
                           "use algorithm2 for cold degradations")
 
 
-@register_sampler("ddim", "DDIM", needs_context=False, check=_check_mixing)
+@register_sampler("ddim", "DDIM", needs_context=False, check=_check_mixing, generation_baseline=True)
 @torch.no_grad()
 def ddim(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
          callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -7,7 +7,7 @@ the CPU can do, with the reason in one log line) and keeps exact resume: the sam
 give the same kernels after a restart, and the checkpoint holds the plain module's weights
 (``model``, never the compiled wrapper, whose state_dict keys carry ``_orig_mod.``).
 
-Why each helps on a GPU (the issue's H100 run was launch-bound: 385 images/s, <1% of peak):
+Why each helps on a GPU (a measured H100 run was launch-bound: 385 images/s, <1% of peak):
 ``torch.compile`` fuses the U-Net's many small element-wise kernels (GroupNorm, SiLU, the time
 scale/shift, the L1 loss) into few; channels_last lets cuDNN pick NHWC tensor-core kernels for
 bf16 convolutions without transposes; fused Adam updates every parameter in one kernel instead

@@ -1,6 +1,7 @@
 """Training the restoration network R with the paper's recipe (Cold Diffusion, Sec. 3.1).
 
-``train(cfg, out)`` is one loop a reader can follow top to bottom:
+``train(cfg, out)`` is one loop a reader can follow top to bottom; ``train_step`` is its
+optimizer step (the benchmarks time the same function):
 
     for each optimizer step:
         for each of grad_accum micro-batches:
@@ -23,25 +24,33 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
 from . import checkpoint as ckpt_io
+from . import data as data_mod
+from . import speed
 from .config import RunConfig, check_resumable
+from .data import augment as augment_mod
 from .degradations import context_to
 from .devices import autocast as precision_autocast
 from .devices import resolve_device as _resolve_device
 from .errors import ColddiffError, ConfigError, OutputError
 from .fileio import TMP_PREFIX, atomic_path, os_problem, remove_stale
-from . import speed
+from .images import atomic_save, make_grid
+from .samplers import algorithm2, direct
 
 Callback = Callable[[Dict[str, Any]], None]
+log = logging.getLogger("colddiff.training")
+LOGGERS = ("none", "tensorboard", "wandb")   # where the scalars go besides metrics.jsonl
 
 
 class TrainingError(ColddiffError):
@@ -114,8 +123,6 @@ class BatchStream:
     def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1,
                  num_workers: int = 0, epoch: int = 0, position: int = 0, device: Optional[torch.device] = None,
                  augment: str = ""):
-        from .data import augment as augment_mod
-
         self.ds, self.B, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
         self.device = device  # a CUDA device: batches come in pinned memory, for non-blocking copies
         if num_workers == -1:  # data.num_workers=-1: auto (speed.auto_workers)
@@ -182,8 +189,6 @@ class BatchStream:
             item = next(self._iter)
             x = item[0] if isinstance(item, (list, tuple)) else item
         if self.augment:
-            from .data import augment as augment_mod
-
             x = augment_mod.apply(x, self.augment,
                                   augment_mod.batch_generator(self.seed, self.epoch, self.position, self.rank))
             x = x.pin_memory() if pin else x
@@ -235,19 +240,28 @@ def _set_rng_state(state: Dict[str, torch.Tensor], gen: torch.Generator, device:
 
 # ---------------------------------------------------------------------------- the loop
 def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callback] = (),
-          progress: bool = True) -> Dict[str, Any]:
+          progress: bool = True, log_to: str = "none") -> Dict[str, Any]:
     """Train ``cfg`` into the run folder ``out``; with ``resume`` continue from its latest checkpoint.
 
+    Progress: a tqdm bar when ``progress`` and stderr is a terminal; otherwise one line through
+    Python ``logging`` (logger ``colddiff.training``, level INFO) every ``train.log_every`` steps.
+    ``log_to``: where the scalars go besides ``metrics.jsonl``: ``tensorboard`` (OUT/tensorboard/),
+    ``wandb`` (Weights & Biases, project ``colddiff``) or ``none`` (the default).
     Returns a summary dict (also written to ``train_summary.json`` by rank 0).
     """
-    from . import data as data_mod
-
     out = Path(out)
     ckdir = out / "checkpoints"
     rank, world, local_rank = dist_env()
     distributed = world > 1
     cfg = cfg.copy().validate()
     tr = cfg.train
+    if log_to not in LOGGERS:
+        raise ConfigError(f"--log must be one of {', '.join(LOGGERS)}, got {log_to!r}")
+    if log_to != "none":
+        _require_logger(log_to)  # a missing extra: one line before any work
+    if cfg.data.name == "folder:":
+        raise ConfigError(f"preset {cfg.preset} trains on a folder of your images: add --set data.name=folder:PATH "
+                          "(a folder of image files, e.g. 32-pixel crops of your photos)")
     device = resolve_device(tr.device, local_rank)
     if tr.precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
@@ -278,6 +292,8 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     # ---- data, degradation, network (identical initial weights on every process)
     ds = data_mod.load(cfg.data.name, "train", root=cfg.data.root or None,
                        image_size=cfg.data.image_size, channels=cfg.data.channels)
+    if rank == 0:
+        _warn_channels(cfg, ds)
     D = cfg.build_degradation()
     torch.manual_seed(tr.seed)
     model = cfg.build_model().to(device)
@@ -330,16 +346,18 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.toml")
         _truncate_metrics(out / "metrics.jsonl", step)
-    tb = _tensorboard(out / "tensorboard") if is_main else None
+    tb = _metrics_writer(log_to, out, cfg, resume) if is_main else None
     sample_batch = _fixed_batch(cfg, D, data_mod, ds) if is_main and tr.sample_every else None
     autocast = precision_autocast(device, tr.precision)
     loss_fn = speed.compiled_loss(net, tr.compile, autocast, tr.channels_last)  # Eq. 1 (compiled when asked)
 
     bar = None
-    if is_main and progress:
+    if is_main and progress and _on_terminal():  # a bar on a terminal; log lines in files, CI and notebooks
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=tr.steps, initial=step, desc=f"train {cfg.preset}", unit="step", dynamic_ncols=True)
+        from .config import run_name
+
+        bar = tqdm(total=tr.steps, initial=step, desc=f"train {run_name(cfg)}", unit="step", dynamic_ncols=True)
 
     def save(at_step: int, rng_snapshot, stream_state) -> Optional[Path]:
         rng_all = _gather_rng(rng_snapshot, distributed, world)
@@ -374,47 +392,21 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     stopped_early = False
     images_per_step = tr.batch_size * tr.grad_accum * world
     model.train()
+    parts = StepParts(model, ema, opt, loss_fn, stream, D, gen, net=net, scaler=scaler, world=world)
     with _StopFlag() as stop:
         while step < tr.steps:
-            lr = lr_at(cfg, step)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(tr.grad_accum):
-                x0 = stream.next().to(device, non_blocking=True)
-                x_t, t = degrade_batch(D, x0, gen, input_noise=cfg.degradation.input_noise)
-                sync = (contextlib.nullcontext() if not distributed or micro == tr.grad_accum - 1
-                        else net.no_sync())
-                with sync:
-                    loss = loss_fn(x_t, t, x0) / tr.grad_accum  # Eq. 1
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
-                loss_sum += loss.detach()
-            if distributed:
-                torch.distributed.all_reduce(loss_sum)
-                loss_sum /= world
+            lr = lr_at(cfg, step)  # as train_step sets it: for the log and the callbacks
+            loss_sum = train_step(cfg, step, parts)
             acc.add(loss_sum, step + 1)
+            step += 1
             # Read the loss back (a host-device sync) only where it is used: on a GPU at log,
             # checkpoint and final steps (a non-finite loss is remembered on the device with its
             # step); on a CPU, where reading costs nothing, at every step as before.
-            nxt = step + 1
-            read_now = (device.type != "cuda" or callbacks or stop.requested or nxt == tr.steps
-                        or nxt % tr.checkpoint_every == 0 or (tr.log_every and nxt % tr.log_every == 0))
+            read_now = (device.type != "cuda" or callbacks or stop.requested or step == tr.steps
+                        or step % tr.checkpoint_every == 0 or (tr.log_every and step % tr.log_every == 0))
             if read_now:
                 mean_loss, loss_value, bad_step = acc.read()
-                _stop_if_not_finite(bad_step, loss_value, nxt, ckdir)
-            if scaler is not None:
-                scaler.unscale_(opt)
-            if tr.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            if step % tr.ema_every == 0:
-                _update_ema(ema, model, tr.ema_decay, reset=step < tr.ema_start)
+                _stop_if_not_finite(bad_step, loss_value, step, ckdir)
             last_loss = loss_value
             imgs_log += images_per_step
 
@@ -432,9 +424,11 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
                            "images_per_s": imgs_log / max(now - t_log, 1e-9),
                            "time": elapsed_before + (now - t_start), "epoch": stream.epoch}
                     _append_jsonl(out / "metrics.jsonl", rec)
+                    if bar is None:
+                        log.info("step %d/%d  loss %.4f  lr %.2e  %.0f images/s", step, tr.steps, mean_loss, lr,
+                                 rec["images_per_s"])
                     if tb is not None:
-                        for k in ("loss", "lr", "images_per_s"):
-                            tb.add_scalar(f"train/{k}", rec[k], step)
+                        tb.log(rec, step)
                     t_log, imgs_log = now, 0
                     acc.reset()
                 if tr.sample_every and (step % tr.sample_every == 0 or step == tr.steps):
@@ -468,6 +462,72 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     return summary
 
 
+# ---------------------------------------------------------------------------- one step
+@dataclass
+class StepParts:
+    """What one optimizer step uses and changes.
+
+    ``loss_fn(x_t, t, x0)`` is Eq. 1 on ``net`` (the DistributedDataParallel wrapper of ``model``
+    when ``world`` > 1, else ``model`` itself; see ``speed.compiled_loss``); ``scaler`` is fp16's
+    GradScaler (None otherwise); ``stream``, ``D`` and ``gen`` give each micro-batch's x0, its t,
+    context and input noise.
+    """
+
+    model: torch.nn.Module
+    ema: torch.nn.Module
+    opt: torch.optim.Optimizer
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    stream: BatchStream
+    D: Any
+    gen: torch.Generator
+    net: Optional[torch.nn.Module] = None  # None: model
+    scaler: Optional[torch.amp.GradScaler] = None
+    world: int = 1
+
+
+def train_step(cfg: RunConfig, step: int, p: StepParts) -> torch.Tensor:
+    """Optimizer step ``step`` (0-based) as :func:`train` takes it; returns its loss, on the device.
+
+    The learning rate of the step (``lr_at``); for each of ``grad_accum`` micro-batches: the next
+    x0, ``degrade_batch`` (input noise included), forward, L1 loss (Eq. 1), backward (scaled for
+    fp16; under DDP the gradients are all-reduced on the last micro-batch only); then the loss
+    averaged over the processes, (unscale,) gradient clipping, the Adam step, ``zero_grad`` and,
+    every ``ema_every`` steps, the EMA update.  Nothing here reads a value back from the device
+    (but fp16's ``GradScaler.step``, which checks for inf gradients on the host).
+    """
+    tr = cfg.train
+    device = p.gen.device
+    net = p.net if p.net is not None else p.model
+    for group in p.opt.param_groups:
+        group["lr"] = lr_at(cfg, step)
+    loss_sum = torch.zeros((), device=device)
+    for micro in range(tr.grad_accum):
+        x0 = p.stream.next().to(device, non_blocking=True)
+        x_t, t = degrade_batch(p.D, x0, p.gen, input_noise=cfg.degradation.input_noise)
+        sync = (contextlib.nullcontext() if p.world == 1 or micro == tr.grad_accum - 1
+                else net.no_sync())
+        with sync:
+            loss = p.loss_fn(x_t, t, x0) / tr.grad_accum  # Eq. 1
+            (p.scaler.scale(loss) if p.scaler is not None else loss).backward()
+        loss_sum += loss.detach()
+    if p.world > 1:
+        torch.distributed.all_reduce(loss_sum)
+        loss_sum /= p.world
+    if p.scaler is not None:
+        p.scaler.unscale_(p.opt)
+    if tr.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(p.model.parameters(), tr.grad_clip)
+    if p.scaler is not None:
+        p.scaler.step(p.opt)
+        p.scaler.update()
+    else:
+        p.opt.step()
+    p.opt.zero_grad(set_to_none=True)
+    if (step + 1) % tr.ema_every == 0:
+        _update_ema(p.ema, p.model, tr.ema_decay, reset=step + 1 < tr.ema_start)
+    return loss_sum
+
+
 # ---------------------------------------------------------------------------- pieces
 def _stop_if_not_finite(bad_step: int, loss_value: float, step: int, ckdir: Path) -> None:
     """The TrainingError of a non-finite loss (first seen at ``bad_step``; 0 = none), naming what is kept."""
@@ -481,20 +541,19 @@ def _stop_if_not_finite(bad_step: int, loss_value: float, step: int, ckdir: Path
         + "lower train.lr or set train.grad_clip, then resume")
 
 
-def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, stepwise: bool = False, input_noise: float = 0.0):
+def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, input_noise: float = 0.0):
     """t ~ U{1..T} per image, a fresh per-trajectory context, and x_t = D.observe(x0, t, ctx) (D, then the
     family's 8-bit rounding where the authors quantise training inputs).
 
-    ``stepwise=True`` applies the degradation one step at a time, as the authors' code does
-    (only for the training-step benchmark).  ``input_noise`` σ > 0 adds N(0, σ²) to x_t, the
-    forward process of Inverse Heat Dissipation (Rissanen et al., ICLR 2023, Sec. 3: blur plus a
-    little noise); σ = 0 draws nothing, so the paper's training stream is unchanged.
+    ``input_noise`` σ > 0 adds N(0, σ²) to x_t, the forward process of Inverse Heat Dissipation
+    (Rissanen et al., ICLR 2023, Sec. 3: blur plus a little noise); σ = 0 draws nothing, so the
+    paper's training stream is unchanged.
     """
     t = torch.randint(1, D.T + 1, (x0.shape[0],), generator=gen, device=x0.device)
     t.in_range = True  # 1..T by construction: D need not read it back from the GPU to check it
     ctx = D.context(x0, gen)
     with torch.no_grad():
-        x_t = D.observe(x0, t, ctx, stepwise=stepwise)  # rounded where the authors round training inputs
+        x_t = D.observe(x0, t, ctx)  # rounded where the authors round training inputs
         if input_noise > 0:
             x_t = x_t + input_noise * torch.randn(x_t.shape, generator=gen, device=x_t.device, dtype=x_t.dtype)
     return x_t, t
@@ -561,12 +620,74 @@ def _truncate_metrics(path: Path, step: int) -> None:
         Path(tmp).write_text("".join(x + "\n" for x in keep))
 
 
-def _tensorboard(logdir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed: the JSON-lines log is enough
+def _on_terminal() -> bool:
+    import sys
+
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+EXTRAS = {"tensorboard": ("tensorboard", "pip install 'colddiff[tensorboard]' (or pip install tensorboard)"),
+          "wandb": ("wandb", "pip install 'colddiff[wandb]' (or pip install wandb)")}
+
+
+def _require_logger(kind: str) -> None:
+    import importlib.util
+
+    module, how = EXTRAS[kind]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"--log {kind} needs the {module} package, which is not installed: {how}; "
+                          "or use --log none (metrics.jsonl is always written)")
+
+
+class _Scalars:
+    """Where the log lines' scalars go besides metrics.jsonl: TensorBoard or Weights & Biases."""
+
+    KEYS = ("loss", "lr", "images_per_s")
+
+    def __init__(self, kind: str, writer):
+        self.kind, self.writer = kind, writer
+
+    def log(self, rec: Dict[str, Any], step: int) -> None:
+        if self.kind == "tensorboard":
+            for k in self.KEYS:
+                self.writer.add_scalar(f"train/{k}", rec[k], step)
+        else:
+            self.writer.log({f"train/{k}": rec[k] for k in self.KEYS}, step=step)
+
+    def close(self) -> None:
+        if self.kind == "tensorboard":
+            self.writer.close()
+        else:
+            self.writer.finish()
+
+
+def _metrics_writer(kind: str, out: Path, cfg: RunConfig, resume: bool) -> Optional[_Scalars]:
+    """A :class:`_Scalars` for ``--log`` (None for ``none``)."""
+    if kind == "none":
         return None
-    return SummaryWriter(str(logdir))
+    if kind == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+
+        return _Scalars("tensorboard", SummaryWriter(str(out / "tensorboard")))
+    import wandb
+    from .config import run_name
+
+    return _Scalars("wandb", wandb.init(project="colddiff", name=run_name(cfg), dir=str(out), config=cfg.to_dict(),
+                                        resume="allow" if resume else None))
+
+
+def _warn_channels(cfg: RunConfig, ds) -> None:
+    """A warning when the data's files hold another number of channels than the run trains on."""
+    have, want = getattr(ds, "native_channels", None), cfg.data.channels
+    if have is None or have == want:
+        return
+    kind = {1: "grey", 3: "colour"}
+    src = f" (preset {cfg.preset})" if cfg.preset != "custom" else ""
+    hint = ("; for colour use --preset folder-blur or --set data.channels=3" if have == 3 else
+            "; --set data.channels=1 trains on them as they are")
+    log.warning("%s holds %s images but this run trains on %d-channel (%s) ones, data.channels=%d%s: they are "
+                "converted%s", cfg.data.name, kind.get(have, f"{have}-channel"), want, kind.get(want, "?"), want, src,
+                hint)
 
 
 def _fixed_batch(cfg: RunConfig, D, data_mod, train_ds, n: int = 8):
@@ -584,9 +705,6 @@ def _fixed_batch(cfg: RunConfig, D, data_mod, train_ds, n: int = 8):
 @torch.no_grad()
 def _write_samples(path: Path, batch, ema, D, autocast) -> None:
     """PNG grid: clean | degraded (t = T) | direct | Algorithm 2, one row per image."""
-    from .images import atomic_save, make_grid
-    from .samplers import algorithm2, direct
-
     x0, ctx = batch
     dev = next(ema.parameters()).device
     x0 = x0.to(dev)

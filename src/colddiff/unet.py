@@ -363,6 +363,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                        num_res_blocks=2, dropout=0.0, image_size=32),
     "mnist-cpu": dict(channels=1, dim=16, dim_mults=(1, 2, 2), attn_levels=(),
                       num_res_blocks=1, dropout=0.0, image_size=28),
+    "colour-cpu": dict(channels=3, dim=16, dim_mults=(1, 2, 2), attn_levels=(),
+                       num_res_blocks=1, dropout=0.0, image_size=32),
 }
 
 PRESET_NOTES: Dict[str, str] = {
@@ -374,6 +376,7 @@ PRESET_NOTES: Dict[str, str] = {
     "cifar10-64": "CIFAR-10 snow / colourisation: the widths of the authors' UnetConvNext (dim 64, 1-2-4-8) "
                   "in colddiff's blocks",
     "mnist-cpu": "small fast CPU network for MNIST: dim 16, 1-2-2, 1 res block, attention only in the middle",
+    "colour-cpu": "the same small CPU network for colour crops (folder-blur): 3 channels, 32 px crops",
 }
 
 

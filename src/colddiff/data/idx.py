@@ -90,10 +90,12 @@ class IdxSource(Source):
 
     def __init__(self, name: str, title: str, table: dict[str, FileSpec], mirrors: tuple[str, ...],
                  licence: str, homepage: str, classes: tuple[str, ...], aliases: tuple[str, ...] = (),
-                 citation: str = "", system_package: str = "", short_licence: str = ""):
+                 citation: str = "", system_package: str = "", short_licence: str = "", hub_id: str = "",
+                 hub_licence: str = ""):
         self.name, self.title, self.table, self.mirrors = name, title, table, mirrors
         self.licence, self.homepage, self.classes, self.aliases = licence, homepage, classes, aliases
         self.citation, self.system_package, self.short_licence = citation, system_package, short_licence
+        self.hub_id, self.hub_licence = hub_id, hub_licence
         self.counts = {"train": 60000, "test": 10000}
 
     def system_dirs(self):
@@ -157,6 +159,8 @@ MNIST = IdxSource(
     mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     licence="CC BY-SA 3.0 (Y. LeCun and C. Cortes)",
     short_licence="CC BY-SA 3.0",
+    hub_id="ylecun/mnist",
+    hub_licence="cc-by-sa-3.0",
     homepage="http://yann.lecun.com/exdb/mnist/",
     classes=tuple("0123456789"),
     aliases=("MNIST/raw",),
@@ -168,6 +172,8 @@ FASHION_MNIST = IdxSource(
              "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
     licence="MIT (Zalando SE)",
     short_licence="MIT",
+    hub_id="zalando-datasets/fashion_mnist",
+    hub_licence="mit",
     homepage="https://github.com/zalandoresearch/fashion-mnist",
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
              "Ankle boot"),

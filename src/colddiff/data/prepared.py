@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 
 from ..errors import InputError
 from ..fileio import atomic_path
+from ..images import DECODE_ERRORS
 from .common import log, show
 
 FORMAT = 1
@@ -179,8 +180,6 @@ def write_prepared(ds, progress: bool = True) -> Tuple[Path, dict]:
     return (path, manifest)."""
     from tqdm.auto import tqdm
 
-    from .folders import DECODE_ERRORS
-
     folder, split, image_size, channels, sources = ds.prepare_as
     base = Path(folder)
     path = prepared_path(folder, split, image_size, channels)
@@ -204,7 +203,7 @@ def write_prepared(ds, progress: bool = True) -> Tuple[Path, dict]:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), *shape))
         n = 0
         for f, y in tqdm(list(zip(files, ds.labels)), desc=f"prepare {ds.name} {split}", unit="img",
-                         disable=not progress, dynamic_ncols=True):
+                         disable=None if progress else True, dynamic_ncols=True):
             try:
                 x = ds.decode(f)
             except DECODE_ERRORS as e:
@@ -247,26 +246,3 @@ def describe(path: Path, man: dict[str, Any]) -> str:
     c, h, w = man["shape"]
     return (f"{man['name']} {man['split']}: {len(man['labels']):,} images {c}x{h}x{w} uint8 -> {show(path)} "
             f"({path.stat().st_size / 2**20:.1f} MiB; {len(man['skipped'])} file(s) left out)")
-
-
-def prepare(name: str, root=None, image_size: Optional[int] = None, channels: Optional[int] = None,
-            splits: Sequence[str] = (), progress: bool = True) -> list[Tuple[Path, dict]]:
-    """``colddiff data prepare``: the prepared copy of every split (or ``splits``) of a folder data set."""
-    from . import get, load, FOLDER_PREFIX
-    from .folders import folder_splits
-
-    if name.startswith(FOLDER_PREFIX):
-        p = Path(name[len(FOLDER_PREFIX):]).expanduser()
-        all_splits = tuple(folder_splits(p)) if p.is_dir() and folder_splits(p) else ("train",)
-    else:
-        all_splits = get(name).splits()
-    out = []
-    for split in splits or all_splits:
-        with bypass():
-            ds = load(name, split, root=root, image_size=image_size, channels=channels, download=False)
-        if not hasattr(ds, "prepare_as"):
-            raise InputError(f"data set {name!r} is already read into memory as 8-bit arrays; `colddiff data "
-                             "prepare` is for the folder data sets (celeba, afhq, folder:PATH), whose images are "
-                             "decoded per item")
-        out.append(write_prepared(ds, progress=progress))
-    return out

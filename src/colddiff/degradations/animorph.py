@@ -28,6 +28,8 @@ class Animorph(Mixing):
         schedule: ``linear`` or ``cosine`` ᾱ schedule.
     """
 
+    not_shift_invariant = "it mixes in a whole partner image (a face, an animal) laid over the whole frame"
+
     def __init__(self, T: int = 200, partners: Any = None, schedule: str = "cosine",
                  image_size=None, channels=None):
         super().__init__(T, schedule, image_size=image_size, channels=channels)

@@ -20,7 +20,9 @@ from typing import Any, Callable, Dict, Optional, Type, Union
 
 import torch
 
+from .. import plugins
 from ..errors import ConfigError, InputError
+from ..validate import degradation_params
 
 TLike = Union[int, torch.Tensor]
 
@@ -53,7 +55,6 @@ def generative_names() -> list[str]:
 
 def get_class(name: str) -> Type["Degradation"]:
     if name not in _REGISTRY:  # not built in: look in the installed and named plug-ins (colddiff.plugins)
-        from .. import plugins
 
         plugins.load_entry_points()
         plugins.from_environment()
@@ -99,7 +100,6 @@ def create(name: str, **params: Any) -> "Degradation":
                 f"its parameters are: {', '.join(accepted)}"
             )
         params = {k: v for k, v in params.items() if k in accepted}
-    from ..validate import degradation_params
 
     params = degradation_params(name, cls.__init__, params)  # typed and finite before any kernel is built
     try:
@@ -122,10 +122,13 @@ class Degradation(ABC):
         T: number of degradation steps; valid ``t`` are ``0..T``.
         name: registry name (set by :func:`register`).
         deterministic: False when ``context`` draws random per-trajectory parameters.
+        task: what restoring it is called, as a Hugging Face Hub tag (an exported model card's
+            task: "deblurring", "inpainting", ...); a family that names none is "image-to-image".
     """
 
     name: str = "degradation"
     deterministic: bool = True
+    task: str = "image-to-image"
 
     def __init__(self, T: int, image_size: Optional[int] = None, channels: Optional[int] = None):
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
@@ -195,6 +198,27 @@ class Degradation(ABC):
     # ------------------------------------------------------------------ capabilities
     # Samplers ask for what they need instead of a family's name: DDIM needs x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·z.
     output_range: Optional[tuple] = (-1.0, 1.0)   # bounds of D(x0, t) for x0 in [-1, 1]; None = unbounded
+
+    # Restoring images of any size (colddiff.restoration): a family whose operator is local and acts the
+    # same way at every pixel (a convolution, a per-pixel map, i.i.d. noise, snow that may fall anywhere)
+    # says so with ``shift_invariant = True``; R then runs on a whole photo, or on overlapping tiles of it,
+    # exactly as on the training crops.  A family that is not (a mask centred on the image, a partner
+    # image mixed in whole) keeps False and says why in ``not_shift_invariant``.
+    shift_invariant: bool = False
+    not_shift_invariant: str = "it does not declare its operator shift-invariant (shift_invariant = True)"
+
+    def tile_multiple(self) -> int:
+        """Tiles of an image must start and end on multiples of this many pixels (1: anywhere)."""
+        return 1
+
+    def native_size_problem(self, H: int, W: int) -> Optional[str]:
+        """None when R may restore an H×W image of this degradation at its own size; else why not (one clause)."""
+        if not self.shift_invariant:
+            return self.not_shift_invariant
+        m = self.tile_multiple()
+        if H % m or W % m:
+            return f"its steps act on {m}-pixel blocks, so the image's sides must be multiples of {m} (it is {W}×{H})"
+        return None
 
     def mixing_schedule(self) -> Optional[torch.Tensor]:
         """ᾱ_0..ᾱ_T (float64) when D(x0, t) = √ᾱ_t·x0 + √(1−ᾱ_t)·z with Gaussian z (DDIM applies), else None."""

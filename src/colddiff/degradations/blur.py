@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .base import bview, register, work_dtype
+from .mask import quantize8
 from .separable import SeparableDegradation
 
 SCHEDULES = ("constant", "incremental", "exponential", "cifar10")
@@ -67,6 +68,7 @@ class GaussianBlur(SeparableDegradation):
             average); colddiff rounds to the nearest level.
     """
 
+    task = "deblurring"
     # the authors' test script for this family (evaluate --protocol paper; see Degradation)
     paper_test_enlarge = True
 
@@ -87,6 +89,8 @@ class GaussianBlur(SeparableDegradation):
         self.padding, self.rate, self.discrete = padding, float(rate), bool(discrete)
         if image_size is not None:
             self._check_size(int(image_size))
+
+    shift_invariant = True   # one Gaussian kernel per step, the same at every pixel
 
     def sigma_at(self, s: int) -> float:
         """Kernel std of step ``s`` (1..T)."""
@@ -137,7 +141,6 @@ class GaussianBlur(SeparableDegradation):
     def finalize(self, x_t, t):
         if not self.discrete:
             return x_t
-        from .mask import quantize8
 
         return quantize8(x_t)
 

@@ -46,6 +46,8 @@ class Desaturate(Degradation):
         gray: ``luma`` (BT.601 weights) or ``mean`` (the authors' plain channel mean).
     """
 
+    task = "colorization"
+    shift_invariant = True   # a per-pixel colour map
     # the authors' test script for this family (evaluate --protocol paper; see Degradation)
     paper_degraded_row = "first_update"
     paper_sampled_row = "last_prediction"

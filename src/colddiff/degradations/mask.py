@@ -58,6 +58,7 @@ class GaussianMask(Degradation):
             put it at pixel n/2 − 1 of an even n, i.e. offset 0.5.
     """
 
+    task = "inpainting"
     # the authors' test script for this family (evaluate --protocol paper; see Degradation)
     paper_degraded_row = "first_update"
     paper_sampled_row = "last_prediction"
@@ -81,6 +82,11 @@ class GaussianMask(Degradation):
         self.beta_start, self.beta_step = float(beta_start), float(beta_step)
         self.position, self.fill, self.quantize = position, fill, bool(quantize)
         self.deterministic = position == "center" and fill == "zero"
+        # a mask at a random centre is a local hole that may sit anywhere; a centred one is tied to the frame
+        self.shift_invariant = position == "random" and fill == "zero"
+        self.not_shift_invariant = ("its mask is centred on the image (position=center), so it depends on where "
+                                    "the frame's middle is" if position == "center" else
+                                    "its last step replaces the whole image by one colour (fill=random)")
         self._cache: Dict[Tuple, torch.Tensor] = {}
 
     def beta(self, s: int) -> float:

@@ -88,6 +88,9 @@ class GaussianNoise(Mixing):
         schedule: ``linear`` or ``cosine`` ᾱ schedule.
     """
 
+    task = "denoising"
+    shift_invariant = True   # i.i.d. noise per pixel
+
     def __init__(self, T: int = 200, schedule: str = "cosine", image_size=None, channels=None):
         super().__init__(T, schedule, image_size=image_size, channels=channels)
 

@@ -70,6 +70,7 @@ class Downsample(SeparableDegradation):
         downsample: ``area`` (average over each block) or ``bicubic`` (the authors' routine).
     """
 
+    task = "super-resolution"
     # the authors' test script for this family (evaluate --protocol paper; see Degradation)
     paper_test_enlarge = True
     paper_sampled_row = "last_prediction"
@@ -83,6 +84,11 @@ class Downsample(SeparableDegradation):
             self.output_range = None  # cubic lobes overshoot [-1, 1] a little
         if image_size is not None:
             self._check_size(int(image_size))
+
+    shift_invariant = True   # block averages: the same at every block, when blocks tile the image
+
+    def tile_multiple(self) -> int:
+        return 2**self.T         # the last step's blocks; an image (or tile) must be made of whole blocks
 
     def _check_size(self, n: int) -> None:
         if 2**self.T > n:

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .base import Degradation, bview, register, work_dtype
+from .desaturate import gray
 
 # level: (loc, scale, zoom, threshold, radius, sigma, blend) for 32×32 images
 LEVELS = {
@@ -98,6 +99,8 @@ class _SnowField(Degradation):
     context) or one fixed field per image size drawn with ``seed`` (``random=False``).
     Subclasses set ``random``, ``seed`` and ``_fixed`` and implement ``_draw``."""
 
+    task = "desnowing"
+    shift_invariant = True   # flakes may fall anywhere and streak the same way everywhere (local blur)
     # the authors' test script for both snow families (evaluate --protocol paper; see Degradation)
     paper_degraded_row = "first_update"
     paper_sampled_row = "last_prediction"
@@ -339,8 +342,6 @@ class AuthorsSnow(_SnowField):
         dt = work_dtype(x0.dtype)
         x = (x0.to(dt) + 1) / 2                                 # [0, 1], the authors' pixel units
         if not self.fix_brightness:
-            from .desaturate import gray
-
             c = bview(self.brightness_at(t.to(dt)), x)
             bright = torch.maximum(x, gray(x) * 1.5 + 0.5) if x.shape[1] == 3 else torch.maximum(x, x * 1.5 + 0.5)
             x = c * x + (1 - c) * bright
