@@ -897,7 +897,7 @@ def add_reproduce(sub):
                     help="test images per preset (default: the protocol's; paper = the whole test split but one)")
     rp.add_argument("--protocol", choices=("paper", "colddiff"), default="paper",
                     help="evaluation protocol (default paper: the authors' test scripts)")
-    rp.add_argument("--fid", choices=FID_CHOICES, default="auto", help="FID features (as evaluate)")
+    rp.add_argument("--fid", choices=FID_CHOICES, metavar="BACKEND", default="auto", help="FID features: auto, inception, classifier or none (as evaluate)")
     rp.add_argument("--batch-size", type=COUNT, default=100, help="images per sampler batch (default 100)")
     rp.add_argument("--train-only", action="store_true", help="train or resume, do not evaluate yet")
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")
