@@ -78,18 +78,21 @@ def _never_draws(options: dict) -> bool:
 
 def register_sampler(name: str, label: str, one_call: bool = False, needs_context: bool = True,
                      check: Optional[Callable[[Degradation], None]] = None, restores: bool = True,
-                     draws: Callable[[dict], bool] = _never_draws, generation_baseline: bool = False):
+                     draws: Callable[[dict], bool] = _never_draws, generation_baseline: bool = False,
+                     oracle_exact: bool = True):
     """Function decorator: add a sampler (one signature, see the module docstring) to ``SAMPLERS``.
 
     ``restores=False`` keeps a sampler out of the restoration table (Table 1): a generation-only sampler.
     ``draws(options)``: whether the sampler draws random numbers with these options (default never).
     ``generation_baseline``: generation tables compare it by default on the runs it applies to.
+    ``oracle_exact``: with the perfect restorer R = x0 it returns x0 (False for the authors' shifted update).
     Its keyword-only parameters are its ``options``.
     """
 
     def deco(fn):
         fn.sampler_name, fn.label, fn.one_call, fn.needs_context = name, label, one_call, needs_context
         fn.restores, fn.draws, fn.generation_baseline = restores, draws, generation_baseline
+        fn.oracle_exact = oracle_exact
         fn.options = tuple(p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY)
         fn.check = check or (lambda D: None)
         SAMPLERS[name] = fn
@@ -195,7 +198,8 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
 
 # Not a Table 1 row (restores=False): the authors' variant, chosen by name (evaluate --paper-sampler, restore
 # --sampler, ...); Algorithm 2 stays the default everywhere.
-@register_sampler("authors-shifted", "Algorithm 2 shifted by one (authors' snow/colour code)", restores=False)
+@register_sampler("authors-shifted", "Algorithm 2 shifted by one (authors' snow/colour code)", restores=False,
+                  oracle_exact=False)
 @torch.no_grad()
 def authors_shifted(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
                     callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
