@@ -225,6 +225,9 @@ class Stepwise:
     def __call__(self, x0: torch.Tensor, t, ctx: Any = None) -> torch.Tensor:
         return self.D.apply_stepwise(x0, t, ctx)
 
+    def observe(self, x0: torch.Tensor, t, ctx: Any = None) -> torch.Tensor:  # training inputs, step by step too
+        return self.D.observe(x0, t, ctx, stepwise=True)
+
 
 def step_parts(cfg, base: torch.nn.Module, ds, D, device: torch.device, seed: int) -> StepParts:
     """A fresh model / EMA / optimizer / data stream / generator for ``colddiff.training.train_step``,

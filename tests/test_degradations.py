@@ -187,12 +187,17 @@ def test_mask_random_centre_follows_context():
         assert out[b].argmin() == cy * 28 + cx
 
 
-def test_mask_quantize_rounds_to_8_bit_levels():
+def test_mask_quantize_rounds_observed_images_to_8_bit_levels_and_leaves_D_exact():
     D = deg.create("mask", T=20, quantize=True)
+    exact = deg.create("mask", T=20, quantize=False)
     x0 = images(2, 3, 32)
-    out = D(x0, 7, D.context(x0))
+    ctx = D.context(x0, torch.Generator().manual_seed(1))
+    out = D.observe(x0, 7, ctx)
     levels = (out + 1) * 127.5
     assert torch.allclose(levels, levels.round(), atol=1e-9)
+    assert torch.equal(D(x0, 7, ctx), exact(x0, 7, ctx))  # the sampler's D is not rounded
+    assert not torch.equal(D(x0, 7, ctx), out)
+    assert torch.equal(D.observe(x0, 0, ctx), x0)
 
 
 def test_mask_generation_variant_ends_in_a_solid_colour():
@@ -437,15 +442,17 @@ def test_snow_c_fft_motion_blur_equals_direct_convolution():
 
 
 def test_blur_discrete_ends_in_the_channel_means_on_8_bit_levels():
-    """The authors' --discrete: D(x0, T) is the channel mean of D(x0, T-1), every output on 8-bit levels."""
+    """The authors' --discrete: D(x0, T) is the channel mean of D(x0, T-1), every observed (training) image
+    on 8-bit levels; D itself is not rounded."""
     D = deg.create("blur", T=6, kernel_size=5, sigma=1.0, padding="zero", discrete=True)
     plain = deg.create("blur", T=6, kernel_size=5, sigma=1.0, padding="zero")
     x0 = images(2, 3, 16)
-    xT = D(x0, 6)
+    xT = D.observe(x0, 6)
     want = plain(x0, 5).mean((2, 3), keepdim=True).expand_as(xT)
     assert torch.allclose(xT, want, atol=1 / 255)
     assert torch.equal(xT, xT[..., :1, :1].expand_as(xT))  # one value per channel
     for t in (1, 3, 6):
-        levels = (D(x0, t) + 1) * 127.5
+        levels = (D.observe(x0, t) + 1) * 127.5
         assert torch.allclose(levels, levels.round(), atol=1e-9)
-    assert torch.allclose(D(x0, 3), plain(x0, 3), atol=1 / 255)
+    assert torch.allclose(D.observe(x0, 3), plain(x0, 3), atol=1 / 255)
+    assert torch.allclose(D(x0, 3), plain(x0, 3), atol=1e-12)

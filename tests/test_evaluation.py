@@ -57,8 +57,12 @@ def test_restore_batches_do_not_depend_on_batch_size(tmp_path):
     x0 = torch.stack([ds[i][0] for i in range(5)])
     a = restore_batches(run, x0, 5, batch_size=5, progress=False)
     b = restore_batches(run, x0, 5, batch_size=2, progress=False)
+    assert torch.equal(a["degraded"], b["degraded"])  # the same contexts: the same (8-bit) x_t
     for m in table_methods(run.D):
-        assert torch.allclose(a[m], b[m], atol=1e-5), m
+        # float32 convolutions differ by ~1e-6 between batch sizes; the samplers' D calls are exact (not rounded
+        # to 8 bits, which hid such differences), and Algorithm 1 has no error contraction: it grows them
+        # over its T = 5 steps to ~1e-4 at most, Algorithm 2 keeps them at ~1e-6
+        assert torch.allclose(a[m], b[m], atol=2e-4 if m == "algorithm1" else 1e-5), m
 
 
 def test_tables_are_written_and_read_back(blur_run, clf, tmp_path):

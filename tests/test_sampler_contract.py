@@ -18,6 +18,7 @@ PINNED = {
     "direct": ("blur", 0.0609208, 30.38971),
     "algorithm1": ("blur", 0.0220166, 14.85500),
     "algorithm2": ("blur", -0.0006584, 29.63986),
+    "authors-shifted": ("blur", -0.0006389, 29.60956),
     "stochastic": ("blur", 0.0081394, 49.48320),
     "ddim": ("noise", 0.0132431, 143.64423),
 }

@@ -104,6 +104,41 @@ def test_algorithm2_uses_the_trajectory_context():
     assert torch.allclose(out, x0, atol=1e-12)
 
 
+@pytest.mark.parametrize("name,kw", [("mask", dict(T=12, position="random", quantize=True)),
+                                     ("blur", dict(T=6, kernel_size=5, sigma=1.0, padding="circular",
+                                                   discrete=True))])
+def test_algorithm2_on_a_quantising_family_is_the_unrounded_update(name, kw):
+    """The family rounds observed images (training inputs, x_T) to 8-bit levels, never the D calls inside
+    Algorithm 2: from the rounded x_T, every step is x_s - D(x0_hat, s) + D(x0_hat, s-1) in exact arithmetic."""
+    D = deg.create(name, **kw)
+    x0 = images(3, 3, 16)
+    ctx = D.context(x0, torch.Generator().manual_seed(0))
+    x_T = D.observe(x0, D.T, ctx)
+    assert torch.allclose((x_T + 1) * 127.5, ((x_T + 1) * 127.5).round(), atol=1e-9)  # the start is rounded
+    gen = torch.Generator().manual_seed(1)
+    bias = 0.3 * torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
+
+    def R(x, s):  # an imperfect restorer: x0 plus an error that depends on the step
+        return x0 + bias * s.view(-1, 1, 1, 1).to(x.dtype) / D.T
+
+    exact = deg.create(name, **{**kw, "quantize": False}) if name == "mask" else None
+    x = x_T
+    for s in range(D.T, 0, -1):
+        x0_hat = R(x, torch.full((3,), s))
+        d_s = D.forward(x0_hat, torch.full((3,), s), ctx)           # the closed form, never rounded
+        d_prev = D.forward(x0_hat, torch.full((3,), s - 1), ctx) if s > 1 else x0_hat
+        x = x - d_s + d_prev
+    out = algorithm2(R, D, x_T, D.T, ctx)
+    assert torch.allclose(out, x, atol=1e-12)
+    if exact is not None:  # the quantising mask's sampler is the float family's, step for step
+        assert torch.equal(out, algorithm2(R, exact, x_T, D.T, ctx))
+    x = x_T  # and it is not the update with both D terms rounded, which is what rounding inside D gave
+    for s in range(D.T, 0, -1):
+        x0_hat = R(x, torch.full((3,), s))
+        x = x - D.observe(x0_hat, s, ctx) + D.observe(x0_hat, s - 1, ctx)
+    assert not torch.allclose(out, x, atol=1e-6)
+
+
 def test_samplers_run_without_autograd_with_a_network():
     net = UNet(channels=1, dim=8, dim_mults=(1, 2), attn_levels=(), num_res_blocks=1)
     x0 = images(2, 1, 28, dtype=torch.float32)
@@ -156,3 +191,26 @@ def test_stochastic_sampler_noise_is_seeded_and_the_last_step_adds_none():
                        algorithm2(R, D, x_1, 1))
     with pytest.raises(ConfigError, match="delta"):
         stochastic(R, D, x_t, D.T, delta=-1.0)
+
+
+def test_authors_shifted_update_is_algorithm2_one_step_early():
+    """The authors' snow/colour update: x_{s-1} = x_s - D(x0_hat, s-1) + D(x0_hat, max(s-2, 0)); the last step
+    returns x_1 unchanged.  On D(x, s) = x + s e with the oracle it ends at D(x0, 1), one step short of x0."""
+    from colddiff.samplers import authors_shifted
+
+    T = 6
+    e = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    D = deg.create("test-linear", T=T, e=e)
+    x0 = images(2, 3, 8)
+    x_T = D(x0, T)
+    assert torch.allclose(authors_shifted(lambda x, s: x0, D, x_T, T), D(x0, 1), atol=1e-12)
+    assert torch.allclose(algorithm2(lambda x, s: x0, D, x_T, T), x0, atol=1e-12)
+
+    blur = deg.create("blur", T=4, kernel_size=5, sigma=1.0)
+    R = random_restorer(C=3)
+    x = x_t = blur(x0, 4)
+    for s in range(4, 0, -1):
+        x0_hat = R(x, torch.full((2,), s))
+        x = x - blur(x0_hat, s - 1) + blur(x0_hat, max(s - 2, 0))
+    assert torch.allclose(authors_shifted(R, blur, x_t, 4), x, atol=1e-10)
+    assert getattr(SAMPLERS["authors-shifted"], "restores") is False  # not a default Table 1 row

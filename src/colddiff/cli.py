@@ -561,7 +561,8 @@ def cmd_evaluate(args) -> int:
               f"in {run.folder / 'generation'}/")
         return 0
     ev = evaluate(run, n=args.n, t=args.t, fid=args.fid, classifier=not args.no_classifier,
-                  batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+                  batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, protocol=args.protocol,
+                  paper_sampler=args.paper_sampler)
     paths = write_evaluation(ev, run.folder / "evaluation")
     print(ev.text())
     print(f"\nwrote {paths['md']} (and .csv, .json) in {ev.seconds:.0f} s; "
@@ -577,11 +578,22 @@ def add_evaluate(sub):
         examples:
           colddiff evaluate runs/mnist5k-blur                     # 500 test digits, classifier FID
           colddiff evaluate runs/mnist5k-blur --t 10 --n 200
+          colddiff evaluate runs/mnist-blur --protocol paper       # as the authors' test scripts
           colddiff evaluate runs/celeba-blur --fid inception      # needs the Inception weights file
           colddiff evaluate runs/mnist5k-blur --generation        # generated images (see `colddiff generate`)
         """, cmd_evaluate)
     _run_args(ev)
-    ev.add_argument("--n", type=COUNT, default=500, help="held-out images to restore (default 500)")
+    ev.add_argument("--n", type=COUNT, default=None,
+                    help="held-out images to restore (default: 500 under --protocol colddiff, the whole test split "
+                         "but its first image under --protocol paper)")
+    ev.add_argument("--protocol", choices=("paper", "colddiff"), default=None,
+                    help="paper: as the authors' test scripts (test split but index 0, blur/SR images enlarged "
+                         "1.12x and centre-cropped, global unclamped RMSE, the authors' rows); colddiff: the first "
+                         "--n images, per-image clamped metrics, every sampler; default paper for the paper presets, "
+                         "colddiff otherwise")
+    ev.add_argument("--paper-sampler", choices=("algorithm2", "authors-shifted"), default="algorithm2",
+                    help="--protocol paper: the iterative sampler (default algorithm2, the paper's; authors-shifted: "
+                         "the update of the authors' snow and colourisation code, one step early)")
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
     ev.add_argument("--fid", choices=FID_CHOICES, metavar="BACKEND", default="auto",
                     help="FID features (%(choices)s): classifier (trained by colddiff, offline), inception "
@@ -861,9 +873,54 @@ def add_demo(sub):
                     help="the tab the page opens on (default degrade)")
 
 
+def cmd_reproduce(args) -> int:
+    from .reproduce import run_table
+
+    out = Path(args.out) if args.out else Path("reproduce") / args.scale
+    check_writable(out, folder=True)
+    command = "colddiff reproduce " + " ".join(sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "reproduce"
+                                                   else [args.table, "--scale", args.scale])
+    rep = run_table(args.table, scale=args.scale, out=out, steps=args.steps, n=args.n, protocol=args.protocol,
+                    fid=args.fid, train_only=args.train_only, progress=not args.no_progress, command=command,
+                    batch_size=args.batch_size)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return 0
+    print(rep.text())
+    print(f"\nwrote {out / (args.table + '.md')} and .json in {rep.seconds:.0f} s; run folders in {out}/")
+    return 0
+
+
+def add_reproduce(sub):
+    from .reproduce import SCALES, TABLES  # no torch: the table definitions only
+
+    rp = _command(sub, "reproduce", "train and evaluate every preset of one of the paper's tables, beside its numbers",
+                  "Train (or resume) every preset of TABLE, evaluate each as the authors did (--protocol paper) and\n"
+                  "print our numbers beside the paper's with their ratio. --scale cpu runs the table in miniature\n"
+                  "(embedded MNIST / Fashion-MNIST stand-ins, a small network, ~1 hour on 2 cores);\n"
+                  "--scale paper runs the authors' settings (a GPU job; resumable; torchrun for several GPUs).\n"
+                  "Writes OUT/TABLE.md and OUT/TABLE.json; run folders OUT/PRESET.", """
+        examples:
+          colddiff reproduce table1 --scale cpu --out reproduce/cpu      # deblurring, ~1 hour on 2 cores
+          colddiff reproduce table2 --scale cpu --steps 200 --n 100      # a quick look
+          torchrun --nproc_per_node 8 -m colddiff reproduce table1 --scale paper --out /data/repro
+        """, cmd_reproduce)
+    rp.add_argument("table", choices=tuple(TABLES), help="; ".join(t.describe() for t in TABLES.values()))
+    rp.add_argument("--scale", choices=SCALES, default="cpu", help="cpu (miniature, default) or paper")
+    rp.add_argument("--out", help="output folder (default reproduce/SCALE); run again to resume")
+    rp.add_argument("--steps", type=COUNT, default=None, help="training steps per preset (default: the scale's)")
+    rp.add_argument("--n", type=COUNT, default=None,
+                    help="test images per preset (default: the protocol's; paper = the whole test split but one)")
+    rp.add_argument("--protocol", choices=("paper", "colddiff"), default="paper",
+                    help="evaluation protocol (default paper: the authors' test scripts)")
+    rp.add_argument("--fid", choices=FID_CHOICES, metavar="BACKEND", default="auto", help="FID features: auto, inception, classifier or none (as evaluate)")
+    rp.add_argument("--batch-size", type=COUNT, default=100, help="images per sampler batch (default 100)")
+    rp.add_argument("--train-only", action="store_true", help="train or resume, do not evaluate yet")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 ADDERS = (add_degrade, add_degradations, add_check_degradation, add_networks, add_train, add_presets, add_data,
           add_weights,
-          add_evaluate, add_restore, add_quickstart, add_generate, add_report, add_export, add_demo)
+          add_evaluate, add_restore, add_quickstart, add_generate, add_report, add_export, add_demo, add_reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:

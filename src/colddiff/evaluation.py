@@ -7,6 +7,16 @@ the clean images: FID (classifier or Inception features, always labelled with th
 end), SSIM, RMSE and PSNR on [0, 1] images, and, for labelled data sets, whether the
 restoration keeps its class (the classifier's accuracy on the row's images).
 
+Two protocols.  ``colddiff`` (the default for runs of one's own): the first N test images,
+every sampler's row, per-image metrics on clamped [0, 1] images, averaged.  ``paper`` (the
+default for the paper presets): what the authors' test scripts do (read in
+arpitbansal297/Cold-Diffusion-Models, ``fid_distance_decrease_from_manifold`` in each family's
+trainer): the whole test split except index 0, blur and super-resolution test images enlarged
+1.12x and centre-cropped, RMSE as the square root of the global mean, unclamped, and the rows as
+they compute them: "sampled" is Algorithm 2's x_0 for blur but the last network prediction
+R(x_1, 1) for inpainting, super-resolution, snow and colourisation, and "degraded" is the image
+after the first update for inpainting and snow (each family says which, ``paper_*`` attributes).
+
 Restoring a user's own degraded images is :mod:`colddiff.restoration`; measuring generated
 images is :mod:`colddiff.generation_eval`.
 """
@@ -34,6 +44,10 @@ from .validate import record
 log = logging.getLogger("colddiff.evaluation")
 
 COLUMNS = ("fid", "fid_classifier", "ssim", "rmse", "psnr", "accuracy")
+PROTOCOLS = ("paper", "colddiff")
+# the rows only the paper protocol has (method -> label)
+AUTHORS_ROWS = {"first-update": "Degraded: x_{T-1}, after the first update (authors')",
+                "last-prediction": "Sampled: R(x_1, 1), the last prediction (authors')"}
 
 
 def table_methods(D) -> List[str]:
@@ -42,7 +56,38 @@ def table_methods(D) -> List[str]:
 
 
 def method_label(method: str) -> str:
+    if method in AUTHORS_ROWS:
+        return AUTHORS_ROWS[method]
     return "Degraded" if method == "degraded" else getattr(SAMPLERS.get(method), "label", method)
+
+
+def default_protocol(run: Run) -> str:
+    """``paper`` for the paper presets (they have a provenance entry), else ``colddiff``."""
+    from .paper import provenance
+
+    return "paper" if provenance(run.cfg.preset) is not None else "colddiff"
+
+
+def check_protocol(protocol: Optional[str], run: Run) -> str:
+    if protocol is None:
+        return default_protocol(run)
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    return protocol
+
+
+def paper_methods(D, sampler: str = "algorithm2") -> List[tuple]:
+    """The paper protocol's rows for D: (method, the paper's row it stands for, or ""); ``sampler`` is the
+    iterative sampler ("algorithm2", the paper's; "authors-shifted", the authors' snow/colour code)."""
+    degraded = "first-update" if D.paper_degraded_row == "first_update" else "degraded"
+    rows = [(degraded, "degraded"), ("direct", "direct")]
+    if D.paper_sampled_row == "last_prediction":
+        rows += [(sampler, ""), ("last-prediction", "sampled")]
+    else:
+        rows += [(sampler, "sampled")]
+    if degraded != "degraded":
+        rows.insert(0, ("degraded", ""))
+    return rows
 
 
 @dataclass
@@ -67,6 +112,8 @@ class Evaluation(Record):
     seconds: float = 0.0
     device: str = "cpu"
     fid_classifier_label: str = ""        # the extra classifier-FID column beside Inception FID (labelled sets)
+    protocol: str = "colddiff"            # colddiff | paper (see the module docstring)
+    enlarged: bool = False                # paper protocol: test images enlarged 1.12x and centre-cropped
 
     # ------------------------------------------------------------------ tables
     def columns(self) -> List[str]:
@@ -108,8 +155,29 @@ class Evaluation(Record):
         if self.classifier_accuracy is not None:
             parts.append(f"'class kept': share of images the classifier (test accuracy "
                          f"{100 * self.classifier_accuracy:.1f}%) assigns to the clean image's label.")
-        parts.append("SSIM, RMSE and PSNR on images in [0, 1], averaged per image.")
+        if self.protocol == "paper":
+            parts.append("Protocol paper (the authors' test scripts): the test split except its first image"
+                         + (", each enlarged 1.12x and centre-cropped" if self.enlarged else "")
+                         + "; RMSE = sqrt of the mean squared error over all pixels, SSIM averaged per image, "
+                         "PSNR from the global RMSE, all on [0, 1] values without clamping.")
+            notes = self.row_notes()
+            if notes:
+                parts.append(notes)
+        else:
+            parts.append("Protocol colddiff: SSIM, RMSE and PSNR on images in [0, 1], averaged per image.")
         return " ".join(parts)
+
+    def row_notes(self) -> str:
+        """Which row stands for which of the paper's rows, where the authors compute them differently."""
+        methods = [r["method"] for r in self.rows]
+        out = []
+        if "first-update" in methods:
+            out.append("the authors' 'degraded' row is the image after Algorithm 2's first update, x_{T-1}, "
+                       "not x_T (our 'Degraded' row)")
+        if "last-prediction" in methods:
+            out.append("the authors' 'sampled' row is the last network prediction R(x_1, 1), not Algorithm "
+                       "2's x_0 (our 'Algorithm 2' row)")
+        return ("Rows: " + "; ".join(out) + ".") if out else ""
 
     def markdown(self) -> str:
         return markdown_table(self.headers(), [self.cells(r) for r in self.rows]) + "\n\n" + self.caption() + "\n"
@@ -129,13 +197,13 @@ class Evaluation(Record):
         return text_table(self.headers(), [self.cells(r) for r in self.rows]) + "\n" + self.caption()
 
 
-def eval_name(t: int, T: int) -> str:
-    return "restoration" if t == T else f"restoration-t{t}"
+def eval_name(t: int, T: int, protocol: str = "colddiff") -> str:
+    return ("restoration" if t == T else f"restoration-t{t}") + ("-paper" if protocol == "paper" else "")
 
 
 def write_evaluation(ev: Evaluation, folder) -> Dict[str, Path]:
     """Markdown, CSV and JSON of the table in ``folder`` (RUN/evaluation), each written atomically."""
-    return write_tables(folder, eval_name(ev.t, ev.T),
+    return write_tables(folder, eval_name(ev.t, ev.T, ev.protocol),
                         {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
 
 
@@ -163,16 +231,50 @@ def find_evaluations(run_folder: Path) -> List[Evaluation]:
 
 
 # ---------------------------------------------------------------------------- held-out data
-def held_out(run: Run, n: int):
-    """The first ``n`` held-out images and their labels (a fixed, documented choice: reproducible)."""
+def held_out(run: Run, n: Optional[int], protocol: str = "colddiff"):
+    """The held-out images and their labels (a fixed, documented choice: reproducible).
+
+    ``colddiff``: the first ``n``.  ``paper``: the authors' test set, every image but index 0 (the
+    first ``n`` of those when ``n`` is given), enlarged 1.12x and centre-cropped for the families whose
+    test loader does that (blur, super-resolution)."""
     ds, split = run.held_out()
-    if n < 1:
+    if n is not None and n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
-    n = min(n, len(ds))
-    items = [ds[i] for i in range(n)]
+    first = 1 if protocol == "paper" and len(ds) > 1 else 0
+    last = len(ds) if n is None else min(len(ds), first + n)
+    items = [ds[i] for i in range(first, last)]
     x0 = torch.stack([x for x, _ in items])
     labels = torch.tensor([int(y) for _, y in items], dtype=torch.long)
+    if protocol == "paper" and run.D.paper_test_enlarge:
+        from .data.augment import enlarge_center_crop
+
+        x0 = enlarge_center_crop(x0)
     return x0, labels, split
+
+
+def restore_paper_rows(run: Run, x0: torch.Tensor, t: int, batch_size: int = 100, seed: int = 0,
+                       progress: bool = True, sampler: str = "algorithm2") -> Dict[str, torch.Tensor]:
+    """The paper protocol's rows: x_t, R(x_t, t), Algorithm 2's x_0, and from the same Algorithm 2 run the
+    image after its first update x_{t-1} and its last prediction R(x_1, 1) (as the authors' scripts
+    record them).  The per-trajectory randomness is drawn once from ``seed``, as in :func:`restore_batches`."""
+    ctx = run.D.context(x0, torch.Generator().manual_seed(seed))
+    x_t = run.degrade(x0, t, ctx, batch_size=batch_size)
+    first, last = [], []
+
+    def record(s, x_s, x0_hat):  # called before each update: x_s at s = t-1 is the first update's result
+        if s == t - 1:
+            first.append(x_s.float().cpu())
+        if s == 1:
+            last.append(x0_hat.float().cpu())
+
+    out = {"degraded": x_t,
+           "direct": run.sample(x_t, t, ctx, sampler="direct", batch_size=batch_size, progress=progress,
+                                desc=f"restore {run.name} t={t} (direct)"),
+           sampler: run.sample(x_t, t, ctx, sampler=sampler, batch_size=batch_size, progress=progress,
+                               desc=f"restore {run.name} t={t} ({sampler})", callback=record)}
+    out["first-update"] = torch.cat(first) if first else out[sampler]   # t = 1: the update is the end
+    out["last-prediction"] = torch.cat(last) if last else out["direct"]
+    return out
 
 
 # ---------------------------------------------------------------------------- restoring
@@ -212,10 +314,16 @@ def extractors(run: Run, fid: str, labelled: bool, classifier: bool = True, prog
 
 
 # ---------------------------------------------------------------------------- Table 1
-def evaluate(run: Run, n: int = 500, t: Optional[int] = None, fid: str = "auto", classifier: bool = True,
+def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: str = "auto", classifier: bool = True,
              batch_size: int = 100, seed: int = 0, progress: bool = True,
-             restored: Optional[Dict[str, torch.Tensor]] = None) -> Evaluation:
+             restored: Optional[Dict[str, torch.Tensor]] = None, protocol: Optional[str] = None,
+             paper_sampler: str = "algorithm2") -> Evaluation:
     """The paper's Table 1 for ``run``: rows Degraded / Direct / Algorithm 1 / Algorithm 2 (/ DDIM on noise runs).
+
+    ``protocol``: ``colddiff`` (``n`` defaults to 500), ``paper`` (``n`` defaults to the whole test split
+    but its first image; rows as the authors computed them), or None: ``paper`` for paper presets.
+    ``paper_sampler``: the iterative sampler of the paper protocol (``authors-shifted``: the update of the
+    authors' snow and colourisation code).
 
     ``fid``: ``classifier`` (offline; colddiff trains and caches a small CNN on the labelled
     data set), ``inception`` (the standard FID network; needs its weights file), ``none``, or
@@ -225,24 +333,36 @@ def evaluate(run: Run, n: int = 500, t: Optional[int] = None, fid: str = "auto",
     """
     start = time.perf_counter()
     t = check_t(t, run.T)
-    x0, labels, split = held_out(run, n)
+    protocol = check_protocol(protocol, run)
+    paper = protocol == "paper"
+    x0, labels, split = held_out(run, n if n is not None or paper else 500, protocol)
     labelled = bool((labels >= 0).all())
     fid = metrics.resolve_backend(fid, labelled)
     clf, extractor = extractors(run, fid, labelled, classifier, progress)
-    methods = table_methods(run.D)
+    if paper_sampler not in ("algorithm2", "authors-shifted"):
+        raise ConfigError(f"the paper protocol samples with algorithm2 or authors-shifted, got {paper_sampler!r}")
+    paper_row = dict(paper_methods(run.D, paper_sampler)) if paper else {"degraded": "degraded", "direct": "direct",
+                                                            "algorithm2": "sampled"}
+    methods = [m for m, _ in paper_methods(run.D, paper_sampler)] if paper else table_methods(run.D)
 
     if restored is None:
-        restored = restore_batches(run, x0, t, batch_size=batch_size, seed=seed, progress=progress)
+        restored = (restore_paper_rows(run, x0, t, batch_size=batch_size, seed=seed, progress=progress,
+                                       sampler=paper_sampler) if paper
+                    else restore_batches(run, x0, t, batch_size=batch_size, seed=seed, progress=progress))
     ref_feats = extractor.features(x0) if extractor is not None else None
     # Inception FID is the paper's number; on labelled sets the offline classifier FID stays beside it
     clf_ref = clf.features(x0) if clf is not None and fid == "inception" else None
     rows, fid_info, clf_info = [], None, None
     for m in methods:
         y = restored[m]
-        row: Dict[str, Any] = {"method": m,
-                               "ssim": float(metrics.ssim(y, x0).mean()),
-                               "rmse": float(metrics.rmse(y, x0).mean()),
-                               "psnr": _mean_finite(metrics.psnr(y, x0))}
+        if paper:  # the authors' numbers: unclamped, RMSE over all pixels at once
+            r = metrics.rmse_global(y, x0)
+            row: Dict[str, Any] = {"method": m, "ssim": float(metrics.ssim(y, x0, clamp=False).mean()), "rmse": r,
+                                   "psnr": -20 * math.log10(r) if r > 0 else float("inf")}
+        else:
+            row = {"method": m, "ssim": float(metrics.ssim(y, x0).mean()), "rmse": float(metrics.rmse(y, x0).mean()),
+                   "psnr": _mean_finite(metrics.psnr(y, x0))}
+        row["paper_row"] = paper_row.get(m, "")
         if extractor is not None:
             fid_info = metrics.fid(extractor.features(y), ref_feats, extractor.name,
                                    accuracy=getattr(extractor, "accuracy", None))
@@ -259,7 +379,8 @@ def evaluate(run: Run, n: int = 500, t: Optional[int] = None, fid: str = "auto",
         fid_backend=fid, fid_label=fid_info.label() if fid_info else "", fid_small=bool(fid_info and fid_info.small),
         classifier_accuracy=clf.accuracy if clf is not None else None, rows=rows,
         seconds=round(time.perf_counter() - start, 2), device=str(run.device),
-        fid_classifier_label=clf_info.label() if clf_info else "")
+        fid_classifier_label=clf_info.label() if clf_info else "", protocol=protocol,
+        enlarged=bool(paper and run.D.paper_test_enlarge))
 
 
 def _mean_finite(v: torch.Tensor) -> float:

@@ -29,9 +29,9 @@ def even_steps(T: int, k: int) -> List[int]:
 
 
 def degradation_strip(D, x0: torch.Tensor, steps: Sequence[int], ctx: Any = None) -> Image.Image:
-    """One row per image: D(x0, t, ctx) at each of ``steps``, columns labelled t=..."""
+    """One row per image: the degraded image D.observe(x0, t, ctx) at each of ``steps``, columns labelled t=..."""
     with torch.no_grad():
-        cols = [D(x0, s, ctx) for s in steps]
+        cols = [D.observe(x0, s, ctx) for s in steps]
     rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
     return make_grid(rows, col_labels=[f"t={s}" for s in steps])
 

@@ -58,6 +58,16 @@ def rmse(x: Tensor, y: Tensor) -> Tensor:
     return (x - y).pow(2).flatten(1).mean(1).sqrt()
 
 
+def rmse_global(x: Tensor, y: Tensor) -> float:
+    """The authors' RMSE: the square root of the mean squared error over every pixel of every image,
+    on [0, 1] values *without* clamping (their test scripts: sqrt(mean((x0 - y)^2)) over the whole set)."""
+    if x.ndim != 4 or x.shape != y.shape:
+        raise InputError(f"RMSE needs two image batches of one shape (N, C, H, W), "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
+    x, y = (x.detach().to("cpu", torch.float64) + 1) / 2, (y.detach().to("cpu", torch.float64) + 1) / 2
+    return float((x - y).pow(2).mean().sqrt())
+
+
 def psnr(x: Tensor, y: Tensor) -> Tensor:
     """Per-image peak signal-to-noise ratio in dB with data range 1: -10 log10(MSE), (N,) float64.
 
@@ -69,8 +79,10 @@ def psnr(x: Tensor, y: Tensor) -> Tensor:
     return -10 * torch.log10(mse)  # log10(0) = -inf -> +inf, without a warning
 
 
-def ssim(x: Tensor, y: Tensor) -> Tensor:
+def ssim(x: Tensor, y: Tensor, clamp: bool = True) -> Tensor:
     """Per-image SSIM (Wang et al., 2004) on [0, 1]: (N,) float64.
+
+    ``clamp=False``: map [-1, 1] to [0, 1] without clamping overshoots (the authors' test scripts).
 
     Gaussian window 11x11, sigma 1.5, K1 = 0.01, K2 = 0.03, data range 1, computed per channel
     and averaged over the channels and over the *valid* region, the pixels whose whole window
@@ -88,7 +100,8 @@ def ssim(x: Tensor, y: Tensor) -> Tensor:
         raise InputError(f"SSIM needs images of at least {pad + 1}x{pad + 1} pixels, got "
                          f"{x.shape[-2]}x{x.shape[-1]}")
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    x, y = to_unit(x.detach().to(dtype)), to_unit(y.detach().to(x.device, dtype))
+    unit = to_unit if clamp else (lambda v: (v + 1) / 2)
+    x, y = unit(x.detach().to(dtype)), unit(y.detach().to(x.device, dtype))
     _, ssim_map = structural_similarity_index_measure(
         x, y, gaussian_kernel=True, sigma=SSIM_SIGMA, kernel_size=SSIM_KERNEL, data_range=1.0,
         k1=SSIM_K1, k2=SSIM_K2, reduction="none", return_full_image=True)

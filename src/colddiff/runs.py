@@ -140,14 +140,15 @@ class Run:
                              "checkpoint or retrain with a lower train.lr")
 
     def degrade(self, x0: torch.Tensor, t, ctx: Any = None, batch_size: int = 64) -> torch.Tensor:
-        """D(x0, t, ctx) for N images, computed in batches on the run's device, returned on the CPU."""
+        """The degraded images x_t = D.observe(x0, t, ctx) (rounded where the family quantises, like the
+        authors' inpainting x_T) for N images, computed in batches on the run's device, returned on the CPU."""
         n = int(x0.shape[0])
         tt = self.D.as_t(t, x0).cpu()
         outs = []
         with torch.no_grad():
             for lo, hi in batches(n, batch_size):
                 cb = context_to(context_slice(ctx, lo, hi, n), self.device)
-                outs.append(self.D(x0[lo:hi].to(self.device), tt[lo:hi].to(self.device), cb).float().cpu())
+                outs.append(self.D.observe(x0[lo:hi].to(self.device), tt[lo:hi].to(self.device), cb).float().cpu())
         return torch.cat(outs) if outs else x0.float().cpu()
 
     def dataset(self, split: str = "test"):

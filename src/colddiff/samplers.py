@@ -37,7 +37,7 @@ Restorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 TLike = Union[int, torch.Tensor]
 
-__all__ = ["direct", "algorithm1", "algorithm2", "stochastic", "ddim", "SAMPLERS", "DEFAULT", "register_sampler",
+__all__ = ["direct", "algorithm1", "algorithm2", "authors_shifted", "stochastic", "ddim", "SAMPLERS", "DEFAULT", "register_sampler",
            "get_sampler", "sampler_names"]
 
 
@@ -78,18 +78,21 @@ def _never_draws(options: dict) -> bool:
 
 def register_sampler(name: str, label: str, one_call: bool = False, needs_context: bool = True,
                      check: Optional[Callable[[Degradation], None]] = None, restores: bool = True,
-                     draws: Callable[[dict], bool] = _never_draws, generation_baseline: bool = False):
+                     draws: Callable[[dict], bool] = _never_draws, generation_baseline: bool = False,
+                     oracle_exact: bool = True):
     """Function decorator: add a sampler (one signature, see the module docstring) to ``SAMPLERS``.
 
     ``restores=False`` keeps a sampler out of the restoration table (Table 1): a generation-only sampler.
     ``draws(options)``: whether the sampler draws random numbers with these options (default never).
     ``generation_baseline``: generation tables compare it by default on the runs it applies to.
+    ``oracle_exact``: with the perfect restorer R = x0 it returns x0 (False for the authors' shifted update).
     Its keyword-only parameters are its ``options``.
     """
 
     def deco(fn):
         fn.sampler_name, fn.label, fn.one_call, fn.needs_context = name, label, one_call, needs_context
         fn.restores, fn.draws, fn.generation_baseline = restores, draws, generation_baseline
+        fn.oracle_exact = oracle_exact
         fn.options = tuple(p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY)
         fn.check = check or (lambda D: None)
         SAMPLERS[name] = fn
@@ -191,6 +194,27 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
     """
     return _iterate(R, D, x_t, t, ctx, callback,
                     lambda x_s, x0_hat, s, c: x_s - D(x0_hat, s, c) + D(x0_hat, s - 1, c), kind="algorithm2")
+
+
+# Not a Table 1 row (restores=False): the authors' variant, chosen by name (evaluate --paper-sampler, restore
+# --sampler, ...); Algorithm 2 stays the default everywhere.
+@register_sampler("authors-shifted", "Algorithm 2 shifted by one (authors' snow/colour code)", restores=False,
+                  oracle_exact=False)
+@torch.no_grad()
+def authors_shifted(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
+                    callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """The update of the authors' snowification and decolorization code (``sample_one_step`` with
+    ``x0_step_down`` in snowification/diffusion/diffusion.py and decolor-diffusion/diffusion/diffusion.py):
+    Algorithm 2 with both D terms one step early,
+
+        x_{s-1} = x_s − D(x0_hat, s−1) + D(x0_hat, max(s−2, 0)),
+
+    so the last step (s = 1) returns x_1 unchanged.  Unlike Algorithm 2 it does not retrace
+    D(x0, s−1) for D(x, s) = x + s·e (it moves by e per step but starts one step behind).
+    """
+    return _iterate(R, D, x_t, t, ctx, callback,
+                    lambda x_s, x0_hat, s, c: x_s - D(x0_hat, s - 1, c) + D(x0_hat, max(s - 2, 0), c),
+                    kind="authors-shifted")
 
 
 # Generation only (restores=False): restoring a given image wants the most likely x0, not a sample;

@@ -558,7 +558,8 @@ def _stop_if_not_finite(bad_step: int, loss_value: float, step: int, ckdir: Path
 
 
 def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, input_noise: float = 0.0):
-    """t ~ U{1..T} per image, a fresh per-trajectory context, and x_t = D(x0, t, ctx).
+    """t ~ U{1..T} per image, a fresh per-trajectory context, and x_t = D.observe(x0, t, ctx) (D, then the
+    family's 8-bit rounding where the authors quantise training inputs).
 
     ``input_noise`` σ > 0 adds N(0, σ²) to x_t, the forward process of Inverse Heat Dissipation
     (Rissanen et al., ICLR 2023, Sec. 3: blur plus a little noise); σ = 0 draws nothing, so the
@@ -568,7 +569,7 @@ def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, input_noise: float 
     t.in_range = True  # 1..T by construction: D need not read it back from the GPU to check it
     ctx = D.context(x0, gen)
     with torch.no_grad():
-        x_t = D(x0, t, ctx)
+        x_t = D.observe(x0, t, ctx)  # rounded where the authors round training inputs
         if input_noise > 0:
             x_t = x_t + input_noise * torch.randn(x_t.shape, generator=gen, device=x_t.device, dtype=x_t.dtype)
     return x_t, t
@@ -734,7 +735,7 @@ def _write_samples(path: Path, batch, ema, D, autocast) -> None:
         with autocast:
             return ema(x, t).float()
 
-    x_t = D(x0, D.T, ctx)
+    x_t = D.observe(x0, D.T, ctx)
     cols = [x0, x_t, direct(R, D, x_t, D.T), algorithm2(R, D, x_t, D.T, ctx)]
     rows = [[c[i] for c in cols] for i in range(x0.shape[0])]
     atomic_save(make_grid(rows, col_labels=["clean", f"t={D.T}", "direct", "Alg. 2"]), path)

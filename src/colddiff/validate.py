@@ -137,7 +137,7 @@ RECORD_TYPES: Dict[str, Dict[str, Any]] = {
     "evaluation": {"run": str, "folder": str, "checkpoint": str, "step": int, "degradation": str, "T": int,
                    "t": int, "n": int, "split": str, "ema": bool, "fid_backend": str, "fid_label": str,
                    "fid_small": bool, "classifier_accuracy": _NUM + (type(None),), "rows": list,
-                   "seconds": _NUM, "device": str},
+                   "seconds": _NUM, "device": str, "protocol": str, "enlarged": bool},
     "generation evaluation": {"run": str, "checkpoint": str, "step": int, "degradation": str, "n": int,
                               "fid_backend": str, "fid_label": str, "fid_small": bool,
                               "classifier_accuracy": _NUM + (type(None),), "num_classes": int, "rows": list,
@@ -173,7 +173,7 @@ def record(d: Any, kind: str, path, required: tuple = (), hint: str = "") -> Dic
         if not isinstance(row, Mapping):
             raise InputError(f"{path}: rows[{i}] must be a JSON object, got {row!r:.60}{fix}")
         for k, v in row.items():
-            if k in ("method", "setting", "sampler", "folder", "blank_definition"):
+            if k in ("method", "setting", "sampler", "folder", "blank_definition", "paper_row"):
                 if not isinstance(v, str) and not (k == "sampler" and v is None):
                     raise InputError(f"{path}: rows[{i}].{k} must be text, got {v!r:.60}{fix}")
             elif k == "histogram":

@@ -76,3 +76,14 @@ def apply(x: torch.Tensor, ops: Tuple[str, ...], generator: torch.Generator) -> 
         flip = torch.rand(B, generator=generator) < 0.5
         x = torch.where(flip.view(B, 1, 1, 1).to(x.device), x.flip(-1), x)
     return x.contiguous()
+
+
+def enlarge_center_crop(x: torch.Tensor) -> torch.Tensor:
+    """The authors' blur and super-resolution *test* loaders: resize to int(1.12·n) (bilinear), then the
+    centre n×n crop (torchvision's CenterCrop offset, round((n' - n) / 2)).  Like ``resize-crop`` it
+    enlarges the n-pixel image, not the original file."""
+    B, C, H, W = x.shape
+    big = F.interpolate(x.float(), size=(int(H * RESIZE_FACTOR), int(W * RESIZE_FACTOR)), mode="bilinear",
+                        align_corners=False).clamp(-1, 1)
+    oy, ox = int(round((big.shape[-2] - H) / 2)), int(round((big.shape[-1] - W) / 2))
+    return big[:, :, oy:oy + H, ox:ox + W].to(x.dtype).contiguous()

@@ -192,6 +192,17 @@ class Degradation(ABC):
         ctx = self.context(x0, generator)
         return self(x0, self.T, ctx), ctx
 
+    # ------------------------------------------------------------------ the authors' test scripts
+    # How the authors' test script for this family evaluates it (``evaluate --protocol paper``), so no
+    # caller asks a family for its name.  ``paper_test_enlarge``: test images enlarged 1.12x and
+    # centre-cropped (their blur and super-resolution loaders).  ``paper_degraded_row``: their
+    # "degraded" images are x_t ("x_t") or the image after the first sampler update ("first_update").
+    # ``paper_sampled_row``: their "sampled" images are Algorithm 2's x_0 ("x_0") or the last network
+    # prediction R(x_1, 1) ("last_prediction").
+    paper_test_enlarge: bool = False
+    paper_degraded_row: str = "x_t"
+    paper_sampled_row: str = "x_0"
+
     # ------------------------------------------------------------------ capabilities
     # Samplers ask for what they need instead of a family's name: DDIM needs x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·z.
     output_range: Optional[tuple] = (-1.0, 1.0)   # bounds of D(x0, t) for x0 in [-1, 1]; None = unbounded
@@ -227,7 +238,10 @@ class Degradation(ABC):
         return create(cls.name, T=8, image_size=image_size, channels=channels)
 
     def finalize(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Applied once to the result of ``forward`` and of ``apply_stepwise`` (e.g. 8-bit rounding)."""
+        """What :meth:`observe` applies to D(x0, t): how a degraded image is stored (e.g. 8-bit rounding).
+
+        Never applied inside ``D(x0, t)`` itself: the samplers' D calls stay exact, as in the authors'
+        code, which rounds only the training inputs and the inpainting start x_T."""
         return x_t
 
     def describe(self) -> Dict[str, Any]:
@@ -247,7 +261,7 @@ class Degradation(ABC):
         tt = self.as_t(t, x0)
         if ctx is None and not self.deterministic:
             ctx = self.context(x0)
-        out = self.finalize(self._guarded(self.forward, "forward", x0, tt, ctx), tt)
+        out = self._guarded(self.forward, "forward", x0, tt, ctx)
         # D(x0, 0) == x0 exactly, whatever floating-point residue the closed form leaves.
         keep = (tt == 0).view(-1, *([1] * (x0.dim() - 1)))
         return torch.where(keep, x0, out.to(x0.dtype))
@@ -270,6 +284,19 @@ class Degradation(ABC):
                               f"{what}(): {type(e).__name__}: {first}; fix the plug-in (check it with "
                               f"`colddiff --plugin {where} check-degradation {self.name}`)") from None
 
+    def observe(self, x0: torch.Tensor, t: TLike, ctx: Any = None, stepwise: bool = False) -> torch.Tensor:
+        """The degraded image as it is stored and fed to R: ``finalize(D(x0, t))`` (8-bit rounding for the
+        families that quantise), with D(x0, 0) == x0.  Training inputs and the start x_t of a restoration
+        use it; the samplers' D calls do not (Algorithm 2's update stays exact).  ``stepwise``: build
+        D(x0, t) one step at a time (:meth:`apply_stepwise`)."""
+        x0 = self._check_x(x0)
+        tt = self.as_t(t, x0)
+        if ctx is None and not self.deterministic:
+            ctx = self.context(x0)
+        x = self.apply_stepwise(x0, tt, ctx) if stepwise else self(x0, tt, ctx)
+        keep = (tt == 0).view(-1, *([1] * (x0.dim() - 1)))
+        return torch.where(keep, x0, self.finalize(x, tt).to(x0.dtype))
+
     def apply_stepwise(self, x0: torch.Tensor, t: TLike, ctx: Any = None) -> torch.Tensor:
         """D(x0, t) by applying ``step`` t times (O(t) cost, as in the authors' code)."""
         if type(self).step is Degradation.step:  # e.g. the authors' snow: only a closed form exists
@@ -285,7 +312,7 @@ class Degradation(ABC):
             s_vec = torch.full_like(tt, s)
             x_next = self._guarded(self.step, "step", x, s_vec, ctx).to(x0.dtype)
             x = torch.where((tt >= s).view(bshape), x_next, x)
-        return torch.where((tt == 0).view(bshape), x0, self.finalize(x, tt).to(x0.dtype))
+        return torch.where((tt == 0).view(bshape), x0, x)
 
     # ------------------------------------------------------------------ helpers
     def as_t(self, t: TLike, x0: torch.Tensor) -> torch.Tensor:

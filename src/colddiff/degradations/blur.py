@@ -62,12 +62,15 @@ class GaussianBlur(SeparableDegradation):
         padding: ``circular``, ``reflect`` or ``zero``.
         rate: growth rate of the exponential schedule (the paper's CelebA: 0.01 with sigma=1).
         discrete: the authors' ``--discrete`` (their generation runs): the last step replaces the
-            image by its channel means, and every degraded image is rounded to 8-bit levels
-            (they truncate; rounding keeps an 8-bit pixel on its own level where float error puts
-            it a hair below).
+            image by its channel means, and every observed degraded image (training inputs,
+            ``observe``) is put on 8-bit levels; D itself, in the sampler, is not rounded.  They
+            truncate with int(), which floors every non-integer value (half a level lower on
+            average); colddiff rounds to the nearest level.
     """
 
     task = "deblurring"
+    # the authors' test script for this family (evaluate --protocol paper; see Degradation)
+    paper_test_enlarge = True
 
     def __init__(self, T: int = 20, kernel_size: int = 11, sigma: float = 7.0,
                  schedule: str = "constant", padding: str = "reflect", rate: float = 0.01,

@@ -48,6 +48,9 @@ class Desaturate(Degradation):
 
     task = "colorization"
     shift_invariant = True   # a per-pixel colour map
+    # the authors' test script for this family (evaluate --protocol paper; see Degradation)
+    paper_degraded_row = "first_update"
+    paper_sampled_row = "last_prediction"
 
     def __init__(self, T: int = 20, schedule: str = "linear", rate: float = 0.9, gray: str = "luma",
                  image_size=None, channels=None):

@@ -8,8 +8,10 @@ table is indexed by the offset from that centre.
 Masked pixels move towards ``fill``: 0 (the paper's formula; mid-grey in [-1, 1]) or, for
 the generation variant (``fill="random"``), a random solid colour per trajectory whose last
 step replaces the whole image, so that generation can start from the colour alone.
-With ``quantize=True`` (default) the degraded image is rounded to 8-bit levels, so the
-network cannot read the masked content back out of floating-point residue.
+With ``quantize=True`` (default) the degraded image is rounded to 8-bit levels where the authors'
+``--discrete`` rounds it, i.e. in :meth:`~colddiff.degradations.base.Degradation.observe` (training
+inputs and the restoration start x_T), so the network cannot read the masked content back out of
+floating-point residue; ``D(x0, t)`` itself, called by the samplers, stays exact.
 
 ``order="reverse"`` is the authors' generation schedule (defading-generation-diffusion-pytorch,
 ``get_reverse_kernels_with_schedule`` with ``--reverse``): with K_j = Π_{i≤j} z_{β_i} the
@@ -46,7 +48,7 @@ class GaussianMask(Degradation):
         beta_start, beta_step: width schedule β_1 = beta_start, β_{i+1} = β_i + beta_step.
         position: ``random`` (a random centre per trajectory) or ``center``.
         fill: ``zero`` (masked pixels -> 0) or ``random`` (generation variant: a random solid colour).
-        quantize: round degraded images to 8-bit levels.
+        quantize: round observed degraded images (training inputs, x_T) to 8-bit levels.
         order: ``forward`` (D keeps Π_{i≤t} z_{β_i}) or ``reverse`` (the authors' generation
             schedule, D keeps 1 − Π_{i≤T−t} z_{β_i}; see the module docstring).
         color_scale: the random solid colour of ``fill="random"`` is uniform in
@@ -57,6 +59,9 @@ class GaussianMask(Degradation):
     """
 
     task = "inpainting"
+    # the authors' test script for this family (evaluate --protocol paper; see Degradation)
+    paper_degraded_row = "first_update"
+    paper_sampled_row = "last_prediction"
 
     def __init__(self, T: int = 50, beta_start: float = 1.0, beta_step: float = 0.1,
                  position: str = "random", fill: str = "zero", quantize: bool = True,

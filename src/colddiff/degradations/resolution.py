@@ -71,6 +71,9 @@ class Downsample(SeparableDegradation):
     """
 
     task = "super-resolution"
+    # the authors' test script for this family (evaluate --protocol paper; see Degradation)
+    paper_test_enlarge = True
+    paper_sampled_row = "last_prediction"
 
     def __init__(self, T: int = 3, downsample: str = "area", image_size=None, channels=None):
         super().__init__(T, image_size=image_size, channels=channels)

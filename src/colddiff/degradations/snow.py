@@ -101,6 +101,9 @@ class _SnowField(Degradation):
 
     task = "desnowing"
     shift_invariant = True   # flakes may fall anywhere and streak the same way everywhere (local blur)
+    # the authors' test script for both snow families (evaluate --protocol paper; see Degradation)
+    paper_degraded_row = "first_update"
+    paper_sampled_row = "last_prediction"
 
     def context(self, x0, generator=None):
         if not self.random:
