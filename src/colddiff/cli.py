@@ -777,7 +777,7 @@ def cmd_quickstart(args) -> int:
 
 
 def add_quickstart(sub):
-    qs = _command(sub, "quickstart", "train, evaluate, generate and report on the embedded MNIST digits (~10 min CPU)",
+    qs = _command(sub, "quickstart", "train, evaluate, generate and report on the embedded MNIST digits (a few CPU minutes)",
                   "The whole method in one command, on the 5,000 embedded MNIST digits and 2 CPU cores in a few\n"
                   "minutes: train the mnist5k-sr preset (x2 downsampling to 4x4 px, the best cold generator of\n"
                   "python -m benchmarks.generation), evaluate restoration from t=2 (Table 1 layout), generate digits\n"
