@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional
 
 from . import __version__, data
 from .checkpoint import CONFIG, MODEL_FORMAT as FORMAT, WEIGHTS, is_export
-from .errors import ColddiffError, ConfigError
+from .errors import ColddiffError
 from .evaluation import find_evaluations, held_out, restore_batches
 from .figures import restoration_figure
 from .fileio import atomic_path

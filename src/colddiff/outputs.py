@@ -19,7 +19,6 @@ One rule for every command that writes a folder (``generate``, ``restore``, ``ex
 from __future__ import annotations
 
 import ctypes
-import errno
 import json
 import os
 import shutil

@@ -22,11 +22,12 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError, StoppedError
+from .tables import markdown_table, text_table, write_tables
 
 SCALES = ("cpu", "paper")
 
@@ -135,7 +136,6 @@ def train_or_resume(cfg, folder: Path, progress: bool = True) -> Dict[str, Any]:
                     "elapsed_s": float(state.get("elapsed", 0.0))}
     summary = train(cfg, folder, resume=latest is not None, progress=progress)
     if summary.get("stopped_early"):
-        from .errors import StoppedError
 
         raise StoppedError(f"training of {cfg.preset} stopped at step {summary['step']} of {summary['steps']} "
                            f"(checkpoint saved); run the same `colddiff reproduce` command again to continue")
@@ -160,7 +160,6 @@ class Reproduction:
     seconds: float = 0.0
 
     def to_dict(self) -> Dict[str, Any]:
-        from dataclasses import asdict
 
         return asdict(self)
 
@@ -216,13 +215,11 @@ class Reproduction:
         return "\n".join(lines)
 
     def markdown(self) -> str:
-        from .tables import markdown_table
 
         return (f"## {self.table}: {self.title} ({self.scale} scale, protocol {self.protocol})\n\n"
                 + markdown_table(self.headers(), self.body()) + "\n\n" + self.notes() + "\n")
 
     def text(self) -> str:
-        from .tables import text_table
 
         return text_table(self.headers(), self.body()) + "\n\n" + self.notes()
 
@@ -300,7 +297,6 @@ def evaluate_column(folder: Path, table: Table, n: Optional[int], protocol: str,
 def finished_evaluation(run, n: Optional[int], protocol: str, fid: str):
     """The run's evaluation already written for this checkpoint, protocol, image count and FID back end
     (``colddiff evaluate RUN --protocol ...`` or an earlier ``reproduce``), or None: evaluation resumes too."""
-    from .errors import InputError
     from .evaluation import eval_name, read_evaluation
 
     path = run.folder / "evaluation" / f"{eval_name(run.T, run.T, protocol)}.json"
@@ -320,6 +316,5 @@ def finished_evaluation(run, n: Optional[int], protocol: str, fid: str):
 
 
 def write_reproduction(rep: Reproduction, out) -> Dict[str, Path]:
-    from .tables import write_tables
 
     return write_tables(out, rep.table, {"md": rep.markdown(), "json": json.dumps(rep.to_dict(), indent=2)})

@@ -357,7 +357,6 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
 
     Images are restored at their own size when the run's degradation allows it (whole, or in tiles:
     ``tile``, ``overlap``, ``max_pixels``; see :func:`restore_image`), and written at that size."""
-    from .images import atomic_save, make_grid, save_image
 
     t = check_t(t, run.T, auto=True)
     samplers = list(dict.fromkeys(["direct", sampler]))   # direct reconstruction beside the chosen sampler
