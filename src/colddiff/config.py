@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 from .errors import ConfigError
 from .fileio import atomic_path
-from .validate import number, whole
+from .validate import config_ints, number, whole
 
 
 @dataclass
@@ -223,11 +223,6 @@ class RunConfig:
         number(tr.lr, "train.lr", 0, 1, lo_open=True)  # Adam beyond lr 1 only diverges (1e38: NaN at step 1)
         number(tr.grad_clip, "train.grad_clip (0 = off)", 0)
         number(tr.ema_decay, "train.ema_decay", 0, 1)
-        whole(self.data.image_size, "data.image_size", lo=8, hi=4096)
-        whole(self.degradation.T, "degradation.T", lo=1)
-        whole(m.dim, "model.dim", lo=1, hi=4096)
-        whole(tr.seed, "train.seed", lo=0, hi=2**32 - 1)
-        whole(m.num_res_blocks, "model.num_res_blocks", lo=1, hi=64)
         number(m.dropout, "model.dropout", 0, 1)
         if m.dropout >= 1:
             raise ConfigError(f"model.dropout must be below 1, got {m.dropout}")
@@ -235,6 +230,7 @@ class RunConfig:
             if not isinstance(lst, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= lo
                                                     for x in lst):
                 raise ConfigError(f"{name} must be a list of whole numbers >= {lo} (e.g. [1, 2, 4]), got {lst!r}")
+        config_ints(lambda key: getattr(getattr(self, key.split(".")[0]), key.split(".")[1]))  # bounds: validate.INT_KEYS
         bad = [a for a in m.attn_levels if a >= len(m.dim_mults)]
         if bad:
             raise ConfigError(f"model.attn_levels {bad} out of range: the network has levels 0..{len(m.dim_mults) - 1} "
@@ -265,15 +261,35 @@ class RunConfig:
         return UNet(**self.model_kwargs())
 
 
+MAX_TOML_BYTES = 1 << 20   # a run's config is a few hundred bytes; a larger file is not one
+
+
 def read_toml(path) -> Dict[str, Any]:
-    """A TOML file as a dict; a missing or malformed file is a one-line ConfigError."""
+    """A TOML file as a dict.  Anything the parser cannot read is a one-line ConfigError naming the file:
+    missing, a folder, unreadable, over :data:`MAX_TOML_BYTES`, not UTF-8 (TOML's encoding), malformed,
+    or nested so deeply that the parser would recurse out of the stack."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} is not a regular file; give a TOML file")
     try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TOML_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_TOML_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_TOML_BYTES // 1024} KiB: not a run configuration")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is not valid TOML: its arrays or tables are nested too deeply") from None
 
 
 def parse_value(text: str) -> Any:

@@ -35,6 +35,7 @@ from .images import make_grid, save_image, to_uint8
 from .restoration import check_restorable, estimate_t, load_user_images, restore
 from .runs import check_t
 from .samplers import sampler_names
+from .validate import check_seed
 
 log = logging.getLogger("colddiff.demo")
 
@@ -87,7 +88,7 @@ class DemoApp:
     """The three tabs' handlers for one loaded run; each returns (outputs..., message)."""
 
     def __init__(self, run, seed: int = 0):
-        self.run, self.seed = run, seed
+        self.run, self.seed = run, check_seed(seed)
         self._test: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------------ inputs

@@ -41,7 +41,7 @@ from .fileio import atomic_path
 from .images import atomic_save, make_grid, save_image
 from .runs import batches
 from .samplers import SAMPLERS, get_sampler
-from .validate import number, whole
+from .validate import check_seed, number, whole
 
 __all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generation_defaults", "generate",
            "write_generation",
@@ -456,11 +456,7 @@ def generation_stats(probs: torch.Tensor, images: torch.Tensor, blank_threshold:
 
 
 # ---------------------------------------------------------------------------- argument checks
-MAX_SEED = 2**32 - 1
-
-
-def _seed(v: Any) -> int:
-    return whole(v, "seed", 0, MAX_SEED)
+_seed = check_seed   # the seed rule (validate.MAX_SEED)
 
 
 def _std(v: Any, what: str) -> float:

@@ -193,6 +193,11 @@ def _find_checkpoint(path: Path) -> tuple[Path, Path]:
         if ckpt_io.is_export(path):  # an exported model folder (colddiff export): its one weights file
             return path, path / ckpt_io.WEIGHTS
         latest = ckpt_io.find_latest(path / "checkpoints") or ckpt_io.find_latest(path)
+        half = [f for f in (ckpt_io.WEIGHTS, ckpt_io.CONFIG) if (path / f).is_file()]
+        if latest is None and len(half) == 1:  # one of the two files of an exported model folder
+            lacking = ({ckpt_io.WEIGHTS, ckpt_io.CONFIG} - set(half)).pop()
+            raise InputError(f"{path} looks like an exported model folder but lacks {lacking} (it has only "
+                             f"{half[0]}); an export needs both: run `colddiff export RUN --out {path}` again")
         if latest is None:
             raise InputError(f"{path} holds no checkpoint (looked in {path / 'checkpoints'}); train one with "
                              f"`colddiff train --preset NAME --out {path}` or give a run folder that has one")

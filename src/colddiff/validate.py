@@ -17,7 +17,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Type
 
 from .errors import ConfigError, InputError
 
-__all__ = ["number", "whole", "typed", "degradation_params", "record", "RECORD_TYPES", "argtype"]
+__all__ = ["number", "whole", "typed", "degradation_params", "record", "RECORD_TYPES", "argtype", "check_seed",
+           "MAX_SEED", "INT_KEYS", "config_ints"]
 
 
 def number(v: Any, what: str, lo: Optional[float] = None, hi: Optional[float] = None, *,
@@ -126,6 +127,43 @@ def degradation_params(name: str, init: Callable, params: Dict[str, Any]) -> Dic
     return out
 
 
+# ---------------------------------------------------------------------------- integer bounds
+# Every whole number that comes from outside has an upper bound: a value past int64 (``train.steps =
+# 1e30``) would otherwise train until killed or overflow deep inside torch.  The bounds are generous
+# (the paper's longest run is 700,000 steps) and each message states its bound.
+MAX_SEED = 2**32 - 1          # the seed rule: 0..2^32-1 wherever a seed enters (CLI, config, Python API)
+MAX_STEPS = 100_000_000       # optimizer steps (and step intervals); 140x the paper's 700k
+MAX_IMAGES = 10_000_000       # images to evaluate, generate or show
+MAX_BATCH = 65_536            # images per batch
+MAX_T = 100_000               # degradation steps T (the paper: 20 .. 1000)
+
+# config key -> (lo, hi); for a list of whole numbers, the bounds of each entry.  A new int field of
+# the config dataclasses without an entry here fails tests/test_rules_numbers.py.
+INT_KEYS: Dict[str, tuple] = {
+    "data.image_size": (8, 4096), "data.channels": (1, 3), "data.num_workers": (-1, 256),
+    "degradation.T": (1, MAX_T),
+    "model.dim": (1, 4096), "model.num_res_blocks": (1, 64), "model.dim_mults": (1, 64), "model.attn_levels": (0, 16),
+    "train.steps": (1, MAX_STEPS), "train.batch_size": (1, MAX_BATCH), "train.grad_accum": (1, 4096),
+    "train.warmup_steps": (0, MAX_STEPS), "train.ema_every": (1, MAX_STEPS), "train.ema_start": (0, MAX_STEPS),
+    "train.seed": (0, MAX_SEED), "train.checkpoint_every": (1, MAX_STEPS), "train.keep_last": (1, 10_000),
+    "train.sample_every": (0, MAX_STEPS), "train.log_every": (0, MAX_STEPS),
+    "generation.k": (1, 1024),
+}
+
+
+def config_ints(get: Callable[[str], Any]) -> None:
+    """Check every key of :data:`INT_KEYS` (``get(key)`` gives its value): a ConfigError naming the key and bound."""
+    for key, (lo, hi) in INT_KEYS.items():
+        v = get(key)
+        for x in (v if isinstance(v, list) else [v]):
+            whole(x, key + (" entries" if isinstance(v, list) else ""), lo, hi)
+
+
+def check_seed(v: Any, what: str = "seed") -> int:
+    """The seed rule: a whole number 0..2^32-1 (a larger one overflowed the generator)."""
+    return whole(v, what, 0, MAX_SEED)
+
+
 # ---------------------------------------------------------------------------- run files
 # The fields colddiff reads back from the files of a run folder, with their types.  A file whose
 # values have other types (hand-edited, crafted, from another program) is an InputError naming
@@ -207,4 +245,5 @@ def argtype(kind: str, lo: Optional[float] = None, hi: Optional[float] = None) -
             raise argparse.ArgumentTypeError(str(e).replace("the value ", "")) from None
 
     parse.__name__ = {"count": "a positive whole number", "whole": "a whole number", "real": "a number"}[kind]
+    parse.bounds = (1 if kind == "count" else lo, hi)  # read by tests/test_rules_numbers.py: every whole has a hi
     return parse
