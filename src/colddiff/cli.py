@@ -328,6 +328,9 @@ def cmd_train(args) -> int:
         cfg = resolve_config(args.preset, args.config, args.set)
         out = Path(args.out) if args.out else Path("runs") / cfg.preset
     cfg.build_degradation()  # fail early on impossible degradation settings
+    from .data.folders import check_out_outside
+
+    check_out_outside(cfg.data.name, out)  # a run inside its own data folder would train on its figures
     check_writable(out, folder=True)
     _log_lines()
     summary = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress, log_to=args.log)
