@@ -36,10 +36,10 @@ import torch
 
 from . import metrics
 from .errors import ConfigError, InputError
-from .runs import Run, check_t
+from .runs import Run, check_run, check_t
 from .samplers import SAMPLERS, sampler_names
 from .tables import Record, markdown_table, text_table, write_tables
-from .validate import check_seed, record
+from .validate import MAX_BATCH, MAX_IMAGES, check_seed, record, whole
 
 log = logging.getLogger("colddiff.evaluation")
 
@@ -335,6 +335,8 @@ def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: st
     clean image's label (labelled data sets only).
     """
     start = time.perf_counter()
+    run, seed = check_run(run), check_seed(seed)
+    n, batch_size = n if n is None else whole(n, "n", 1, MAX_IMAGES), whole(batch_size, "batch_size", 1, MAX_BATCH)
     t = check_t(t, run.T)
     asked, protocol = protocol, check_protocol(protocol, run)
     if protocol == "paper" and run.held_out()[1] != "test":  # options that do not apply are refused

@@ -39,9 +39,9 @@ from .degradations import context_cat, context_slice
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .images import atomic_save, make_grid, save_image
-from .runs import batches
+from .runs import batches, check_run
 from .samplers import SAMPLERS, get_sampler
-from .validate import check_seed, number, whole
+from .validate import MAX_BATCH, MAX_IMAGES, check_seed, number, whole
 
 __all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generation_defaults", "generate",
            "write_generation",
@@ -285,7 +285,7 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
     Deterministic for a seed, whatever ``batch_size`` and device: with per-step noise the images
     are sampled in chunks of ``CHUNK``, each with its own noise stream.
     """
-    n, batch_size = whole(n, "n", 1), whole(batch_size, "batch_size", 1)
+    run, n, batch_size = check_run(run), whole(n, "n", 1, MAX_IMAGES), whole(batch_size, "batch_size", 1, MAX_BATCH)
     check_size(n, run)
     seed = _seed(seed)
     st = generation_defaults(run, sampler, noise, delta, k)

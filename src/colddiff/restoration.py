@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .images import atomic_save, list_images, make_grid, read_image, save_image
-from .runs import Run, check_t, progress_bar
+from .runs import Run, check_run, check_t, progress_bar
 from .samplers import get_sampler
 
 __all__ = ["estimate_t", "restore", "restore_image", "check_restorable", "native_size", "tiles", "blend_window",
@@ -114,6 +114,7 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
     blended with raised-cosine weights over their ``overlap``.  The caller checks that the
     degradation allows this size (:func:`native_size`).
     """
+    y = check_run(run).check_images(y, "y")
     N, C, H, W = y.shape
     tt = run.D.as_t(t, y).cpu()
     net = int(getattr(run.model, "size_multiple", 1))
@@ -156,7 +157,7 @@ def estimate_t(run: Run, y: torch.Tensor, candidates: Optional[List[int]] = None
     Images larger than the run's are restored whole or in tiles (:func:`restore_image`) at every
     candidate t and degraded whole.
     """
-    D = run.D
+    y, D = check_run(run).check_images(y, "y"), run.D
     if not D.deterministic:
         raise ConfigError(f"--t auto needs a deterministic degradation and {D.name} is random per image; "
                           "give the severity with --t N")
@@ -195,6 +196,7 @@ def restore(run: Run, y: torch.Tensor, t, sampler: str = "algorithm2", batch_siz
 
     Images of another size than the run's are restored at their own size (whole, or in tiles: see
     :func:`restore_image`) when the run's degradation allows it, else refused in one line."""
+    y = check_run(run).check_images(y, "y")
     check_restorable(run, sampler)
     why = native_size(run, y.shape[-2], y.shape[-1])
     if why is not None:

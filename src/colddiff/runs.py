@@ -9,6 +9,7 @@ batch axis, the device, the precision and the progress bar.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Tuple, Union
@@ -23,9 +24,9 @@ from .devices import autocast, resolve_device
 from .errors import ColddiffError, ConfigError, InputError
 from .graphs import GraphedRestorer
 from .samplers import get_sampler
-from .validate import whole
+from .validate import MAX_BATCH, images, whole
 
-__all__ = ["Run", "load_run", "resolve_device", "check_t", "batches", "progress_bar"]
+__all__ = ["Run", "load_run", "resolve_device", "check_t", "check_run", "batches", "progress_bar"]
 
 
 def check_t(t, T: int, what: str = "--t", auto: bool = False) -> Union[int, str]:
@@ -48,9 +49,16 @@ def check_t(t, T: int, what: str = "--t", auto: bool = False) -> Union[int, str]
     return v
 
 
+def check_run(run: Any, what: str = "run") -> "Run":
+    """The Python API's check of a run argument: a :class:`Run` (from :func:`load_run`), else an InputError."""
+    if not isinstance(run, Run):
+        raise InputError(f"{what} must be a run loaded with colddiff.load_run(PATH), got {type(run).__name__}")
+    return run
+
+
 def batches(n: int, batch_size: int) -> Iterator[Tuple[int, int]]:
     """(lo, hi) of consecutive batches covering 0..n."""
-    batch_size = whole(batch_size, "batch size", 1)
+    batch_size = whole(batch_size, "batch_size", 1, MAX_BATCH)
     for lo in range(0, n, batch_size):
         yield lo, min(n, lo + batch_size)
 
@@ -94,6 +102,7 @@ class Run:
         (except for samplers that draw from ``generator``: one stream serves the batches in turn).
         ``options``: the sampler's own keyword options (``stochastic``: ``{"delta": 0.0125}``).
         """
+        x_t = self.check_images(x_t, "x_t")
         fn = get_sampler(sampler)
         fn.check(self.D)
         R = self.R
@@ -131,6 +140,11 @@ class Run:
             bar.close()
         return torch.cat(outs) if outs else x_t.float().cpu()
 
+    def check_images(self, x: Any, what: str) -> torch.Tensor:
+        """``x`` as a float (N, C, H, W) tensor with this run's channels (numpy arrays accepted): the shared
+        argument check (:func:`colddiff.validate.images`), naming ``what``."""
+        return images(x, what, self.cfg.data.channels, owner=f"the run {self.name}")
+
     def _check_finite(self, x: torch.Tensor, sampler: str) -> None:
         """Refuse NaN/Inf restorations: they would become black PNGs and silently wrong metrics."""
         bad = ~torch.isfinite(x).flatten(1).all(1)
@@ -142,6 +156,7 @@ class Run:
     def degrade(self, x0: torch.Tensor, t, ctx: Any = None, batch_size: int = 64) -> torch.Tensor:
         """The degraded images x_t = D.observe(x0, t, ctx) (rounded where the family quantises, like the
         authors' inpainting x_T) for N images, computed in batches on the run's device, returned on the CPU."""
+        x0 = self.check_images(x0, "x0")
         n = int(x0.shape[0])
         tt = self.D.as_t(t, x0).cpu()
         outs = []
@@ -213,6 +228,12 @@ def load_run(path, device: str = "auto", ema: bool = True, checkpoint: Optional[
     folder (or its ``model.safetensors``), or ``hf://owner/name[@revision]`` (needs huggingface_hub).
 
     ``cuda_graphs``: replay sampling loops from CUDA graphs on a GPU (``colddiff.graphs``; no effect on a CPU)."""
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load_run's path must be a run folder, checkpoint file or hf://owner/name (a str or "
+                         f"pathlib.Path), got {type(path).__name__} {path!r:.40}")
+    for name, v in (("device", device), ("checkpoint", checkpoint)):
+        if v is not None and not isinstance(v, (str, os.PathLike)):
+            raise InputError(f"load_run's {name} must be text, got {type(v).__name__} {v!r:.40}")
     if str(path).startswith(hub.HF_PREFIX):
         path = hub.resolve_hf(str(path))
     folder, ck_path = _find_checkpoint(Path(path).expanduser())

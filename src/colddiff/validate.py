@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Type
 from .errors import ConfigError, InputError
 
 __all__ = ["number", "whole", "typed", "degradation_params", "record", "RECORD_TYPES", "argtype", "check_seed",
-           "MAX_SEED", "INT_KEYS", "config_ints"]
+           "MAX_SEED", "INT_KEYS", "config_ints", "images"]
 
 
 def number(v: Any, what: str, lo: Optional[float] = None, hi: Optional[float] = None, *,
@@ -162,6 +162,38 @@ def config_ints(get: Callable[[str], Any]) -> None:
 def check_seed(v: Any, what: str = "seed") -> int:
     """The seed rule: a whole number 0..2^32-1 (a larger one overflowed the generator)."""
     return whole(v, what, 0, MAX_SEED)
+
+
+# ---------------------------------------------------------------------------- Python API arguments
+def images(x: Any, what: str = "x", channels: Optional[int] = None, *, finite: bool = False,
+           owner: str = "this run"):
+    """A batch of images (N, C, H, W) as a floating-point torch tensor: the one argument check of the
+    Python API (``D(x0, t)``, ``Run.sample``, ``Run.degrade``, ``restore``, ``estimate_t``).
+
+    A numpy array is accepted and returned as a tensor (its dtype kept).  Refused with an InputError
+    naming the argument: another type, another number of dimensions (a single (C, H, W) image: pass
+    ``x[None]``), an integer, bool or complex dtype (images are floats in [-1, 1]), another number of
+    channels than ``channels`` (``owner`` says who expects them), NaN/Inf values when ``finite``."""
+    import torch
+
+    if type(x).__name__ == "ndarray" and type(x).__module__ == "numpy":
+        try:
+            x = torch.from_numpy(x.copy())
+        except TypeError:  # object or string arrays
+            raise InputError(f"{what} must be a numpy array of numbers, got dtype {x.dtype}") from None
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{what} must be a torch tensor or numpy array of images (N, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        hint = f"; for one image pass {what}[None]" if x.dim() == 3 else ""
+        raise InputError(f"{what} must have shape (N, C, H, W), got {tuple(x.shape)}{hint}")
+    if not x.is_floating_point():
+        raise InputError(f"{what} must be a floating-point tensor in [-1, 1], got dtype {x.dtype} "
+                         f"(0..255 images: {what}.float() / 127.5 - 1)")
+    if channels is not None and x.shape[1] != channels:
+        raise InputError(f"{what} has {x.shape[1]} channel(s), but {owner} takes {channels}-channel images")
+    if finite and x.numel() and not bool(torch.isfinite(x).all()):
+        raise InputError(f"{what} holds NaN or Inf values: check the images")
+    return x
 
 
 # ---------------------------------------------------------------------------- run files
