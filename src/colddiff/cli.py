@@ -296,19 +296,21 @@ def add_networks(sub):
 
 # ---------------------------------------------------------------------------- train, presets, data
 def _log_lines() -> None:
-    """Show training's INFO log lines (its progress off a terminal) on stderr as ``colddiff: ...``."""
+    """Show training's INFO log lines and the progress lines of long work without a bar (its progress off a
+    terminal) on stderr as ``colddiff: ...``."""
     import logging
 
     class _Stderr(logging.StreamHandler):  # whatever sys.stderr is when a line is written
         stream = property(lambda self: sys.stderr, lambda self, value: None)
 
-    lg = logging.getLogger("colddiff.training")
-    if not lg.handlers:
-        h = _Stderr()
-        h.setFormatter(logging.Formatter("colddiff: %(message)s"))
-        lg.addHandler(h)
-    if lg.level == logging.NOTSET or lg.level > logging.INFO:
-        lg.setLevel(logging.INFO)
+    for name in ("colddiff.training", "colddiff.progress"):
+        lg = logging.getLogger(name)
+        if not lg.handlers:
+            h = _Stderr()
+            h.setFormatter(logging.Formatter("colddiff: %(message)s"))
+            lg.addHandler(h)
+        if lg.level == logging.NOTSET or lg.level > logging.INFO:
+            lg.setLevel(logging.INFO)
 
 
 def cmd_train(args) -> int:
@@ -629,6 +631,7 @@ def cmd_restore(args) -> int:
         print(f"colddiff: note: {run.D.name} is random per image, so this run restores with --sampler {sampler} "
               f"from the given --t {t}", file=sys.stderr)
     overlap = OVERLAP if args.overlap is None else args.overlap
+    _log_lines()  # the tile count, the time estimate and, without a bar, progress lines at a steady rate
     res = restore_files(run, args.input, args.out, t=t, sampler=sampler, resize=args.resize,
                         progress=not args.no_progress, tile=args.tile, overlap=overlap)
     for w in res["warnings"]:

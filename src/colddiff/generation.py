@@ -41,7 +41,7 @@ from .fileio import atomic_path
 from .images import atomic_save, make_grid, save_image
 from .runs import batches, check_run
 from .samplers import SAMPLERS, get_sampler
-from .validate import MAX_BATCH, MAX_IMAGES, check_seed, number, whole
+from .validate import MAX_BATCH, check_seed, number, whole
 
 __all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generation_defaults", "generate",
            "write_generation",

@@ -9,7 +9,10 @@ batch axis, the device, the precision and the progress bar.
 """
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Tuple, Union
@@ -63,12 +66,51 @@ def batches(n: int, batch_size: int) -> Iterator[Tuple[int, int]]:
         yield lo, min(n, lo + batch_size)
 
 
+progress_log = logging.getLogger("colddiff.progress")   # the CLI shows its INFO lines on stderr
+PROGRESS_EVERY = 15.0   # seconds between progress lines when no bar is shown
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``2 h 10 min``."""
+    s = int(round(seconds))
+    return f"{s} s" if s < 60 else f"{s // 60} min {s % 60} s" if s < 3600 else f"{s // 3600} h {s % 3600 // 60} min"
+
+
+class _Heartbeat:
+    """A disabled progress bar that still says how far the work is: one INFO line on ``colddiff.progress``
+    every :data:`PROGRESS_EVERY` seconds (--no-progress, or stderr not a terminal), from a timer thread, so
+    long work is never silent, even while one step (a batch of tiles of a huge image) takes minutes."""
+
+    def __init__(self, bar, total: int, desc: str):
+        self.bar, self.total, self.desc, self.done = bar, total, desc, 0
+        self.start = time.monotonic()
+        self._stop = threading.Event()
+        if total:
+            threading.Thread(target=self._beat, name="colddiff-progress", daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(PROGRESS_EVERY):
+            spent, done = time.monotonic() - self.start, self.done
+            left = f"about {duration(spent * (self.total - done) / done)} left" if done else "estimating the rest"
+            progress_log.info("%s: %d of %d steps (%.0f%%), %s so far, %s", self.desc, done, self.total,
+                              100 * done / self.total, duration(spent), left)
+
+    def update(self, k: int = 1) -> None:
+        self.bar.update(k)
+        self.done += k
+
+    def close(self) -> None:
+        self._stop.set()
+        self.bar.close()
+
+
 def progress_bar(total: int, desc: str, progress: bool):
     from tqdm.auto import tqdm
 
     # disable=None: tqdm shows the bar only when stderr is a terminal (no bar lines in logs, CI, notebooks)
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=None if progress else True,
-                leave=False)
+    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=None if progress else True,
+               leave=False)
+    return _Heartbeat(bar, total, desc) if bar.disable else bar
 
 
 @dataclass
