@@ -162,3 +162,14 @@ def test_deep_toml_through_the_cli_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(f) in err and "internal error" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_degradation_parameters_follow_the_rules_too():
+    """A family's own seed follows the seed rule; its other whole numbers stay within int32."""
+    import colddiff.degradations as deg
+
+    with pytest.raises(ConfigError, match="snow parameter seed must be at most 4294967295"):
+        deg.create("snow", image_size=16, channels=1, seed=2**70)
+    with pytest.raises(ConfigError, match="blur parameter kernel_size must be at most 2147483647"):
+        deg.create("blur", image_size=16, channels=1, kernel_size=10**30 + 1, padding="zero")
+    assert deg.create("snow", image_size=16, channels=1, seed=2**32 - 1).describe()["seed"] == 2**32 - 1

@@ -123,7 +123,12 @@ def degradation_params(name: str, init: Callable, params: Dict[str, Any]) -> Dic
             except ConfigError:
                 raise ConfigError(f"T must be a positive integer number of steps, got {v!r}") from None
             continue
-        out[k] = typed(v, kind, what)
+        if k == "seed":  # the seed rule, for a family's own seed too
+            out[k] = check_seed(v, what)
+        elif kind is int:  # a family's whole numbers stay within int32 (kernel sizes, levels, ...)
+            out[k] = whole(v, what, hi=MAX_PARAM_INT)
+        else:
+            out[k] = typed(v, kind, what)
     return out
 
 
@@ -136,6 +141,7 @@ MAX_STEPS = 100_000_000       # optimizer steps (and step intervals); 140x the p
 MAX_IMAGES = 10_000_000       # images to evaluate, generate or show
 MAX_BATCH = 65_536            # images per batch
 MAX_T = 100_000               # degradation steps T (the paper: 20 .. 1000)
+MAX_PARAM_INT = 2**31 - 1     # any other whole-number parameter of a degradation family
 
 # config key -> (lo, hi); for a list of whole numbers, the bounds of each entry.  A new int field of
 # the config dataclasses without an entry here fails tests/test_rules_numbers.py.
