@@ -214,6 +214,7 @@ class RunConfig:
         if not isinstance(self.generation.sampler, str):
             raise ConfigError(f"generation.sampler must be text, got {self.generation.sampler!r}")
         whole(self.generation.k, "generation.k", 1)
+        config_ints(lambda key: getattr(getattr(self, key.split(".")[0]), key.split(".")[1]))  # bounds: validate.INT_KEYS
         return self
 
     def _validate_values(self) -> "RunConfig":
@@ -223,6 +224,11 @@ class RunConfig:
         number(tr.lr, "train.lr", 0, 1, lo_open=True)  # Adam beyond lr 1 only diverges (1e38: NaN at step 1)
         number(tr.grad_clip, "train.grad_clip (0 = off)", 0)
         number(tr.ema_decay, "train.ema_decay", 0, 1)
+        whole(self.data.image_size, "data.image_size", lo=8, hi=4096)
+        whole(self.degradation.T, "degradation.T", lo=1)
+        whole(m.dim, "model.dim", lo=1, hi=4096)
+        whole(tr.seed, "train.seed", lo=0, hi=2**32 - 1)
+        whole(m.num_res_blocks, "model.num_res_blocks", lo=1, hi=64)
         number(m.dropout, "model.dropout", 0, 1)
         if m.dropout >= 1:
             raise ConfigError(f"model.dropout must be below 1, got {m.dropout}")
@@ -230,7 +236,6 @@ class RunConfig:
             if not isinstance(lst, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= lo
                                                     for x in lst):
                 raise ConfigError(f"{name} must be a list of whole numbers >= {lo} (e.g. [1, 2, 4]), got {lst!r}")
-        config_ints(lambda key: getattr(getattr(self, key.split(".")[0]), key.split(".")[1]))  # bounds: validate.INT_KEYS
         bad = [a for a in m.attn_levels if a >= len(m.dim_mults)]
         if bad:
             raise ConfigError(f"model.attn_levels {bad} out of range: the network has levels 0..{len(m.dim_mults) - 1} "
