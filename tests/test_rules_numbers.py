@@ -55,7 +55,7 @@ def test_every_whole_number_option_has_an_upper_bound():
 @pytest.mark.parametrize("argv,bound", [
     (["reproduce", "table1", "--steps", "1" + "0" * 30], "100000000"),
     (["quickstart", "--steps", "99999999999999999999"], "100000000"),
-    (["generate", "RUN", "--out", "x", "--n", "10" + "0" * 20], "10000000"),
+    (["generate", "RUN", "--out", "x", "--n", "10" + "0" * 20], "1000000000"),
     (["generate", "RUN", "--out", "x", "--seed", str(2**64)], str(2**32 - 1)),
     (["generate", "RUN", "--out", "x", "--batch-size", "1000000"], "65536"),
     (["demo", "RUN", "--port", "70000"], "65535"),

@@ -18,14 +18,14 @@ from typing import Optional, Sequence
 from . import __version__
 from .errors import ColddiffError, ConfigError, InputError
 from .fileio import check_writable
-from .validate import MAX_BATCH, MAX_IMAGES, MAX_SEED, MAX_STEPS, MAX_T, argtype
+from .validate import MAX_BATCH, MAX_IMAGES, MAX_SEED, MAX_STEPS, argtype
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 3    # training stopped by Ctrl-C/SIGTERM after saving a checkpoint: resume it
 COUNT, REAL0 = argtype("count", hi=MAX_IMAGES), argtype("real", 0)  # --n 0, --noise -1, ... refused
 SEED = argtype("whole", 0, MAX_SEED)                 # a seed beyond 64 bits overflowed the generator
 # every whole-number option has an upper bound, stated in its error (tests/test_rules_numbers.py)
-TRAIN_STEPS, BATCH, STEPS_T = argtype("count", hi=MAX_STEPS), argtype("count", hi=MAX_BATCH), argtype("count", hi=MAX_T)
+TRAIN_STEPS, BATCH = argtype("count", hi=MAX_STEPS), argtype("count", hi=MAX_BATCH)  # --T: the family says its own bound
 PIXELS = 16384                                       # the largest --size / --tile / --overlap
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -198,7 +198,7 @@ def add_degrade(sub):
                    "and channels (see `colddiff presets`); --param, --T, --size, --channels override")
     d.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="degradation parameter, repeatable (e.g. --param sigma=2 --param padding=circular)")
-    d.add_argument("--T", type=STEPS_T, default=None, help="number of steps (same as --param T=N)")
+    d.add_argument("--T", type=TRAIN_STEPS, default=None, help="number of steps (same as --param T=N)")
     d.add_argument("--input", "-i", required=True,
                    help="image file, folder of images, or data set name (e.g. mnist-5k: its test split)")
     d.add_argument("--n", type=COUNT, default=8, help="at most this many images (default 8)")
@@ -268,7 +268,7 @@ def add_check_degradation(sub):
     c.add_argument("name", help="degradation name (see `colddiff degradations`)")
     c.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="degradation parameter, repeatable (default: the family's example settings)")
-    c.add_argument("--T", type=STEPS_T, default=None, help="number of steps")
+    c.add_argument("--T", type=TRAIN_STEPS, default=None, help="number of steps")
     c.add_argument("--size", type=argtype("whole", 8, 1024), default=16, help="image size for the checks (default 16)")
     c.add_argument("--channels", type=int, choices=(1, 3), default=1, help="image channels (default 1)")
 

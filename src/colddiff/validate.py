@@ -138,7 +138,7 @@ def degradation_params(name: str, init: Callable, params: Dict[str, Any]) -> Dic
 # (the paper's longest run is 700,000 steps) and each message states its bound.
 MAX_SEED = 2**32 - 1          # the seed rule: 0..2^32-1 wherever a seed enters (CLI, config, Python API)
 MAX_STEPS = 100_000_000       # optimizer steps (and step intervals); 140x the paper's 700k
-MAX_IMAGES = 10_000_000       # images to evaluate, generate or show
+MAX_IMAGES = 1_000_000_000    # images to evaluate, generate or show (commands may say less: generate 1,000,000)
 MAX_BATCH = 65_536            # images per batch
 MAX_T = 100_000               # degradation steps T (the paper: 20 .. 1000)
 MAX_PARAM_INT = 2**31 - 1     # any other whole-number parameter of a degradation family
