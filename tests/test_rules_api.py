@@ -42,7 +42,7 @@ BAD_IMAGES = [
     (lambda: torch.zeros(1, 1, 16, 16, dtype=torch.uint8), r"floating-point.*uint8.*127.5"),
     (lambda: np.zeros((1, 1, 16, 16), dtype=np.int64), r"floating-point.*int64"),
     (lambda: np.zeros((1, 16, 16)), r"must have shape"),
-    (lambda: torch.rand(1, 3, 16, 16), r"has 3 channel\(s\), but the (run|degradation) .* takes 1-channel images"),
+    (lambda: torch.rand(1, 3, 16, 16), r"has the wrong number of channels for the (run|degradation) .*: 3, expected 1"),
     (lambda: [[0.0]], r"must be a torch tensor or numpy array"),
     (lambda: np.array([["a"]], dtype=object), r"numpy array of numbers"),
 ]

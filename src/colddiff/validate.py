@@ -196,7 +196,7 @@ def images(x: Any, what: str = "x", channels: Optional[int] = None, *, finite: b
         raise InputError(f"{what} must be a floating-point tensor in [-1, 1], got dtype {x.dtype} "
                          f"(0..255 images: {what}.float() / 127.5 - 1)")
     if channels is not None and x.shape[1] != channels:
-        raise InputError(f"{what} has {x.shape[1]} channel(s), but {owner} takes {channels}-channel images")
+        raise InputError(f"{what} has the wrong number of channels for {owner}: {x.shape[1]}, expected {channels}")
     if finite and x.numel() and not bool(torch.isfinite(x).all()):
         raise InputError(f"{what} holds NaN or Inf values: check the images")
     return x
