@@ -122,3 +122,16 @@ def test_train_out_beside_the_data_folder_is_not_refused_by_this_rule(tmp_path):
     link.symlink_to(d)
     with pytest.raises(Exception, match="inside its own data folder"):
         check_out_outside(f"folder:{link}", d / "run")              # through a link: the real paths count
+
+
+def test_the_library_train_refuses_out_inside_its_data_folder(tmp_path):
+    from colddiff.errors import ConfigError
+    from colddiff.presets import resolve_config
+    from colddiff.training import train
+
+    d = tmp_path / "photos"
+    _pngs(d, size=32)
+    cfg = resolve_config("folder-blur", None, [f"data.name=folder:{d}", "train.steps=1"])
+    with pytest.raises(ConfigError, match="inside its own data folder"):
+        train(cfg, d / "runs" / "x", progress=False)
+    assert not (d / "runs").exists()
