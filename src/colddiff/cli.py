@@ -874,7 +874,7 @@ def add_demo(sub):
           colddiff demo hf://you/colddiff-mnist-blur
         """, cmd_demo)
     _run_args(dm)
-    dm.add_argument("--port", type=argtype("whole", 0, 65535), default=7860, help="port (default 7860; 0 = the first free one from 7860)")
+    dm.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 = the first free one from 7860)")
     dm.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for the network)")
     dm.add_argument("--open", action="store_true", help="open the page in the default browser")
