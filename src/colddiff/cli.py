@@ -272,23 +272,26 @@ def add_check_degradation(sub):
 
 
 def cmd_networks(args) -> int:
-    from .unet import describe_presets
+    from .networks import ARCHS, describe
+    from .presets import PRESETS
 
-    rows = describe_presets()
-    print(f"{'network':<11} {'image':>7} {'C':>2} {'dim':>4} {'mults':<10} {'attention':<10} {'params':>12}  note")
-    for r in rows:
-        mults = "-".join(map(str, r["dim_mults"]))
-        m = 2 ** (len(r["dim_mults"]) - 1)
-        padded = -(-r["image_size"] // m) * m  # the U-Net pads inputs to a multiple of m
-        attn = "+".join([f"{padded >> lv}px" for lv in r["attn_levels"]] + ["mid"])
-        print(f"{r['name']:<11} {r['image_size']:>4}px {r['channels']:>2} {r['dim']:>4} {mults:<10} {attn:<10} "
-              f"{r['params']:>12,}  {r['note']}")
+    print("architectures (model.arch):")
+    for name, arch in ARCHS.items():
+        print(f"  {name:<20} {arch.description}")
+    print("\nthe presets' networks:")
+    print(f"{'arch':<20} {'C':>2} {'dim':>4} {'mults':<9} {'other':<28} {'params':>12}  presets")
+    for r in describe({name: p.model_kwargs() for name, p in PRESETS.items()}):
+        s = dict(r["settings"])
+        c, dim, mults = s.pop("channels"), s.pop("dim"), "-".join(map(str, s.pop("dim_mults")))
+        other = " ".join(f"{k}={'-'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in s.items())
+        print(f"{r['arch']:<20} {c:>2} {dim:>4} {mults:<9} {other:<28} {r['params']:>12,}  {', '.join(r['used_by'])}")
     return 0
 
 
 def add_networks(sub):
-    _command(sub, "networks", "parameter counts of the paper's restoration networks",
-             "Show the U-Net configurations used by the presets and their parameter counts.",
+    _command(sub, "networks", "the network architectures and the presets' networks with their parameter counts",
+             "List the architectures a run can choose with model.arch, then every distinct network of the presets: "
+             "its architecture, widths and parameter count, and the presets that train it.",
              "example:\n  colddiff networks", cmd_networks)
 
 
