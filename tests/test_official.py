@@ -101,6 +101,16 @@ def test_an_imported_run_is_an_ordinary_run(tmp_path):
     assert (tmp_path / "exported" / "model.safetensors").is_file()
 
 
+def test_network_keys_are_found_under_every_wrapper_of_the_authors_scripts():
+    """DataParallel(GaussianDiffusion(net)) everywhere; resolution-diffusion's celebA.py wraps net in DataParallel too."""
+    w = torch.zeros(2)
+    state = {"module.denoise_fn.a.weight": w, "module.denoise_fn.module.b.bias": w, "denoise_fn.c": w,
+             "module.gaussian_kernels.0.weight": w, "module.num_timesteps": 3}
+    net, other = network_state(state)
+    assert sorted(net) == ["a.weight", "b.bias", "c"]
+    assert other == ["module.gaussian_kernels.0.weight", "module.num_timesteps"]
+
+
 # ---------------------------------------------------------------------------- one training step
 def test_train_step_ends_on_the_authors_weights(arch):
     """From the same weights, batches and steps: their two micro-batches of L1 / 2, Adam 2e-5, zero_grad;
