@@ -102,7 +102,8 @@ def test_an_imported_run_is_an_ordinary_run(tmp_path):
 
 
 def test_network_keys_are_found_under_every_wrapper_of_the_authors_scripts():
-    """DataParallel(GaussianDiffusion(net)) everywhere; resolution-diffusion's celebA.py wraps net in DataParallel too."""
+    """DataParallel(GaussianDiffusion(net)) everywhere; resolution-diffusion's celebA.py wraps net in DataParallel
+    too."""
     w = torch.zeros(2)
     state = {"module.denoise_fn.a.weight": w, "module.denoise_fn.module.b.bias": w, "denoise_fn.c": w,
              "module.gaussian_kernels.0.weight": w, "module.num_timesteps": 3}
