@@ -21,6 +21,7 @@ from colddiff import speed
 from colddiff.cli import main
 from colddiff.config import RunConfig
 from colddiff.networks import build
+from colddiff.objective import l1_loss
 from colddiff.official import network_state, sha256
 from colddiff.training import StepParts, train_step
 
@@ -126,7 +127,7 @@ def test_train_step_ends_on_the_authors_weights(arch):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ema = build(model_config).requires_grad_(False)
     opt = speed.make_adam(model.parameters(), cfg.train.lr, torch.device("cpu"), "off")
-    loss = speed.compiled_loss(model, "off", contextlib.nullcontext())
+    loss = l1_loss(model, contextlib.nullcontext())
     micro = iter(range(cfg.train.grad_accum))
     seen = []
 
@@ -139,7 +140,7 @@ def test_train_step_ends_on_the_authors_weights(arch):
 
     batches = iter([f[f"batch{k}.x0"] for k in range(cfg.train.grad_accum)])
     stream = types.SimpleNamespace(next=lambda: next(batches))
-    D = types.SimpleNamespace(T=int(meta["T"]), context=lambda x0, g: None, observe=lambda x0, t, ctx: x0)
+    D = types.SimpleNamespace(T=int(meta["T"]), context=lambda x0, g: None, observe=lambda x0, t, ctx, **kw: x0)
     train_step(cfg, 0, StepParts(model, ema, opt, their_inputs, stream, D, torch.Generator().manual_seed(0)))
 
     assert seen == pytest.approx(json.loads(meta["losses"]), abs=TOL)
@@ -178,7 +179,7 @@ def test_ema_schedule_matches_the_authors_step_for_step():
     parts = StepParts(model, ema, _Scripted(model.parameters(), trajectory),
                       lambda x_t, t, x0: (model.weight.sum() * 0).requires_grad_(),
                       types.SimpleNamespace(next=lambda: torch.zeros(1, 1, 2, 2)),
-                      types.SimpleNamespace(T=1, context=lambda x0, g: None, observe=lambda x0, t, ctx: x0),
+                      types.SimpleNamespace(T=1, context=lambda x0, g: None, observe=lambda x0, t, ctx, **kw: x0),
                       torch.Generator().manual_seed(0))
     for s in range(len(trajectory)):
         train_step(cfg, s, parts)
