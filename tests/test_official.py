@@ -246,6 +246,11 @@ def test_paper_presets_train_the_authors_network_at_their_parameter_count(capsys
     assert PRESETS["mnist-blur"].model.arch == "lucidrains-convnext"
     assert parameters_of(PRESETS["mnist-blur"].model_kwargs()) == 56_612_916   # their Unet(64, (1, 2, 4, 8), 1 ch)
     assert parameters_of(PRESETS["celeba-blur-gen"].model_kwargs()) == 56_615_708
+    from colddiff.paper import AUTHORS_NETWORK, UNET, provenance
+
+    for name, text in AUTHORS_NETWORK.items():   # the provenance names the network the preset trains
+        assert (PRESETS[name].model.arch == "lucidrains-convnext") == (text == UNET), name
+        assert provenance(name).network == text
     for name, p in PRESETS.items():   # the CPU presets keep colddiff's own small U-Net
         if name.startswith(("mnist5k-", "folder-")):
             assert p.model.arch == "colddiff", name

@@ -29,8 +29,8 @@ CREATE_DATA = "create_data.py"
 NET_DDPM = ("network: colddiff's U-Net at the sizes of the authors' DDPM Model (128 channels, 1-2-2-2, attention at "
             "16 px, dropout 0.1); block details follow colddiff's unet.py")
 NET_CONVNEXT = ("network: the authors' snowification/decolor code trains its UnetConvNext (dim 64, 1-2-4-8; "
-                "snowification/diffusion/model/get_model.py); colddiff has no ConvNeXt U-Net and uses its own at "
-                "the same widths")
+                "snowification/diffusion/model/get_model.py); colddiff trains its own U-Net at the same widths "
+                "(its lucidrains-convnext is the other folders' Unet, not this class)")
 CELEBA_DATA = ("data: the authors' CelebA is CelebA-HQ at 128 px with the first 90% of the files for training "
                f"({CREATE_DATA}); colddiff's celeba is img_align_celeba centre-cropped to 128 with the official "
                "split (point data.name at folder:PATH to train on CelebA-HQ files)")
@@ -73,10 +73,12 @@ class Provenance:
     authors: str                    # the authors' setting, as their code runs it
     files: List[str]                # files of the authors' code the facts come from
     differences: List[str] = field(default_factory=list)   # every remaining difference, with its reason
+    network: str = ""               # the authors' network for the experiment (AUTHORS_NETWORK)
 
     def lines(self) -> List[str]:
-        out = [f"experiment: {self.experiment}", f"the authors' setting: {self.authors}",
-               "checked in arpitbansal297/Cold-Diffusion-Models: " + ", ".join(self.files)]
+        out = [f"experiment: {self.experiment}", f"the authors' setting: {self.authors}"]
+        out += [f"the authors' network: {self.network}"] if self.network else []
+        out += ["checked in arpitbansal297/Cold-Diffusion-Models: " + ", ".join(self.files)]
         out += ["remaining differences:"] + [f"  - {d}" for d in self.differences] if self.differences \
             else ["remaining differences: none"]
         return out
@@ -239,6 +241,17 @@ PROVENANCE: Dict[str, Provenance] = {
         [README, "denoising-diffusion-pytorch/AFHQ_noise_128.py", NOISE_CODE],
         [RESIZE_SOURCE]),
 }
+
+# the network each experiment's train script builds, and colddiff's model.arch that is the same network
+UNET = ("their ConvNeXt Unet (lucidrains' 2022 U-Net), dim 64, multipliers 1-2-4-8, "
+        f"{BLUR_CODE} and its copies in the defading, defading-generation, demixing, denoising and resolution "
+        "folders (identical but for spacing); colddiff trains it as model.arch = "
+        "lucidrains-convnext: the same layers and parameter names, their checkpoints give their outputs")
+AUTHORS_NETWORK: Dict[str, str] = {name: UNET for name in (
+    "mnist-blur", "celeba-blur", "mnist-inpaint", "celeba-inpaint", "mnist-sr", "celeba-sr", "celeba-blur-gen",
+    "afhq-blur-gen", "celeba-mask-gen", "celeba-animorph", "celeba-noise", "afhq-noise")}
+for _name, _net in AUTHORS_NETWORK.items():
+    PROVENANCE[_name].network = _net
 
 
 def provenance(name: str):
