@@ -48,7 +48,8 @@ PLUGIN_FAILURES = (Exception, SystemExit)
 def failure(e: BaseException) -> str:
     """What plug-in code did, in one clause: ``RuntimeError: oops``, or that it called ``sys.exit``."""
     if isinstance(e, SystemExit):
-        return f"it called sys.exit({'' if e.code is None else repr(e.code)}) (a plug-in must raise an exception, not exit)"
+        code = "" if e.code is None else repr(e.code)
+        return f"it called sys.exit({code}) (a plug-in must raise an exception, not exit)"
     first = (str(e).strip().splitlines() or [""])[0]
     return f"{type(e).__name__}: {first}"
 
@@ -142,8 +143,8 @@ def guard(cls: type, interface: type) -> type:
             continue
         is_classmethod = isinstance(attr, classmethod)
         fn = attr.__func__ if is_classmethod else attr
-        if not callable(fn) or getattr(fn, "_plugin_guarded", False):
-            continue
+        if not inspect.isfunction(fn) or getattr(fn, "_plugin_guarded", False):
+            continue                                   # (a static method or property is left as it is)
         wrapped = _guarded(fn, what)
         setattr(cls, what, classmethod(wrapped) if is_classmethod else wrapped)
     return cls
