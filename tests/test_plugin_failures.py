@@ -14,6 +14,7 @@ from colddiff import plugins
 from colddiff.cli import main
 from colddiff.degradations.base import _REGISTRY, Degradation
 from colddiff.errors import ConfigError
+from conftest import installed_plugin_env
 
 # A plug-in that leaves through sys.exit() in the method named by WHERE (or at import, WHERE = "import").
 QUITTER = textwrap.dedent('''
@@ -92,15 +93,7 @@ def test_the_process_exits_non_zero_when_a_plugin_calls_sys_exit_0(tmp_path):
 
 
 def test_an_installed_plugin_that_exits_on_import_is_named(tmp_path):
-    site = tmp_path / "site"
-    (site / "quitpkg").mkdir(parents=True)
-    (site / "quitpkg" / "__init__.py").write_text("import sys\nsys.exit(0)\n")
-    dist = site / "quitpkg-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: quitpkg\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[{plugins.ENTRY_POINT_GROUP}]\nquit = quitpkg\n")
-    env = {k: v for k, v in os.environ.items() if k != "COLDDIFF_PLUGINS"}
-    env["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in sys.path if p])
+    env = installed_plugin_env(tmp_path, "quitpkg", "import sys\nsys.exit(0)\n", "quit")
     r = subprocess.run([sys.executable, "-m", "colddiff", "degradations"], capture_output=True, text=True, env=env)
     assert r.returncode == 2
     assert r.stderr == ("colddiff: error: the installed plug-in 'quit' (quitpkg) failed to load: it called "
