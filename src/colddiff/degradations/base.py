@@ -145,6 +145,19 @@ def bview(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class Degradation(ABC):
     """Base class of all degradations.  Subclasses implement ``forward`` (and ``step``).
 
+    What it holds, all of it about D:
+
+    * the operator: ``T``, ``forward`` (closed form), ``step`` (one step), ``context`` and
+      ``deterministic`` (its random draw), ``output_range``;
+    * applying it: ``D(x0, t, ctx)``, ``observe`` (with ``finalize``: how a degraded image is stored),
+      ``apply_stepwise`` (t single steps), ``as_t`` (a step t, checked);
+    * what samplers and generation may assume: ``mixing_schedule`` (DDIM), ``start``,
+      ``start_statistic`` and ``start_fit`` (the start state x_T);
+    * what restoring photos may assume: ``shift_invariant`` (or why not, ``not_shift_invariant``),
+      ``tile_multiple``, ``native_size_problem``;
+    * its registry entry: ``name`` (set by :func:`register`), ``describe`` (its settings),
+      ``example`` (a small instance for the property suite).
+
     Attributes:
         T: number of degradation steps; valid ``t`` are ``0..T``.
         name: registry name (set by :func:`register`).
