@@ -27,7 +27,7 @@ CREATE_DATA = "create_data.py"
 
 # ---- differences shared by several presets (each is a deliberate, named deviation)
 NET_DDPM = ("network: colddiff's U-Net at the sizes of the authors' DDPM Model (128 channels, 1-2-2-2, attention at "
-            "16 px, dropout 0.1); block details follow colddiff's unet.py")
+            "16 px, dropout 0.1); block details follow colddiff's networks/unet.py")
 NET_CONVNEXT = ("network: the authors' snowification/decolor code trains its UnetConvNext (dim 64, 1-2-4-8; "
                 "snowification/diffusion/model/get_model.py); colddiff trains its own U-Net at the same widths "
                 "(its lucidrains-convnext is the other folders' Unet, not this class)")
@@ -257,6 +257,33 @@ for _name, _net in AUTHORS_NETWORK.items():
 def provenance(name: str):
     """The provenance of paper preset ``name``, or None for presets that are not paper experiments."""
     return PROVENANCE.get(name)
+
+
+# ---------------------------------------------------------------------------- the authors' test scripts
+@dataclass(frozen=True)
+class AuthorsTest:
+    """How the authors' test script for a degradation family evaluates it (``evaluate --protocol paper``),
+    read in each family's ``fid_distance_decrease_from_manifold``."""
+
+    enlarge: bool = False         # test images enlarged 1.12x and centre-cropped (their blur and SR loaders)
+    degraded_row: str = "x_t"     # their "degraded" images: x_t, or "first_update" (the image after the first update)
+    sampled_row: str = "x_0"      # their "sampled" images: Algorithm 2's x_0, or "last_prediction" (R(x_1, 1))
+
+
+_LAST = AuthorsTest(degraded_row="first_update", sampled_row="last_prediction")
+AUTHORS_TESTS: Dict[str, AuthorsTest] = {     # family -> protocol (the files: BLUR_CODE, RES_CODE, FADE_CODE,
+    "blur": AuthorsTest(enlarge=True),        # SNOW_EVAL, DECOLOR_EVAL above)
+    "resolution": AuthorsTest(enlarge=True, sampled_row="last_prediction"),
+    "mask": _LAST,
+    "snow": _LAST, "snow-c": _LAST,
+    "desaturate": _LAST,
+}
+
+
+def authors_test(family: str) -> AuthorsTest:
+    """The authors' test protocol for degradation ``family``; a family they did not test (noise, animorph,
+    a plug-in) is evaluated as the paper's text describes (x_t and Algorithm 2's x_0, images as they are)."""
+    return AUTHORS_TESTS.get(family, AuthorsTest())
 
 
 # ---------------------------------------------------------------------------- the paper's numbers
