@@ -37,7 +37,7 @@ import torch
 
 from . import checkpoint as ckpt_io
 from . import data as data_mod
-from . import speed
+from . import speed, threads
 from .config import RunConfig, check_resumable
 from .data import augment as augment_mod
 from .degradations import context_to
@@ -414,6 +414,9 @@ def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], pro
             lr = lr_at(cfg, step)  # as train_step sets it: for the log and the callbacks
             loss_sum = train_step(cfg, step, parts)
             acc.add(loss_sum, step + 1)
+            changed = threads.adapt()   # every few seconds: the cores other processes leave free now
+            if changed is not None and is_main:
+                log.info("step %d: %d CPU thread(s) now (the machine's load changed)", step + 1, changed)
             step += 1
             # Read the loss back (a host-device sync) only where it is used: on a GPU at log,
             # checkpoint and final steps (a non-finite loss is remembered on the device with its
