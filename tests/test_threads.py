@@ -15,7 +15,9 @@ from colddiff.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
-def _fresh_plan():
+def _fresh_plan(monkeypatch):
+    for name in ("OMP_NUM_THREADS", "COLDDIFF_THREADS", "OMP_WAIT_POLICY"):   # a user's own setting would win
+        monkeypatch.delenv(name, raising=False)
     before = torch.get_num_threads()
     threads.reset()
     yield
@@ -95,8 +97,6 @@ def test_adapt_gives_a_core_back_when_others_start_and_takes_it_again_when_they_
 
 
 def test_a_user_chosen_count_is_never_adapted(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("COLDDIFF_THREADS", raising=False)
     plan = threads.plan_before_torch(["train", "--threads", "1"])
     assert plan.fixed and plan.threads == 1 and plan.source == "--threads"
     monkeypatch.setattr(threads, "_cpu_ticks", lambda: pytest.fail("a fixed count measured the machine"))
