@@ -371,6 +371,39 @@ def add_train(sub):
                          "pip install 'colddiff[wandb]') or none (default)")
 
 
+def cmd_import_official(args) -> int:
+    from .official import import_official
+
+    res = import_official(args.checkpoint, args.preset, args.out, args.set)
+    if res["ignored"]:
+        print(f"colddiff: note: left out {len(res['ignored'])} tensors of the authors' diffusion wrapper, not of the "
+              f"network (e.g. {res['ignored'][0]})", file=sys.stderr)
+    print(f"imported {res['source']} (the authors' step {res['step']:,}, {res['tensors']} tensors, "
+          f"{'raw and EMA' if res['ema'] else 'raw'} weights, sha256 {res['sha256'][:12]}...) as a {args.preset} run: "
+          f"{res['out']}")
+    return 0
+
+
+def add_import_official(sub):
+    im = _command(sub, "import-official", "turn a checkpoint of the authors' code into a colddiff run",
+                  "Read a checkpoint written by the authors' Trainer (arpitbansal297/Cold-Diffusion-Models: a\n"
+                  "torch.save of {'step', 'model', 'ema'}; plain tensors only, nothing that needs code), check every\n"
+                  "tensor against the preset's network and write an ordinary run folder (config.toml, a\n"
+                  "checkpoint with the raw and EMA weights, imported.json with the file's name, sha256 and step)\n"
+                  "that generate, restore, evaluate, report and export take like a trained run.", """
+        examples:
+          colddiff import-official celebA_blur_gen/model.pt --preset celeba-blur-gen --out runs/celeba-blur-gen-authors
+          colddiff generate runs/celeba-blur-gen-authors --n 64 --out generated/
+          colddiff import-official model.pt --preset mnist-blur --set model.dim=32 --out runs/narrow
+        """, cmd_import_official)
+    im.add_argument("checkpoint", help="the authors' checkpoint file (e.g. model.pt)")
+    im.add_argument("--preset", required=True,
+                    help="the experiment the checkpoint was trained for (see docs: import-official)")
+    im.add_argument("--out", required=True, help="run folder to write (new or empty)")
+    im.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="override config keys as in `train` (e.g. model.dim=32 for a narrower network)")
+
+
 def cmd_presets(args) -> int:
     from .presets import PRESETS, preset
 
@@ -921,7 +954,8 @@ def add_reproduce(sub):
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-ADDERS = (add_degrade, add_degradations, add_check_degradation, add_networks, add_train, add_presets, add_data,
+ADDERS = (add_degrade, add_degradations, add_check_degradation, add_networks, add_train, add_import_official,
+          add_presets, add_data,
           add_weights,
           add_evaluate, add_restore, add_quickstart, add_generate, add_report, add_export, add_demo, add_reproduce)
 
