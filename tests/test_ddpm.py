@@ -3,6 +3,8 @@ the authors' UnetConvNext (``convnext-snow``).  Its output against the authors' 
 tests/test_official.py (fixtures from scripts/authors_fixtures.py)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -130,3 +132,29 @@ def test_built_from_a_run_config_every_parameter_gets_a_gradient():
     loss = (model(x0, t) - x0).abs().mean()
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_a_snowification_checkpoint_layout_imports_to_the_authors_output(tmp_path, capsys):
+    """Their snowification/decolor train.py does not wrap GaussianDiffusion in DataParallel and its forward process
+    holds no tensors: the Trainer's state dicts hold ``denoise_fn.*`` only.  Such a file (the convnext-snow fixture's
+    weights re-saved in that layout) imports with nothing left out and gives the authors' output."""
+    from safetensors.torch import load_file
+
+    from colddiff import load_run
+    from colddiff.cli import main
+
+    here = Path(__file__).parent / "fixtures" / "authors"
+    d = torch.load(here / "convnext-snow.pt", weights_only=True)
+    unwrapped = {which: {k[len("module."):]: v for k, v in d[which].items() if k.startswith("module.denoise_fn.")}
+                 for which in ("model", "ema")}
+    assert unwrapped["ema"] and all(k.startswith("denoise_fn.") for k in unwrapped["ema"])
+    torch.save({"step": 7, **unwrapped}, tmp_path / "model.pt")
+    assert main(["import-official", str(tmp_path / "model.pt"), "--preset", "cifar10-snow", "--set", "data.channels=1",
+                 "model.dim=4", "model.dim_mults=1,2", "--out", str(tmp_path / "run")]) == 0
+    assert "left out" not in capsys.readouterr().err
+    f = load_file(str(here / "convnext-snow.safetensors"))
+    run = load_run(tmp_path / "run", device="cpu")
+    assert run.cfg.model.arch == "convnext-snow" and run.step == 7
+    with torch.no_grad():
+        y = run.model(f["x"], f["i"] + 1)
+    assert (y - f["y"]).abs().max().item() < 1e-5
