@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from benchmarks.common import finish, machine_meta, ms, param_count, render, run_rows, step_parts
+from benchmarks.common import add_options, finish, machine_meta, ms, param_count, render, run_rows, step_parts
 
 from colddiff import data as data_mod
 from colddiff import metrics, networks
@@ -152,14 +152,11 @@ def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.networks", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="dim 8, multipliers 1-2, batch 8, 5 steps: every row runs")
-    p.add_argument("--device", default="cpu", help="accepted for symmetry; this benchmark runs on the CPU")
-    p.add_argument("--dtype", default="float32", help="ignored (float32)")
+    add_options(p, DEFAULT_OUT, "dim 8, multipliers 1-2, batch 8, 5 steps: every row runs (written to "
+                "networks-quick.json)", "ignored: float32 on the CPU (taken so that python -m benchmarks can pass it on)")
     p.add_argument("--steps", type=int, default=None, help=f"training steps per architecture (default {STEPS})")
     p.add_argument("--archs", default=None, help="comma-separated architectures (default: every one)")
     p.add_argument("--seed", type=int, default=0, help="initial weights, data order and t (default 0)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
-    p.add_argument("--markdown", action="store_true", help="also print the table in Markdown")
     return p
 
 

@@ -15,14 +15,6 @@ from colddiff.networks.ddpm import DDPMModel
 from colddiff.presets import preset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**kw) -> DDPMModel:
     torch.manual_seed(0)
     cfg = dict(channels=1, dim=8, dim_mults=(1, 2), attn_levels=(1,), num_res_blocks=1, dropout=0.0)
