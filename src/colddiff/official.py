@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence, Tuple
 
@@ -47,7 +46,7 @@ def read_trainer_checkpoint(path) -> Tuple[int, Dict[str, torch.Tensor], Dict[st
             raise InputError(f"{path} needs code to be loaded (it pickles objects, not just tensors); colddiff only "
                              "reads checkpoints of plain tensors, as the authors' Trainer.save writes them") from None
         raise InputError(f"{path} is not a PyTorch checkpoint ({str(e).splitlines()[0][:120]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except Exception as e:  # torch.load raises what the bytes provoke (KeyError, EOFError, RuntimeError, ...)
         raise InputError(f"{path} is not a PyTorch checkpoint or is truncated "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
     if not isinstance(d, Mapping) or not isinstance(d.get("model"), Mapping):
