@@ -290,7 +290,8 @@ def compare(checkout: Path, arch: str, n: int, width: int | None, image: int, ba
         lc.append(float(train_step(cfg, step, parts)))
         tc.append(time.perf_counter() - t0)
     diff = max(abs(a - c) for a, c in zip(la, lc))
-    wdiff = max((p - q).abs().max().item() for p, q in zip(net.state_dict().values(), model.state_dict().values()))
+    ours = model.state_dict()   # by name: the authors' Unet registers its up path before the middle blocks
+    wdiff = max((p - ours[k]).abs().max().item() for k, p in net.state_dict().items())
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     return dict(arch=arch, steps=n, dim=model_config["dim"], dim_mults=model_config["dim_mults"], image=image,
                 batch=batch, accum=ACCUM, loss_max_abs_diff=diff, weights_max_abs_diff=wdiff,
