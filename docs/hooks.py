@@ -133,13 +133,15 @@ def _ours(name: str) -> str:
     d, data, tr = cfg.degradation, cfg.data, cfg.train
     deg = " ".join([f"`{d.name}` T={d.T}"] + [f"{k}={v}" for k, v in d.params.items()])
     aug = f"`{data.augment}`" if data.augment else "no augmentation"
+    m = cfg.model
+    net = f"; network `{getattr(m, 'arch', 'colddiff')}` dim {m.dim}, {'-'.join(map(str, m.dim_mults))}"
     return (f"{deg}; {data.name} {data.image_size} px, {aug}; batch {tr.batch_size}×{tr.grad_accum}, "
-            f"lr {_lr(tr.lr)}, {_steps(tr.steps)} steps")
+            f"lr {_lr(tr.lr)}, {_steps(tr.steps)} steps{net}")
 
 
 # Short keys of the shared differences paper.py names; a constant not listed here is keyed by its own name
 # (e.g. [EVAL_FID]), a difference repeated without a name by S1, S2, ...
-SHARED_KEYS = {"NET_LUCIDRAINS": "N1", "NET_DDPM": "N2", "NET_CONVNEXT": "N3", "CELEBA_DATA": "D1",
+SHARED_KEYS = {"CELEBA_DATA": "D1",
                "MNIST_FRAME": "D2", "RESIZE_SOURCE": "A1", "QUANT": "Q", "RANDOM_CENTRE": "C", "GEN_DISCRETE": "G"}
 
 

@@ -22,9 +22,8 @@ Rerun (nothing is installed into colddiff's environment)::
     /tmp/authors-venv/bin/pip install einops     # (torch: the same version colddiff's tests run on)
     PYTHONPATH=src /tmp/authors-venv/bin/python scripts/authors_fixtures.py /tmp/authors
 
-``--compare N`` also trains both for N steps from the same weights and batches (their loop and
-colddiff's ``train_step``) and prints the loss curves' largest difference and the time per step of
-each; ``--time-width`` times one step of each at the paper's width.  Their file imports comet_ml,
+``--compare N`` trains both for N steps from the same weights and batches (their loop and
+colddiff's ``train_step``) and prints the loss curves' and final weights' largest difference; ``--time N`` times N full training steps of each (their blur and t draw included) at the paper's width.  Their file imports comet_ml,
 torchvision, torchgeometry and apex, none of which this check needs: missing ones are replaced by
 stubs (``torchgeometry.image.get_gaussian_kernel2d`` by a normalised Gaussian, used only to make
 their blur kernels; the fixtures record the blurred inputs, so nothing depends on its exactness).
@@ -247,8 +246,8 @@ def _colddiff_parts(model_config, net_state, lr, accum, batch):
 
 
 def compare(checkout: Path, arch: str, n: int, width: int | None, image: int, batch: int) -> dict:
-    """``n`` steps of their loop and of colddiff's ``train_step`` from the same weights on the same batches:
-    the loss curves' largest difference and the median time per step of each."""
+    """``n`` steps of their loop and of colddiff's ``train_step`` from the same weights on the same batches (their
+    blurred inputs fed to both): the loss curves' and the final weights' largest difference."""
     import contextlib
 
     from colddiff import speed
@@ -268,11 +267,9 @@ def compare(checkout: Path, arch: str, n: int, width: int | None, image: int, ba
     gen = torch.Generator().manual_seed(2)
     data = [[(torch.rand(batch, C, image, image, generator=gen) * 2 - 1, torch.randint(0, T, (batch,), generator=gen))
              for _ in range(ACCUM)] for _ in range(n)]
-    la, ta, lc, tc, xts = [], [], [], [], []
+    la, lc, xts = [], [], []
     for batches in data:
-        t0 = time.perf_counter()
         losses, blurred = authors_step(diffusion, opt_a, [b[0] for b in batches], [b[1] for b in batches])
-        ta.append(time.perf_counter() - t0)
         la.append(sum(losses) / ACCUM)
         xts.append(blurred)
     fed = iter([(x_t, b[1] + 1, b[0]) for blurred, batches in zip(xts, data) for x_t, b in zip(blurred, batches)])
@@ -286,17 +283,67 @@ def compare(checkout: Path, arch: str, n: int, width: int | None, image: int, ba
     D = types.SimpleNamespace(T=T, context=lambda x0, g: None, observe=lambda x0, t, ctx: x0)
     parts = StepParts(model, ema, opt_c, same_inputs, stream, D, torch.Generator().manual_seed(0))
     for step in range(n):
-        t0 = time.perf_counter()
         lc.append(float(train_step(cfg, step, parts)))
-        tc.append(time.perf_counter() - t0)
     diff = max(abs(a - c) for a, c in zip(la, lc))
-    ours = model.state_dict()   # by name: the authors' Unet registers its up path before the middle blocks
-    wdiff = max((p - ours[k]).abs().max().item() for k, p in net.state_dict().items())
-    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    theirs, ours = net.state_dict(), model.state_dict()
+    assert list(theirs) == list(ours), "the state dicts list other tensors or another order"
+    wdiff = max((theirs[k] - ours[k]).abs().max().item() for k in ours)
     return dict(arch=arch, steps=n, dim=model_config["dim"], dim_mults=model_config["dim_mults"], image=image,
                 batch=batch, accum=ACCUM, loss_max_abs_diff=diff, weights_max_abs_diff=wdiff,
-                authors_s_per_step=med(ta), colddiff_s_per_step=med(tc), ratio=med(tc) / med(ta),
-                first_loss=la[0], last_loss=la[-1], torch=torch.__version__, threads=torch.get_num_threads())
+                first_loss=la[0], last_loss=la[-1], torch=torch.__version__)
+
+
+def time_steps(checkout: Path, n: int, width: int, image: int, batch: int) -> dict:
+    """One training step each, as run: their ``Trainer.train`` body (``DataParallel(GaussianDiffusion)`` forward,
+    i.e. their t draw, their blur, L1; backward of loss / 2 per micro-batch; Adam; zero_grad; step_ema) against
+    colddiff's ``train_step`` (its t draw, its blur, Eq. 1, accumulation, Adam, EMA), mnist-blur's degradation
+    (T=20, 11x11, sigma 7, circular) and the authors' Unet at dim ``width``, 1-2-4-8, from the same weights;
+    the median over ``n`` steps after one warm-up step."""
+    import contextlib
+
+    from colddiff import speed
+    from colddiff.presets import preset
+    from colddiff.training import StepParts, train_step
+
+    mod = load_authors(checkout, BLUR_FILE, "authors_blur")
+    torch.manual_seed(3)
+    net = mod.Unet(dim=width, dim_mults=(1, 2, 4, 8), channels=1)
+    diffusion = nn.DataParallel(mod.GaussianDiffusion(net, image_size=image, device_of_kernel="cpu", channels=1,
+                                                      timesteps=20, loss_type="l1", kernel_std=7.0, kernel_size=11,
+                                                      blur_routine="Constant"), device_ids=[])
+    cfg = preset("mnist-blur")
+    cfg.model.dim, cfg.data.image_size, cfg.train.batch_size = width, image, batch
+    model_config = cfg.model_kwargs()
+    _, model, ema, opt_c = _colddiff_parts(model_config, net.state_dict(), LR, ACCUM, batch)
+    trainer = types.SimpleNamespace(model=diffusion, ema_model=copy.deepcopy(diffusion), ema=mod.EMA(EMA_DECAY),
+                                    step_start_ema=EMA_START, update_ema_every=EMA_EVERY, step=0)
+    trainer.reset_parameters = lambda: mod.Trainer.reset_parameters(trainer)
+    opt_a = torch.optim.Adam(diffusion.parameters(), lr=LR)
+    x0 = torch.rand(batch, 1, image, image) * 2 - 1
+    ta, tc = [], []
+    for _ in range(n + 1):
+        t0 = time.perf_counter()
+        for _ in range(ACCUM):
+            loss = torch.mean(diffusion(x0))
+            (loss / ACCUM).backward()
+        opt_a.step()
+        opt_a.zero_grad()
+        if trainer.step % trainer.update_ema_every == 0:
+            mod.Trainer.step_ema(trainer)
+        trainer.step += 1
+        ta.append(time.perf_counter() - t0)
+    parts = StepParts(model, ema, opt_c, speed.compiled_loss(model, "off", contextlib.nullcontext()),
+                      types.SimpleNamespace(next=lambda: x0), cfg.build_degradation(),
+                      torch.Generator().manual_seed(0))
+    for step in range(n + 1):
+        t0 = time.perf_counter()
+        float(train_step(cfg, step, parts))
+        tc.append(time.perf_counter() - t0)
+    med = lambda v: sorted(v[1:])[len(v[1:]) // 2]  # noqa: E731
+    return dict(what="one training step, mnist-blur's degradation, the authors' Unet", dim=width,
+                dim_mults=[1, 2, 4, 8], image=image, batch=batch, accum=ACCUM, steps_timed=n,
+                authors_s_per_step=med(ta), colddiff_s_per_step=med(tc), ratio_colddiff_over_authors=med(tc) / med(ta),
+                authors_all=ta, colddiff_all=tc, torch=torch.__version__, threads=torch.get_num_threads())
 
 
 def main(argv=None) -> int:
@@ -308,8 +355,16 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=0, help="--compare at dim WIDTH, 1-2-4-8 (default: the fixture's)")
     ap.add_argument("--image", type=int, default=SIZE)
     ap.add_argument("--batch", type=int, default=B)
-    ap.add_argument("--json", type=Path, help="write --compare's results here")
+    ap.add_argument("--time", type=int, default=0, metavar="N",
+                    help="time N training steps of each at --width (default 64), mnist-blur's degradation")
+    ap.add_argument("--json", type=Path, help="write --compare's or --time's results here")
     args = ap.parse_args(argv)
+    if args.time:
+        r = time_steps(args.checkout, args.time, args.width or 64, args.image, args.batch)
+        print(json.dumps(r, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(r, indent=1) + "\n")
+        return 0
     for arch in args.arch or list(ARCHS):
         if args.compare:
             r = compare(args.checkout, arch, args.compare, args.width or None, args.image, args.batch)

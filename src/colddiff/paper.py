@@ -26,9 +26,6 @@ README = "README.md"
 CREATE_DATA = "create_data.py"
 
 # ---- differences shared by several presets (each is a deliberate, named deviation)
-NET_LUCIDRAINS = ("network: colddiff's U-Net (residual blocks, self-attention at the listed levels) with the authors' "
-                  "widths (dim 64, multipliers 1-2-4-8); the authors' lucidrains-style Unet uses ConvNeXt blocks and "
-                  "linear attention at every level")
 # the authors' networks of the CIFAR-10 and snow/colourisation experiments, which colddiff builds layer for layer
 # (model.arch ddpm / convnext-snow: src/colddiff/networks/), so no network difference remains for those presets
 DDPM_NET = ("their DDPM Model (ch 128, multipliers 1-2-2-2, 2 residual blocks per level, attention at 16 px, "
@@ -97,7 +94,7 @@ PROVENANCE: Dict[str, Provenance] = {
         + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "deblurring-diffusion-pytorch/mnist_train.py", "deblurring-diffusion-pytorch/mnist_test.py",
          BLUR_CODE],
-        ["paper text: T=40 for MNIST; the code's README runs T=20 (followed)", NET_LUCIDRAINS,
+        ["paper text: T=40 for MNIST; the code's README runs T=20 (followed)",
          "data: MNIST 28 px resized to 32 px, then the authors' random 1.12 enlargement and crop as augmentation",
          RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
     "cifar10-blur": Provenance(
@@ -114,7 +111,7 @@ PROVENANCE: Dict[str, Provenance] = {
         "CelebA-HQ 128 resized to 143 + RandomCrop(128) + flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "deblurring-diffusion-pytorch/celebA_128.py", BLUR_CODE, CREATE_DATA],
         ["paper text: sigma_t = exp(0.01 t); the code starts at i = 0, i.e. exp(0.01 (t-1)) (followed)",
-         NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
+         CELEBA_DATA, RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
     "mnist-inpaint": Provenance(
         "Sec. 4.2, Table 2 (MNIST inpainting)",
         "T=50, Gaussian masks of std 0.1 (i + 11) for i = 0..T-1 (--kernel_std 0.1; mnist_train.py does not pass "
@@ -126,7 +123,7 @@ PROVENANCE: Dict[str, Provenance] = {
         ["paper text: beta_1 = 1, +0.1 per step, 60k steps, batch 64; the training code: widths 1.1, 1.2, ..., "
          "batch 32, 700k steps (followed)", "the README's MNIST inpainting test command cannot run: it passes "
          "--initial_mask 1 and --image_size 28, options mnist_test.py does not have (argparse refuses them); "
-         "colddiff evaluates the trained setting", NET_LUCIDRAINS, QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST,
+         "colddiff evaluates the trained setting", QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST,
          EVAL_FID]),
     "cifar10-inpaint": Provenance(
         "Sec. 4.2, Table 2 (CIFAR-10 inpainting)",
@@ -151,14 +148,14 @@ PROVENANCE: Dict[str, Provenance] = {
          "celebA_train.py's default 11 (widths 0.2 (t+10)); bigger_mask_train.sh holds other runs (random centres, "
          "--initial_mask 11 and 21)", "paper text: beta_1 = 1, +0.1 per step, 60k steps, batch 64; the scripts: "
          "batch 100, 350k steps (followed)",
-         NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         CELEBA_DATA, RESIZE_SOURCE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "mnist-sr": Provenance(
         "Sec. 4.3 (MNIST super-resolution)",
         "T=3 halvings of a 32 px image (--resolution_routine Incremental_factor_2: bicubic down without "
         "antialiasing, nearest-exact up; downsample=bicubic), MNIST through Resize(35)+"
         "CenterCrop(32), no random augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "resolution-diffusion-pytorch/mnist_train.py", RES_CODE],
-        [NET_LUCIDRAINS, MNIST_FRAME, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
+        [MNIST_FRAME, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
     "cifar10-sr": Provenance(
         "Sec. 4.3 (CIFAR-10 super-resolution)",
         "T=3 bicubic halvings (32 -> 4 px, Incremental_factor_2), Resize(35)+RandomCrop(32)+flip, "
@@ -172,7 +169,7 @@ PROVENANCE: Dict[str, Provenance] = {
         + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
         [README, "resolution-diffusion-pytorch/celebA_128.py", RES_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
+        [CELEBA_DATA, RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
     "cifar10-snow": Provenance(
         "Sec. 4.4 (CIFAR-10 desnowification)",
         "T=200, the authors' snow level 3 (field N(0.55, 0.3) zoomed 2.5x, threshold 1.15 -> 0.7, 11-tap motion "
@@ -215,12 +212,12 @@ PROVENANCE: Dict[str, Provenance] = {
         "+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps; sampling from a 1-component GMM of channel means "
         "(+ noise 0.002 for broken symmetry)",
         [README, "deblurring-diffusion-pytorch/celebA_128.py", BLUR_CODE],
-        [GEN_DISCRETE, NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+        [GEN_DISCRETE, CELEBA_DATA, RESIZE_SOURCE]),
     "afhq-blur-gen": Provenance(
         "Sec. 5 (AFHQ generation by deblurring; FID 54.68)",
         "as celeba-blur-gen on AFHQ 512 px files resized to 143 + RandomCrop(128) + flip",
         [README, "deblurring-diffusion-pytorch/AFHQ_128.py", BLUR_CODE],
-        [GEN_DISCRETE, NET_LUCIDRAINS, RESIZE_SOURCE]),
+        [GEN_DISCRETE, RESIZE_SOURCE]),
     "celeba-mask-gen": Provenance(
         "Sec. 5 (CelebA generation by unmasking)",
         "--reverse --kernel_std 0.05 --initial_mask 1 --time_steps 750: visible share 1 - prod_{j <= T-t} z_j with "
@@ -228,26 +225,26 @@ PROVENANCE: Dict[str, Provenance] = {
         "channel, no quantisation, Resize(143)+RandomCrop(128)+flip, " + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
         [README, "defading-generation-diffusion-pytorch/celebA_128.py", FADE_GEN_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+        [CELEBA_DATA, RESIZE_SOURCE]),
     "celeba-animorph": Provenance(
         "Sec. 5 (animorphosis: CelebA faces from AFHQ animals)",
         "T=200, x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) z with the cosine schedule and z an AFHQ image, both data "
         "sets Resize(143)+RandomCrop(128)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "demixing-diffusion-pytorch/AFHQ_128_to_celebA_128.py", MIX_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE,
+        [CELEBA_DATA, RESIZE_SOURCE,
          "partner images are not augmented (the authors flip and crop the AFHQ partners too)"]),
     "celeba-noise": Provenance(
         "Sec. 5 (hot diffusion baseline on CelebA; DDIM-style FID 23.11)",
         "T=200, cosine schedule (s = 0.008, beta clipped at 0.999), Resize(143)+RandomCrop(128)+flip, "
         + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "denoising-diffusion-pytorch/celebA_noise_128.py", NOISE_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+        [CELEBA_DATA, RESIZE_SOURCE]),
     "afhq-noise": Provenance(
         "Sec. 5 (hot diffusion baseline on AFHQ; DDIM-style FID 20.59)",
         "T=200, cosine schedule, AFHQ resized to 143 + RandomCrop(128) + flip, " + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
         [README, "denoising-diffusion-pytorch/AFHQ_noise_128.py", NOISE_CODE],
-        [NET_LUCIDRAINS, RESIZE_SOURCE]),
+        [RESIZE_SOURCE]),
 }
 
 

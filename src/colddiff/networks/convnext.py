@@ -174,6 +174,7 @@ class ConvNeXtUNet(nn.Module):
                                       nn.Linear(dim * 4, dim)) if with_time_emb else None
 
         self.downs = nn.ModuleList()
+        self.ups = nn.ModuleList()   # registered here, as theirs is: the state dicts list tensors in the same order
         for level, (w_in, w_out) in enumerate(pairs):
             last = level == len(pairs) - 1
             self.downs.append(nn.ModuleList([
@@ -188,7 +189,6 @@ class ConvNeXtUNet(nn.Module):
         self.mid_block2 = ConvNeXtBlock(mid, mid, time_dim)
 
         # every up level ends in an upsampling (the authors' is_last test never holds on this path)
-        self.ups = nn.ModuleList()
         for w_in, w_out in reversed(pairs[1:]):
             self.ups.append(nn.ModuleList([
                 ConvNeXtBlock(w_out * 2, w_in, time_dim),
