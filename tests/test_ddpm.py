@@ -109,8 +109,9 @@ def test_t_forms_agree():
 def test_narrow_widths_use_fewer_groups_and_bad_settings_are_config_errors():
     norms = [m for m in tiny().modules() if isinstance(m, torch.nn.GroupNorm)]
     assert {m.num_groups for m in norms} == {8}   # gcd(32, 8): their 32 groups cannot split 8 channels
-    with pytest.raises(ConfigError, match="ddpm"):
-        DDPMModel(dim=1)
+    for dim in (1, 3):   # their embedding divides by dim/2 - 1
+        with pytest.raises(ConfigError, match="ddpm network needs"):
+            DDPMModel(dim=dim)
     with pytest.raises(ConfigError, match="ddpm"):
         DDPMModel(dim=16, dim_mults=())
 

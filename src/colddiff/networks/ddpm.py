@@ -158,9 +158,10 @@ class DDPMModel(nn.Module):
         super().__init__()
         dim_mults = tuple(int(m) for m in dim_mults)
         attn_levels = tuple(sorted({int(a) for a in attn_levels}))
-        if dim < 2 or not dim_mults or any(m < 1 for m in dim_mults) or num_res_blocks < 1:
-            raise ConfigError(f"the ddpm network needs dim >= 2, positive dim_mults and num_res_blocks >= 1, "
-                              f"got dim {dim}, dim_mults {list(dim_mults)}, num_res_blocks {num_res_blocks}")
+        if channels < 1 or dim < 4 or not dim_mults or any(m < 1 for m in dim_mults) or num_res_blocks < 1:
+            raise ConfigError(f"the ddpm network needs channels >= 1, dim >= 4 (its step embedding has dim/2 - 1 > 0 "
+                              f"frequencies), positive dim_mults and num_res_blocks >= 1; got channels {channels}, "
+                              f"dim {dim}, dim_mults {list(dim_mults)}, num_res_blocks {num_res_blocks}")
         groups = math.gcd(GROUPS, dim)
         self.channels = channels
         self.dim = dim
