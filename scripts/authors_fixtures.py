@@ -18,12 +18,19 @@ Rerun (nothing is installed into colddiff's environment)::
 
     git clone https://github.com/arpitbansal297/Cold-Diffusion-Models /tmp/authors
     git -C /tmp/authors checkout f8b1379
-    python -m venv /tmp/authors-venv            # with torch; this script stubs what else their file imports
-    /tmp/authors-venv/bin/pip install einops     # (torch: the same version colddiff's tests run on)
+    python -m venv /tmp/authors-venv
+    # torch as colddiff's own environment has it: here a .pth file naming that environment's site-packages
+    echo "$PWD/.venv/lib/python3.11/site-packages" > /tmp/authors-venv/lib/python3.11/site-packages/zz.pth
+    /tmp/authors-venv/bin/pip install einops     # the one import of their file this script does not stub
     PYTHONPATH=src /tmp/authors-venv/bin/python scripts/authors_fixtures.py /tmp/authors
 
+(made on 2026-12-07 with torch 2.13.0+cpu and einops 0.8.2).  Every architecture's training step and EMA
+run through the deblurring folder's ``GaussianDiffusion`` (its blur and L1 loss) and ``Trainer`` code.
+
 ``--compare N`` trains both for N steps from the same weights and batches (their loop and
-colddiff's ``train_step``) and prints the loss curves' and final weights' largest difference; ``--time N`` times N full training steps of each (their blur and t draw included) at the paper's width.  Their file imports comet_ml,
+colddiff's ``train_step``) and prints the loss curves' and final weights' largest difference;
+``--time N`` times N full training steps of each (their blur and t draw included) at the paper's
+width (``--width``, ``--image``, ``--batch``).  Their file imports comet_ml,
 torchvision, torchgeometry and apex, none of which this check needs: missing ones are replaced by
 stubs (``torchgeometry.image.get_gaussian_kernel2d`` by a normalised Gaussian, used only to make
 their blur kernels; the fixtures record the blurred inputs, so nothing depends on its exactness).

@@ -104,6 +104,17 @@ def test_an_imported_run_is_an_ordinary_run(tmp_path):
     assert (tmp_path / "exported" / "model.safetensors").is_file()
 
 
+def test_network_keys_are_found_under_every_wrapper_of_the_authors_scripts():
+    """DataParallel(GaussianDiffusion(net)) everywhere; resolution-diffusion's celebA.py wraps net in DataParallel
+    too."""
+    w = torch.zeros(2)
+    state = {"module.denoise_fn.a.weight": w, "module.denoise_fn.module.b.bias": w, "denoise_fn.c": w,
+             "module.gaussian_kernels.0.weight": w, "module.num_timesteps": 3}
+    net, other = network_state(state)
+    assert sorted(net) == ["a.weight", "b.bias", "c"]
+    assert other == ["module.gaussian_kernels.0.weight", "module.num_timesteps"]
+
+
 # ---------------------------------------------------------------------------- one training step
 def test_train_step_ends_on_the_authors_weights(arch):
     """From the same weights, batches and steps: their two micro-batches of L1 / 2, Adam 2e-5, zero_grad;
@@ -227,3 +238,33 @@ def test_import_official_refuses_bad_input(tmp_path, capsys):
     assert sorted(p.name for p in mine.iterdir()) == ["photo.png"]
     for name in "abcdefgh":
         assert not (tmp_path / name).exists()   # nothing half-written
+
+
+# ---------------------------------------------------------------------------- the presets' networks
+def test_paper_presets_train_the_authors_network_at_their_parameter_count(capsys):
+    from colddiff.networks import parameters_of
+    from colddiff.presets import PRESETS
+
+    assert PRESETS["mnist-blur"].model.arch == "lucidrains-convnext"
+    assert parameters_of(PRESETS["mnist-blur"].model_kwargs()) == 56_612_916   # their Unet(64, (1, 2, 4, 8), 1 ch)
+    assert parameters_of(PRESETS["celeba-blur-gen"].model_kwargs()) == 56_615_708
+    for name, p in PRESETS.items():   # the CPU presets keep colddiff's own small U-Net
+        if name.startswith(("mnist5k-", "folder-")):
+            assert p.model.arch == "colddiff", name
+    assert main(["networks"]) == 0
+    out = capsys.readouterr().out
+    assert "56,612,916" in out and "lucidrains-convnext" in out
+    assert all(name in out for name in PRESETS)
+
+
+def test_a_run_trains_saves_and_loads_the_architecture_it_names(tmp_path):
+    from colddiff import load_run
+
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "mnist5k-blur", "--set", "model.arch=lucidrains-convnext", "model.dim=4",
+                 "model.dim_mults=1,2", "train.steps=2", "train.batch_size=2", "train.checkpoint_every=2",
+                 "train.sample_every=0", "--out", str(out), "--no-progress"]) == 0
+    run = load_run(out, device="cpu")
+    assert run.cfg.model.arch == "lucidrains-convnext" and type(run.model).__name__ == "ConvNeXtUNet"
+    with torch.no_grad():
+        assert run.model(torch.zeros(1, 1, 27, 27), 3).shape == (1, 1, 27, 27)   # padded to 28, cropped back

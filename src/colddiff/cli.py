@@ -283,7 +283,7 @@ def cmd_networks(args) -> int:
     for r in describe({name: p.model_kwargs() for name, p in PRESETS.items()}):
         s = dict(r["settings"])
         c, dim, mults = s.pop("channels"), s.pop("dim"), "-".join(map(str, s.pop("dim_mults")))
-        other = " ".join(f"{k}={'-'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in s.items())
+        other = " ".join(f"{k}={'-'.join(map(str, v)) or '-' if isinstance(v, tuple) else v}" for k, v in s.items())
         print(f"{r['arch']:<20} {c:>2} {dim:>4} {mults:<9} {other:<28} {r['params']:>12,}  {', '.join(r['used_by'])}")
     return 0
 

@@ -48,7 +48,7 @@ class DegradationConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "colddiff"        # the network: a name in colddiff.networks.ARCHS (`colddiff networks` lists them)
+    arch: str = "colddiff"        # the network, one of colddiff.networks.ARCHS (`colddiff networks`)
     dim: int = 64
     dim_mults: List[int] = field(default_factory=lambda: [1, 2, 4, 8])
     attn_levels: List[int] = field(default_factory=lambda: [1])

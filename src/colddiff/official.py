@@ -98,7 +98,8 @@ def check_shapes(state: Mapping[str, torch.Tensor], model: torch.nn.Module, sour
                              f"({_arch_line(model)}) has {tuple(own[k].shape)}{hint}")
     missing = [k for k in own if k not in state]
     if missing:
-        raise InputError(f"{source} lacks {missing[0]}{f' and {len(missing) - 1} more tensors' if len(missing) > 1 else ''} "
+        more = f" and {len(missing) - 1} more tensors" if len(missing) > 1 else ""
+        raise InputError(f"{source} lacks {missing[0]}{more} "
                          f"of the network of {preset} ({_arch_line(model)}){hint}")
 
 
