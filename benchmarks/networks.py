@@ -103,7 +103,7 @@ def bench_arch(arch: str, aliases: List[str], steps: int, quick: bool, seed: int
             "rmse": held_out_rmse(parts.model, D, test), "rmse_ema": held_out_rmse(parts.ema, D, test)}
 
 
-def run(steps: int, archs: Optional[List[str]], quick: bool, seed: int = 0) -> Dict[str, Any]:
+def run(steps: int, archs: Optional[List[str]], quick: bool, seed: int = 0, note: str = "") -> Dict[str, Any]:
     cfg = _config(networks.DEFAULT, steps, quick)
     train_set = data_mod.load(cfg.data.name, "train", image_size=cfg.data.image_size, channels=cfg.data.channels)
     test_set = data_mod.load(cfg.data.name, "test", image_size=cfg.data.image_size, channels=cfg.data.channels)
@@ -116,7 +116,7 @@ def run(steps: int, archs: Optional[List[str]], quick: bool, seed: int = 0) -> D
     meta = machine_meta(NAME, torch.device("cpu"), torch.float32, datetime.now(timezone.utc).strftime("%Y-%m-%d"))
     meta.update(quick=quick, steps=steps, seed=seed, preset=PRESET, batch_size=cfg.train.batch_size, lr=LR,
                 narrow=dict(NARROW) if not quick else dict(NARROW, dim=8, dim_mults=[1, 2]), n_test=n_test,
-                load_average_1_5_15=list(os.getloadavg()), total_runtime_s=time.perf_counter() - t0)
+                load_average_1_5_15=list(os.getloadavg()), total_runtime_s=time.perf_counter() - t0, note=note)
     failures = [f"{r['arch']}: {r['problem']}" for r in rows if r["status"] == "error"]
     return {"meta": meta, "rows": rows, "ok": not failures, "failures": failures}
 
@@ -146,7 +146,7 @@ def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
     lines.append(f"RMSE: direct reconstruction R(D(x0, T), T) of the {meta['n_test']} held-out digits, per image on "
                  "[0, 1] pixels, averaged. ms / step: median of every training step; the architectures ran one "
                  "after the other, so machine load (in the title) inflates their times unevenly. "
-                 f"Total runtime {meta['total_runtime_s']:.0f} s.")
+                 f"Total runtime {meta['total_runtime_s']:.0f} s." + (f" {meta['note']}" if meta.get("note") else ""))
     return "\n".join(lines)
 
 
@@ -157,6 +157,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help=f"training steps per architecture (default {STEPS})")
     p.add_argument("--archs", default=None, help="comma-separated architectures (default: every one)")
     p.add_argument("--seed", type=int, default=0, help="initial weights, data order and t (default 0)")
+    p.add_argument("--note", default="", help="the conditions of the run, printed under the table (e.g. a busy machine)")
     return p
 
 
@@ -171,7 +172,7 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if args.quick and out == DEFAULT_OUT:
         out = out.with_name("networks-quick.json")  # a pipeline check never overwrites the real figures
     steps = args.steps or (5 if args.quick else STEPS)
-    return finish(run(steps, archs, args.quick, args.seed), format_table, args.markdown, out)
+    return finish(run(steps, archs, args.quick, args.seed, args.note), format_table, args.markdown, out)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
