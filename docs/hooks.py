@@ -177,7 +177,8 @@ def provenance_markdown() -> str:
     for name, prov in paper.PROVENANCE.items():
         files = ", ".join(f"`{f}`" for f in prov.files)
         diffs = "; ".join(f"[{keys[d]}]" if d in keys else d for d in prov.differences) or "none"
-        rows.append(f"| `{name}` | {_cell(prov.experiment)} | {_cell(prov.authors)} ({files}) | {_cell(_ours(name))} "
+        authors = prov.authors + (f"; network: {prov.network}" if getattr(prov, "network", "") else "")
+        rows.append(f"| `{name}` | {_cell(prov.experiment)} | {_cell(authors)} ({files}) | {_cell(_ours(name))} "
                     f"| {_cell(diffs)} |")
     shared = [f"- **[{key}]** {text}." for key, text in shared_differences().items()]
     return "\n".join(rows + ["", "Shared differences (deliberate; the reason is part of each):", ""] + shared) + "\n"

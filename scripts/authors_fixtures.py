@@ -257,7 +257,7 @@ def compare(checkout: Path, arch: str, n: int, width: int | None, image: int, ba
     blurred inputs fed to both): the loss curves' and the final weights' largest difference."""
     import contextlib
 
-    from colddiff import speed
+    from colddiff.objective import l1_loss
     from colddiff.training import StepParts, train_step
 
     torch.manual_seed(1)
@@ -280,14 +280,14 @@ def compare(checkout: Path, arch: str, n: int, width: int | None, image: int, ba
         la.append(sum(losses) / ACCUM)
         xts.append(blurred)
     fed = iter([(x_t, b[1] + 1, b[0]) for blurred, batches in zip(xts, data) for x_t, b in zip(blurred, batches)])
-    loss_c = speed.compiled_loss(model, "off", contextlib.nullcontext())
+    loss_c = l1_loss(model, contextlib.nullcontext())
 
     def same_inputs(x_t, t, x0):  # the authors' x_t and steps for the micro-batch train_step drew
         x_t, t, x0 = next(fed)
         return loss_c(x_t, t, x0)
 
     stream = types.SimpleNamespace(next=lambda: torch.zeros(batch, C, image, image))
-    D = types.SimpleNamespace(T=T, context=lambda x0, g: None, observe=lambda x0, t, ctx: x0)
+    D = types.SimpleNamespace(T=T, context=lambda x0, g: None, observe=lambda x0, t, ctx, **kw: x0)
     parts = StepParts(model, ema, opt_c, same_inputs, stream, D, torch.Generator().manual_seed(0))
     for step in range(n):
         lc.append(float(train_step(cfg, step, parts)))
@@ -308,7 +308,7 @@ def time_steps(checkout: Path, n: int, width: int, image: int, batch: int) -> di
     the median over ``n`` steps after one warm-up step."""
     import contextlib
 
-    from colddiff import speed
+    from colddiff.objective import l1_loss
     from colddiff.presets import preset
     from colddiff.training import StepParts, train_step
 
@@ -339,7 +339,7 @@ def time_steps(checkout: Path, n: int, width: int, image: int, batch: int) -> di
             mod.Trainer.step_ema(trainer)
         trainer.step += 1
         ta.append(time.perf_counter() - t0)
-    parts = StepParts(model, ema, opt_c, speed.compiled_loss(model, "off", contextlib.nullcontext()),
+    parts = StepParts(model, ema, opt_c, l1_loss(model, contextlib.nullcontext()),
                       types.SimpleNamespace(next=lambda: x0), cfg.build_degradation(),
                       torch.Generator().manual_seed(0))
     for step in range(n + 1):

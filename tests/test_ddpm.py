@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from colddiff import networks
+from colddiff import networks, paper
 from colddiff.errors import ConfigError
 from colddiff.networks import ddpm
 from colddiff.networks.ddpm import DDPMModel
+from colddiff.paper import provenance
 from colddiff.presets import preset
 
 
@@ -31,7 +32,7 @@ AUTHORS_CIFAR10_KEYS = 328   # entries of its state_dict
 @pytest.mark.parametrize("name", ["cifar10-blur", "cifar10-inpaint", "cifar10-sr"])
 def test_cifar10_presets_train_the_authors_ddpm_model_with_their_parameter_count(name):
     cfg = preset(name)
-    assert cfg.model.arch == "ddpm"
+    assert cfg.model.arch == "ddpm" and provenance(name).network == paper.DDPM   # and its provenance says so
     with torch.device("meta"):
         model = cfg.build_model()
     assert isinstance(model, DDPMModel)
@@ -66,7 +67,7 @@ def test_module_names_are_the_authors():
 @pytest.mark.parametrize("name", ["cifar10-snow", "celeba-snow", "cifar10-desaturate", "celeba-desaturate"])
 def test_snow_and_colourisation_presets_train_the_authors_unetconvnext(name):
     cfg = preset(name)
-    assert cfg.model.arch == "convnext-snow"
+    assert cfg.model.arch == "convnext-snow" and provenance(name).network == paper.CONVNEXT_SNOW
     assert (cfg.model.dim, cfg.model.dim_mults) == (64, [1, 2, 4, 8])   # their get_model()
     with torch.device("meta"):
         snow = cfg.build_model()

@@ -21,6 +21,7 @@ from colddiff import speed
 from colddiff.cli import main
 from colddiff.config import RunConfig
 from colddiff.networks import build
+from colddiff.objective import l1_loss
 from colddiff.official import network_state, sha256
 from colddiff.training import StepParts, train_step
 
@@ -129,7 +130,7 @@ def test_train_step_ends_on_the_authors_weights(arch):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ema = build(model_config).requires_grad_(False)
     opt = speed.make_adam(model.parameters(), cfg.train.lr, torch.device("cpu"), "off")
-    loss = speed.compiled_loss(model, "off", contextlib.nullcontext())
+    loss = l1_loss(model, contextlib.nullcontext())
     micro = iter(range(cfg.train.grad_accum))
     seen = []
 
@@ -142,7 +143,7 @@ def test_train_step_ends_on_the_authors_weights(arch):
 
     batches = iter([f[f"batch{k}.x0"] for k in range(cfg.train.grad_accum)])
     stream = types.SimpleNamespace(next=lambda: next(batches))
-    D = types.SimpleNamespace(T=int(meta["T"]), context=lambda x0, g: None, observe=lambda x0, t, ctx: x0)
+    D = types.SimpleNamespace(T=int(meta["T"]), context=lambda x0, g: None, observe=lambda x0, t, ctx, **kw: x0)
     train_step(cfg, 0, StepParts(model, ema, opt, their_inputs, stream, D, torch.Generator().manual_seed(0)))
 
     assert seen == pytest.approx(json.loads(meta["losses"]), abs=TOL)
@@ -181,7 +182,7 @@ def test_ema_schedule_matches_the_authors_step_for_step():
     parts = StepParts(model, ema, _Scripted(model.parameters(), trajectory),
                       lambda x_t, t, x0: (model.weight.sum() * 0).requires_grad_(),
                       types.SimpleNamespace(next=lambda: torch.zeros(1, 1, 2, 2)),
-                      types.SimpleNamespace(T=1, context=lambda x0, g: None, observe=lambda x0, t, ctx: x0),
+                      types.SimpleNamespace(T=1, context=lambda x0, g: None, observe=lambda x0, t, ctx, **kw: x0),
                       torch.Generator().manual_seed(0))
     for s in range(len(trajectory)):
         train_step(cfg, s, parts)
@@ -248,6 +249,11 @@ def test_paper_presets_train_the_authors_network_at_their_parameter_count(capsys
     assert PRESETS["mnist-blur"].model.arch == "lucidrains-convnext"
     assert parameters_of(PRESETS["mnist-blur"].model_kwargs()) == 56_612_916   # their Unet(64, (1, 2, 4, 8), 1 ch)
     assert parameters_of(PRESETS["celeba-blur-gen"].model_kwargs()) == 56_615_708
+    from colddiff.paper import AUTHORS_NETWORK, UNET, provenance
+
+    for name, text in AUTHORS_NETWORK.items():   # the provenance names the network the preset trains
+        assert (PRESETS[name].model.arch == "lucidrains-convnext") == (text == UNET), name
+        assert provenance(name).network == text
     for name, p in PRESETS.items():   # the CPU presets keep colddiff's own small U-Net
         if name.startswith(("mnist5k-", "folder-")):
             assert p.model.arch == "colddiff", name

@@ -26,11 +26,7 @@ README = "README.md"
 CREATE_DATA = "create_data.py"
 
 # ---- differences shared by several presets (each is a deliberate, named deviation)
-# the authors' networks of the CIFAR-10 and snow/colourisation experiments, which colddiff builds layer for layer
-# (model.arch ddpm / convnext-snow: src/colddiff/networks/), so no network difference remains for those presets
-DDPM_NET = ("their DDPM Model (ch 128, multipliers 1-2-2-2, 2 residual blocks per level, attention at 16 px, "
-            "dropout 0.1)")
-CONVNEXT_SNOW_NET = "their UnetConvNext (get_model: dim 64, multipliers 1-2-4-8)"
+# the files of the authors' networks of the snow and colourisation experiments (see AUTHORS_NETWORK below)
 SNOW_NET_CODE = ["snowification/diffusion/model/get_model.py", "snowification/diffusion/model/unet_convnext.py"]
 DECOLOR_NET_CODE = ["decolor-diffusion/diffusion/model/get_model.py", "decolor-diffusion/diffusion/model/unet_convnext.py"]
 CELEBA_DATA = ("data: the authors' CelebA is CelebA-HQ at 128 px with the first 90% of the files for training "
@@ -75,10 +71,12 @@ class Provenance:
     authors: str                    # the authors' setting, as their code runs it
     files: List[str]                # files of the authors' code the facts come from
     differences: List[str] = field(default_factory=list)   # every remaining difference, with its reason
+    network: str = ""               # the authors' network for the experiment (AUTHORS_NETWORK)
 
     def lines(self) -> List[str]:
-        out = [f"experiment: {self.experiment}", f"the authors' setting: {self.authors}",
-               "checked in arpitbansal297/Cold-Diffusion-Models: " + ", ".join(self.files)]
+        out = [f"experiment: {self.experiment}", f"the authors' setting: {self.authors}"]
+        out += [f"the authors' network: {self.network}"] if self.network else []
+        out += ["checked in arpitbansal297/Cold-Diffusion-Models: " + ", ".join(self.files)]
         out += ["remaining differences:"] + [f"  - {d}" for d in self.differences] if self.differences \
             else ["remaining differences: none"]
         return out
@@ -100,7 +98,7 @@ PROVENANCE: Dict[str, Provenance] = {
     "cifar10-blur": Provenance(
         "Sec. 4.1, Table 1 (CIFAR-10 deblurring)",
         "T=50, 11x11, sigma_i = 0.35 + i/100 for step index i = 0..T-1 (Special_6_routine), reflect padding, "
-        "Resize(35)+RandomCrop(32)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps, " + DDPM_NET,
+        "Resize(35)+RandomCrop(32)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "deblurring-diffusion-pytorch/cifar10_train.py", "deblurring-diffusion-pytorch/cifar10_test.py",
          BLUR_CODE, "deblurring-diffusion-pytorch/deblurring_diffusion_pytorch/Model2.py"],
         ["paper text: sigma_t = 0.35 + 0.01 t; the code starts at i = 0, i.e. sigma_t = 0.35 + 0.01 (t-1) (followed)",
@@ -128,7 +126,7 @@ PROVENANCE: Dict[str, Provenance] = {
     "cifar10-inpaint": Provenance(
         "Sec. 4.2, Table 2 (CIFAR-10 inpainting)",
         "T=50, masks of std 0.1 (i + 11), random centre, --discrete, RandomCrop(32, padding=4)+flip (DatasetCifar10), "
-        + COMMON_TRAIN.format(b=32) + ", 700k steps, " + DDPM_NET,
+        + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "defading-diffusion-pytorch/cifar10_train.py", "defading-diffusion-pytorch/cifar10_test.py",
          "defading-diffusion-pytorch/inpainting_paper_train.sh", FADE_CODE,
          "defading-diffusion-pytorch/defading_diffusion_pytorch/new_model.py"],
@@ -159,7 +157,7 @@ PROVENANCE: Dict[str, Provenance] = {
     "cifar10-sr": Provenance(
         "Sec. 4.3 (CIFAR-10 super-resolution)",
         "T=3 bicubic halvings (32 -> 4 px, Incremental_factor_2), Resize(35)+RandomCrop(32)+flip, "
-        + COMMON_TRAIN.format(b=32) + ", 700k steps, " + DDPM_NET,
+        + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "resolution-diffusion-pytorch/cifar10_train.py", RES_CODE,
          "resolution-diffusion-pytorch/resolution_diffusion_pytorch/Model2.py"],
         [RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
@@ -174,8 +172,7 @@ PROVENANCE: Dict[str, Provenance] = {
         "Sec. 4.4 (CIFAR-10 desnowification)",
         "T=200, the authors' snow level 3 (field N(0.55, 0.3) zoomed 2.5x, threshold 1.15 -> 0.7, 11-tap motion "
         "blur sigma 0.05 -> 16, horizontal or vertical), --random_snow --fix_brightness (x_t = clip(x0 + S + "
-        "rot180 S)), CIFAR-10 centre crop only (no augmentation), " + COMMON_TRAIN.format(b=32) + ", 700k steps, "
-        + CONVNEXT_SNOW_NET,
+        "rot180 S)), CIFAR-10 centre crop only (no augmentation), " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL] + SNOW_NET_CODE,
         ["random snow: one field (and direction) per trajectory, per image; the authors draw one per training batch "
          "and share it across the batch (a per-image draw gives the network more varied snow at the same level)",
@@ -184,23 +181,21 @@ PROVENANCE: Dict[str, Provenance] = {
         "Sec. 4.4 (CelebA desnowification)",
         "T=200, the authors' snow level 4 (threshold 1.15 -> 0.55, motion blur sigma 0.05 -> 20), --random_snow "
         "--fix_brightness, CelebA 128 centre crop only, Adam lr 2e-5, batch 16 (train.py: 16 above 64 px), "
-        "2 accumulated micro-batches, EMA 0.995 every 10 steps from step 2000, 700k steps, " + CONVNEXT_SNOW_NET,
+        "2 accumulated micro-batches, EMA 0.995 every 10 steps from step 2000, 700k steps",
         [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL] + SNOW_NET_CODE,
         ["random snow: one field per image rather than per batch (see cifar10-snow)", CELEBA_DATA,
          SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "cifar10-desaturate": Provenance(
         "Sec. 4.5 (CIFAR-10 colourisation)",
         "T=20, --decolor_routine Linear --decolor_total_remove: colour share 1 - t/T towards the plain channel mean "
-        "(a 1x1 convolution with weights 1/3), no augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps, "
-        + CONVNEXT_SNOW_NET,
+        "(a 1x1 convolution with weights 1/3), no augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py",
          DECOLOR_EVAL] + DECOLOR_NET_CODE,
         [SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "celeba-desaturate": Provenance(
         "Sec. 4.5 / the authors' README (CelebA colourisation)",
         "T=20, Linear with total removal towards the channel mean, CelebA 128 centre crop only, batch 16, "
-        "2 accumulated micro-batches, lr 2e-5, EMA 0.995 every 10 steps from step 2000, 700k steps, "
-        + CONVNEXT_SNOW_NET,
+        "2 accumulated micro-batches, lr 2e-5, EMA 0.995 every 10 steps from step 2000, 700k steps",
         [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py",
          "snowification/training_script.sh", DECOLOR_EVAL] + DECOLOR_NET_CODE,
         ["image size: the authors' README command trains at 128 px (get_image_size), batch 16 (followed); their "
@@ -247,10 +242,60 @@ PROVENANCE: Dict[str, Provenance] = {
         [RESIZE_SOURCE]),
 }
 
+# the network each experiment's train script builds, and colddiff's model.arch that is the same network
+UNET = ("their ConvNeXt Unet (lucidrains' 2022 U-Net), dim 64, multipliers 1-2-4-8, "
+        f"{BLUR_CODE} and its copies in the defading, defading-generation, demixing, denoising and resolution "
+        "folders (identical but for spacing); colddiff trains it as model.arch = "
+        "lucidrains-convnext: the same layers and parameter names, their checkpoints give their outputs")
+AUTHORS_NETWORK: Dict[str, str] = {name: UNET for name in (
+    "mnist-blur", "celeba-blur", "mnist-inpaint", "celeba-inpaint", "mnist-sr", "celeba-sr", "celeba-blur-gen",
+    "afhq-blur-gen", "celeba-mask-gen", "celeba-animorph", "celeba-noise", "afhq-noise")}
+DDPM = ("their DDPM Model (Ho et al.'s U-Net), ch 128, multipliers 1-2-2-2, 2 residual blocks per level, attention at "
+        "16 px, dropout 0.1, as the cifar10_train.py of the deblurring, defading and resolution folders build it; the "
+        "class is Model2.py of the deblurring and resolution folders and new_model.py of the defading folder "
+        "(identical but for spacing); colddiff trains it as model.arch = ddpm: the same layers and module names, "
+        "their checkpoints give their outputs")
+CONVNEXT_SNOW = ("their UnetConvNext (get_model: dim 64, multipliers 1-2-4-8), snowification/diffusion/model/"
+                 "unet_convnext.py and the identical file in decolor-diffusion: their Unet class plus an "
+                 "output_mean_scale option that get_model never passes; colddiff trains it as model.arch = "
+                 "convnext-snow, the lucidrains-convnext network under the name of this class")
+AUTHORS_NETWORK.update({name: DDPM for name in ("cifar10-blur", "cifar10-inpaint", "cifar10-sr")})
+AUTHORS_NETWORK.update({name: CONVNEXT_SNOW for name in ("cifar10-snow", "celeba-snow", "cifar10-desaturate",
+                                                           "celeba-desaturate")})
+for _name, _net in AUTHORS_NETWORK.items():
+    PROVENANCE[_name].network = _net
+
 
 def provenance(name: str):
     """The provenance of paper preset ``name``, or None for presets that are not paper experiments."""
     return PROVENANCE.get(name)
+
+
+# ---------------------------------------------------------------------------- the authors' test scripts
+@dataclass(frozen=True)
+class AuthorsTest:
+    """How the authors' test script for a degradation family evaluates it (``evaluate --protocol paper``),
+    read in each family's ``fid_distance_decrease_from_manifold``."""
+
+    enlarge: bool = False         # test images enlarged 1.12x and centre-cropped (their blur and SR loaders)
+    degraded_row: str = "x_t"     # their "degraded" images: x_t, or "first_update" (the image after the first update)
+    sampled_row: str = "x_0"      # their "sampled" images: Algorithm 2's x_0, or "last_prediction" (R(x_1, 1))
+
+
+_LAST = AuthorsTest(degraded_row="first_update", sampled_row="last_prediction")
+AUTHORS_TESTS: Dict[str, AuthorsTest] = {     # family -> protocol (the files: BLUR_CODE, RES_CODE, FADE_CODE,
+    "blur": AuthorsTest(enlarge=True),        # SNOW_EVAL, DECOLOR_EVAL above)
+    "resolution": AuthorsTest(enlarge=True, sampled_row="last_prediction"),
+    "mask": _LAST,
+    "snow": _LAST, "snow-c": _LAST,
+    "desaturate": _LAST,
+}
+
+
+def authors_test(family: str) -> AuthorsTest:
+    """The authors' test protocol for degradation ``family``; a family they did not test (noise, animorph,
+    a plug-in) is evaluated as the paper's text describes (x_t and Algorithm 2's x_0, images as they are)."""
+    return AUTHORS_TESTS.get(family, AuthorsTest())
 
 
 # ---------------------------------------------------------------------------- the paper's numbers
