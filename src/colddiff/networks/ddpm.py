@@ -25,11 +25,13 @@ theirs (35,746,307 at the CIFAR-10 setting).  Where colddiff goes beyond their c
   (their ``t`` counts from 0); ``forward`` takes colddiff's ``t`` in 1..T and embeds ``t - 1``;
 * any H x W: their ``forward`` asserts H = W = resolution; here the input is padded up to a multiple
   of ``2 ** (len(ch_mult) - 1)`` and the output cropped back (:mod:`colddiff.networks.common`; no
-  padding at their sizes), and the
-  attention levels are given as levels (``attn_levels``, 0 = full resolution) rather than as pixel
-  sizes (their ``attn_resolutions=(16,)`` at 32 px is level 1);
+  padding at their sizes), and the attention levels are given as levels (``attn_levels``, 0 = full
+  resolution) rather than as pixel sizes (their ``attn_resolutions=(16,)`` at 32 px is level 1);
 * GroupNorm uses 32 groups as theirs wherever the width allows (``dim`` a multiple of 32, every paper
-  setting); narrower networks, which their code cannot build, use ``gcd(32, dim)`` groups.
+  setting); narrower networks, which their code cannot build, use ``gcd(32, dim)`` groups;
+* swish is ``F.silu`` and the attention ``scaled_dot_product_attention`` (theirs: ``x * sigmoid(x)``
+  and two ``bmm``): the same numbers to the last bits, and the fused attention never holds the
+  (H W)^2 matrix, so large images can be restored at their own size.
 """
 from __future__ import annotations
 
