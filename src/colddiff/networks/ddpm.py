@@ -30,7 +30,7 @@ theirs (35,746,307 at the CIFAR-10 setting).  Where colddiff goes beyond their c
 * GroupNorm uses 32 groups as theirs wherever the width allows (``dim`` a multiple of 32, every paper
   setting); narrower networks, which their code cannot build, use ``gcd(32, dim)`` groups;
 * swish is ``F.silu`` and the attention ``scaled_dot_product_attention`` (theirs: ``x * sigmoid(x)``
-  and two ``bmm``): the same numbers to the last bits, and the fused attention never holds the
+  and two ``bmm``): the same numbers to the last bits, and the fused attention need not hold the
   (H W)^2 matrix, so large images can be restored at their own size.
 """
 from __future__ import annotations
