@@ -62,7 +62,7 @@ from benchmarks.common import (BenchOptions, DTYPES, Stepwise, add_options, clea
                                run_rows, subheading, timed)
 
 import colddiff.degradations as deg
-from colddiff import unet
+from colddiff.networks import unet
 from colddiff.presets import preset as get_preset
 from colddiff.degradations.base import bview
 from colddiff.samplers import algorithm2
