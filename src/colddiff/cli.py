@@ -232,7 +232,7 @@ def add_degradations(sub):
 
 def cmd_check_degradation(args) -> int:
     from . import degradations as deg
-    from .degradations.checks import check
+    from .degradations.checks import check, example
 
     params = parse_params(args.param)
     cls = deg.get_class(args.name)
@@ -242,7 +242,7 @@ def cmd_check_degradation(args) -> int:
         params.setdefault("T", 8)
         D = deg.create(args.name, image_size=args.size, channels=args.channels, **params)
     else:
-        D = cls.example(image_size=args.size, channels=args.channels)
+        D = example(cls, image_size=args.size, channels=args.channels)
     print(f"checking {D!r} on {args.channels}x{args.size}x{args.size} images")
     results = check(D)
     for r in results:
