@@ -156,8 +156,6 @@ class Run:
         tt = self.D.as_t(t, x_t).cpu()
         spans = list(batches(n, batch_size))
         calls = sum(1 if fn.one_call else int(tt[lo:hi].max()) for lo, hi in spans) if n else 0
-        bar = progress_bar(calls, desc or f"{self.name}: {sampler}", progress)
-
         def tick(s, x_s, x0_hat):
             bar.update(1)
             threads.adapt()   # a long sampling run gives cores back to (or takes them from) other processes
@@ -170,6 +168,7 @@ class Run:
                              f"{int(bad_in.nonzero()[0])}): the input or start state is broken, not the network; "
                              "check the images (or the run's generation/gmm-k*.json)")
         outs = []
+        bar = progress_bar(calls, desc or f"{self.name}: {sampler}", progress)  # closed below, whatever happens
         try:
             for lo, hi in spans:
                 xb = x_t[lo:hi].to(self.device)
