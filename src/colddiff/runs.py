@@ -104,9 +104,8 @@ class Run:
         starts = sorted({int(v) for v in tt.tolist()})
         lists = {v: sched.for_t(v, self.T) for v in starts}   # a bad schedule fails here, before any work
         skips = any(len(steps) != v + 1 for v, steps in lists.items())
-        if skips and not fn.one_call and not getattr(fn, "takes_schedule", False):
-            raise ScheduleError(f"sampler {sampler} visits every step and takes no schedule; drop the sampling-steps "
-                                "option or use algorithm2")
+        if skips and fn.schedule_mode(options or {}) == "refused":
+            raise ScheduleError(fn.refusal)
         kw = {"schedule": sched} if skips and getattr(fn, "takes_schedule", False) else {}
         R = self.R
         graphed = self.cuda_graphs and self.device.type == "cuda" and callback is None

@@ -44,7 +44,8 @@ Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 TLike = Union[int, torch.Tensor]
 
 __all__ = ["direct", "algorithm1", "algorithm2", "authors_shifted", "stochastic", "ddim", "SAMPLERS", "DEFAULT", "register_sampler",
-           "get_sampler", "sampler_names", "Schedule", "ScheduleError", "parse_schedule", "SPACINGS", "FULL"]
+           "get_sampler", "sampler_names", "Schedule", "ScheduleError", "parse_schedule", "check_schedule", "SPACINGS",
+           "FULL"]
 
 
 class ScheduleError(ConfigError):
@@ -187,6 +188,26 @@ def _restore_active(R: Restorer, x: torch.Tensor, s: int, active: Optional[torch
     return x0_hat
 
 
+def check_schedule(sampler: str, schedule: Any, T: int, t: Any = None, options: Optional[dict] = None) -> Schedule:
+    """The :class:`Schedule` of ``schedule``, checked before any work: its steps for start step ``t``
+    (an int; ``None`` or ``"auto"``: per image, so only counts are allowed) of a run with ``T`` steps, and
+    refused in one line (ScheduleError) when ``sampler`` with ``options`` takes no schedule that skips steps."""
+    sched = parse_schedule(schedule)
+    if sched.full:
+        return sched
+    if isinstance(t, int) and not isinstance(t, bool):
+        skips = len(sched.for_t(t, T)) != t + 1
+    elif sched.steps is not None:
+        raise ScheduleError(f"a list of sampling steps ({sched}) needs one start step for every image: give --t "
+                            f"{sched.steps[0]} (or a count of steps)")
+    else:
+        skips = len(sched.for_t(T, T)) != T + 1 or sched.count < T
+    fn = get_sampler(sampler)
+    if skips and fn.schedule_mode(options or {}) == "refused":
+        raise ScheduleError(fn.refusal)
+    return sched
+
+
 def _never_draws(options: dict) -> bool:
     return False
 
@@ -194,15 +215,17 @@ def _never_draws(options: dict) -> bool:
 def register_sampler(name: str, label: str, one_call: bool = False, needs_context: bool = True,
                      check: Optional[Callable[[Degradation], None]] = None, restores: bool = True,
                      draws: Callable[[dict], bool] = _never_draws, generation_baseline: bool = False,
-                     oracle_exact: bool = True, schedules: Optional[str] = None):
+                     oracle_exact: bool = True, schedules: Union[None, str, Callable[[dict], str]] = None,
+                     refusal: str = ""):
     """Function decorator: add a sampler (one signature, see the module docstring) to ``SAMPLERS``.
 
     ``restores=False`` keeps a sampler out of the restoration table (Table 1): a generation-only sampler.
     ``draws(options)``: whether the sampler draws random numbers with these options (default never).
     ``generation_baseline``: generation tables compare it by default on the runs it applies to.
     ``oracle_exact``: with the perfect restorer R = x0 it returns x0 (False for the authors' shifted update).
-    ``schedules``: ``"jumps"``, ``"ignored"`` or ``"refused"`` (a schedule that skips steps); by default
-    ``"ignored"`` for a one-call sampler, ``"jumps"`` for one with a ``schedule`` parameter, else ``"refused"``.
+    ``schedules``: ``"jumps"``, ``"ignored"`` or ``"refused"`` (a schedule that skips steps), or a function of
+    the options giving one of them; by default ``"ignored"`` for a one-call sampler, ``"jumps"`` for one with
+    a ``schedule`` parameter, else ``"refused"``.  ``refusal``: the one line that says why it refuses one.
     Its keyword-only parameters are its ``options``.
     """
 
@@ -212,8 +235,12 @@ def register_sampler(name: str, label: str, one_call: bool = False, needs_contex
         fn.oracle_exact = oracle_exact
         params = inspect.signature(fn).parameters
         fn.options = tuple(p.name for p in params.values() if p.kind is p.KEYWORD_ONLY)
-        fn.schedules = schedules or ("ignored" if one_call else "jumps" if "schedule" in params else "refused")
+        mode = schedules or ("ignored" if one_call else "jumps" if "schedule" in params else "refused")
+        fn.schedule_mode = mode if callable(mode) else (lambda options, m=mode: m)
+        fn.schedules = fn.schedule_mode({})
         fn.takes_schedule = "schedule" in params
+        fn.refusal = refusal or (f"sampler {name} visits every step and takes no schedule that skips steps; "
+                                 "drop the sampling-steps option or use algorithm2")
         fn.check = check or (lambda D: None)
         SAMPLERS[name] = fn
         return fn
@@ -338,8 +365,13 @@ def _jumps(R: Restorer, x_t: torch.Tensor, tt_cpu: torch.Tensor, ctx: Any, callb
     return out
 
 
-def _refuse_skips(schedule: Any, why: str) -> None:
-    if not parse_schedule(schedule).full:
+def _refuse_skips(schedule: Any, D: Degradation, x_t: torch.Tensor, t: TLike, why: str) -> None:
+    """ScheduleError(why) when ``schedule`` skips a step from any of the start steps ``t``."""
+    sched = parse_schedule(schedule)
+    if sched.full:
+        return
+    starts = {int(v) for v in _t_vector(t, x_t, D).cpu().tolist()}
+    if any(len(sched.for_t(v, int(D.T))) != v + 1 for v in starts):
         raise ScheduleError(why)
 
 
@@ -373,8 +405,14 @@ def algorithm2(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
 
 # Not a Table 1 row (restores=False): the authors' variant, chosen by name (evaluate --paper-sampler, restore
 # --sampler, ...); Algorithm 2 stays the default everywhere.
+_SHIFTED_REFUSAL = ("authors-shifted reproduces the authors' one-step-early update and visits every step; "
+                    "drop the sampling-steps option or use algorithm2 to skip steps")
+_STOCHASTIC_REFUSAL = ("the stochastic sampler adds its delta of noise per single step, which a skipped step would "
+                       "not match; visit every step, or use delta 0 / algorithm2 to skip steps")
+
+
 @register_sampler("authors-shifted", "Algorithm 2 shifted by one (authors' snow/colour code)", restores=False,
-                  oracle_exact=False, schedules="refused")
+                  oracle_exact=False, schedules="refused", refusal=_SHIFTED_REFUSAL)
 @torch.no_grad()
 def authors_shifted(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
                     callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None,
@@ -389,8 +427,7 @@ def authors_shifted(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ct
     D(x0, s−1) for D(x, s) = x + s·e (it moves by e per step but starts one step behind).
     It reproduces the authors' code step by step, so it refuses a schedule that skips steps.
     """
-    _refuse_skips(schedule, "authors-shifted reproduces the authors' one-step-early update and visits every step; "
-                            "drop the sampling-steps option or use algorithm2 to skip steps")
+    _refuse_skips(schedule, D, x_t, t, _SHIFTED_REFUSAL)
     return _iterate(R, D, x_t, t, ctx, callback,
                     lambda x_s, x0_hat, s, s_next, c: x_s - D(x0_hat, s - 1, c) + D(x0_hat, max(s - 2, 0), c),
                     kind="authors-shifted")
@@ -399,7 +436,9 @@ def authors_shifted(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ct
 # Generation only (restores=False): restoring a given image wants the most likely x0, not a sample;
 # with δ = 0 its Table 1 row would repeat Algorithm 2's.
 @register_sampler("stochastic", "Stochastic (IHD)", restores=False,
-                  draws=lambda options: float(options.get("delta", 0.0)) > 0)
+                  draws=lambda options: float(options.get("delta", 0.0)) > 0,
+                  schedules=lambda options: "refused" if float(options.get("delta", 0.0)) > 0 else "jumps",
+                  refusal=_STOCHASTIC_REFUSAL)
 @torch.no_grad()
 def stochastic(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: Any = None,
                callback: Optional[Callback] = None, generator: Optional[torch.Generator] = None,
@@ -421,8 +460,7 @@ def stochastic(R: Restorer, D: Degradation, x_t: torch.Tensor, t: TLike, ctx: An
     if not math.isfinite(delta) or delta < 0:
         raise ConfigError(f"the stochastic sampler's delta must be a finite number >= 0, got {delta!r}")
     if delta > 0:
-        _refuse_skips(schedule, f"the stochastic sampler adds δ={delta:g} of noise per single step, which a skipped "
-                                "step would not match; visit every step, or use delta 0 / algorithm2 to skip steps")
+        _refuse_skips(schedule, D, x_t, t, _STOCHASTIC_REFUSAL)
 
     def update(x_s, x0_hat, s, s_next, c):
         x_prev = x_s - D(x0_hat, s, c) + D(x0_hat, s_next, c)  # Algorithm 2
