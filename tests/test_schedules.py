@@ -222,3 +222,18 @@ def test_cli_restore_records_the_steps_and_bad_steps_exit_2_in_one_line(blur_run
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "step" in err
     assert not (tmp_path / "o4" / "generation.json").exists()
+
+
+def test_the_demo_takes_sampling_steps_per_request(blur_run, tmp_path):
+    from colddiff.demo import DemoApp
+    from colddiff.images import save_image
+
+    app = DemoApp(blur_run, schedule=parse_schedule("3"))
+    img, msg = app.generate(1, 0.0, "algorithm2", 2)
+    assert img is not None and "steps 3" in msg
+    assert "steps" not in app.generate(1, 0.0, "algorithm2", 2, "all")[1]
+    assert app.generate(1, 0.0, "algorithm2", 2, "6,6,0")[1].startswith("⚠ sampling steps must be strictly")
+    path = tmp_path / "y.png"
+    save_image(blur_run.degrade(images(1, 1, 28, dtype=torch.float32), 4)[0], path)
+    out = app.restore(str(path), False, 4, "4,1,0")
+    assert out[3] is not None and "steps 4,1,0" in out[5]
