@@ -42,7 +42,7 @@ import torch
 
 from colddiff.tables import markdown_table, text_table
 
-from .common import finish, machine_meta
+from .common import add_options, finish, machine_meta
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "steps.json"
 SPACINGS = ("linear", "quadratic")
@@ -325,24 +325,21 @@ def figure(result: Dict[str, Any], path: Path) -> Path:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.steps", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="a tiny run trained for 3 steps: checks every line runs")
-    p.add_argument("--device", default="cpu", help="cpu only (accepted for python -m benchmarks)")
-    p.add_argument("--dtype", default="float32", help="float32 only (accepted for python -m benchmarks)")
+    add_options(p, DEFAULT_OUT, "a tiny run trained for 3 steps: checks every line runs",
+                "float32 only (the runs' own precision)", dtypes=("float32",))
     p.add_argument("--restore", default="runs/mnist5k-blur,runs/fashion-blur",
                    help="comma-separated trained runs for the restoration sweep")
     p.add_argument("--generate", default="runs/mnist5k-blur-gen", help="comma-separated trained runs for generation")
     p.add_argument("--n", type=int, default=200, help="images per line (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradation's randomness and the start states")
     p.add_argument("--figure", type=Path, default=None, help="also draw quality against steps into this PNG")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
-    p.add_argument("--markdown", action="store_true", help="also print the tables in Markdown")
     return p
 
 
 def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = parser().parse_args(argv)
-    if args.device != "cpu" or args.dtype != "float32":
-        raise SystemExit("benchmarks.steps: CPU float32 only (the runs' own precision)")
+    if args.device != "cpu":
+        print("benchmarks.steps: the runs are CPU runs; sweeping on the CPU")
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()]  # noqa: E731
     if not args.quick:
         missing = [f for f in split(args.restore) + split(args.generate) if not Path(f).exists()]
