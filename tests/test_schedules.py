@@ -237,3 +237,19 @@ def test_the_demo_takes_sampling_steps_per_request(blur_run, tmp_path):
     save_image(blur_run.degrade(images(1, 1, 28, dtype=torch.float32), 4)[0], path)
     out = app.restore(str(path), False, 4, "4,1,0")
     assert out[3] is not None and "steps 4,1,0" in out[5]
+
+
+def test_the_generation_evaluation_records_its_steps_and_reads_them_back(blur_run, clf, tmp_path):
+    from colddiff.generation_eval import (evaluate_generation, read_generation_evaluation,
+                                          write_generation_evaluation)
+
+    settings = [{"setting": "Algorithm 2", "sampler": "algorithm2", "noise": 0.0}]
+    gev = evaluate_generation(blur_run, n=4, fid="none", progress=False, settings=settings, schedule="3:quadratic")
+    row = gev.rows[0]
+    assert row["sample_steps"] == "3:quadratic" and row["setting"] == "Algorithm 2, steps 3:quadratic"
+    assert row["folder"].endswith("-steps3-quadratic")
+    paths = write_generation_evaluation(gev, tmp_path / "evaluation")
+    assert read_generation_evaluation(paths["json"]).rows[0]["sample_steps"] == "3:quadratic"
+    with pytest.raises(ScheduleError, match="delta"):   # refused before anything is generated
+        evaluate_generation(blur_run, n=4, fid="none", progress=False, schedule=2,
+                            settings=[{"setting": "IHD", "sampler": "stochastic", "noise": 0.0, "delta": 0.01}])
