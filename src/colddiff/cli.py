@@ -42,6 +42,9 @@ def _command(sub, name: str, help: str, description: str, examples: str, func) -
     p.set_defaults(func=func)
     p.add_argument("--plugin", action="append", default=argparse.SUPPRESS, metavar="FILE_OR_MODULE",
                    help="load degradations of your own first (repeatable; also before the command)")
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
+                   help="CPU threads for torch (default: every core on a quiet machine, what other processes "
+                        "leave free on a busy one, re-measured while it runs; also $COLDDIFF_THREADS)")
     return p
 
 
@@ -995,10 +998,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                    help="load degradations of your own first (a .py file or a module name; repeatable; "
                         "also $COLDDIFF_PLUGINS)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch (default: every core on a quiet machine, a fair share on a busy one)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in ADDERS:
         add(sub)
     return p
+
+
+#: commands that compute with torch: their thread count is measured against the machine's load at start
+COMPUTING = frozenset({"train", "quickstart", "evaluate", "generate", "restore", "reproduce", "demo", "degrade",
+                       "check-degradation", "import-official", "report", "export"})
+
+
+def _computes(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` runs a computing command (not --help/--version, not a listing)."""
+    if any(a in ("-h", "--help", "--version") for a in argv):
+        return False
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command in COMPUTING
 
 
 def _argv_plugins(argv: Sequence[str]) -> list:
@@ -1042,6 +1060,9 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
+        from . import threads  # before anything imports torch: OpenMP reads its wait policy once
+
+        plan = threads.plan_before_torch(argv, window=threads.START_WINDOW if _computes(argv) else 0.0)
         from . import plugins
 
         plugins.load_installed()   # installed and COLDDIFF_PLUGINS ones: listed by `degradations`, usable everywhere
@@ -1057,6 +1078,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
+        if plan.fixed or plan.threads != threads.cores():
+            threads.apply(plan)
         return int(args.func(args) or 0)
     except ColddiffError as e:
         if args.debug:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional, Tuple, Union
 import torch
 
 from . import checkpoint as ckpt_io
-from . import data, hub
+from . import data, hub, threads
 from .config import RunConfig
 from .degradations import context_slice, context_to
 from .devices import autocast, resolve_device
@@ -127,6 +127,7 @@ class Run:
 
         def tick(s, x_s, x0_hat):
             bar.update(1)
+            threads.adapt()   # a long sampling run gives cores back to (or takes them from) other processes
             if callback is not None:
                 callback(s, x_s, x0_hat)
 
