@@ -36,6 +36,7 @@ import torch
 
 from . import metrics
 from .errors import ConfigError, InputError
+from .paper import PAPER_TEST_SEED, authors_test_set
 from .runs import Run, check_t
 from .samplers import SAMPLERS, sampler_names
 from .tables import Record, markdown_table, text_table, write_tables
@@ -240,16 +241,32 @@ def held_out(run: Run, n: Optional[int], protocol: str = "colddiff"):
     ds, split = run.held_out()
     if n is not None and n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
-    first = 1 if protocol == "paper" and len(ds) > 1 else 0
-    last = len(ds) if n is None else min(len(ds), first + n)
-    items = [ds[i] for i in range(first, last)]
+    indices = paper_test_indices(run, len(ds)) if protocol == "paper" else list(range(len(ds)))
+    items = [ds[i] for i in (indices if n is None else indices[:n])]
     x0 = torch.stack([x for x, _ in items])
     labels = torch.tensor([int(y) for _, y in items], dtype=torch.long)
-    if protocol == "paper" and run.D.paper_test_enlarge:
+    if protocol == "paper" and authors_test_set(run.cfg.preset).random_crop:
+        from .data.augment import RANDOM_TEST_CROP, apply
+
+        x0 = apply(x0, RANDOM_TEST_CROP, torch.Generator().manual_seed(PAPER_TEST_SEED))
+    elif protocol == "paper" and run.D.paper_test_enlarge:
         from .data.augment import enlarge_center_crop
 
         x0 = enlarge_center_crop(x0)
     return x0, labels, split
+
+
+def paper_test_indices(run: Run, size: int) -> List[int]:
+    """The test images the authors' script for the run's preset measures, as indices into the test split of
+    ``size`` images: every image but index 0, or for snow and colourisation entries 1..1000 of a seeded
+    permutation (their test_paper; :data:`colddiff.paper.AUTHORS_TEST_SETS`)."""
+    subset = authors_test_set(run.cfg.preset).subset
+    if not subset:
+        return list(range(1 if size > 1 else 0, size))
+    import numpy as np
+
+    order = np.random.RandomState(PAPER_TEST_SEED).permutation(size)
+    return [int(i) for i in order[1:subset + 1]] if size > 1 else [0]
 
 
 def restore_paper_rows(run: Run, x0: torch.Tensor, t: int, batch_size: int = 100, seed: int = 0,
