@@ -189,8 +189,8 @@ def describe_recipe(r: Dict[str, Any]) -> str:
     train = (f"Adam lr {r['lr']:g}, batch {r['batch_size']}"
              + (f" x {r['grad_accum']} accumulated" if r.get("grad_accum", 1) > 1 else ", no accumulation")
              + (f", {r['warmup_steps']} warm-up steps" if r.get("warmup_steps") else "")
-             + (f", EMA {r['ema_decay']:g} every {r['ema_every']} step{'s' if r['ema_every'] != 1 else ''} from step "
-                f"{r['ema_start']:,}" if "ema_decay" in r else "")
+             + (f", EMA {r['ema_decay']:g} every " + (f"{r['ema_every']} steps" if r["ema_every"] != 1 else "step")
+                + f" from step {r['ema_start']:,}" if "ema_decay" in r else "")
              + f", {r['steps']:,} steps")
     return f"{net}; {train}"
 
