@@ -183,3 +183,14 @@ def test_the_docs_tables_are_relabelled_and_read_back():
         md = rep.markdown()
         assert "on fashion-mnist" in md and "on mnist-5k" in md and "| ratio |" not in md
         assert "colddiff's own U-Net (unet.py), dim 16, multipliers 1-2-2" in md
+
+
+def test_a_paper_evaluation_says_which_test_images_it_measured(tmp_path, clf):
+    from colddiff.evaluation import evaluate
+
+    run = _as(make_run(tmp_path / "run", dict(name="resolution", T=2)), "celeba-sr")
+    ev = evaluate(run, n=4, fid="none", progress=False, protocol="paper")
+    assert not ev.enlarged and "randomly cropped and flipped" in ev.test_set and ev.test_set in ev.caption()
+    run = _as(make_run(tmp_path / "snow", dict(name="snow", T=3, params=dict(level=3))), "cifar10-snow")
+    ev = evaluate(run, n=4, fid="none", progress=False, protocol="paper")
+    assert "entries 1..1,000 of a permutation" in ev.test_set and ev.test_set in ev.caption()

@@ -588,7 +588,9 @@ def add_evaluate(sub):
                          "but its first image under --protocol paper)")
     ev.add_argument("--protocol", choices=("paper", "colddiff"), default=None,
                     help="paper: as the authors' test scripts (test split but index 0, blur/SR images enlarged "
-                         "1.12x and centre-cropped, global unclamped RMSE, the authors' rows); colddiff: the first "
+                         "1.12x and centre-cropped, CelebA SR/inpainting seeded random crops and flips, 1,000 "
+                         "seeded-permutation images for snow/colourisation, global unclamped RMSE, the authors' "
+                         "rows); colddiff: the first "
                          "--n images, per-image clamped metrics, every sampler; default paper for the paper presets, "
                          "colddiff otherwise")
     ev.add_argument("--paper-sampler", choices=("algorithm2", "authors-shifted"), default="algorithm2",

@@ -11,8 +11,10 @@ Two protocols.  ``colddiff`` (the default for runs of one's own): the first N te
 every sampler's row, per-image metrics on clamped [0, 1] images, averaged.  ``paper`` (the
 default for the paper presets): what the authors' test scripts do (read in
 arpitbansal297/Cold-Diffusion-Models, ``fid_distance_decrease_from_manifold`` in each family's
-trainer): the whole test split except index 0, blur and super-resolution test images enlarged
-1.12x and centre-cropped, RMSE as the square root of the global mean, unclamped, and the rows as
+trainer): the whole test split except index 0 (for snow and colourisation 1,000 images of a seeded
+permutation), blur and super-resolution test images enlarged 1.12x and centre-cropped (CelebA
+super-resolution and inpainting: randomly cropped and flipped with a fixed seed; the per-preset facts are
+:data:`colddiff.paper.AUTHORS_TEST_SETS`), RMSE as the square root of the global mean, unclamped, and the rows as
 they compute them: "sampled" is Algorithm 2's x_0 for blur but the last network prediction
 R(x_1, 1) for inpainting, super-resolution, snow and colourisation, and "degraded" is the image
 after the first update for inpainting and snow (each family says which, ``paper_*`` attributes).
@@ -115,6 +117,7 @@ class Evaluation(Record):
     fid_classifier_label: str = ""        # the extra classifier-FID column beside Inception FID (labelled sets)
     protocol: str = "colddiff"            # colddiff | paper (see the module docstring)
     enlarged: bool = False                # paper protocol: test images enlarged 1.12x and centre-cropped
+    test_set: str = ""                    # paper protocol: how the authors' script for the preset picks them, if not so
 
     # ------------------------------------------------------------------ tables
     def columns(self) -> List[str]:
@@ -157,7 +160,8 @@ class Evaluation(Record):
             parts.append(f"'class kept': share of images the classifier (test accuracy "
                          f"{100 * self.classifier_accuracy:.1f}%) assigns to the clean image's label.")
         if self.protocol == "paper":
-            parts.append("Protocol paper (the authors' test scripts): the test split except its first image"
+            parts.append("Protocol paper (the authors' test scripts): "
+                         + (self.test_set or "the test split except its first image")
                          + (", each enlarged 1.12x and centre-cropped" if self.enlarged else "")
                          + "; RMSE = sqrt of the mean squared error over all pixels, SSIM averaged per image, "
                          "PSNR from the global RMSE, all on [0, 1] values without clamping.")
@@ -254,6 +258,19 @@ def held_out(run: Run, n: Optional[int], protocol: str = "colddiff"):
 
         x0 = enlarge_center_crop(x0)
     return x0, labels, split
+
+
+def paper_test_set_note(run: Run) -> str:
+    """How the paper protocol picks and transforms the run's test images where it is not the usual "every
+    image but the first" (\"\" then): the snow/colourisation subset, the CelebA crops and flips."""
+    test = authors_test_set(run.cfg.preset)
+    if test.subset:
+        return (f"test images from entries 1..{test.subset:,} of a permutation of the test split seeded "
+                f"{PAPER_TEST_SEED} (the {test.subset:,} images of the authors' test_paper)")
+    if test.random_crop:
+        return (f"the test split except its first image, each enlarged 1.12x, randomly cropped and flipped "
+                f"half the time with seed {PAPER_TEST_SEED} (the authors' CelebA test loader)")
+    return ""
 
 
 def paper_test_indices(run: Run, size: int) -> List[int]:
@@ -397,7 +414,8 @@ def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: st
         classifier_accuracy=clf.accuracy if clf is not None else None, rows=rows,
         seconds=round(time.perf_counter() - start, 2), device=str(run.device),
         fid_classifier_label=clf_info.label() if clf_info else "", protocol=protocol,
-        enlarged=bool(paper and run.D.paper_test_enlarge))
+        enlarged=bool(paper and run.D.paper_test_enlarge and not authors_test_set(run.cfg.preset).random_crop),
+        test_set=paper_test_set_note(run) if paper else "")
 
 
 def _mean_finite(v: torch.Tensor) -> float:

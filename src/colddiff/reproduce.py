@@ -278,6 +278,7 @@ class Reproduction:
             if col.get("rows"):
                 bits.append(f". Step {col['step']:,}; {col['n']:,} {col['split']} images"
                             + (" (enlarged 1.12x, centre-cropped)" if col.get("enlarged") else "")
+                            + (f" ({col['test_set']})" if col.get("test_set") else "")
                             + (f"; {col['fid_label']}" if col.get("fid_label") else "") + ".")
                 if col.get("row_notes"):
                     bits.append(" " + col["row_notes"])
@@ -383,6 +384,7 @@ def evaluate_column(folder: Path, table: Table, n: Optional[int], protocol: str,
     labels = {r["method"]: method_label(r["method"]) for r in ev.rows}
     return {"rows": ev.rows, "labels": labels, "n": ev.n, "split": ev.split, "fid_label": ev.fid_label,
             "row_notes": ev.row_notes(), "step": ev.step, "enlarged": ev.enlarged, "eval_seconds": ev.seconds,
+            "test_set": ev.test_set,
             "fid_backend": ev.fid_backend}
 
 
