@@ -17,7 +17,7 @@ super-resolution and inpainting: randomly cropped and flipped with a fixed seed;
 :data:`colddiff.paper.AUTHORS_TEST_SETS`), RMSE as the square root of the global mean, unclamped, and the rows as
 they compute them: "sampled" is Algorithm 2's x_0 for blur but the last network prediction
 R(x_1, 1) for inpainting, super-resolution, snow and colourisation, and "degraded" is the image
-after the first update for inpainting and snow (each family says which, ``paper_*`` attributes).
+after the first update for inpainting and snow (:func:`colddiff.paper.authors_test`, a table per family).
 
 Restoring a user's own degraded images is :mod:`colddiff.restoration`; measuring generated
 images is :mod:`colddiff.generation_eval`.
@@ -38,7 +38,7 @@ import torch
 
 from . import metrics
 from .errors import ConfigError, InputError
-from .paper import PAPER_TEST_SEED, authors_test_set
+from .paper import PAPER_TEST_SEED, authors_test, authors_test_set, provenance
 from .runs import Run, check_t
 from .samplers import SAMPLERS, sampler_names
 from .tables import Record, markdown_table, text_table, write_tables
@@ -66,8 +66,6 @@ def method_label(method: str) -> str:
 
 def default_protocol(run: Run) -> str:
     """``paper`` for the paper presets (they have a provenance entry), else ``colddiff``."""
-    from .paper import provenance
-
     return "paper" if provenance(run.cfg.preset) is not None else "colddiff"
 
 
@@ -82,9 +80,10 @@ def check_protocol(protocol: Optional[str], run: Run) -> str:
 def paper_methods(D, sampler: str = "algorithm2") -> List[tuple]:
     """The paper protocol's rows for D: (method, the paper's row it stands for, or ""); ``sampler`` is the
     iterative sampler ("algorithm2", the paper's; "authors-shifted", the authors' snow/colour code)."""
-    degraded = "first-update" if D.paper_degraded_row == "first_update" else "degraded"
+    test = authors_test(D.name)
+    degraded = "first-update" if test.degraded_row == "first_update" else "degraded"
     rows = [(degraded, "degraded"), ("direct", "direct")]
-    if D.paper_sampled_row == "last_prediction":
+    if test.sampled_row == "last_prediction":
         rows += [(sampler, ""), ("last-prediction", "sampled")]
     else:
         rows += [(sampler, "sampled")]
@@ -253,7 +252,7 @@ def held_out(run: Run, n: Optional[int], protocol: str = "colddiff"):
         from .data.augment import RANDOM_TEST_CROP, apply
 
         x0 = apply(x0, RANDOM_TEST_CROP, torch.Generator().manual_seed(PAPER_TEST_SEED))
-    elif protocol == "paper" and run.D.paper_test_enlarge:
+    elif protocol == "paper" and authors_test(run.D.name).enlarge:
         from .data.augment import enlarge_center_crop
 
         x0 = enlarge_center_crop(x0)
@@ -414,7 +413,7 @@ def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: st
         classifier_accuracy=clf.accuracy if clf is not None else None, rows=rows,
         seconds=round(time.perf_counter() - start, 2), device=str(run.device),
         fid_classifier_label=clf_info.label() if clf_info else "", protocol=protocol,
-        enlarged=bool(paper and run.D.paper_test_enlarge and not authors_test_set(run.cfg.preset).random_crop),
+        enlarged=bool(paper and authors_test(run.D.name).enlarge and not authors_test_set(run.cfg.preset).random_crop),
         test_set=paper_test_set_note(run) if paper else "")
 
 
