@@ -50,7 +50,7 @@ def test_degrade_tab_shows_x0_and_D_of_x0(blur_run):
     from colddiff.images import to_uint8
 
     assert np.array_equal(np.asarray(x_t), to_uint8(want))     # the page shows exactly D(x0, t)
-    assert app.degrade(2, 99)[2].startswith("⚠") and "between 0 and T=4" in app.degrade(2, 99)[2]
+    assert app.degrade(2, 99)[2].startswith("⚠") and "has steps 0..4" in app.degrade(2, 99)[2]
     assert "0..49" in app.degrade(50, 1)[2]
 
 

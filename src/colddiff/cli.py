@@ -107,10 +107,9 @@ def parse_steps(text: Optional[str], T: int) -> list[int]:
             steps.append(int(part))
         except ValueError:
             raise ConfigError(f"--steps takes whole numbers separated by commas (e.g. 0,5,10,T), got {part!r}") from None
-    bad = [s for s in steps if not 0 <= s <= T]
-    if bad:
-        raise ConfigError(f"step(s) {', '.join(map(str, bad))} out of range: this degradation has steps 0..{T}")
-    return steps
+    from .timesteps import library_t
+
+    return [library_t(s, T) for s in steps]   # the library's rule: 0..T
 
 
 def load_input(spec: str, n: int, channels: Optional[int], size: Optional[int]):
