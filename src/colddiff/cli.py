@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 from . import __version__
 from .errors import ColddiffError, ConfigError, InputError
 from .fileio import check_writable
+from .outputs import check_files, claim, owned_files
 from .validate import argtype
 
 EXIT_USER_ERROR = 2
@@ -161,7 +162,6 @@ def cmd_degrade(args) -> int:
         params["T"] = args.T
     check_writable(args.out)
     from .images import image_format
-    from .outputs import check_files, owned_files
 
     image_format(args.out)  # x.tiff is a TIFF, x.xyz refused, before any work
     check_files([args.out], "degrade")  # never over a file colddiff did not write
@@ -553,7 +553,6 @@ def cmd_evaluate(args) -> int:
     run = _load_run(args)
     check_writable(run.folder / "evaluation", folder=True, what="the run's evaluation folder")
     from .evaluation import eval_name
-    from .outputs import check_files
     from .runs import check_t
 
     t = check_t(args.t, run.T)  # the files this evaluation writes: never over one colddiff did not write
@@ -624,7 +623,6 @@ def add_evaluate(sub):
 
 
 def cmd_restore(args) -> int:
-    from .outputs import claim
     from .restoration import OVERLAP, restore_defaults, restore_files
 
     check_writable(args.out, folder=True)
@@ -687,7 +685,6 @@ def add_restore(sub):
 
 def cmd_generate(args) -> int:
     from .generation import check_size, generate, generation_defaults, write_generation
-    from .outputs import claim
     from .samplers import get_sampler
 
     check_size(args.n)  # a billion images: refused before anything is loaded
@@ -744,7 +741,6 @@ def cmd_report(args) -> int:
     from .report import generation_section, write_report
 
     from .figures import figure_paths
-    from .outputs import check_files
 
     run = _load_run(args)
     for target in (run.folder / "report.html", run.folder / "figures" / "report.png"):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .images import atomic_save, list_images, make_grid, read_image, save_image
+from .outputs import claim, write_result
 from .runs import Run, check_t, progress_bar
 from .samplers import get_sampler
 
@@ -351,8 +352,6 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     for s in samplers:  # refuse impossible settings before reading any image
         check_restorable(run, s)
     check_tiling(run, tile, overlap)
-    from .outputs import claim, write_result
-
     out = claim(out, "restore", inputs=[spec])  # before any image is read (a claimed Output passes as it is)
     c = run.cfg.data
     user = load_user_images(spec, c.image_size, c.channels, resize, run=run)
