@@ -553,9 +553,9 @@ def cmd_evaluate(args) -> int:
     run = _load_run(args)
     check_writable(run.folder / "evaluation", folder=True, what="the run's evaluation folder")
     from .evaluation import eval_name
-    from .runs import check_t
+    from .timesteps import user_t
 
-    t = check_t(args.t, run.T)  # the files this evaluation writes: never over one colddiff did not write
+    t = user_t(args.t, run.T)  # the files this evaluation writes: never over one colddiff did not write
     names = (["generation.md", "generation.csv", "generation.json", "generation-histogram.png"] if args.generation
              else [f"{eval_name(t, run.T, p)}.{ext}" for p in ("colddiff", "paper") for ext in ("md", "csv", "json")])
     check_files([run.folder / "evaluation" / n for n in names], "evaluate", what="evaluate:")
