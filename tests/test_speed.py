@@ -336,14 +336,15 @@ def test_a_training_step_never_waits_for_the_gpu():
     import contextlib
 
     from colddiff.graphs import _sync_errors
-    from colddiff.training import _update_ema, degrade_batch
+    from colddiff.objective import degrade_batch, l1_loss
+    from colddiff.training import _update_ema
 
     cfg = tiny()
     dev = torch.device("cuda")
     D = cfg.build_degradation()
     net, ema = cfg.build_model().to(dev), cfg.build_model().to(dev)
     opt = speed.make_adam(net.parameters(), 1e-3, dev, "auto")
-    loss_fn = speed.compiled_loss(net, "off", contextlib.nullcontext())
+    loss_fn = speed.compiled(l1_loss(net, contextlib.nullcontext()), "off")
     acc = speed.LossAccumulator(dev)
     gen = torch.Generator(device=dev).manual_seed(0)
     x0_cpu = (torch.rand(4, 1, 28, 28) * 2 - 1).pin_memory()

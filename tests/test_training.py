@@ -262,7 +262,7 @@ def test_every_preset_network_is_one_listed_by_colddiff_networks():
 
 # ---------------------------------------------------------------------------- IHD's training-input noise σ
 def test_input_noise_zero_is_the_papers_stream_and_sigma_adds_gaussian_noise():
-    from colddiff.training import degrade_batch
+    from colddiff.objective import degrade_batch
 
     D = deg.create("blur", T=10, kernel_size=7, sigma=1.5, padding="circular")
     x0 = torch.rand(64, 1, 16, 16) * 2 - 1

@@ -257,9 +257,9 @@ class Degradation(ABC):
         return out
 
     # ------------------------------------------------------------------ calling
-    def __call__(self, x0: torch.Tensor, t: TLike, ctx: Any = None) -> torch.Tensor:
+    def __call__(self, x0: torch.Tensor, t: TLike, ctx: Any = None, *, t_in_range: bool = False) -> torch.Tensor:
         x0 = self._check_x(x0)
-        tt = self.as_t(t, x0)
+        tt = self.as_t(t, x0, in_range=t_in_range)
         if ctx is None and not self.deterministic:
             ctx = self.context(x0)
         out = self._guarded(self.forward, "forward", x0, tt, ctx)
@@ -285,16 +285,17 @@ class Degradation(ABC):
                               f"{what}(): {type(e).__name__}: {first}; fix the plug-in (check it with "
                               f"`colddiff --plugin {where} check-degradation {self.name}`)") from None
 
-    def observe(self, x0: torch.Tensor, t: TLike, ctx: Any = None, stepwise: bool = False) -> torch.Tensor:
+    def observe(self, x0: torch.Tensor, t: TLike, ctx: Any = None, stepwise: bool = False, *,
+                t_in_range: bool = False) -> torch.Tensor:
         """The degraded image as it is stored and fed to R: ``finalize(D(x0, t))`` (8-bit rounding for the
         families that quantise), with D(x0, 0) == x0.  Training inputs and the start x_t of a restoration
         use it; the samplers' D calls do not (Algorithm 2's update stays exact).  ``stepwise``: build
-        D(x0, t) one step at a time (:meth:`apply_stepwise`)."""
+        D(x0, t) one step at a time (:meth:`apply_stepwise`).  ``t_in_range``: see :meth:`as_t`."""
         x0 = self._check_x(x0)
-        tt = self.as_t(t, x0)
+        tt = self.as_t(t, x0, in_range=t_in_range)
         if ctx is None and not self.deterministic:
             ctx = self.context(x0)
-        x = self.apply_stepwise(x0, tt, ctx) if stepwise else self(x0, tt, ctx)
+        x = self.apply_stepwise(x0, tt, ctx) if stepwise else self(x0, tt, ctx, t_in_range=True)
         keep = (tt == 0).view(-1, *([1] * (x0.dim() - 1)))
         return torch.where(keep, x0, self.finalize(x, tt).to(x0.dtype))
 
@@ -316,8 +317,11 @@ class Degradation(ABC):
         return torch.where((tt == 0).view(bshape), x0, x)
 
     # ------------------------------------------------------------------ helpers
-    def as_t(self, t: TLike, x0: torch.Tensor) -> torch.Tensor:
-        """Turn an int or a (B,) tensor into a validated (B,) int64 tensor on x0's device."""
+    def as_t(self, t: TLike, x0: torch.Tensor, in_range: bool = False) -> torch.Tensor:
+        """Turn an int or a (B,) tensor into a validated (B,) int64 tensor on x0's device.
+
+        ``in_range=True``: the caller vouches that a tensor ``t`` lies in 0..T (training draws
+        t ~ U{1..T}), so its range check, which reads t back from the GPU, is skipped."""
         B = x0.shape[0]
         if isinstance(t, torch.Tensor):
             if t.is_floating_point():
@@ -331,9 +335,7 @@ class Degradation(ABC):
         else:
             # the library's rule (0..T), checked on the int: no GPU sync in a sampler's loop
             return torch.full((B,), library_t(t, self.T, self.name), dtype=torch.long, device=x0.device)
-        # (the range check reads t back from the GPU; training's t ~ U{1..T} is in range by
-        # construction and says so with ``t.in_range = True``, so its step never waits for the GPU)
-        if tt.numel() and not getattr(t, "in_range", False) and (int(tt.min()) < 0 or int(tt.max()) > self.T):
+        if tt.numel() and not in_range and (int(tt.min()) < 0 or int(tt.max()) > self.T):
             raise ConfigError(
                 f"t out of range: got {int(tt.min())}..{int(tt.max())}, but {self.name} has steps 0..{self.T}"
             )
