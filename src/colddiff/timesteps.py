@@ -31,14 +31,19 @@ def _whole(t):
         return None
 
 
+def _within(v, lo: int, T: int, not_whole: str, outside: str) -> int:
+    """``v`` when it is a whole number in lo..T; else the ConfigError that says which rule it broke."""
+    if v is None:
+        raise ConfigError(not_whole)
+    if not lo <= v <= T:
+        raise ConfigError(outside.replace("{v}", str(v)))
+    return v
+
+
 def library_t(t, T: int, name: str = "this degradation") -> int:
     """A step of D as the library takes it: a whole number 0..T (``name`` says whose steps, for the message)."""
-    v = _whole(t)
-    if v is None:
-        raise ConfigError(f"t must be an integer step, got {t!r}")
-    if not 0 <= v <= T:
-        raise ConfigError(f"t out of range: got {v}, but {name} has steps 0..{T}")
-    return v
+    return _within(_whole(t), 0, T, f"t must be an integer step, got {t!r}",
+                   f"t out of range: got {{v}}, but {name} has steps 0..{T}")
 
 
 def user_t(t, T: int, what: str = "--t", auto: bool = False) -> Union[int, str]:
@@ -54,8 +59,5 @@ def user_t(t, T: int, what: str = "--t", auto: bool = False) -> Union[int, str]:
             v = None
     else:
         v = _whole(t)
-    if v is None:
-        raise ConfigError(f"{what} takes a step number 1..{T}{' or auto' if auto else ''}, got {t!r}")
-    if not 1 <= v <= T:
-        raise ConfigError(f"{what} must be between 1 and T={T} for this run{' (or auto)' if auto else ''}, got {v}")
-    return v
+    return _within(v, 1, T, f"{what} takes a step number 1..{T}{' or auto' if auto else ''}, got {t!r}",
+                   f"{what} must be between 1 and T={T} for this run{' (or auto)' if auto else ''}, got {{v}}")
