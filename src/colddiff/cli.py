@@ -991,8 +991,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         from . import plugins
 
-        plugins.load_entry_points()   # installed plug-ins: listed by `degradations`, usable everywhere
-        plugins.from_environment()
+        plugins.load_installed()   # installed and COLDDIFF_PLUGINS ones: listed by `degradations`, usable everywhere
         plugins.load_plugins(_argv_plugins(argv))
     except ColddiffError as e:
         if debug:

@@ -249,6 +249,33 @@ def provenance(name: str):
     return PROVENANCE.get(name)
 
 
+# ---------------------------------------------------------------------------- the authors' test scripts
+@dataclass(frozen=True)
+class AuthorsTest:
+    """How the authors' test script for a degradation family evaluates it (``evaluate --protocol paper``),
+    read in each family's ``fid_distance_decrease_from_manifold``."""
+
+    enlarge: bool = False         # test images enlarged 1.12x and centre-cropped (their blur and SR loaders)
+    degraded_row: str = "x_t"     # their "degraded" images: x_t, or "first_update" (the image after the first update)
+    sampled_row: str = "x_0"      # their "sampled" images: Algorithm 2's x_0, or "last_prediction" (R(x_1, 1))
+
+
+_LAST = AuthorsTest(degraded_row="first_update", sampled_row="last_prediction")
+AUTHORS_TESTS: Dict[str, AuthorsTest] = {     # family -> protocol (the files: BLUR_CODE, RES_CODE, FADE_CODE,
+    "blur": AuthorsTest(enlarge=True),        # SNOW_EVAL, DECOLOR_EVAL above)
+    "resolution": AuthorsTest(enlarge=True, sampled_row="last_prediction"),
+    "mask": _LAST,
+    "snow": _LAST, "snow-c": _LAST,
+    "desaturate": _LAST,
+}
+
+
+def authors_test(family: str) -> AuthorsTest:
+    """The authors' test protocol for degradation ``family``; a family they did not test (noise, animorph,
+    a plug-in) is evaluated as the paper's text describes (x_t and Algorithm 2's x_0, images as they are)."""
+    return AUTHORS_TESTS.get(family, AuthorsTest())
+
+
 # ---------------------------------------------------------------------------- the paper's numbers
 PAPER = "Bansal et al., Cold Diffusion, arXiv 2208.09392 (NeurIPS 2023)"
 
