@@ -15,7 +15,7 @@ from colddiff.cli import main
 from colddiff.config import run_name
 from colddiff.presets import resolve_config
 from colddiff.images import read_image, save_image
-from colddiff.restoration import blend_window, native_size, restore, restore_image, tiles
+from colddiff.restoration import blend_window, native_size, native_size_problem, restore, restore_image, tiles
 from colddiff.runs import load_run
 from colddiff.training import train
 
@@ -31,19 +31,19 @@ def test_declared_shift_invariant_families_commute_with_shifts():
     x = images(B=2, C=3, H=32, W=24)
     cases = [(make("blur", padding="circular"), 5), (make("desaturate"), 3), (make("resolution", T=2), 4)]
     for D, shift in cases:
-        assert D.shift_invariant and D.native_size_problem(32, 24) is None
+        assert D.shift_invariant and native_size_problem(D, 32, 24) is None
         t = torch.tensor([1, D.T])
         rolled = D(torch.roll(x, (shift, -shift), (2, 3)), t)
         assert torch.allclose(rolled, torch.roll(D(x, t), (shift, -shift), (2, 3)), atol=1e-10), D.name
 
 
 def test_families_that_are_not_shift_invariant_say_why():
-    assert "centred" in make("mask", position="center").native_size_problem(64, 64)
-    assert make("mask", position="random").native_size_problem(64, 64) is None
+    assert "centred" in native_size_problem(make("mask", position="center"), 64, 64)
+    assert native_size_problem(make("mask", position="random"), 64, 64) is None
     animorph = make("animorph", partners=torch.zeros(1, 1, 8, 8))
-    assert "partner image" in animorph.native_size_problem(64, 64)
-    why = make("resolution", T=3).native_size_problem(150, 200)       # 150 is not a multiple of 2^3
-    assert "multiples of 8" in why and make("resolution", T=3).native_size_problem(152, 200) is None
+    assert "partner image" in native_size_problem(animorph, 64, 64)
+    why = native_size_problem(make("resolution", T=3), 150, 200)       # 150 is not a multiple of 2^3
+    assert "multiples of 8" in why and native_size_problem(make("resolution", T=3), 152, 200) is None
 
 
 def test_a_plugin_family_is_not_shift_invariant_unless_it_says_so():
@@ -51,7 +51,7 @@ def test_a_plugin_family_is_not_shift_invariant_unless_it_says_so():
         def forward(self, x0, t, ctx):
             return x0
 
-    assert "shift_invariant" in Mine(T=3).native_size_problem(40, 40)
+    assert "shift_invariant" in native_size_problem(Mine(T=3), 40, 40)
 
 
 # ---------------------------------------------------------------------------- tiles and their blending

@@ -248,7 +248,7 @@ def test_graphed_restorer_falls_back_to_the_eager_loop_on_a_cpu(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 @pytest.mark.parametrize("family,kw", [("blur", dict(T=12, kernel_size=7, sigma=1.5)), ("mask", dict(T=20))])
 def test_cuda_graph_sampling_matches_the_eager_loop(family, kw):
-    from colddiff.unet import UNet
+    from colddiff.networks.unet import UNet
 
     torch.manual_seed(0)
     net = UNet(channels=3, dim=8, dim_mults=(1, 2), attn_levels=(), num_res_blocks=1).cuda().eval()

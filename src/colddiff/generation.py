@@ -5,7 +5,7 @@ numbers that can be drawn (Cold Diffusion, "Generation").  Each family says how 
 its own ``start`` hook (see :class:`colddiff.degradations.Degradation`); this module never
 asks for a family's name:
 
-* families whose end state keeps a statistic of x0 (``start_fit``; blur: the channel means;
+* families whose end state keeps a statistic of x0 (``start_statistic``; blur: the channel means;
   resolution: the whole low-resolution end state, 16 numbers per channel for 4x4) get a
   Gaussian mixture fitted once to that statistic over the run's training set (1 component in
   the paper), stored with the run (``RUN/generation/gmm-k{K}.json``), and a sampler of it
@@ -35,7 +35,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .degradations import context_cat, context_slice
+from .degradations import context_cat, context_slice, describe, start_fit
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .images import atomic_save, make_grid, save_image
@@ -194,7 +194,7 @@ def start_gmm(run, k: int = 1, refit: bool = False, progress: bool = True) -> Ch
     k = whole(k, "k (GMM components)", 1)
     path = Path(run.folder) / "generation" / f"gmm-k{k}.json"
     want = _gmm_dataset(run)
-    statistic = run.D.describe()
+    statistic = describe(run.D)
     if path.exists() and not refit:
         try:
             gmm = ChannelGMM.load(path)
@@ -243,7 +243,7 @@ def _start_state(run, n: int, seed: int, noise: float, gmm: Optional[ChannelGMM]
 
 
 def _gmm_for(run, k: int, progress: bool) -> Optional[ChannelGMM]:
-    return start_gmm(run, k, progress=progress) if run.D.start_fit else None
+    return start_gmm(run, k, progress=progress) if start_fit(run.D) else None
 
 
 def start_state(run, n: int, seed: int = 0, noise: float = 0.0, k: int = 1, *, first: int = 0):

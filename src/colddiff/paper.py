@@ -26,14 +26,9 @@ README = "README.md"
 CREATE_DATA = "create_data.py"
 
 # ---- differences shared by several presets (each is a deliberate, named deviation)
-NET_LUCIDRAINS = ("network: colddiff's U-Net (residual blocks, self-attention at the listed levels) with the authors' "
-                  "widths (dim 64, multipliers 1-2-4-8); the authors' lucidrains-style Unet uses ConvNeXt blocks and "
-                  "linear attention at every level")
-NET_DDPM = ("network: colddiff's U-Net at the sizes of the authors' DDPM Model (128 channels, 1-2-2-2, attention at "
-            "16 px, dropout 0.1); block details follow colddiff's unet.py")
-NET_CONVNEXT = ("network: the authors' snowification/decolor code trains its UnetConvNext (dim 64, 1-2-4-8; "
-                "snowification/diffusion/model/get_model.py); colddiff has no ConvNeXt U-Net and uses its own at "
-                "the same widths")
+# the files of the authors' networks of the snow and colourisation experiments (see AUTHORS_NETWORK below)
+SNOW_NET_CODE = ["snowification/diffusion/model/get_model.py", "snowification/diffusion/model/unet_convnext.py"]
+DECOLOR_NET_CODE = ["decolor-diffusion/diffusion/model/get_model.py", "decolor-diffusion/diffusion/model/unet_convnext.py"]
 CELEBA_DATA = ("data: the authors' CelebA is CelebA-HQ at 128 px with the first 90% of the files for training "
                f"({CREATE_DATA}); colddiff's celeba is img_align_celeba centre-cropped to 128 with the official "
                "split (point data.name at folder:PATH to train on CelebA-HQ files)")
@@ -76,10 +71,12 @@ class Provenance:
     authors: str                    # the authors' setting, as their code runs it
     files: List[str]                # files of the authors' code the facts come from
     differences: List[str] = field(default_factory=list)   # every remaining difference, with its reason
+    network: str = ""               # the authors' network for the experiment (AUTHORS_NETWORK)
 
     def lines(self) -> List[str]:
-        out = [f"experiment: {self.experiment}", f"the authors' setting: {self.authors}",
-               "checked in arpitbansal297/Cold-Diffusion-Models: " + ", ".join(self.files)]
+        out = [f"experiment: {self.experiment}", f"the authors' setting: {self.authors}"]
+        out += [f"the authors' network: {self.network}"] if self.network else []
+        out += ["checked in arpitbansal297/Cold-Diffusion-Models: " + ", ".join(self.files)]
         out += ["remaining differences:"] + [f"  - {d}" for d in self.differences] if self.differences \
             else ["remaining differences: none"]
         return out
@@ -95,7 +92,7 @@ PROVENANCE: Dict[str, Provenance] = {
         + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "deblurring-diffusion-pytorch/mnist_train.py", "deblurring-diffusion-pytorch/mnist_test.py",
          BLUR_CODE],
-        ["paper text: T=40 for MNIST; the code's README runs T=20 (followed)", NET_LUCIDRAINS,
+        ["paper text: T=40 for MNIST; the code's README runs T=20 (followed)",
          "data: MNIST 28 px resized to 32 px, then the authors' random 1.12 enlargement and crop as augmentation",
          RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
     "cifar10-blur": Provenance(
@@ -103,16 +100,16 @@ PROVENANCE: Dict[str, Provenance] = {
         "T=50, 11x11, sigma_i = 0.35 + i/100 for step index i = 0..T-1 (Special_6_routine), reflect padding, "
         "Resize(35)+RandomCrop(32)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "deblurring-diffusion-pytorch/cifar10_train.py", "deblurring-diffusion-pytorch/cifar10_test.py",
-         BLUR_CODE],
+         BLUR_CODE, "deblurring-diffusion-pytorch/deblurring_diffusion_pytorch/Model2.py"],
         ["paper text: sigma_t = 0.35 + 0.01 t; the code starts at i = 0, i.e. sigma_t = 0.35 + 0.01 (t-1) (followed)",
-         NET_DDPM, RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
+         RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
     "celeba-blur": Provenance(
         "Sec. 4.1, Table 1 (CelebA deblurring)",
         "T=200, 15x15, sigma_i = exp(0.01 i), i = 0..T-1 (Exponential_reflect, --blur_std 0.01), reflect padding, "
         "CelebA-HQ 128 resized to 143 + RandomCrop(128) + flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "deblurring-diffusion-pytorch/celebA_128.py", BLUR_CODE, CREATE_DATA],
         ["paper text: sigma_t = exp(0.01 t); the code starts at i = 0, i.e. exp(0.01 (t-1)) (followed)",
-         NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
+         CELEBA_DATA, RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
     "mnist-inpaint": Provenance(
         "Sec. 4.2, Table 2 (MNIST inpainting)",
         "T=50, Gaussian masks of std 0.1 (i + 11) for i = 0..T-1 (--kernel_std 0.1; mnist_train.py does not pass "
@@ -124,16 +121,17 @@ PROVENANCE: Dict[str, Provenance] = {
         ["paper text: beta_1 = 1, +0.1 per step, 60k steps, batch 64; the training code: widths 1.1, 1.2, ..., "
          "batch 32, 700k steps (followed)", "the README's MNIST inpainting test command cannot run: it passes "
          "--initial_mask 1 and --image_size 28, options mnist_test.py does not have (argparse refuses them); "
-         "colddiff evaluates the trained setting", NET_LUCIDRAINS, QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST,
+         "colddiff evaluates the trained setting", QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST,
          EVAL_FID]),
     "cifar10-inpaint": Provenance(
         "Sec. 4.2, Table 2 (CIFAR-10 inpainting)",
         "T=50, masks of std 0.1 (i + 11), random centre, --discrete, RandomCrop(32, padding=4)+flip (DatasetCifar10), "
         + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "defading-diffusion-pytorch/cifar10_train.py", "defading-diffusion-pytorch/cifar10_test.py",
-         "defading-diffusion-pytorch/inpainting_paper_train.sh", FADE_CODE],
+         "defading-diffusion-pytorch/inpainting_paper_train.sh", FADE_CODE,
+         "defading-diffusion-pytorch/defading_diffusion_pytorch/new_model.py"],
         ["paper text: beta_1 = 1, 60k steps, batch 64; the code: widths 1.1, 1.2, ..., batch 32, 700k steps "
-         "(followed)", NET_DDPM, QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         "(followed)", QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "celeba-inpaint": Provenance(
         "Sec. 4.2, Table 2 (CelebA inpainting)",
         "T=100, centred masks of std 0.2 (i + 1) for i = 0..T-1 (--fade_routine Incremental --kernel_std 0.2 "
@@ -148,72 +146,73 @@ PROVENANCE: Dict[str, Provenance] = {
          "celebA_train.py's default 11 (widths 0.2 (t+10)); bigger_mask_train.sh holds other runs (random centres, "
          "--initial_mask 11 and 21)", "paper text: beta_1 = 1, +0.1 per step, 60k steps, batch 64; the scripts: "
          "batch 100, 350k steps (followed)",
-         NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         CELEBA_DATA, RESIZE_SOURCE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "mnist-sr": Provenance(
         "Sec. 4.3 (MNIST super-resolution)",
         "T=3 halvings of a 32 px image (--resolution_routine Incremental_factor_2: bicubic down without "
         "antialiasing, nearest-exact up; downsample=bicubic), MNIST through Resize(35)+"
         "CenterCrop(32), no random augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "resolution-diffusion-pytorch/mnist_train.py", RES_CODE],
-        [NET_LUCIDRAINS, MNIST_FRAME, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
+        [MNIST_FRAME, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
     "cifar10-sr": Provenance(
         "Sec. 4.3 (CIFAR-10 super-resolution)",
         "T=3 bicubic halvings (32 -> 4 px, Incremental_factor_2), Resize(35)+RandomCrop(32)+flip, "
         + COMMON_TRAIN.format(b=32) + ", 700k steps",
-        [README, "resolution-diffusion-pytorch/cifar10_train.py", RES_CODE],
-        [NET_DDPM, RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
+        [README, "resolution-diffusion-pytorch/cifar10_train.py", RES_CODE,
+         "resolution-diffusion-pytorch/resolution_diffusion_pytorch/Model2.py"],
+        [RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
     "celeba-sr": Provenance(
         "Sec. 4.3 (CelebA super-resolution)",
         "T=4 bicubic halvings (128 -> 8 px, Incremental_factor_2), Resize(143)+RandomCrop(128)+flip, "
         + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
         [README, "resolution-diffusion-pytorch/celebA_128.py", RES_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
+        [CELEBA_DATA, RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
     "cifar10-snow": Provenance(
         "Sec. 4.4 (CIFAR-10 desnowification)",
         "T=200, the authors' snow level 3 (field N(0.55, 0.3) zoomed 2.5x, threshold 1.15 -> 0.7, 11-tap motion "
         "blur sigma 0.05 -> 16, horizontal or vertical), --random_snow --fix_brightness (x_t = clip(x0 + S + "
         "rot180 S)), CIFAR-10 centre crop only (no augmentation), " + COMMON_TRAIN.format(b=32) + ", 700k steps",
-        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL],
+        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL] + SNOW_NET_CODE,
         ["random snow: one field (and direction) per trajectory, per image; the authors draw one per training batch "
          "and share it across the batch (a per-image draw gives the network more varied snow at the same level)",
-         NET_CONVNEXT, SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "celeba-snow": Provenance(
         "Sec. 4.4 (CelebA desnowification)",
         "T=200, the authors' snow level 4 (threshold 1.15 -> 0.55, motion blur sigma 0.05 -> 20), --random_snow "
         "--fix_brightness, CelebA 128 centre crop only, Adam lr 2e-5, batch 16 (train.py: 16 above 64 px), "
         "2 accumulated micro-batches, EMA 0.995 every 10 steps from step 2000, 700k steps",
-        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL],
-        ["random snow: one field per image rather than per batch (see cifar10-snow)", NET_CONVNEXT, CELEBA_DATA,
+        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL] + SNOW_NET_CODE,
+        ["random snow: one field per image rather than per batch (see cifar10-snow)", CELEBA_DATA,
          SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "cifar10-desaturate": Provenance(
         "Sec. 4.5 (CIFAR-10 colourisation)",
         "T=20, --decolor_routine Linear --decolor_total_remove: colour share 1 - t/T towards the plain channel mean "
         "(a 1x1 convolution with weights 1/3), no augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py",
-         DECOLOR_EVAL],
-        [NET_CONVNEXT, SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         DECOLOR_EVAL] + DECOLOR_NET_CODE,
+        [SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "celeba-desaturate": Provenance(
         "Sec. 4.5 / the authors' README (CelebA colourisation)",
         "T=20, Linear with total removal towards the channel mean, CelebA 128 centre crop only, batch 16, "
         "2 accumulated micro-batches, lr 2e-5, EMA 0.995 every 10 steps from step 2000, 700k steps",
         [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py",
-         "snowification/training_script.sh", DECOLOR_EVAL],
+         "snowification/training_script.sh", DECOLOR_EVAL] + DECOLOR_NET_CODE,
         ["image size: the authors' README command trains at 128 px (get_image_size), batch 16 (followed); their "
          "training script (snowification/training_script.sh) trains CelebA colourisation with --resolution 64, which "
-         "makes train.py use batch 32", NET_CONVNEXT, CELEBA_DATA, SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         "makes train.py use batch 32", CELEBA_DATA, SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "celeba-blur-gen": Provenance(
         "Sec. 5 (CelebA generation by deblurring; broken symmetry FID 49.45)",
         "--discrete, T=300, 27x27, sigma_i = exp(0.01 i) (Exponential), circular padding, Resize(143)+RandomCrop(128)"
         "+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps; sampling from a 1-component GMM of channel means "
         "(+ noise 0.002 for broken symmetry)",
         [README, "deblurring-diffusion-pytorch/celebA_128.py", BLUR_CODE],
-        [GEN_DISCRETE, NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+        [GEN_DISCRETE, CELEBA_DATA, RESIZE_SOURCE]),
     "afhq-blur-gen": Provenance(
         "Sec. 5 (AFHQ generation by deblurring; FID 54.68)",
         "as celeba-blur-gen on AFHQ 512 px files resized to 143 + RandomCrop(128) + flip",
         [README, "deblurring-diffusion-pytorch/AFHQ_128.py", BLUR_CODE],
-        [GEN_DISCRETE, NET_LUCIDRAINS, RESIZE_SOURCE]),
+        [GEN_DISCRETE, RESIZE_SOURCE]),
     "celeba-mask-gen": Provenance(
         "Sec. 5 (CelebA generation by unmasking)",
         "--reverse --kernel_std 0.05 --initial_mask 1 --time_steps 750: visible share 1 - prod_{j <= T-t} z_j with "
@@ -221,27 +220,50 @@ PROVENANCE: Dict[str, Provenance] = {
         "channel, no quantisation, Resize(143)+RandomCrop(128)+flip, " + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
         [README, "defading-generation-diffusion-pytorch/celebA_128.py", FADE_GEN_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+        [CELEBA_DATA, RESIZE_SOURCE]),
     "celeba-animorph": Provenance(
         "Sec. 5 (animorphosis: CelebA faces from AFHQ animals)",
         "T=200, x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) z with the cosine schedule and z an AFHQ image, both data "
         "sets Resize(143)+RandomCrop(128)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "demixing-diffusion-pytorch/AFHQ_128_to_celebA_128.py", MIX_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE,
+        [CELEBA_DATA, RESIZE_SOURCE,
          "partner images are not augmented (the authors flip and crop the AFHQ partners too)"]),
     "celeba-noise": Provenance(
         "Sec. 5 (hot diffusion baseline on CelebA; DDIM-style FID 23.11)",
         "T=200, cosine schedule (s = 0.008, beta clipped at 0.999), Resize(143)+RandomCrop(128)+flip, "
         + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "denoising-diffusion-pytorch/celebA_noise_128.py", NOISE_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+        [CELEBA_DATA, RESIZE_SOURCE]),
     "afhq-noise": Provenance(
         "Sec. 5 (hot diffusion baseline on AFHQ; DDIM-style FID 20.59)",
         "T=200, cosine schedule, AFHQ resized to 143 + RandomCrop(128) + flip, " + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
         [README, "denoising-diffusion-pytorch/AFHQ_noise_128.py", NOISE_CODE],
-        [NET_LUCIDRAINS, RESIZE_SOURCE]),
+        [RESIZE_SOURCE]),
 }
+
+# the network each experiment's train script builds, and colddiff's model.arch that is the same network
+UNET = ("their ConvNeXt Unet (lucidrains' 2022 U-Net), dim 64, multipliers 1-2-4-8, "
+        f"{BLUR_CODE} and its copies in the defading, defading-generation, demixing, denoising and resolution "
+        "folders (identical but for spacing); colddiff trains it as model.arch = "
+        "lucidrains-convnext: the same layers and parameter names, their checkpoints give their outputs")
+AUTHORS_NETWORK: Dict[str, str] = {name: UNET for name in (
+    "mnist-blur", "celeba-blur", "mnist-inpaint", "celeba-inpaint", "mnist-sr", "celeba-sr", "celeba-blur-gen",
+    "afhq-blur-gen", "celeba-mask-gen", "celeba-animorph", "celeba-noise", "afhq-noise")}
+DDPM = ("their DDPM Model (Ho et al.'s U-Net), ch 128, multipliers 1-2-2-2, 2 residual blocks per level, attention at "
+        "16 px, dropout 0.1, as the cifar10_train.py of the deblurring, defading and resolution folders build it; the "
+        "class is Model2.py of the deblurring and resolution folders and new_model.py of the defading folder "
+        "(identical but for spacing); colddiff trains it as model.arch = ddpm: the same layers and module names, "
+        "their checkpoints give their outputs")
+CONVNEXT_SNOW = ("their UnetConvNext (get_model: dim 64, multipliers 1-2-4-8), snowification/diffusion/model/"
+                 "unet_convnext.py and the identical file in decolor-diffusion: their Unet class plus an "
+                 "output_mean_scale option that get_model never passes; colddiff trains it as model.arch = "
+                 "convnext-snow, the lucidrains-convnext network under the name of this class")
+AUTHORS_NETWORK.update({name: DDPM for name in ("cifar10-blur", "cifar10-inpaint", "cifar10-sr")})
+AUTHORS_NETWORK.update({name: CONVNEXT_SNOW for name in ("cifar10-snow", "celeba-snow", "cifar10-desaturate",
+                                                           "celeba-desaturate")})
+for _name, _net in AUTHORS_NETWORK.items():
+    PROVENANCE[_name].network = _net
 
 
 def provenance(name: str):

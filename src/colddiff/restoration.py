@@ -7,7 +7,7 @@ is the whole pipeline behind ``colddiff restore``: read each file once, estimate
 write one PNG per input and sampler, a side-by-side sheet and ``restore.json``.
 
 Images of any size: when the run's degradation is local and shift-invariant (the family declares
-``shift_invariant``, see :meth:`colddiff.degradations.base.Degradation.native_size_problem`), R is
+``shift_invariant``, see :func:`native_size_problem`), R is
 fully convolutional, so a photo is restored at its own size: whole (the U-Net pads it to its
 size multiple and crops back) or, above a memory budget or when asked (``tile``), in
 overlapping tiles blended with raised-cosine weights (:func:`restore_image`).  Other families
@@ -33,7 +33,7 @@ from .runs import Run, check_t, progress_bar
 from .samplers import get_sampler
 
 __all__ = ["estimate_t", "restore", "restore_image", "check_restorable", "native_size", "tiles", "blend_window",
-           "restore_defaults", "UserImages", "load_user_images", "output_names", "restore_files"]
+           "restore_defaults", "UserImages", "load_user_images", "output_names", "restore_files", "native_size_problem"]
 
 # The U-Net is convolutional except at its lowest resolution, where self-attention relates every pixel
 # to every other (and GroupNorm averages over the image): memory there grows with the square of the
@@ -49,7 +49,23 @@ def native_size(run: Run, H: int, W: int) -> Optional[str]:
     c = run.cfg.data
     if (H, W) == (c.image_size, c.image_size):
         return None
-    return run.D.native_size_problem(H, W)
+    return native_size_problem(run.D, H, W)
+
+
+def native_size_problem(D, H: int, W: int) -> Optional[str]:
+    """None when R may restore an H×W image of degradation ``D`` at its own size; else why not (one clause).
+
+    Read from what the family declares, never its name: ``shift_invariant`` (or why not, ``_not_shift_invariant``)
+    and ``tile_multiple()``.  A family with another rule defines ``_native_size_problem(self, H, W)``."""
+    hook = getattr(D, "_native_size_problem", None)
+    if hook is not None:
+        return hook(H, W)
+    if not D.shift_invariant:
+        return D._not_shift_invariant
+    m = D.tile_multiple()
+    if H % m or W % m:
+        return f"its steps act on {m}-pixel blocks, so the image's sides must be multiples of {m} (it is {W}×{H})"
+    return None
 
 
 def tiles(n: int, tile: int, overlap: int, multiple: int = 1) -> List[int]:

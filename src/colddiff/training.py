@@ -639,8 +639,8 @@ def train_step(cfg: RunConfig, step: int, p: StepParts) -> torch.Tensor:
     else:
         p.opt.step()
     p.opt.zero_grad(set_to_none=True)
-    if (step + 1) % tr.ema_every == 0:
-        _update_ema(p.ema, p.model, tr.ema_decay, reset=step + 1 < tr.ema_start)
+    if step % tr.ema_every == 0:  # the authors' Trainer: after step s (0-based) when s % every == 0, a copy
+        _update_ema(p.ema, p.model, tr.ema_decay, reset=step < tr.ema_start)  # before s = ema_start
     return loss_sum
 
 
