@@ -233,6 +233,7 @@ WRITERS = {
     "generate": ("{tmp}/out/0000.png", "generate {run} --n 2 --out {tmp}/out --no-progress"),
     "export": ("{tmp}/out/README.md", "export {run} --n 2 --out {tmp}/out --no-progress"),
     "reproduce": ("{tmp}/out/table1.md", "reproduce table1 --steps 1 --n 2 --out {tmp}/out --no-progress"),
+    "import-official": ("{tmp}/out/photo.png", "import-official {tmp}/model.pt --preset mnist-blur --out {tmp}/out"),
 }
 # commands that write no file of a user's choosing, and why
 NOT_WRITERS = {
