@@ -43,6 +43,9 @@ def _command(sub, name: str, help: str, description: str, examples: str, func) -
     p.set_defaults(func=func)
     p.add_argument("--plugin", action="append", default=argparse.SUPPRESS, metavar="FILE_OR_MODULE",
                    help="load degradations of your own first (repeatable; also before the command)")
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
+                   help="CPU threads for torch (default: every core on a quiet machine, what other processes "
+                        "leave free on a busy one, re-measured while it runs; also $COLDDIFF_THREADS)")
     return p
 
 
@@ -577,6 +580,16 @@ def _run_args(q):
                         "fewer kernel launches; no effect on a CPU)")
 
 
+def _sample_steps_arg(q, what: str = "the iterative samplers") -> None:
+    # Not --steps: that is degrade's and reproduce's list of steps to show and quickstart's training steps
+    # (train.steps); not --schedule: that is the degradation's own schedule (blur sigma_t, noise cosine).
+    q.add_argument("--sample-steps", default=None, metavar="N|N:SPACING|LIST",
+                   help=f"the steps {what} visit from t down to 0: N network calls spread evenly in t (e.g. 5), "
+                        "N:quadratic (dense near t=0, for degradations that lose most early), or a list ending at "
+                        "0 (20,10,5,0); Algorithm 2 jumps x_s = x_t - D(x0_hat, t) + D(x0_hat, s); default all: "
+                        "every step, as in the paper")
+
+
 def _load_run(args):
     from .runs import load_run
 
@@ -600,7 +613,7 @@ def cmd_evaluate(args) -> int:
         from .generation_eval import evaluate_generation, write_generation_evaluation
 
         gev = evaluate_generation(run, n=args.gen_n, noise=args.noise, fid=args.fid, seed=args.seed,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, schedule=args.sample_steps)
         paths = write_generation_evaluation(gev, run.folder / "evaluation")
         print(gev.text())
         print(f"\nwrote {paths['md']} (and .csv, .json, {paths['png'].name}) in {gev.seconds:.0f} s; generated images "
@@ -608,7 +621,7 @@ def cmd_evaluate(args) -> int:
         return 0
     ev = evaluate(run, n=args.n, t=args.t, fid=args.fid, classifier=not args.no_classifier,
                   batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, protocol=args.protocol,
-                  paper_sampler=args.paper_sampler)
+                  paper_sampler=args.paper_sampler, schedule=args.sample_steps)
     paths = write_evaluation(ev, run.folder / "evaluation")
     print(ev.text())
     print(f"\nwrote {paths['md']} (and .csv, .json) in {ev.seconds:.0f} s; "
@@ -656,11 +669,14 @@ def add_evaluate(sub):
     ev.add_argument("--gen-n", type=COUNT, default=500, help="with --generation: images to generate (default 500)")
     ev.add_argument("--noise", type=REAL0, default=0.002,
                     help="with --generation: the --noise setting compared against no noise (default 0.002)")
+    _sample_steps_arg(ev, "Algorithm 1 and 2 (and DDIM; with --generation: every setting's sampler)")
 
 
 def cmd_restore(args) -> int:
     from .restoration import OVERLAP, restore_defaults, restore_files
+    from .samplers import parse_schedule
 
+    parse_schedule(args.sample_steps)  # a malformed --sample-steps: before anything is claimed or loaded
     check_writable(args.out, folder=True)
     out = claim(args.out, "restore", inputs=[args.input])  # before loading anything; not claimed again
     run = _load_run(args)
@@ -670,12 +686,13 @@ def cmd_restore(args) -> int:
               f"from the given --t {t}", file=sys.stderr)
     overlap = OVERLAP if args.overlap is None else args.overlap
     res = restore_files(run, args.input, out, t=t, sampler=sampler, resize=args.resize,
-                        progress=not args.no_progress, tile=args.tile, overlap=overlap)
+                        progress=not args.no_progress, tile=args.tile, overlap=overlap, schedule=args.sample_steps)
     for w in res["warnings"]:
         print(f"colddiff: warning: {w}", file=sys.stderr)
     ts = res["t_values"]
     print(f"restored {len(res['images'])} image(s) at t={ts[0] if len(ts) == 1 else f'{ts[0]}..{ts[-1]}'}"
-          f"{' (estimated)' if t == 'auto' else ''} with {' and '.join(res['samplers'])}: {args.out}/ "
+          f"{' (estimated)' if t == 'auto' else ''} with {' and '.join(res['samplers'])}"
+          f"{'' if res['sample_steps'] == 'all' else ' (steps ' + res['sample_steps'] + ')'}: {args.out}/ "
           f"(side by side: {res['sheet']})")
     return 0
 
@@ -717,22 +734,28 @@ def add_restore(sub):
                          "lowest level has at most 48x48 pixels, the largest such tiles above)")
     rs.add_argument("--overlap", type=argtype("whole", 0), default=None, metavar="PX",
                     help="pixels shared by neighbouring tiles, blended with raised-cosine weights (default 32)")
+    _sample_steps_arg(rs, "--sampler")
 
 
 def cmd_generate(args) -> int:
     from .generation import check_size, generate, generation_defaults, write_generation
-    from .samplers import get_sampler
+    from .samplers import get_sampler, parse_schedule
 
     check_size(args.n)  # a billion images: refused before anything is loaded
+    parse_schedule(args.sample_steps)  # a malformed --sample-steps: before anything is claimed or loaded
     check_writable(args.out, folder=True)
     out = claim(args.out, "generate", inputs=[args.run])  # before loading anything; not claimed again
     run = _load_run(args)
     st = generation_defaults(run, args.sampler, args.noise, args.delta, args.k)  # unset options: the run's [generation]
-    images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **st)
+    images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
+                      schedule=args.sample_steps, **st)
     info = write_generation(images, out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
-                                          "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D)})
+                                          "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D),
+                                          "sample_steps": str(parse_schedule(args.sample_steps))})
     delta = f", delta {st['delta']:g}" if "delta" in get_sampler(st["sampler"]).options else ""
-    print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}, seed {args.seed}): "
+    steps = "" if args.sample_steps is None else f", steps {parse_schedule(args.sample_steps)}"
+    print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}{steps}, "
+          f"seed {args.seed}): "
           f"{args.out}/ (grid: {Path(args.out) / 'grid.png'}; settings: generation.json)")
     return 0
 
@@ -768,6 +791,7 @@ def add_generate(sub):
     gn.add_argument("--k", type=COUNT, default=None, help="blur and resolution runs: Gaussian-mixture components of the "
                     "start statistic (default: the run's generation.k, 1; mnist5k-sr: 10)")
     gn.add_argument("--batch-size", type=COUNT, default=256, help="images per sampler batch (default 256)")
+    _sample_steps_arg(gn, "--sampler")
 
 
 def cmd_report(args) -> int:
@@ -817,7 +841,7 @@ def cmd_quickstart(args) -> int:
 
     check_writable(args.out, folder=True)
     result = quickstart(args.out, steps=args.steps, t=args.t, n=args.n, gen_n=args.gen_n,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, schedule=args.sample_steps)
     print(summary_text(result))
     return 0
 
@@ -842,6 +866,7 @@ def add_quickstart(sub):
     qs.add_argument("--n", type=COUNT, default=500, help="held-out digits to evaluate (default 500)")
     qs.add_argument("--gen-n", type=COUNT, default=200, help="digits generated (default 200)")
     qs.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _sample_steps_arg(qs, "Algorithm 2 (restoration and generation)")
 
 
 # ---------------------------------------------------------------------------- share and show: export, demo
@@ -894,8 +919,11 @@ def add_export(sub):
 def cmd_demo(args) -> int:
     from .demo import serve
 
+    from .samplers import parse_schedule
+
+    schedule = parse_schedule(args.sample_steps)
     run = _load_run(args)
-    serve(run, host=args.host, port=args.port, open_browser=args.open, tab=args.tab)
+    serve(run, host=args.host, port=args.port, open_browser=args.open, tab=args.tab, schedule=schedule)
     return 0
 
 
@@ -917,6 +945,7 @@ def add_demo(sub):
     dm.add_argument("--open", action="store_true", help="open the page in the default browser")
     dm.add_argument("--tab", choices=("degrade", "restore", "generate"), default="degrade",
                     help="the tab the page opens on (default degrade)")
+    _sample_steps_arg(dm, "the restore and generate tabs' samplers (editable on the page)")
 
 
 def cmd_reproduce(args) -> int:
@@ -979,10 +1008,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                    help="load degradations of your own first (a .py file or a module name; repeatable; "
                         "also $COLDDIFF_PLUGINS)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch (default: every core on a quiet machine, a fair share on a busy one)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in ADDERS:
         add(sub)
     return p
+
+
+#: commands that compute with torch: their thread count is measured against the machine's load at start
+COMPUTING = frozenset({"train", "quickstart", "evaluate", "generate", "restore", "reproduce", "demo", "degrade",
+                       "check-degradation", "import-official", "report", "export"})
+
+
+def _computes(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` runs a computing command (not --help/--version, not a listing)."""
+    if any(a in ("-h", "--help", "--version") for a in argv):
+        return False
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command in COMPUTING
 
 
 def _argv_plugins(argv: Sequence[str]) -> list:
@@ -1026,6 +1070,9 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
+        from . import threads  # before anything imports torch: OpenMP reads its wait policy once
+
+        plan = threads.plan_before_torch(argv, window=threads.START_WINDOW if _computes(argv) else 0.0)
         from . import plugins
 
         plugins.load_installed()   # installed and COLDDIFF_PLUGINS ones: listed by `degradations`, usable everywhere
@@ -1041,6 +1088,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
+        if plan.fixed or plan.threads != threads.cores():
+            threads.apply(plan)
         return int(args.func(args) or 0)
     except ColddiffError as e:
         if args.debug:

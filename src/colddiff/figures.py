@@ -20,6 +20,7 @@ from .evaluation import held_out, method_label, restore_batches
 from .fileio import atomic_path
 from .images import atomic_save, make_grid
 from .runs import Run
+from .samplers import parse_schedule
 
 
 def even_steps(T: int, k: int) -> List[int]:
@@ -52,13 +53,17 @@ def restoration_figure(x0: torch.Tensor, restored: Dict[str, torch.Tensor], t: i
     return atomic_save(make_grid(rows, col_labels=[name for name, _ in order]), path)
 
 
-def algorithm2_trajectory(run: Run, x_t: torch.Tensor, t: int, ctx: Any = None, k: int = 6
+def algorithm2_trajectory(run: Run, x_t: torch.Tensor, t: int, ctx: Any = None, k: int = 6, schedule=None
                           ) -> Tuple[torch.Tensor, List[int], Dict[int, torch.Tensor], Dict[int, torch.Tensor]]:
-    """Algorithm 2 from ``t`` for the images ``x_t``, recording x_s and x0_hat at k evenly spaced s > 0.
+    """Algorithm 2 from ``t`` for the images ``x_t``, recording x_s and x0_hat at k evenly spaced s > 0
+    (at k of the visited steps when a ``schedule`` skips steps).
 
     Returns (final x0_hat, the recorded steps from high to low, {s: x_s}, {s: x0_hat}).
     """
-    shown = set(even_steps(t, k)) - {0}
+    sched = parse_schedule(schedule)
+    visited = sched.for_t(t, run.T)[:-1]
+    shown = set(even_steps(t, k)) - {0} if sched.full else \
+        {visited[round(i * (len(visited) - 1) / max(k - 1, 1))] for i in range(min(k, len(visited)))}
     xs: Dict[int, torch.Tensor] = {}
     x0s: Dict[int, torch.Tensor] = {}
 
@@ -66,7 +71,8 @@ def algorithm2_trajectory(run: Run, x_t: torch.Tensor, t: int, ctx: Any = None, 
         if s in shown:
             xs[s], x0s[s] = x_s.float().cpu(), x0_hat.float().cpu()
 
-    final = run.sample(x_t, t, ctx, sampler="algorithm2", batch_size=max(1, int(x_t.shape[0])), callback=record)
+    final = run.sample(x_t, t, ctx, sampler="algorithm2", batch_size=max(1, int(x_t.shape[0])), callback=record,
+                       schedule=sched)
     return final, sorted(xs, reverse=True), xs, x0s
 
 

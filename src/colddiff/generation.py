@@ -40,7 +40,7 @@ from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .images import atomic_save, make_grid, save_image
 from .runs import batches
-from .samplers import SAMPLERS, get_sampler
+from .samplers import SAMPLERS, check_schedule, get_sampler
 from .validate import number, whole
 
 __all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generation_defaults", "generate",
@@ -275,13 +275,15 @@ def generation_defaults(run, sampler: Optional[str] = None, noise: Optional[floa
 
 def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] = None, seed: int = 0,
              k: Optional[int] = None, batch_size: int = 256, progress: bool = True,
-             delta: Optional[float] = None) -> torch.Tensor:
+             delta: Optional[float] = None, schedule=None) -> torch.Tensor:
     """``n`` generated images (n, C, H, W) in [-1, 1] on the CPU, run from t = T by ``sampler``.
 
     ``sampler``: any registered sampler that applies to the run's degradation (``algorithm2``,
     the paper's; ``stochastic``, Algorithm 2 with per-step noise ``delta``; ``algorithm1``;
     ``direct``, one call of R; ``ddim`` on noise runs).  ``sampler``, ``noise`` (start noise),
-    ``delta`` and ``k`` default to the run's ``[generation]`` configuration.
+    ``delta`` and ``k`` default to the run's ``[generation]`` configuration.  ``schedule``: the steps
+    the sampler visits from T (a count such as 8, ``"8:quadratic"``, a list ending at 0; every step
+    by default; see :func:`colddiff.samplers.parse_schedule`).
     Deterministic for a seed, whatever ``batch_size`` and device: with per-step noise the images
     are sampled in chunks of ``CHUNK``, each with its own noise stream.
     """
@@ -296,6 +298,7 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
         takers = " or ".join(name for name, f in SAMPLERS.items() if "delta" in f.options)
         raise ConfigError(f"delta (per-step noise) is an option of the {takers} sampler, not of {st['sampler']}; "
                           f"use --sampler {takers} or --delta 0")
+    schedule = check_schedule(st["sampler"], schedule, run.T, run.T, options)
     draws = fn.draws(options)
     gmm = _gmm_for(run, st["k"], progress)
     # a sampler that draws noise gets one generator per chunk, so image i never depends on the batch size
@@ -306,7 +309,7 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
         g = _step_generator(seed, lo // CHUNK) if draws else None
         out.append(run.sample(x_T, run.T, ctx, sampler=st["sampler"], batch_size=hi - lo, progress=progress,
                               desc=f"generate {run.name} ({st['sampler']}) {lo}-{hi} of {n}", generator=g,
-                              options=options).clamp(-1, 1))
+                              options=options, schedule=schedule).clamp(-1, 1))
     return torch.cat(out)
 
 

@@ -30,7 +30,7 @@ from .fileio import atomic_path
 from .images import atomic_save, list_images, make_grid, read_image, save_image
 from .outputs import claim, write_result
 from .runs import Run, check_t, progress_bar
-from .samplers import get_sampler
+from .samplers import check_schedule, get_sampler
 
 __all__ = ["estimate_t", "restore", "restore_image", "check_restorable", "native_size", "tiles", "blend_window",
            "restore_defaults", "UserImages", "load_user_images", "output_names", "restore_files", "native_size_problem"]
@@ -121,7 +121,7 @@ def check_tiling(run: Run, tile: Optional[int], overlap: int) -> None:
 
 def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: Optional[int] = None,
                   overlap: int = OVERLAP, max_pixels: Optional[int] = None, batch_size: int = 64,
-                  progress: bool = False, desc: Optional[str] = None) -> torch.Tensor:
+                  progress: bool = False, desc: Optional[str] = None, schedule=None) -> torch.Tensor:
     """R's restoration of same-size images ``y`` (N, C, H, W) from steps ``t`` by ``sampler``, at their own size.
 
     Whole images (the U-Net pads to its size multiple) when ``tile`` is None and the padded image has at
@@ -129,14 +129,16 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
     for a network that halves twice); otherwise overlapping ``tile``-pixel tiles (default: the largest
     within that budget, at most 256), each restored on its own (the sampler's steps included) and
     blended with raised-cosine weights over their ``overlap``.  The caller checks that the
-    degradation allows this size (:func:`native_size`).
+    degradation allows this size (:func:`native_size`).  ``schedule``: the sampler's steps (see
+    :meth:`Run.sample`; every step by default).
     """
     N, C, H, W = y.shape
     tt = run.D.as_t(t, y).cpu()
     net = int(getattr(run.model, "size_multiple", 1))
     budget = max_pixels if max_pixels is not None else MAX_TOKENS * net * net
     if tile is None and math.ceil(H / net) * math.ceil(W / net) * net * net <= budget:
-        return run.sample(y, tt, None, sampler=sampler, batch_size=batch_size, progress=progress, desc=desc)
+        return run.sample(y, tt, None, sampler=sampler, batch_size=batch_size, progress=progress, desc=desc,
+                          schedule=schedule)
     check_tiling(run, tile, overlap)
     m = run.D.tile_multiple()
     if tile is None:  # the largest tile within the budget, at most TILE, on the degradation's block grid
@@ -152,7 +154,7 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
     k = len(crops)
     batch = torch.stack(crops, 1).flatten(0, 1)           # (N·k, C, h, w): image-major
     out = run.sample(batch, tt.repeat_interleave(k), None, sampler=sampler, batch_size=batch_size,
-                     progress=progress, desc=desc).view(N, k, C, batch.shape[-2], batch.shape[-1])
+                     progress=progress, desc=desc, schedule=schedule).view(N, k, C, batch.shape[-2], batch.shape[-1])
     acc = torch.zeros(N, C, H, W)
     weight = torch.zeros(1, 1, H, W)
     for i, (top, h, left, w, win) in enumerate(where):
@@ -207,8 +209,9 @@ def check_restorable(run: Run, sampler: str) -> None:
 
 def restore(run: Run, y: torch.Tensor, t, sampler: str = "algorithm2", batch_size: int = 64,
             progress: bool = True, tile: Optional[int] = None, overlap: int = OVERLAP,
-            max_pixels: Optional[int] = None) -> torch.Tensor:
-    """Restore already-degraded images ``y`` (N, C, H, W) in [-1, 1] from per-image steps ``t``.
+            max_pixels: Optional[int] = None, schedule=None) -> torch.Tensor:
+    """Restore already-degraded images ``y`` (N, C, H, W) in [-1, 1] from per-image steps ``t``
+    (``schedule``: the sampler's steps, see :meth:`Run.sample`; every step by default).
 
     Images of another size than the run's are restored at their own size (whole, or in tiles: see
     :func:`restore_image`) when the run's degradation allows it, else refused in one line."""
@@ -219,7 +222,7 @@ def restore(run: Run, y: torch.Tensor, t, sampler: str = "algorithm2", batch_siz
         raise InputError(f"this run restores only {c.image_size}×{c.image_size} images at other sizes because "
                          f"{run.D.name}: {why}; give {c.image_size}×{c.image_size} images (or --resize)")
     return restore_image(run, y, t, sampler, tile=tile, overlap=overlap, max_pixels=max_pixels,
-                         batch_size=batch_size, progress=progress, desc=f"restore ({sampler})")
+                         batch_size=batch_size, progress=progress, desc=f"restore ({sampler})", schedule=schedule)
 
 
 def restore_defaults(run: Run, t, sampler: Optional[str]) -> tuple:
@@ -357,8 +360,9 @@ SHEET_CELL = 256   # the longest side of an image on the side-by-side sheet
 
 def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", resize: bool = False,
                   batch_size: int = 64, progress: bool = True, tile: Optional[int] = None,
-                  overlap: int = OVERLAP, max_pixels: Optional[int] = None) -> Dict[str, Any]:
+                  overlap: int = OVERLAP, max_pixels: Optional[int] = None, schedule=None) -> Dict[str, Any]:
     """The ``colddiff restore`` pipeline; returns the ``restore.json`` record (plus ``warnings`` and ``sheet``).
+    ``schedule``: the steps the chosen sampler visits (every step by default; recorded as ``sample_steps``).
 
     Images are restored at their own size when the run's degradation allows it (whole, or in tiles:
     ``tile``, ``overlap``, ``max_pixels``; see :func:`restore_image`), and written at that size."""
@@ -367,6 +371,7 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     samplers = list(dict.fromkeys(["direct", sampler]))   # direct reconstruction beside the chosen sampler
     for s in samplers:  # refuse impossible settings before reading any image
         check_restorable(run, s)
+    schedule = check_schedule(sampler, schedule, run.T, t)
     check_tiling(run, tile, overlap)
     out = claim(out, "restore", inputs=[spec])  # before any image is read (a claimed Output passes as it is)
     c = run.cfg.data
@@ -385,7 +390,7 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
             torch.full((y.shape[0],), int(t), dtype=torch.long)
         tt[idx] = ti
         for s in samplers:
-            res = restore(run, y, ti, sampler=s, progress=progress, **opts)
+            res = restore(run, y, ti, sampler=s, progress=progress, schedule=schedule, **opts)
             for j, i in enumerate(idx):
                 outs[s][i] = res[j]
     shown = list(range(min(n, 64)))
@@ -408,7 +413,7 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
         sheet = stage.final(atomic_save(make_grid(rows, col_labels=["input"] + samplers,
                                                   row_labels=[f"t={int(tt[i])}" for i in shown]), stage / "sheet.png"))
         info = {"run": str(run.folder), "checkpoint": run.checkpoint.name, "step": run.step,
-                "degradation": repr(run.D), "samplers": samplers, "images": records}
+                "degradation": repr(run.D), "samplers": samplers, "sample_steps": str(schedule), "images": records}
         with atomic_path(stage / "restore.json") as tmp:
             Path(tmp).write_text(json.dumps(info, indent=2))
         return info, sheet
