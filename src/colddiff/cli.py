@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 from . import __version__
 from .errors import ColddiffError, ConfigError, InputError
 from .fileio import check_writable
+from .outputs import check_files, claim, owned_files
 from .validate import argtype
 
 EXIT_USER_ERROR = 2
@@ -110,10 +111,9 @@ def parse_steps(text: Optional[str], T: int) -> list[int]:
             steps.append(int(part))
         except ValueError:
             raise ConfigError(f"--steps takes whole numbers separated by commas (e.g. 0,5,10,T), got {part!r}") from None
-    bad = [s for s in steps if not 0 <= s <= T]
-    if bad:
-        raise ConfigError(f"step(s) {', '.join(map(str, bad))} out of range: this degradation has steps 0..{T}")
-    return steps
+    from .timesteps import library_t
+
+    return [library_t(s, T) for s in steps]   # the library's rule: 0..T
 
 
 def load_input(spec: str, n: int, channels: Optional[int], size: Optional[int]):
@@ -167,6 +167,7 @@ def cmd_degrade(args) -> int:
     from .images import image_format
 
     image_format(args.out)  # x.tiff is a TIFF, x.xyz refused, before any work
+    check_files([args.out], "degrade")  # never over a file colddiff did not write
     deg.get_class(name)  # an unknown name before reading any image
     x0 = load_input(args.input, args.n, channels, size)
     for key, have in (("image_size", int(x0.shape[-1])), ("channels", int(x0.shape[1]))):
@@ -178,7 +179,9 @@ def cmd_degrade(args) -> int:
     D = deg.create(name, **params)
     steps = parse_steps(args.steps, D.T)
     ctx = D.context(x0, torch.Generator().manual_seed(args.seed))
-    out = atomic_save(degradation_strip(D, x0, steps, ctx), args.out)
+    strip = degradation_strip(D, x0, steps, ctx)
+    with owned_files([args.out], "degrade"):
+        out = atomic_save(strip, args.out)
     print(f"wrote {out}: {x0.shape[0]} image(s) x {len(steps)} steps of {D!r}")
     return 0
 
@@ -598,6 +601,13 @@ def cmd_evaluate(args) -> int:
 
     run = _load_run(args)
     check_writable(run.folder / "evaluation", folder=True, what="the run's evaluation folder")
+    from .evaluation import eval_name
+    from .timesteps import user_t
+
+    t = user_t(args.t, run.T)  # the files this evaluation writes: never over one colddiff did not write
+    names = (["generation.md", "generation.csv", "generation.json", "generation-histogram.png"] if args.generation
+             else [f"{eval_name(t, run.T, p)}.{ext}" for p in ("colddiff", "paper") for ext in ("md", "csv", "json")])
+    check_files([run.folder / "evaluation" / n for n in names], "evaluate", what="evaluate:")
     if args.generation:
         check_writable(run.folder / "generation", folder=True, what="the run's generation folder")
         from .generation_eval import evaluate_generation, write_generation_evaluation
@@ -665,20 +675,19 @@ def add_evaluate(sub):
 
 
 def cmd_restore(args) -> int:
-    from .outputs import claim
-    from .restoration import OVERLAP, _earlier_restore, restore_defaults, restore_files
+    from .restoration import OVERLAP, restore_defaults, restore_files
     from .samplers import parse_schedule
 
     parse_schedule(args.sample_steps)  # a malformed --sample-steps: before anything is claimed or loaded
     check_writable(args.out, folder=True)
-    claim(args.out, "restore", inputs=[args.input], legacy=_earlier_restore)  # before loading anything
+    out = claim(args.out, "restore", inputs=[args.input])  # before loading anything; not claimed again
     run = _load_run(args)
     t, sampler = restore_defaults(run, args.t, args.sampler)  # from the run: said up front, before any work
     if args.sampler is None and sampler != "algorithm2":
         print(f"colddiff: note: {run.D.name} is random per image, so this run restores with --sampler {sampler} "
               f"from the given --t {t}", file=sys.stderr)
     overlap = OVERLAP if args.overlap is None else args.overlap
-    res = restore_files(run, args.input, args.out, t=t, sampler=sampler, resize=args.resize,
+    res = restore_files(run, args.input, out, t=t, sampler=sampler, resize=args.resize,
                         progress=not args.no_progress, tile=args.tile, overlap=overlap, schedule=args.sample_steps)
     for w in res["warnings"]:
         print(f"colddiff: warning: {w}", file=sys.stderr)
@@ -731,22 +740,20 @@ def add_restore(sub):
 
 
 def cmd_generate(args) -> int:
-    from .generation import _earlier_generation, check_size, generate, generation_defaults, write_generation
-    from .outputs import claim
+    from .generation import check_size, generate, generation_defaults, write_generation
     from .samplers import get_sampler, parse_schedule
 
     check_size(args.n)  # a billion images: refused before anything is loaded
     parse_schedule(args.sample_steps)  # a malformed --sample-steps: before anything is claimed or loaded
     check_writable(args.out, folder=True)
-    claim(args.out, "generate", inputs=[args.run], legacy=_earlier_generation)  # before loading anything
+    out = claim(args.out, "generate", inputs=[args.run])  # before loading anything; not claimed again
     run = _load_run(args)
     st = generation_defaults(run, args.sampler, args.noise, args.delta, args.k)  # unset options: the run's [generation]
     images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
                       schedule=args.sample_steps, **st)
-    info = write_generation(images, args.out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
-                                               "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D),
-                                               "sample_steps": str(parse_schedule(args.sample_steps))},
-                            inputs=[run.folder])
+    info = write_generation(images, out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
+                                          "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D),
+                                          "sample_steps": str(parse_schedule(args.sample_steps))})
     delta = f", delta {st['delta']:g}" if "delta" in get_sampler(st["sampler"]).options else ""
     steps = "" if args.sample_steps is None else f", steps {parse_schedule(args.sample_steps)}"
     print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}{steps}, "
@@ -795,9 +802,12 @@ def cmd_report(args) -> int:
     from .figures import write_figures
     from .report import generation_section, write_report
 
+    from .figures import figure_paths
+
     run = _load_run(args)
     for target in (run.folder / "report.html", run.folder / "figures" / "report.png"):
         check_writable(target, what="the report")  # before the evaluation and the figures, not after
+    check_files([run.folder / "report.html"] + figure_paths(run.folder), "report", what="report:")
     evs = find_evaluations(run.folder)
     extra = generation_section(run.folder)  # every file of the run is read (and checked) before the work
     if not evs and not args.no_eval:

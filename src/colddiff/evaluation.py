@@ -209,9 +209,14 @@ def eval_name(t: int, T: int, protocol: str = "colddiff") -> str:
 
 
 def write_evaluation(ev: Evaluation, folder) -> Dict[str, Path]:
-    """Markdown, CSV and JSON of the table in ``folder`` (RUN/evaluation), each written atomically."""
-    return write_tables(folder, eval_name(ev.t, ev.T, ev.protocol),
-                        {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
+    """Markdown, CSV and JSON of the table in ``folder`` (RUN/evaluation), each written atomically; a file of
+    those names that colddiff did not write is refused (:func:`colddiff.outputs.owned_files`)."""
+    from .outputs import owned_files
+
+    stem = eval_name(ev.t, ev.T, ev.protocol)
+    with owned_files([Path(folder) / f"{stem}.{ext}" for ext in ("md", "csv", "json")], "evaluate", what="evaluate:"):
+        return write_tables(folder, stem,
+                            {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
 
 
 def read_evaluation(path) -> Evaluation:
