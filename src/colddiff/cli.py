@@ -647,7 +647,9 @@ def add_evaluate(sub):
                          "but its first image under --protocol paper)")
     ev.add_argument("--protocol", choices=("paper", "colddiff"), default=None,
                     help="paper: as the authors' test scripts (test split but index 0, blur/SR images enlarged "
-                         "1.12x and centre-cropped, global unclamped RMSE, the authors' rows); colddiff: the first "
+                         "1.12x and centre-cropped, CelebA SR/inpainting seeded random crops and flips, 1,000 "
+                         "seeded-permutation images for snow/colourisation, global unclamped RMSE, the authors' "
+                         "rows); colddiff: the first "
                          "--n images, per-image clamped metrics, every sampler; default paper for the paper presets, "
                          "colddiff otherwise")
     ev.add_argument("--paper-sampler", choices=("algorithm2", "authors-shifted"), default="algorithm2",
@@ -970,7 +972,8 @@ def add_reproduce(sub):
 
     rp = _command(sub, "reproduce", "train and evaluate every preset of one of the paper's tables, beside its numbers",
                   "Train (or resume) every preset of TABLE, evaluate each as the authors did (--protocol paper) and\n"
-                  "print our numbers beside the paper's with their ratio. --scale cpu runs the table in miniature\n"
+                  "print our numbers beside the paper's (with their ratio only on the paper's own data set); the\n"
+                  "generation table measures FID of the generated images. --scale cpu runs the table in miniature\n"
                   "(embedded MNIST / Fashion-MNIST stand-ins, a small network, ~1 hour on 2 cores);\n"
                   "--scale paper runs the authors' settings (a GPU job; resumable; torchrun for several GPUs).\n"
                   "Writes OUT/TABLE.md and OUT/TABLE.json; run folders OUT/PRESET.", """
@@ -984,7 +987,8 @@ def add_reproduce(sub):
     rp.add_argument("--out", help="output folder (default reproduce/SCALE); run again to resume")
     rp.add_argument("--steps", type=COUNT, default=None, help="training steps per preset (default: the scale's)")
     rp.add_argument("--n", type=COUNT, default=None,
-                    help="test images per preset (default: the protocol's; paper = the whole test split but one)")
+                    help="test images per preset (default: the protocol's; paper = the whole test split but one); "
+                         "generation: images generated per preset (default 6,400 at paper scale, 500 at cpu)")
     rp.add_argument("--protocol", choices=("paper", "colddiff"), default="paper",
                     help="evaluation protocol (default paper: the authors' test scripts)")
     rp.add_argument("--fid", choices=FID_CHOICES, metavar="BACKEND", default="auto", help="FID features: auto, inception, classifier or none (as evaluate)")
