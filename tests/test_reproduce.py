@@ -73,8 +73,9 @@ def test_fid_ratio_only_beside_inception_fid(backend, ratio):
     from colddiff.reproduce import Reproduction
 
     col = {"preset": "mnist-inpaint", "step": 1, "n": 2, "split": "test", "fid_label": "", "fid_backend": backend,
+           "data": "mnist", "paper_data": "mnist",   # on the paper's own data set: a ratio can mean something
            "labels": {"direct": "Direct"}, "paper": {"direct": {"fid": 2.24}}, "paper_source": "x",
            "rows": [{"method": "direct", "paper_row": "direct", "fid": 4.48, "ssim": 0.5, "rmse": 0.1}]}
-    rep = Reproduction(table="table2", title="inpainting", scale="cpu", protocol="paper", command="c", columns=[col])
+    rep = Reproduction(table="table2", title="inpainting", scale="paper", protocol="paper", command="c", columns=[col])
     cells = rep.body()[0]
     assert cells[2:5] == ["4.48", "2.24", ratio]

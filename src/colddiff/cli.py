@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 from . import __version__
 from .errors import ColddiffError, ConfigError, InputError
 from .fileio import check_writable
+from .outputs import check_files, claim, owned_files
 from .validate import MAX_BATCH, MAX_IMAGES, MAX_SEED, MAX_STEPS, argtype
 
 EXIT_USER_ERROR = 2
@@ -112,10 +113,9 @@ def parse_steps(text: Optional[str], T: int) -> list[int]:
             steps.append(int(part))
         except ValueError:
             raise ConfigError(f"--steps takes whole numbers separated by commas (e.g. 0,5,10,T), got {part!r}") from None
-    bad = [s for s in steps if not 0 <= s <= T]
-    if bad:
-        raise ConfigError(f"step(s) {', '.join(map(str, bad))} out of range: this degradation has steps 0..{T}")
-    return steps
+    from .timesteps import library_t
+
+    return [library_t(s, T) for s in steps]   # the library's rule: 0..T
 
 
 def load_input(spec: str, n: int, channels: Optional[int], size: Optional[int]):
@@ -169,6 +169,7 @@ def cmd_degrade(args) -> int:
     from .images import image_format
 
     image_format(args.out)  # x.tiff is a TIFF, x.xyz refused, before any work
+    check_files([args.out], "degrade")  # never over a file colddiff did not write
     deg.get_class(name)  # an unknown name before reading any image
     x0 = load_input(args.input, args.n, channels, size)
     for key, have in (("image_size", int(x0.shape[-1])), ("channels", int(x0.shape[1]))):
@@ -180,7 +181,9 @@ def cmd_degrade(args) -> int:
     D = deg.create(name, **params)
     steps = parse_steps(args.steps, D.T)
     ctx = D.context(x0, torch.Generator().manual_seed(args.seed))
-    out = atomic_save(degradation_strip(D, x0, steps, ctx), args.out)
+    strip = degradation_strip(D, x0, steps, ctx)
+    with owned_files([args.out], "degrade"):
+        out = atomic_save(strip, args.out)
     print(f"wrote {out}: {x0.shape[0]} image(s) x {len(steps)} steps of {D!r}")
     return 0
 
@@ -605,6 +608,13 @@ def cmd_evaluate(args) -> int:
 
     run = _load_run(args)
     check_writable(run.folder / "evaluation", folder=True, what="the run's evaluation folder")
+    from .evaluation import eval_name
+    from .timesteps import user_t
+
+    t = user_t(args.t, run.T)  # the files this evaluation writes: never over one colddiff did not write
+    names = (["generation.md", "generation.csv", "generation.json", "generation-histogram.png"] if args.generation
+             else [f"{eval_name(t, run.T, p)}.{ext}" for p in ("colddiff", "paper") for ext in ("md", "csv", "json")])
+    check_files([run.folder / "evaluation" / n for n in names], "evaluate", what="evaluate:")
     if args.generation:
         check_writable(run.folder / "generation", folder=True, what="the run's generation folder")
         from .generation_eval import evaluate_generation, write_generation_evaluation
@@ -644,7 +654,9 @@ def add_evaluate(sub):
                          "but its first image under --protocol paper)")
     ev.add_argument("--protocol", choices=("paper", "colddiff"), default=None,
                     help="paper: as the authors' test scripts (test split but index 0, blur/SR images enlarged "
-                         "1.12x and centre-cropped, global unclamped RMSE, the authors' rows); colddiff: the first "
+                         "1.12x and centre-cropped, CelebA SR/inpainting seeded random crops and flips, 1,000 "
+                         "seeded-permutation images for snow/colourisation, global unclamped RMSE, the authors' "
+                         "rows); colddiff: the first "
                          "--n images, per-image clamped metrics, every sampler; default paper for the paper presets, "
                          "colddiff otherwise")
     ev.add_argument("--paper-sampler", choices=("algorithm2", "authors-shifted"), default=None,
@@ -670,13 +682,12 @@ def add_evaluate(sub):
 
 
 def cmd_restore(args) -> int:
-    from .outputs import claim
-    from .restoration import OVERLAP, _earlier_restore, restore_defaults, restore_files
+    from .restoration import OVERLAP, restore_defaults, restore_files
     from .samplers import parse_schedule
 
     parse_schedule(args.sample_steps)  # a malformed --sample-steps: before anything is claimed or loaded
     check_writable(args.out, folder=True)
-    claim(args.out, "restore", inputs=[args.input], legacy=_earlier_restore)  # before loading anything
+    out = claim(args.out, "restore", inputs=[args.input])  # before loading anything; not claimed again
     run = _load_run(args)
     t, sampler = restore_defaults(run, args.t, args.sampler)  # from the run: said up front, before any work
     if args.sampler is None and sampler != "algorithm2":
@@ -684,7 +695,7 @@ def cmd_restore(args) -> int:
               f"from the given --t {t}", file=sys.stderr)
     overlap = OVERLAP if args.overlap is None else args.overlap
     _log_lines()  # the tile count, the time estimate and, without a bar, progress lines at a steady rate
-    res = restore_files(run, args.input, args.out, t=t, sampler=sampler, resize=args.resize,
+    res = restore_files(run, args.input, out, t=t, sampler=sampler, resize=args.resize,
                         progress=not args.no_progress, tile=args.tile, overlap=overlap, schedule=args.sample_steps)
     for w in res["warnings"]:
         print(f"colddiff: warning: {w}", file=sys.stderr)
@@ -737,22 +748,20 @@ def add_restore(sub):
 
 
 def cmd_generate(args) -> int:
-    from .generation import _earlier_generation, check_size, generate, generation_defaults, write_generation
-    from .outputs import claim
+    from .generation import check_size, generate, generation_defaults, write_generation
     from .samplers import get_sampler, parse_schedule
 
     check_size(args.n)  # a billion images: refused before anything is loaded
     parse_schedule(args.sample_steps)  # a malformed --sample-steps: before anything is claimed or loaded
     check_writable(args.out, folder=True)
-    claim(args.out, "generate", inputs=[args.run], legacy=_earlier_generation)  # before loading anything
+    out = claim(args.out, "generate", inputs=[args.run])  # before loading anything; not claimed again
     run = _load_run(args)
     st = generation_defaults(run, args.sampler, args.noise, args.delta, args.k)  # unset options: the run's [generation]
     images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
                       schedule=args.sample_steps, **st)
-    info = write_generation(images, args.out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
-                                               "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D),
-                                               "sample_steps": str(parse_schedule(args.sample_steps))},
-                            inputs=[run.folder])
+    info = write_generation(images, out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
+                                          "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D),
+                                          "sample_steps": str(parse_schedule(args.sample_steps))})
     delta = f", delta {st['delta']:g}" if "delta" in get_sampler(st["sampler"]).options else ""
     steps = "" if args.sample_steps is None else f", steps {parse_schedule(args.sample_steps)}"
     print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}{steps}, "
@@ -801,9 +810,12 @@ def cmd_report(args) -> int:
     from .figures import write_figures
     from .report import generation_section, write_report
 
+    from .figures import figure_paths
+
     run = _load_run(args)
     for target in (run.folder / "report.html", run.folder / "figures" / "report.png"):
         check_writable(target, what="the report")  # before the evaluation and the figures, not after
+    check_files([run.folder / "report.html"] + figure_paths(run.folder), "report", what="report:")
     evs = find_evaluations(run.folder)
     extra = generation_section(run.folder)  # every file of the run is read (and checked) before the work
     if not evs and not args.no_eval:
@@ -969,7 +981,8 @@ def add_reproduce(sub):
 
     rp = _command(sub, "reproduce", "train and evaluate every preset of one of the paper's tables, beside its numbers",
                   "Train (or resume) every preset of TABLE, evaluate each as the authors did (--protocol paper) and\n"
-                  "print our numbers beside the paper's with their ratio. --scale cpu runs the table in miniature\n"
+                  "print our numbers beside the paper's (with their ratio only on the paper's own data set); the\n"
+                  "generation table measures FID of the generated images. --scale cpu runs the table in miniature\n"
                   "(embedded MNIST / Fashion-MNIST stand-ins, a small network, ~1 hour on 2 cores);\n"
                   "--scale paper runs the authors' settings (a GPU job; resumable; torchrun for several GPUs).\n"
                   "Writes OUT/TABLE.md and OUT/TABLE.json; run folders OUT/PRESET.", """
@@ -983,7 +996,8 @@ def add_reproduce(sub):
     rp.add_argument("--out", help="output folder (default reproduce/SCALE); run again to resume")
     rp.add_argument("--steps", type=TRAIN_STEPS, default=None, help="training steps per preset (default: the scale's)")
     rp.add_argument("--n", type=COUNT, default=None,
-                    help="test images per preset (default: the protocol's; paper = the whole test split but one)")
+                    help="test images per preset (default: the protocol's; paper = the whole test split but one); "
+                         "generation: images generated per preset (default 6,400 at paper scale, 500 at cpu)")
     rp.add_argument("--protocol", choices=("paper", "colddiff"), default="paper",
                     help="evaluation protocol (default paper: the authors' test scripts)")
     rp.add_argument("--fid", choices=FID_CHOICES, metavar="BACKEND", default="auto", help="FID features: auto, inception, classifier or none (as evaluate)")

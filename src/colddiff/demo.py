@@ -34,8 +34,8 @@ from .figures import algorithm2_trajectory, trajectory_grid
 from .generation import generate
 from .images import make_grid, save_image, to_uint8
 from .restoration import check_restorable, estimate_t, load_user_images, restore
-from .runs import check_t
 from .samplers import parse_schedule, sampler_names
+from .timesteps import library_t, user_t
 from .validate import check_seed
 
 log = logging.getLogger("colddiff.demo")
@@ -141,9 +141,7 @@ class DemoApp:
         """(x0, D(x0, t), message) for test image ``index`` or an upload."""
         try:
             run = self.run
-            t = int(t)
-            if not 0 <= t <= run.T:
-                raise ConfigError(f"t must be between 0 and T={run.T}, got {t}")
+            t = library_t(t, run.T, f"this run's {run.D.name}")
             notes: List[str] = []
             if upload:
                 x0, notes = self.read_upload(upload)
@@ -176,7 +174,7 @@ class DemoApp:
                 t = int(tt[0])
                 notes.insert(0, f"estimated t = {t} of {run.T}")
             else:
-                t = int(check_t(int(t), run.T, "t"))
+                t = int(user_t(t, run.T, "t"))
                 notes.insert(0, f"t = {t} of {run.T} (chosen)")
             if not schedule.full:
                 notes.insert(1, f"steps {','.join(map(str, schedule.for_t(t, run.T)))}")

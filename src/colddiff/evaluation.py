@@ -11,8 +11,10 @@ Two protocols.  ``colddiff`` (the default for runs of one's own): the first N te
 every sampler's row, per-image metrics on clamped [0, 1] images, averaged.  ``paper`` (the
 default for the paper presets): what the authors' test scripts do (read in
 arpitbansal297/Cold-Diffusion-Models, ``fid_distance_decrease_from_manifold`` in each family's
-trainer): the whole test split except index 0, blur and super-resolution test images enlarged
-1.12x and centre-cropped, RMSE as the square root of the global mean, unclamped, and the rows as
+trainer): the whole test split except index 0 (for snow and colourisation 1,000 images of a seeded
+permutation), blur and super-resolution test images enlarged 1.12x and centre-cropped (CelebA
+super-resolution and inpainting: randomly cropped and flipped with a fixed seed; the per-preset facts are
+:data:`colddiff.paper.AUTHORS_TEST_SETS`), RMSE as the square root of the global mean, unclamped, and the rows as
 they compute them: "sampled" is Algorithm 2's x_0 for blur but the last network prediction
 R(x_1, 1) for inpainting, super-resolution, snow and colourisation, and "degraded" is the image
 after the first update for inpainting and snow (:func:`colddiff.paper.authors_test`, a table per family).
@@ -36,7 +38,7 @@ import torch
 
 from . import metrics
 from .errors import ConfigError, InputError
-from .paper import authors_test, provenance
+from .paper import PAPER_TEST_SEED, authors_test, authors_test_set, provenance
 from .runs import Run, check_run, check_t
 from .samplers import SAMPLERS, check_schedule, parse_schedule, sampler_names
 from .tables import Record, markdown_table, text_table, write_tables
@@ -114,6 +116,7 @@ class Evaluation(Record):
     fid_classifier_label: str = ""        # the extra classifier-FID column beside Inception FID (labelled sets)
     protocol: str = "colddiff"            # colddiff | paper (see the module docstring)
     enlarged: bool = False                # paper protocol: test images enlarged 1.12x and centre-cropped
+    test_set: str = ""                    # paper protocol: how the authors' script for the preset picks them, if not so
     sample_steps: str = "all"             # the iterative samplers' steps (colddiff.samplers.Schedule): all = every step
 
     # ------------------------------------------------------------------ tables
@@ -160,7 +163,8 @@ class Evaluation(Record):
             parts.append(f"'class kept': share of images the classifier (test accuracy "
                          f"{100 * self.classifier_accuracy:.1f}%) assigns to the clean image's label.")
         if self.protocol == "paper":
-            parts.append("Protocol paper (the authors' test scripts): the test split except its first image"
+            parts.append("Protocol paper (the authors' test scripts): "
+                         + (self.test_set or "the test split except its first image")
                          + (", each enlarged 1.12x and centre-cropped" if self.enlarged else "")
                          + "; RMSE = sqrt of the mean squared error over all pixels, SSIM averaged per image, "
                          "PSNR from the global RMSE, all on [0, 1] values without clamping.")
@@ -206,9 +210,14 @@ def eval_name(t: int, T: int, protocol: str = "colddiff") -> str:
 
 
 def write_evaluation(ev: Evaluation, folder) -> Dict[str, Path]:
-    """Markdown, CSV and JSON of the table in ``folder`` (RUN/evaluation), each written atomically."""
-    return write_tables(folder, eval_name(ev.t, ev.T, ev.protocol),
-                        {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
+    """Markdown, CSV and JSON of the table in ``folder`` (RUN/evaluation), each written atomically; a file of
+    those names that colddiff did not write is refused (:func:`colddiff.outputs.owned_files`)."""
+    from .outputs import owned_files
+
+    stem = eval_name(ev.t, ev.T, ev.protocol)
+    with owned_files([Path(folder) / f"{stem}.{ext}" for ext in ("md", "csv", "json")], "evaluate", what="evaluate:"):
+        return write_tables(folder, stem,
+                            {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
 
 
 def read_evaluation(path) -> Evaluation:
@@ -247,16 +256,45 @@ def held_out(run: Run, n: Optional[int], protocol: str = "colddiff"):
     ds, split = run.held_out()
     if n is not None and n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
-    first = 1 if protocol == "paper" and len(ds) > 1 else 0
-    last = len(ds) if n is None else min(len(ds), first + n)
-    items = [ds[i] for i in range(first, last)]
+    indices = paper_test_indices(run, len(ds)) if protocol == "paper" else list(range(len(ds)))
+    items = [ds[i] for i in (indices if n is None else indices[:n])]
     x0 = torch.stack([x for x, _ in items])
     labels = torch.tensor([int(y) for _, y in items], dtype=torch.long)
-    if protocol == "paper" and authors_test(run.D.name).enlarge:
+    if protocol == "paper" and authors_test_set(run.cfg.preset).random_crop:
+        from .data.augment import RANDOM_TEST_CROP, apply
+
+        x0 = apply(x0, RANDOM_TEST_CROP, torch.Generator().manual_seed(PAPER_TEST_SEED))
+    elif protocol == "paper" and authors_test(run.D.name).enlarge:
         from .data.augment import enlarge_center_crop
 
         x0 = enlarge_center_crop(x0)
     return x0, labels, split
+
+
+def paper_test_set_note(run: Run) -> str:
+    """How the paper protocol picks and transforms the run's test images where it is not the usual "every
+    image but the first" (\"\" then): the snow/colourisation subset, the CelebA crops and flips."""
+    test = authors_test_set(run.cfg.preset)
+    if test.subset:
+        return (f"test images from entries 1..{test.subset:,} of a permutation of the test split seeded "
+                f"{PAPER_TEST_SEED} (the {test.subset:,} images of the authors' test_paper)")
+    if test.random_crop:
+        return (f"the test split except its first image, each enlarged 1.12x, randomly cropped and flipped "
+                f"half the time with seed {PAPER_TEST_SEED} (the authors' CelebA test loader)")
+    return ""
+
+
+def paper_test_indices(run: Run, size: int) -> List[int]:
+    """The test images the authors' script for the run's preset measures, as indices into the test split of
+    ``size`` images: every image but index 0, or for snow and colourisation entries 1..1000 of a seeded
+    permutation (their test_paper; :data:`colddiff.paper.AUTHORS_TEST_SETS`)."""
+    subset = authors_test_set(run.cfg.preset).subset
+    if not subset:
+        return list(range(1 if size > 1 else 0, size))
+    import numpy as np
+
+    order = np.random.RandomState(PAPER_TEST_SEED).permutation(size)
+    return [int(i) for i in order[1:subset + 1]] if size > 1 else [0]
 
 
 def restore_paper_rows(run: Run, x0: torch.Tensor, t: int, batch_size: int = 100, seed: int = 0,
@@ -406,7 +444,8 @@ def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: st
         classifier_accuracy=clf.accuracy if clf is not None else None, rows=rows,
         seconds=round(time.perf_counter() - start, 2), device=str(run.device),
         fid_classifier_label=clf_info.label() if clf_info else "", protocol=protocol,
-        enlarged=bool(paper and authors_test(run.D.name).enlarge), sample_steps=str(parse_schedule(schedule)))
+        enlarged=bool(paper and authors_test(run.D.name).enlarge and not authors_test_set(run.cfg.preset).random_crop),
+        sample_steps=str(parse_schedule(schedule)), test_set=paper_test_set_note(run) if paper else "")
 
 
 def _mean_finite(v: torch.Tensor) -> float:

@@ -142,18 +142,32 @@ def loss_figure(metrics_log: Sequence[dict], path, title: str = "") -> Optional[
     return path
 
 
+FIGURES = ("degradation", "restoration", "algorithm2", "loss")   # RUN/figures/NAME.png
+
+
+def figure_paths(run_folder) -> List[Path]:
+    """The files :func:`write_figures` writes."""
+    return [Path(run_folder) / "figures" / f"{name}.png" for name in FIGURES]
+
+
 def write_figures(run: Run, n: int = 8, seed: int = 0, progress: bool = True, t: Optional[int] = None) -> Dict[str, Path]:
-    """All figures of the run into RUN/figures/; the restoration and Algorithm 2 figures start at ``t`` (default T)."""
+    """All figures of the run into RUN/figures/; the restoration and Algorithm 2 figures start at ``t`` (default T).
+
+    A file of those names that colddiff did not write is refused before any work
+    (:func:`colddiff.outputs.owned_files`)."""
+    from .outputs import owned_files
+
     folder = run.folder / "figures"
     t = t or run.T
     figs: Dict[str, Path] = {}
-    figs["degradation"] = degradation_figure(run, folder / "degradation.png", seed=seed)
-    x0, _, _ = held_out(run, n)
-    restored = restore_batches(run, x0, t, seed=seed, progress=progress)
-    figs["restoration"] = restoration_figure(x0, restored, t, folder / "restoration.png", n=n)
-    figs["algorithm2"] = algorithm2_figure(run, folder / "algorithm2.png", seed=seed, t=t)
-    loss = loss_figure(read_metrics_log(run.folder / "metrics.jsonl"), folder / "loss.png",
-                       title=f"training loss, {run.name}")
+    with owned_files(figure_paths(run.folder), "report", what="report:"):
+        figs["degradation"] = degradation_figure(run, folder / "degradation.png", seed=seed)
+        x0, _, _ = held_out(run, n)
+        restored = restore_batches(run, x0, t, seed=seed, progress=progress)
+        figs["restoration"] = restoration_figure(x0, restored, t, folder / "restoration.png", n=n)
+        figs["algorithm2"] = algorithm2_figure(run, folder / "algorithm2.png", seed=seed, t=t)
+        loss = loss_figure(read_metrics_log(run.folder / "metrics.jsonl"), folder / "loss.png",
+                           title=f"training loss, {run.name}")
     if loss is not None:
         figs["loss"] = loss
     return figs

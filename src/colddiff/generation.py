@@ -346,28 +346,16 @@ def _jsonable(o: Any) -> Any:
     return str(o)
 
 
-def _earlier_generation(folder: Path) -> Optional[set]:
-    """The files of a generation written before output manifests existed (its generation.json lists them)."""
-    try:
-        info = json.loads((folder / "generation.json").read_text())
-        files = info.get("files") if isinstance(info, dict) else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        return None
-    return set(files) | {"grid.png", "generation.json"}
-
-
 def write_generation(images: torch.Tensor, out_dir, settings: dict, *, grid_max: int = 100,
                      inputs=()) -> dict:
     """Write ``out_dir/0000.png ...``, ``grid.png`` and ``generation.json``; return the JSON dict.
 
     The grid shows the first ``grid_max`` images, roughly square.  The folder is replaced as a
-    whole (:func:`colddiff.outputs.staged`): it holds exactly this set (what FID on a folder
+    whole (:func:`colddiff.outputs.write_result`): it holds exactly this set (what FID on a folder
     needs), a kill leaves the earlier set or this one, and a folder holding files colddiff did
     not write (or inside one of ``inputs``) is refused before anything is written.
     """
-    from .outputs import staged
+    from .outputs import write_result
 
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] < 1:
         raise InputError(f"images must be a non-empty (N, C, H, W) tensor, got "
@@ -384,12 +372,14 @@ def write_generation(images: torch.Tensor, out_dir, settings: dict, *, grid_max:
     info = {**settings, "format": GENERATION_FORMAT, "n_images": N, "channels": C, "image_size": [H, W],
             "grid": "grid.png", "grid_images": m, "grid_shape": [len(rows), cols], "files": names}
     info = json.loads(json.dumps(info, default=_jsonable))
-    with staged(out_dir, "generate", inputs=inputs, legacy=_earlier_generation) as out:
-        for name, x in zip(names, images):
-            save_image(x, out / name)
-        atomic_save(make_grid(rows), out / "grid.png")
-        with atomic_path(out / "generation.json") as tmp:
+
+    def write(stage):  # the record lists the images as written (stage.final checks each one)
+        info["files"] = [stage.final(save_image(x, stage / name)).name for name, x in zip(names, images)]
+        atomic_save(make_grid(rows), stage / "grid.png")
+        with atomic_path(stage / "generation.json") as tmp:
             Path(tmp).write_text(json.dumps(info, indent=2) + "\n")
+
+    write_result(out_dir, "generate", write, inputs=inputs)
     return info
 
 

@@ -190,10 +190,15 @@ def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str =
 
 
 def write_generation_evaluation(ev: GenerationEvaluation, folder) -> Dict[str, Path]:
-    """RUN/evaluation/generation.{md,csv,json} and the class-histogram plot generation-histogram.png."""
-    out = write_tables(folder, "generation",
-                       {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
-    out["png"] = histogram_figure(ev, Path(folder) / "generation-histogram.png")
+    """RUN/evaluation/generation.{md,csv,json} and the class-histogram plot generation-histogram.png
+    (files of those names that colddiff did not write are refused: :func:`colddiff.outputs.owned_files`)."""
+    from .outputs import owned_files
+
+    with owned_files([Path(folder) / f"generation.{ext}" for ext in ("md", "csv", "json")]
+                     + [Path(folder) / "generation-histogram.png"], "evaluate", what="evaluate --generation:"):
+        out = write_tables(folder, "generation",
+                           {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
+        out["png"] = histogram_figure(ev, Path(folder) / "generation-histogram.png")
     return out
 
 

@@ -45,13 +45,38 @@ GEN_DISCRETE = ("--discrete (the last step gives the channel means, every traini
                 "is followed with discrete=true, except that colddiff rounds to the nearest level where the authors "
                 "truncate with int(), which floors every non-integer value (on average half a level lower); neither "
                 "rounds inside the sampler or the generation start")
+# ---- generation (the [generation] defaults of the *-gen and *-noise presets; colddiff reproduce generation)
+GEN_SAMPLES = 6400   # images the authors' generation scripts write for FID (sample_as_a_mean_blur_torch_gmm_ablation:
+                     # 100 batches of 64; sample_and_save_for_fid: 50 batches of 128)
+GEN_SAMPLES_BLUR = (f"the README's broken-symmetry test (--test_type train_distribution_mean_blur_torch_gmm_ablation "
+                    f"--gmm_cluster 1 --noise 0.002) writes {GEN_SAMPLES:,} images (generation.noise = 0.002 is the "
+                    "preset's default)")
+GEN_SAMPLES_NOISE = (f"the README's first test command (--sampling_routine ddim --test_type test_sample_and_save_for_fid)"
+                     f" writes {GEN_SAMPLES:,} images with the DDIM-style update that re-estimates the noise "
+                     "(generation.sampler = \"ddim\" is the preset's default)")
+GEN_FID = ("generation FID: the authors save the generated images and compute FID outside their code (no script "
+           f"names the reference set); colddiff reproduce generation measures {GEN_SAMPLES:,} generated images "
+           "against the test split (fewer at --scale cpu, labelled)")
 STEPS_700K = "training steps: 700k (the authors' --train_steps default)"
 # ---- evaluation (colddiff evaluate --protocol paper; read in each family's fid_distance_decrease_from_manifold)
 EVAL_RESIZE = ("evaluation: --protocol paper enlarges the n-px test image 1.12x and centre-crops it, the authors' "
                "test loader (Dataset: Resize(1.12 n) + CenterCrop(n)) resizes the original file")
+EVAL_RANDOM_CROP = ("evaluation: the authors' CelebA test loader here is their training loader ({loader}: Resize(1.12 n) "
+                    "+ RandomCrop(n) + RandomHorizontalFlip, in that order), so every test image is a random crop, "
+                    "flipped half the time; --protocol paper does the same to the n-px test image with a fixed seed "
+                    "(PAPER_TEST_SEED), reproducible run to run, where their draws come from the global torch RNG "
+                    "({seeded}) and cannot be matched image for image")
+EVAL_SUBSET = ("evaluation: the authors' test_paper (test.py --test_type test_paper --test_fid) measures 1,000 test "
+               "images, entries 1..1000 of np.random.permutation of the test set; --protocol paper draws the same "
+               "slice of a permutation seeded with PAPER_TEST_SEED (their test.py seeds torch and random with "
+               "--order_seed but not numpy, so their subset changes from run to run)")
 EVAL_FID = ("evaluation: FID uses Inception-v3 pool features when its weights file is in place (`colddiff weights "
             "info`), else the offline classifier's features (labelled, on another scale); the authors use "
             "pytorch-fid's Inception on all test images but the first")
+FID_BATCH_BUG = ("FID statistics: the authors' get_activations (Fid/fid_score.py in every folder) allocates "
+                 "np.empty((N, 2048)) and fills N // 50 whole batches of 50, so the last N mod 50 rows stay "
+                 "uninitialised memory and enter the mean and covariance (for their 9,999 test images: 49 rows); "
+                 "colddiff measures every image and does not copy this")
 ROWS_LAST = ("rows: the paper's text calls Algorithm 2's output 'sampled', the authors' test script records the last "
              "network prediction R(x_1, 1); --protocol paper reports theirs as 'sampled' beside Algorithm 2's x_0, "
              "--protocol colddiff reports x_0")
@@ -63,6 +88,7 @@ SHIFTED = ("sampler: the authors' snowification/decolor code (sample_one_step, x
            "authors-shifted)")
 SNOW_EVAL = "snowification/diffusion/diffusion.py"
 DECOLOR_EVAL = "decolor-diffusion/diffusion/diffusion.py"
+FID_CODE = "deblurring-diffusion-pytorch/Fid/fid_score.py"   # the same get_activations in every folder's Fid/
 
 
 @dataclass
@@ -94,7 +120,7 @@ PROVENANCE: Dict[str, Provenance] = {
          BLUR_CODE],
         ["paper text: T=40 for MNIST; the code's README runs T=20 (followed)",
          "data: MNIST 28 px resized to 32 px, then the authors' random 1.12 enlargement and crop as augmentation",
-         RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
+         RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID, FID_BATCH_BUG]),
     "cifar10-blur": Provenance(
         "Sec. 4.1, Table 1 (CIFAR-10 deblurring)",
         "T=50, 11x11, sigma_i = 0.35 + i/100 for step index i = 0..T-1 (Special_6_routine), reflect padding, "
@@ -102,14 +128,14 @@ PROVENANCE: Dict[str, Provenance] = {
         [README, "deblurring-diffusion-pytorch/cifar10_train.py", "deblurring-diffusion-pytorch/cifar10_test.py",
          BLUR_CODE, "deblurring-diffusion-pytorch/deblurring_diffusion_pytorch/Model2.py"],
         ["paper text: sigma_t = 0.35 + 0.01 t; the code starts at i = 0, i.e. sigma_t = 0.35 + 0.01 (t-1) (followed)",
-         RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
+         RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID, FID_BATCH_BUG]),
     "celeba-blur": Provenance(
         "Sec. 4.1, Table 1 (CelebA deblurring)",
         "T=200, 15x15, sigma_i = exp(0.01 i), i = 0..T-1 (Exponential_reflect, --blur_std 0.01), reflect padding, "
         "CelebA-HQ 128 resized to 143 + RandomCrop(128) + flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "deblurring-diffusion-pytorch/celebA_128.py", BLUR_CODE, CREATE_DATA],
         ["paper text: sigma_t = exp(0.01 t); the code starts at i = 0, i.e. exp(0.01 (t-1)) (followed)",
-         CELEBA_DATA, RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
+         CELEBA_DATA, RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID, FID_BATCH_BUG]),
     "mnist-inpaint": Provenance(
         "Sec. 4.2, Table 2 (MNIST inpainting)",
         "T=50, Gaussian masks of std 0.1 (i + 11) for i = 0..T-1 (--kernel_std 0.1; mnist_train.py does not pass "
@@ -131,7 +157,7 @@ PROVENANCE: Dict[str, Provenance] = {
          "defading-diffusion-pytorch/inpainting_paper_train.sh", FADE_CODE,
          "defading-diffusion-pytorch/defading_diffusion_pytorch/new_model.py"],
         ["paper text: beta_1 = 1, 60k steps, batch 64; the code: widths 1.1, 1.2, ..., batch 32, 700k steps "
-         "(followed)", QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         "(followed)", QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST, EVAL_FID, FID_BATCH_BUG]),
     "celeba-inpaint": Provenance(
         "Sec. 4.2, Table 2 (CelebA inpainting)",
         "T=100, centred masks of std 0.2 (i + 1) for i = 0..T-1 (--fade_routine Incremental --kernel_std 0.2 "
@@ -139,80 +165,88 @@ PROVENANCE: Dict[str, Provenance] = {
         "(--dataset celebA), Adam lr 2e-5, batch 100, 2 accumulated micro-batches, EMA 0.995 every 10 steps from "
         "step 2000, 350k steps",
         [README, "defading-diffusion-pytorch/celebA_train.py", "defading-diffusion-pytorch/inpainting_paper_train.sh",
-         "defading-diffusion-pytorch/inpainting_test_paper.sh", FADE_CODE],
+         "defading-diffusion-pytorch/inpainting_test_paper.sh", "defading-diffusion-pytorch/celebA_test.py", FADE_CODE,
+         FID_CODE],
         ["mask width: the centred runs of inpainting_paper_train.sh (--fade_routine Incremental --kernel_std 0.2 "
          "--initial_mask 1, 350k steps) and the README's test command use --initial_mask 1 (widths 0.2 t, "
          "followed: 47% of a 128 px image masked at t=T); the README's training command omits it, which would give "
          "celebA_train.py's default 11 (widths 0.2 (t+10)); bigger_mask_train.sh holds other runs (random centres, "
          "--initial_mask 11 and 21)", "paper text: beta_1 = 1, +0.1 per step, 60k steps, batch 64; the scripts: "
          "batch 100, 350k steps (followed)",
-         CELEBA_DATA, RESIZE_SOURCE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         CELEBA_DATA, RESIZE_SOURCE, ROWS_FIRST, ROWS_LAST,
+         EVAL_RANDOM_CROP.format(loader="DatasetCelebA, chosen by the README's --dataset celebA",
+                                 seeded="celebA_test.py does not seed it"), EVAL_FID, FID_BATCH_BUG]),
     "mnist-sr": Provenance(
         "Sec. 4.3 (MNIST super-resolution)",
         "T=3 halvings of a 32 px image (--resolution_routine Incremental_factor_2: bicubic down without "
         "antialiasing, nearest-exact up; downsample=bicubic), MNIST through Resize(35)+"
         "CenterCrop(32), no random augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "resolution-diffusion-pytorch/mnist_train.py", RES_CODE],
-        [MNIST_FRAME, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
+        [MNIST_FRAME, ROWS_LAST, EVAL_RESIZE, EVAL_FID, FID_BATCH_BUG]),
     "cifar10-sr": Provenance(
         "Sec. 4.3 (CIFAR-10 super-resolution)",
         "T=3 bicubic halvings (32 -> 4 px, Incremental_factor_2), Resize(35)+RandomCrop(32)+flip, "
         + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "resolution-diffusion-pytorch/cifar10_train.py", RES_CODE,
          "resolution-diffusion-pytorch/resolution_diffusion_pytorch/Model2.py"],
-        [RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
+        [RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID, FID_BATCH_BUG]),
     "celeba-sr": Provenance(
         "Sec. 4.3 (CelebA super-resolution)",
         "T=4 bicubic halvings (128 -> 8 px, Incremental_factor_2), Resize(143)+RandomCrop(128)+flip, "
         + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
-        [README, "resolution-diffusion-pytorch/celebA_128.py", RES_CODE],
-        [CELEBA_DATA, RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
+        [README, "resolution-diffusion-pytorch/celebA_128.py", "resolution-diffusion-pytorch/celebA_128_test.py",
+         RES_CODE, FID_CODE],
+        [CELEBA_DATA, RESIZE_SOURCE, ROWS_LAST,
+         EVAL_RANDOM_CROP.format(loader="Dataset_Aug1, chosen by dataset='celebA'",
+                                 seeded="celebA_128_test.py seeds it with 123457"), EVAL_FID, FID_BATCH_BUG]),
     "cifar10-snow": Provenance(
         "Sec. 4.4 (CIFAR-10 desnowification)",
         "T=200, the authors' snow level 3 (field N(0.55, 0.3) zoomed 2.5x, threshold 1.15 -> 0.7, 11-tap motion "
         "blur sigma 0.05 -> 16, horizontal or vertical), --random_snow --fix_brightness (x_t = clip(x0 + S + "
         "rot180 S)), CIFAR-10 centre crop only (no augmentation), " + COMMON_TRAIN.format(b=32) + ", 700k steps",
-        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL] + SNOW_NET_CODE,
+        [README, SNOW_CODE, "snowification/train.py", "snowification/test.py", SNOW_DATA, SNOW_EVAL] + SNOW_NET_CODE,
         ["random snow: one field (and direction) per trajectory, per image; the authors draw one per training batch "
          "and share it across the batch (a per-image draw gives the network more varied snow at the same level)",
-         SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_SUBSET, EVAL_FID, FID_BATCH_BUG]),
     "celeba-snow": Provenance(
         "Sec. 4.4 (CelebA desnowification)",
         "T=200, the authors' snow level 4 (threshold 1.15 -> 0.55, motion blur sigma 0.05 -> 20), --random_snow "
         "--fix_brightness, CelebA 128 centre crop only, Adam lr 2e-5, batch 16 (train.py: 16 above 64 px), "
         "2 accumulated micro-batches, EMA 0.995 every 10 steps from step 2000, 700k steps",
-        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL] + SNOW_NET_CODE,
+        [README, SNOW_CODE, "snowification/train.py", "snowification/test.py", SNOW_DATA, SNOW_EVAL] + SNOW_NET_CODE,
         ["random snow: one field per image rather than per batch (see cifar10-snow)", CELEBA_DATA,
-         SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_SUBSET, EVAL_FID, FID_BATCH_BUG]),
     "cifar10-desaturate": Provenance(
         "Sec. 4.5 (CIFAR-10 colourisation)",
         "T=20, --decolor_routine Linear --decolor_total_remove: colour share 1 - t/T towards the plain channel mean "
         "(a 1x1 convolution with weights 1/3), no augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py",
-         DECOLOR_EVAL] + DECOLOR_NET_CODE,
-        [SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         "decolor-diffusion/test.py", DECOLOR_EVAL] + DECOLOR_NET_CODE,
+        [SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_SUBSET, EVAL_FID, FID_BATCH_BUG]),
     "celeba-desaturate": Provenance(
         "Sec. 4.5 / the authors' README (CelebA colourisation)",
         "T=20, Linear with total removal towards the channel mean, CelebA 128 centre crop only, batch 16, "
         "2 accumulated micro-batches, lr 2e-5, EMA 0.995 every 10 steps from step 2000, 700k steps",
         [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py",
-         "snowification/training_script.sh", DECOLOR_EVAL] + DECOLOR_NET_CODE,
+         "snowification/training_script.sh", "decolor-diffusion/test.py", DECOLOR_EVAL] + DECOLOR_NET_CODE,
         ["image size: the authors' README command trains at 128 px (get_image_size), batch 16 (followed); their "
          "training script (snowification/training_script.sh) trains CelebA colourisation with --resolution 64, which "
-         "makes train.py use batch 32", CELEBA_DATA, SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         "makes train.py use batch 32", CELEBA_DATA, SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_SUBSET, EVAL_FID, FID_BATCH_BUG]),
     "celeba-blur-gen": Provenance(
         "Sec. 5 (CelebA generation by deblurring; broken symmetry FID 49.45)",
         "--discrete, T=300, 27x27, sigma_i = exp(0.01 i) (Exponential), circular padding, Resize(143)+RandomCrop(128)"
         "+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps; sampling from a 1-component GMM of channel means "
-        "(+ noise 0.002 for broken symmetry)",
-        [README, "deblurring-diffusion-pytorch/celebA_128.py", BLUR_CODE],
-        [GEN_DISCRETE, CELEBA_DATA, RESIZE_SOURCE]),
+        "(+ noise 0.002 for broken symmetry); " + GEN_SAMPLES_BLUR,
+        [README, "deblurring-diffusion-pytorch/celebA_128.py", "deblurring-diffusion-pytorch/celebA_128_test.py",
+         BLUR_CODE],
+        [GEN_DISCRETE, CELEBA_DATA, RESIZE_SOURCE, GEN_FID]),
     "afhq-blur-gen": Provenance(
         "Sec. 5 (AFHQ generation by deblurring; FID 54.68)",
         "as celeba-blur-gen on AFHQ 512 px files resized to 143 + RandomCrop(128) + flip",
-        [README, "deblurring-diffusion-pytorch/AFHQ_128.py", BLUR_CODE],
-        [GEN_DISCRETE, RESIZE_SOURCE]),
+        [README, "deblurring-diffusion-pytorch/AFHQ_128.py", "deblurring-diffusion-pytorch/AFHQ_128_test.py",
+         BLUR_CODE],
+        [GEN_DISCRETE, RESIZE_SOURCE, GEN_FID]),
     "celeba-mask-gen": Provenance(
         "Sec. 5 (CelebA generation by unmasking)",
         "--reverse --kernel_std 0.05 --initial_mask 1 --time_steps 750: visible share 1 - prod_{j <= T-t} z_j with "
@@ -231,15 +265,17 @@ PROVENANCE: Dict[str, Provenance] = {
     "celeba-noise": Provenance(
         "Sec. 5 (hot diffusion baseline on CelebA; DDIM-style FID 23.11)",
         "T=200, cosine schedule (s = 0.008, beta clipped at 0.999), Resize(143)+RandomCrop(128)+flip, "
-        + COMMON_TRAIN.format(b=32) + ", 700k steps",
-        [README, "denoising-diffusion-pytorch/celebA_noise_128.py", NOISE_CODE],
-        [CELEBA_DATA, RESIZE_SOURCE]),
+        + COMMON_TRAIN.format(b=32) + ", 700k steps; " + GEN_SAMPLES_NOISE,
+        [README, "denoising-diffusion-pytorch/celebA_noise_128.py", "denoising-diffusion-pytorch/celebA_noise_128_test.py",
+         NOISE_CODE],
+        [CELEBA_DATA, RESIZE_SOURCE, GEN_FID]),
     "afhq-noise": Provenance(
         "Sec. 5 (hot diffusion baseline on AFHQ; DDIM-style FID 20.59)",
         "T=200, cosine schedule, AFHQ resized to 143 + RandomCrop(128) + flip, " + COMMON_TRAIN.format(b=32)
-        + ", 700k steps",
-        [README, "denoising-diffusion-pytorch/AFHQ_noise_128.py", NOISE_CODE],
-        [RESIZE_SOURCE]),
+        + ", 700k steps; " + GEN_SAMPLES_NOISE,
+        [README, "denoising-diffusion-pytorch/AFHQ_noise_128.py", "denoising-diffusion-pytorch/AFHQ_noise_128_test.py",
+         NOISE_CODE],
+        [RESIZE_SOURCE, GEN_FID]),
 }
 
 # the network each experiment's train script builds, and colddiff's model.arch that is the same network
@@ -343,3 +379,33 @@ PAPER_RESULTS: Dict[str, PaperResults] = {
 def paper_results(name: str):
     """The paper's numbers for preset ``name`` (None when the paper reports none we hold)."""
     return PAPER_RESULTS.get(name)
+
+
+# ---------------------------------------------------------------------------- the authors' test sets
+PAPER_TEST_SEED = 123457    # the torch seed of the authors' resolution and deblurring test scripts; our draws are ours
+PAPER_TEST_SUBSET = 1000    # test_paper's end=1000: entries 1..1000 of a permutation of the test set
+
+
+@dataclass(frozen=True)
+class AuthorsTestSet:
+    """Which test images ``evaluate --protocol paper`` measures for a preset, as the authors' test script
+    for it chooses them (facts per preset: the loaders differ by data set, not only by family)."""
+
+    subset: int = 0             # > 0: that many images, entries 1..subset of a seeded permutation (EVAL_SUBSET)
+    random_crop: bool = False   # Resize(1.12 n) + RandomCrop(n) + RandomHorizontalFlip at test time (EVAL_RANDOM_CROP),
+                                # in place of the family's centre crop (AuthorsTest.enlarge)
+
+
+_SUBSET, _CROP = AuthorsTestSet(subset=PAPER_TEST_SUBSET), AuthorsTestSet(random_crop=True)
+AUTHORS_TEST_SETS: Dict[str, AuthorsTestSet] = {   # snowification/test.py, decolor-diffusion/test.py (test_paper);
+    "cifar10-snow": _SUBSET, "celeba-snow": _SUBSET,   # resolution-diffusion-pytorch/celebA_128_test.py,
+    "cifar10-desaturate": _SUBSET, "celeba-desaturate": _SUBSET,   # defading-diffusion-pytorch/celebA_test.py
+    "celeba-sr": _CROP, "celeba-inpaint": _CROP,
+}
+
+
+def authors_test_set(preset_name: str) -> AuthorsTestSet:
+    """The authors' test-set choice for ``preset_name`` (its CPU stand-in ``NAME-cpu`` included); the whole
+    test split but its first image (AuthorsTestSet()) for every other preset and for runs of one's own."""
+    base = preset_name[:-4] if preset_name.endswith("-cpu") else preset_name
+    return AUTHORS_TEST_SETS.get(base, AuthorsTestSet())

@@ -55,6 +55,10 @@ def _with(cfg: RunConfig, generation=None) -> RunConfig:
     return cfg
 
 
+# the generation settings whose FIDs the paper cites (colddiff.paper: GEN_SAMPLES_BLUR, GEN_SAMPLES_NOISE): blur
+# generation from a 1-component GMM of channel means + noise 0.002 (broken symmetry); the hot baseline with DDIM
+_GEN_BROKEN = dict(noise=0.002, k=1)
+_GEN_DDIM = dict(sampler="ddim")
 _MNIST5K_BLUR_GEN = dict(name="blur", T=30, params=dict(kernel_size=15, sigma=1.0, schedule="exponential", rate=0.05,
                                                          padding="circular"))
 _IHD_SIGMA, _IHD_DELTA = 0.01, 0.0125   # Inverse Heat Dissipation's σ and δ = 1.25σ (Rissanen et al. 2023)
@@ -101,18 +105,20 @@ PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
     _preset("celeba-desaturate", "CelebA-128 colourisation: linear desaturation to the channel mean, T=20",
             _CELEBA, dict(name="desaturate", T=20, params=dict(schedule="linear", gray="mean")), _NET_SNOW,
             batch_size=16),
-    _preset("celeba-blur-gen", "CelebA-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 (t-1)), circular",
-            dict(_CELEBA, augment=_AUG), _BLUR_GEN, _NET_AUTHORS),
-    _preset("afhq-blur-gen", "AFHQ-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 (t-1)), circular",
-            dict(_AFHQ, augment=_AUG), _BLUR_GEN, _NET_AUTHORS),
+    _with(_preset("celeba-blur-gen", "CelebA-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 (t-1)), "
+                  "circular", dict(_CELEBA, augment=_AUG), _BLUR_GEN, _NET_AUTHORS), generation=_GEN_BROKEN),
+    _with(_preset("afhq-blur-gen", "AFHQ-128 generation by deblurring: T=300, 27x27, sigma_t = exp(0.01 (t-1)), "
+                  "circular", dict(_AFHQ, augment=_AUG), _BLUR_GEN, _NET_AUTHORS), generation=_GEN_BROKEN),
     _preset("celeba-mask-gen", "CelebA-128 generation by unmasking: the authors' reversed schedule, T=750, widths "
             "0.05 t, ends in a random solid colour", dict(_CELEBA, augment=_AUG), _MASK_GEN, _NET_AUTHORS),
     _preset("celeba-animorph", "CelebA-128 animorphosis: faces mixed with AFHQ animals, T=200",
             dict(_CELEBA, augment=_AUG), dict(name="animorph", T=200, params=dict(partners="afhq")), _NET_AUTHORS),
-    _preset("celeba-noise", "CelebA-128 hot diffusion baseline: Gaussian noise (fixed per trajectory), cosine, T=200",
-            dict(_CELEBA, augment=_AUG), dict(name="noise", T=200, params=dict(schedule="cosine")), _NET_AUTHORS),
-    _preset("afhq-noise", "AFHQ-128 hot diffusion baseline (paper FID 20.59): Gaussian noise, cosine, T=200",
-            dict(_AFHQ, augment=_AUG), dict(name="noise", T=200, params=dict(schedule="cosine")), _NET_AUTHORS),
+    _with(_preset("celeba-noise", "CelebA-128 hot diffusion baseline: Gaussian noise (fixed per trajectory), cosine, "
+                  "T=200, DDIM", dict(_CELEBA, augment=_AUG), dict(name="noise", T=200, params=dict(schedule="cosine")),
+                  _NET_AUTHORS), generation=_GEN_DDIM),
+    _with(_preset("afhq-noise", "AFHQ-128 hot diffusion baseline (paper FID 20.59): Gaussian noise, cosine, T=200, DDIM",
+                  dict(_AFHQ, augment=_AUG), dict(name="noise", T=200, params=dict(schedule="cosine")), _NET_AUTHORS),
+          generation=_GEN_DDIM),
     _preset("mnist5k-blur", "CPU: embedded MNIST digits, lighter blur (T=20, 11x11, sigma 1, reflect), ~10 min",
             dict(name="mnist-5k", image_size=28, channels=1),
             dict(name="blur", T=20, params=dict(kernel_size=11, sigma=1.0, schedule="constant", padding="reflect")),

@@ -10,8 +10,14 @@ Two scales:
   preset keeps its degradation (T, kernels, schedules, masks) and its augmentation; what changes is
   the data (the embedded 5,000 MNIST digits stand in for MNIST, Debian's Fashion-MNIST for CIFAR-10,
   both 28 px grey), the network (``NET_CPU``), the recipe (``CPU_TRAIN``, a higher learning rate
-  without accumulation) and the number of steps.  Presets without a small stand-in (CelebA, AFHQ,
-  colour-only degradations) are listed as skipped, with the reason.
+  without accumulation) and the number of steps.  Presets without a small stand-in (CelebA and colour-only
+  degradations in the restoration tables) are listed as skipped, with the reason.  Every stand-in row names
+  its real data set (``cifar10-blur on fashion-mnist``), a ratio to the paper is given only where the data
+  set is the paper's, and the table's footer states the CPU recipe.
+
+The generation table trains its presets and then measures what they generate: FID of the preset's default
+generation setting (:mod:`colddiff.presets`; the settings whose FIDs the paper cites) against the test
+images, :data:`colddiff.paper.GEN_SAMPLES` images at paper scale, ``CPU_GEN_N`` at cpu scale.
 
 The run folders are ``OUT/<preset>``; the table is written to ``OUT/<table>.md`` and ``.json``.
 Table definitions live here; the presets themselves stay in the preset registry.
@@ -42,6 +48,9 @@ CPU_STEPS = 2500
 # on the shared 2 cores, see docs/reproduce.md); --n cuts it for a quick look
 CPU_EVAL_N = None
 CPU_STANDIN = {"mnist": "mnist-5k", "cifar10": "fashion-mnist"}   # paper data set -> CPU stand-in (28 px, grey)
+# the generation table's stand-ins (the 128-px colour sets have none in the restoration tables)
+GEN_STANDIN = {"celeba": "mnist-5k", "afhq": "fashion-mnist"}
+CPU_GEN_N = 500    # generated images per preset at cpu scale, measured against as many test images
 
 
 @dataclass(frozen=True)
@@ -80,11 +89,20 @@ def cpu_skip_reason(preset_name: str) -> Optional[str]:
     from .presets import preset
 
     cfg = preset(preset_name)
-    if cfg.data.name not in CPU_STANDIN:
+    if _standin(preset_name) is None:
         return f"{cfg.data.name} at {cfg.data.image_size} px has no CPU-scale stand-in"
     if cfg.degradation.name == "desaturate":
         return "colourisation needs colour images; the CPU stand-ins are grey"
     return None
+
+
+def _standin(preset_name: str) -> Optional[str]:
+    """The CPU stand-in data set of a paper preset (generation presets have their own), or None."""
+    from .presets import preset
+
+    data = preset(preset_name).data.name
+    generation = any(preset_name in t.presets for t in TABLES.values() if t.kind == "generation")
+    return (GEN_STANDIN if generation else CPU_STANDIN).get(data)
 
 
 def scaled_config(preset_name: str, scale: str, steps: Optional[int] = None):
@@ -100,7 +118,7 @@ def scaled_config(preset_name: str, scale: str, steps: Optional[int] = None):
     if scale == "cpu":
         if cpu_skip_reason(preset_name):
             return None
-        standin = CPU_STANDIN[cfg.data.name]
+        standin = _standin(preset_name)
         cfg.description = (f"CPU-scale stand-in of {preset_name}: its degradation and augmentation on {standin} "
                            f"(28 px), a small network; {cfg.description}")
         cfg.preset = f"{preset_name}-cpu"
@@ -147,9 +165,51 @@ def train_or_resume(cfg, folder: Path, progress: bool = True) -> Dict[str, Any]:
 METRICS = (("fid", "FID ↓"), ("ssim", "SSIM ↑"), ("rmse", "RMSE ↓"))
 
 
+def same_data(col: Dict[str, Any]) -> bool:
+    """Whether a column's numbers are on the paper's data set (a ratio to the paper means something)."""
+    return bool(col.get("data")) and col.get("data") == col.get("paper_data")
+
+
+def row_name(col: Dict[str, Any]) -> str:
+    """The preset, with its real data set where that is not the paper's: ``cifar10-blur on fashion-mnist``."""
+    if col.get("data") and not same_data(col):
+        return f"{col['preset']} on {col['data']}"
+    return col["preset"]
+
+
+def describe_recipe(r: Dict[str, Any]) -> str:
+    """One line: the network and training recipe a column was trained with (its config's model and train)."""
+    arch = r.get("arch") or "colddiff"
+    net = ("colddiff's own U-Net (unet.py)" if arch == "colddiff" else f"the {arch} network") + \
+        f", dim {r['dim']}, multipliers {'-'.join(str(m) for m in r['dim_mults'])}"
+    if "attn_levels" in r:
+        net += ", attention at levels " + ",".join(map(str, r["attn_levels"])) if r["attn_levels"] else ", no attention"
+    if "num_res_blocks" in r:
+        net += f", {r['num_res_blocks']} residual block{'s' if r['num_res_blocks'] != 1 else ''} per level"
+    train = (f"Adam lr {r['lr']:g}, batch {r['batch_size']}"
+             + (f" x {r['grad_accum']} accumulated" if r.get("grad_accum", 1) > 1 else ", no accumulation")
+             + (f", {r['warmup_steps']} warm-up steps" if r.get("warmup_steps") else "")
+             + (f", EMA {r['ema_decay']:g} every " + (f"{r['ema_every']} steps" if r["ema_every"] != 1 else "step")
+                + f" from step {r['ema_start']:,}" if "ema_decay" in r else "")
+             + f", {r['steps']:,} steps")
+    return f"{net}; {train}"
+
+
+def recipe(cfg) -> Dict[str, Any]:
+    """The recorded recipe of a column: its network and training settings (see :func:`describe_recipe`)."""
+    m, t = cfg.model, cfg.train
+    return {"arch": getattr(m, "arch", "colddiff"), "dim": m.dim, "dim_mults": list(m.dim_mults),
+            "attn_levels": list(m.attn_levels), "num_res_blocks": m.num_res_blocks, "steps": t.steps, "lr": t.lr,
+            "batch_size": t.batch_size, "grad_accum": t.grad_accum, "warmup_steps": t.warmup_steps,
+            "ema_decay": t.ema_decay, "ema_every": t.ema_every, "ema_start": t.ema_start}
+
+
 @dataclass
 class Reproduction:
-    """One table of the paper, reproduced: per preset our evaluation rows beside the paper's numbers."""
+    """One table of the paper, reproduced: per preset our evaluation rows beside the paper's numbers.
+
+    Each column records its data set (``data``, ``paper_data``) and its ``recipe``; a stand-in's rows carry
+    their real data set in the row name and get no ratio to the paper (different data)."""
 
     table: str
     title: str
@@ -163,35 +223,50 @@ class Reproduction:
 
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "Reproduction":
+        """A table read back from its JSON (``OUT/TABLE.json``), to render it again without rerunning."""
+        try:
+            return cls(**{k: d[k] for k in ("table", "title", "scale", "protocol", "command", "columns")},
+                       seconds=float(d.get("seconds", 0.0)))
+        except (KeyError, TypeError) as e:
+            raise InputError(f"not a reproduce table ({e}); rerun `colddiff reproduce`") from None
+
+    def ratios(self) -> bool:
+        """Ratio columns only when some column is on the paper's own data set."""
+        return any(same_data(c) and c.get("rows") for c in self.columns)
+
     def body(self) -> List[List[str]]:
         out = []
+        width = (3 if self.ratios() else 2) * len(METRICS)
         for col in self.columns:
             if col.get("skipped"):
-                out.append([col["preset"], "skipped: " + col["skipped"]] + [""] * (3 * len(METRICS)))
+                out.append([col["preset"], "skipped: " + col["skipped"]] + [""] * width)
                 continue
             if not col.get("rows"):
-                out.append([col["preset"], f"trained to step {col['step']:,}, not evaluated"
-                            + (f" ({col['note']})" if col.get("note") else "")]
-                           + [""] * (3 * len(METRICS)))
+                out.append([row_name(col), f"trained to step {col['step']:,}, not evaluated"
+                            + (f" ({col['note']})" if col.get("note") else "")] + [""] * width)
                 continue
             for row in col["rows"]:
                 paper_row = row.get("paper_row", "")
-                cells = [col["preset"], col["labels"].get(row["method"], row["method"])
+                cells = [row_name(col), col["labels"].get(row["method"], row["method"])
                          + (f" [paper: {paper_row}]" if paper_row else "")]
                 for key, _ in METRICS:
                     mine = row.get(key)
                     theirs = col["paper"].get(paper_row, {}).get(key) if paper_row else None
-                    # the paper's FID is on Inception features; a classifier FID is on another scale: no ratio
-                    comparable = key != "fid" or col.get("fid_backend") == "inception"
-                    cells += [_fmt(key, mine), _fmt(key, theirs),
-                              f"{mine / theirs:.2f}" if mine is not None and theirs and comparable else ""]
+                    cells += [_fmt(key, mine), _fmt(key, theirs)]
+                    if self.ratios():
+                        # the paper's FID is on Inception features, a classifier FID on another scale; a
+                        # stand-in is on another data set: no ratio for either
+                        comparable = same_data(col) and (key != "fid" or col.get("fid_backend") == "inception")
+                        cells.append(f"{mine / theirs:.2f}" if mine is not None and theirs and comparable else "")
                 out.append(cells)
         return out
 
     def headers(self) -> List[str]:
         h = ["Preset", "Row"]
         for key, name in METRICS:
-            h += [f"{name} ours", f"{name.split()[0]} paper", "ratio"]
+            h += [f"{name} ours", f"{name.split()[0]} paper"] + (["ratio"] if self.ratios() else [])
         return h
 
     def notes(self) -> str:
@@ -199,19 +274,31 @@ class Reproduction:
         for col in self.columns:
             if col.get("skipped"):
                 continue
-            bits = [f"- **{col['preset']}**: {col.get('description', '')}"]
+            bits = [f"- **{row_name(col)}**: {col.get('description', '')}"]
             if col.get("rows"):
                 bits.append(f". Step {col['step']:,}; {col['n']:,} {col['split']} images"
                             + (" (enlarged 1.12x, centre-cropped)" if col.get("enlarged") else "")
+                            + (f" ({col['test_set']})" if col.get("test_set") else "")
                             + (f"; {col['fid_label']}" if col.get("fid_label") else "") + ".")
                 if col.get("row_notes"):
                     bits.append(" " + col["row_notes"])
             lines.append("".join(bits))
-        lines += ["", "Paper values: " + "; ".join(sorted({c['paper_source'] for c in self.columns
-                                                           if c.get('paper_source')})) + ". Ratio = ours / paper"
-                  + ("; no FID ratio where our FID is on classifier features (the paper's is on Inception "
-                     "features, another scale)" if any(c.get("rows") and c.get("fid_backend") != "inception"
-                                                         for c in self.columns) else "") + "."]
+        recipes = sorted({describe_recipe(c["recipe"]) for c in self.columns if c.get("recipe")})
+        if recipes:
+            lines += ["", ("Recipe (network and training" + (", every stand-in" if self.scale == "cpu" else "") + "): "
+                           + "; or ".join(recipes) + ".")]
+        standins = [row_name(c) for c in self.columns if c.get("data") and not same_data(c)]
+        tail = ["Paper values: " + "; ".join(sorted({c["paper_source"] for c in self.columns
+                                                     if c.get("paper_source")})) + "."]
+        if standins:
+            tail.append(f"No ratio for {', '.join(standins)}: another data set, network and budget than the "
+                        "paper's, whose numbers are shown for orientation, not comparison.")
+        if self.ratios():
+            tail.append("Ratio = ours / paper, on the paper's own data set only"
+                        + ("; no FID ratio where our FID is on classifier features (the paper's is on Inception "
+                           "features, another scale)" if any(c.get("rows") and c.get("fid_backend") != "inception"
+                                                             for c in self.columns) else "") + ".")
+        lines += ["", " ".join(tail)]
         return "\n".join(lines)
 
     def markdown(self) -> str:
@@ -236,9 +323,13 @@ def run_table(name: str, scale: str = "cpu", out="reproduce", steps: Optional[in
     """Train or resume every preset of table ``name`` into ``out/<preset>``, evaluate each (unless
     ``train_only``) and write ``out/<name>.md`` and ``.json`` (rank 0 only under torchrun)."""
     from . import paper
+    from .presets import preset
+
+    from .outputs import check_files
 
     table = get_table(name)
     out = Path(out)
+    check_files(table_paths(name, out), "reproduce", legacy=_earlier_table)  # before hours of training
     if n is None and scale == "cpu":
         n = CPU_EVAL_N
     start = time.perf_counter()
@@ -258,15 +349,20 @@ def run_table(name: str, scale: str = "cpu", out="reproduce", steps: Optional[in
         folder = out / p
         t0 = time.perf_counter()
         col.update(train_or_resume(cfg, folder, progress=progress))
-        col.update(run=str(folder), description=cfg.description, train_seconds=round(time.perf_counter() - t0, 1))
+        col.update(run=str(folder), description=cfg.description, train_seconds=round(time.perf_counter() - t0, 1),
+                   data=cfg.data.name, paper_data=preset(p).data.name, recipe=recipe(cfg))
         res = paper.paper_results(p)
         if res is not None:
             col["paper"], col["paper_source"] = res.rows, res.source
         else:
             col["paper"], col["paper_source"] = {}, ""
-        if table.kind == "generation":  # generated images are measured by `evaluate --generation`, not here
-            col["note"] = f"measure the generated images with `colddiff evaluate {folder} --generation`"
-        elif not train_only and rank == 0:
+        if train_only or rank != 0:
+            pass
+        elif table.kind == "generation":
+            col.update(generation_column(folder, n=n or (CPU_GEN_N if scale == "cpu" else paper.GEN_SAMPLES),
+                                         fid=fid, progress=progress, batch_size=batch_size,
+                                         reference=CPU_GEN_N if scale == "cpu" else None))
+        else:
             col.update(evaluate_column(folder, table, n=n, protocol=protocol, fid=fid, progress=progress,
                                        batch_size=batch_size))
         rep.columns.append(col)
@@ -291,13 +387,49 @@ def evaluate_column(folder: Path, table: Table, n: Optional[int], protocol: str,
     labels = {r["method"]: method_label(r["method"]) for r in ev.rows}
     return {"rows": ev.rows, "labels": labels, "n": ev.n, "split": ev.split, "fid_label": ev.fid_label,
             "row_notes": ev.row_notes(), "step": ev.step, "enlarged": ev.enlarged, "eval_seconds": ev.seconds,
+            "test_set": ev.test_set,
             "fid_backend": ev.fid_backend}
+
+
+def generation_column(folder: Path, n: int, fid: str, progress: bool, batch_size: int = 100,
+                      reference: Optional[int] = None) -> Dict[str, Any]:
+    """FID of ``n`` images generated by a trained run with its default generation setting (the preset's
+    ``[generation]``: broken-symmetry start noise for blur, DDIM for noise) against its test images (the
+    first ``reference`` of them, or all); the images are kept in RUN/generation/reproduce/."""
+    from . import metrics
+    from .evaluation import extractors, held_out
+    from .generation import generate, generation_defaults, write_generation
+    from .generation_eval import setting_name
+    from .runs import load_run
+
+    start = time.perf_counter()
+    run = load_run(folder)
+    x_ref, labels, split = held_out(run, reference)
+    labelled = bool((labels >= 0).all())
+    fid = metrics.resolve_backend(fid, labelled)
+    _, extractor = extractors(run, fid, labelled, classifier=False, progress=progress)
+    st = generation_defaults(run)
+    images = generate(run, n, sampler=st["sampler"], noise=st["noise"], delta=st["delta"], k=st["k"],
+                      batch_size=batch_size, progress=progress)
+    write_generation(images, folder / "generation" / "reproduce", {**st, "seed": 0, "run": str(folder),
+                                                                   "step": run.step})
+    setting = setting_name(st["sampler"], st["noise"], st["delta"])
+    row: Dict[str, Any] = {"method": setting, "paper_row": "sampled"}
+    label = ""
+    if extractor is not None:
+        info = metrics.fid(extractor.features(images), extractor.features(x_ref), extractor.name,
+                           accuracy=getattr(extractor, "accuracy", None))
+        row["fid"], label = info.value, info.label()
+    return {"rows": [row], "labels": {setting: f"generated: {setting}"}, "n": int(images.shape[0]),
+            "split": "generated vs " + f"{int(x_ref.shape[0]):,} {split}", "fid_label": label, "row_notes": "",
+            "step": run.step, "enlarged": False, "eval_seconds": round(time.perf_counter() - start, 1),
+            "fid_backend": fid}
 
 
 def finished_evaluation(run, n: Optional[int], protocol: str, fid: str):
     """The run's evaluation already written for this checkpoint, protocol, image count and FID back end
     (``colddiff evaluate RUN --protocol ...`` or an earlier ``reproduce``), or None: evaluation resumes too."""
-    from .evaluation import eval_name, read_evaluation
+    from .evaluation import eval_name, paper_test_indices, read_evaluation
 
     path = run.folder / "evaluation" / f"{eval_name(run.T, run.T, protocol)}.json"
     if not path.exists():
@@ -306,7 +438,8 @@ def finished_evaluation(run, n: Optional[int], protocol: str, fid: str):
         ev = read_evaluation(path)
     except InputError:
         return None
-    available = len(run.held_out()[0]) - (1 if protocol == "paper" else 0)   # the protocol's whole set
+    size = len(run.held_out()[0])
+    available = len(paper_test_indices(run, size)) if protocol == "paper" else size   # the protocol's whole set
     same_n = ev.n == (available if n is None else min(n, available))
     same_fid = fid == "auto" or ev.fid_backend == fid
     if ev.step == run.step and ev.protocol == protocol and ev.t == ev.T and same_n and same_fid \
@@ -315,6 +448,23 @@ def finished_evaluation(run, n: Optional[int], protocol: str, fid: str):
     return None
 
 
-def write_reproduction(rep: Reproduction, out) -> Dict[str, Path]:
+def table_paths(name: str, out) -> List[Path]:
+    """OUT/TABLE.md and OUT/TABLE.json."""
+    return [Path(out) / f"{name}.{ext}" for ext in ("md", "json")]
 
-    return write_tables(out, rep.table, {"md": rep.markdown(), "json": json.dumps(rep.to_dict(), indent=2)})
+
+def _earlier_table(path: Path) -> bool:
+    """A table written by `colddiff reproduce` before manifests existed: its JSON is a reproduction record."""
+    try:
+        d = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(d, dict) and d.get("table") == path.stem and "columns" in d and "command" in d
+
+
+def write_reproduction(rep: Reproduction, out) -> Dict[str, Path]:
+    """OUT/TABLE.md and .json, never over a file colddiff did not write."""
+    from .outputs import owned_files
+
+    with owned_files(table_paths(rep.table, out), "reproduce", legacy=_earlier_table):
+        return write_tables(out, rep.table, {"md": rep.markdown(), "json": json.dumps(rep.to_dict(), indent=2)})

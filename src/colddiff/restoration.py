@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .images import atomic_save, list_images, make_grid, read_image, save_image
+from .outputs import claim, write_result
 from .runs import Run, batches, check_run, check_t, duration, progress_bar, progress_log
 from .samplers import check_schedule, get_sampler
 
@@ -364,18 +365,6 @@ def output_names(files: Sequence[Path], root: Path) -> List[str]:
     return out
 
 
-def _earlier_restore(folder: Path) -> Optional[set]:
-    """The files of a restoration written before output manifests existed (its restore.json lists them)."""
-    try:
-        info = json.loads((folder / "restore.json").read_text())
-        images = info["images"]
-        files = {Path(v).resolve().relative_to(folder.resolve()).as_posix()
-                 for rec in images for k, v in rec.items() if k != "input" and isinstance(v, str)}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return files | {"sheet.png", "restore.json"}
-
-
 def _sheet_cell(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
     """(C, h, w) scaled (aspect ratio kept) to fit H×W and padded with black: one cell of the sheet."""
     C, h, w = x.shape
@@ -405,9 +394,7 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
         check_restorable(run, s)
     schedule = check_schedule(sampler, schedule, run.T, t)
     check_tiling(run, tile, overlap)
-    from .outputs import claim, staged
-
-    out = claim(out, "restore", inputs=[spec], legacy=_earlier_restore)  # before any image is read
+    out = claim(out, "restore", inputs=[spec])  # before any image is read (a claimed Output passes as it is)
     c = run.cfg.data
     user = load_user_images(spec, c.image_size, c.channels, resize, run=run)
     warnings = user.warnings(c.image_size, c.channels)  # returned to the caller (the CLI prints them)
@@ -433,22 +420,24 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     k = min(1.0, SHEET_CELL / max(Hs, Ws))
     Hc, Wc = max(1, round(Hs * k)), max(1, round(Ws * k))
     rows = [[_sheet_cell(x, Hc, Wc) for x in [user.images[i]] + [outs[s][i] for s in samplers]] for i in shown]
-    records = []
-    with staged(out, "restore", inputs=[spec], legacy=_earlier_restore) as stage:  # all files, or none
+
+    def write(stage):  # every file into the stage; the record names the files as they will be committed
+        records = []
         for i, stem in enumerate(output_names(user.files, user.root)):
             rec: Dict[str, Any] = {"input": str(user.files[i]), "t": int(tt[i]), "t_estimated": t == "auto",
                                    "size": [int(user.images[i].shape[-1]), int(user.images[i].shape[-2])]}
             for s in samplers:
                 target = stage / f"{stem}.{s}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                save_image(outs[s][i], target)
-                rec[s] = str(out / f"{stem}.{s}.png")
+                rec[s] = str(stage.final(save_image(outs[s][i], target)))
             records.append(rec)
-        atomic_save(make_grid(rows, col_labels=["input"] + samplers,
-                              row_labels=[f"t={int(tt[i])}" for i in shown]), stage / "sheet.png")
+        sheet = stage.final(atomic_save(make_grid(rows, col_labels=["input"] + samplers,
+                                                  row_labels=[f"t={int(tt[i])}" for i in shown]), stage / "sheet.png"))
         info = {"run": str(run.folder), "checkpoint": run.checkpoint.name, "step": run.step,
                 "degradation": repr(run.D), "samplers": samplers, "sample_steps": str(schedule), "images": records}
         with atomic_path(stage / "restore.json") as tmp:
             Path(tmp).write_text(json.dumps(info, indent=2))
-    sheet = out / "sheet.png"
+        return info, sheet
+
+    info, sheet = write_result(out, "restore", write).value  # all files, or none; paths as committed
     return {**info, "warnings": warnings, "sheet": str(sheet), "t_values": sorted({int(v) for v in tt})}

@@ -27,6 +27,7 @@ from .devices import autocast, resolve_device
 from .errors import ColddiffError, ConfigError, InputError
 from .graphs import GraphedRestorer
 from .samplers import ScheduleError, get_sampler, parse_schedule
+from .timesteps import user_t
 from .validate import MAX_BATCH, images, whole
 
 __all__ = ["Run", "load_run", "resolve_device", "check_t", "check_run", "batches", "progress_bar"]
@@ -36,20 +37,9 @@ def check_t(t, T: int, what: str = "--t", auto: bool = False) -> Union[int, str]
     """A user's restoration step: a whole number 1..T (``T`` or ``None`` mean T; ``auto`` when allowed).
 
     The library's samplers accept 0..T (t = 0 returns x0); a step to restore *from* is 1..T.
+    The rule is :func:`colddiff.timesteps.user_t`.
     """
-    if t is None or (isinstance(t, str) and t.strip().upper() == "T"):
-        return int(T)
-    if auto and isinstance(t, str) and t.strip().lower() == "auto":
-        return "auto"
-    try:
-        v = int(str(t).strip()) if isinstance(t, str) else int(t)
-        if isinstance(t, bool) or (not isinstance(t, str) and v != t):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} takes a step number 1..{T}{' or auto' if auto else ''}, got {t!r}") from None
-    if not 1 <= v <= T:
-        raise ConfigError(f"{what} must be between 1 and T={T} for this run{' (or auto)' if auto else ''}, got {v}")
-    return v
+    return user_t(t, T, what, auto)
 
 
 def check_run(run: Any, what: str = "run") -> "Run":

@@ -30,6 +30,9 @@ from ..errors import ConfigError
 OPS = ("flip", "resize-crop", "pad-crop")
 RESIZE_FACTOR = 1.12   # the authors' Resize((int(image_size * 1.12),) * 2) before RandomCrop
 PAD = 4                # the authors' RandomCrop(image_size, padding=4)
+# the authors' CelebA super-resolution and inpainting *test* loaders (Dataset_Aug1, DatasetCelebA): their training
+# transform, Resize(1.12 n) + RandomCrop(n) + RandomHorizontalFlip in that order (colddiff.paper.AUTHORS_TEST_SETS)
+RANDOM_TEST_CROP = ("resize-crop", "flip")
 
 
 def parse(spec: str) -> Tuple[str, ...]:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Optional, Type, Union
 import torch
 
 from ..errors import ConfigError, InputError
+from ..timesteps import library_t
 from ..validate import degradation_params, images
 
 TLike = Union[int, torch.Tensor]
@@ -297,16 +298,8 @@ class Degradation(ABC):
             elif tt.shape != (B,):
                 raise InputError(f"t must be an int or a ({B},) tensor, got shape {tuple(t.shape)}")
         else:
-            if isinstance(t, bool) or not isinstance(t, int):
-                try:
-                    if int(t) != t:
-                        raise ValueError
-                    t = int(t)
-                except (TypeError, ValueError):
-                    raise ConfigError(f"t must be an integer step, got {t!r}") from None
-            if not 0 <= t <= self.T:  # checked on the int: no GPU sync in a sampler's loop
-                raise ConfigError(f"t out of range: got {t}, but {self.name} has steps 0..{self.T}")
-            return torch.full((B,), t, dtype=torch.long, device=x0.device)
+            # the library's rule (0..T), checked on the int: no GPU sync in a sampler's loop
+            return torch.full((B,), library_t(t, self.T, self.name), dtype=torch.long, device=x0.device)
         if tt.numel() and not in_range and (int(tt.min()) < 0 or int(tt.max()) > self.T):
             raise ConfigError(
                 f"t out of range: got {int(tt.min())}..{int(tt.max())}, but {self.name} has steps 0..{self.T}"
