@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 MODULES = ["degradations", "training", "sampling", "throughput", "quickstart", "generation", "networks", "startup",
-           "contention", "steps"]
+           "contention", "steps", "restore_size"]
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 

@@ -19,13 +19,15 @@ from . import __version__
 from .errors import ColddiffError, ConfigError, InputError
 from .fileio import check_writable
 from .outputs import check_files, claim, owned_files
-from .validate import argtype
+from .validate import MAX_BATCH, MAX_IMAGES, MAX_SEED, MAX_STEPS, argtype
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 3    # training stopped by Ctrl-C/SIGTERM after saving a checkpoint: resume it
-COUNT, REAL0 = argtype("count"), argtype("real", 0)  # --n 0, --noise -1, ... refused
-MAX_SEED = 2**32 - 1
+COUNT, REAL0 = argtype("count", hi=MAX_IMAGES), argtype("real", 0)  # --n 0, --noise -1, ... refused
 SEED = argtype("whole", 0, MAX_SEED)                 # a seed beyond 64 bits overflowed the generator
+# every whole-number option has an upper bound, stated in its error (tests/test_rules_numbers.py)
+TRAIN_STEPS, BATCH = argtype("count", hi=MAX_STEPS), argtype("count", hi=MAX_BATCH)  # --T: the family says its own bound
+PIXELS = 16384                                       # the largest --size / --tile / --overlap
 RAW = argparse.RawDescriptionHelpFormatter
 
 
@@ -202,13 +204,13 @@ def add_degrade(sub):
                    "and channels (see `colddiff presets`); --param, --T, --size, --channels override")
     d.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="degradation parameter, repeatable (e.g. --param sigma=2 --param padding=circular)")
-    d.add_argument("--T", type=COUNT, default=None, help="number of steps (same as --param T=N)")
+    d.add_argument("--T", type=TRAIN_STEPS, default=None, help="number of steps (same as --param T=N)")
     d.add_argument("--input", "-i", required=True,
                    help="image file, folder of images, or data set name (e.g. mnist-5k: its test split)")
     d.add_argument("--n", type=COUNT, default=8, help="at most this many images (default 8)")
     d.add_argument("--steps", default=None, help="comma-separated steps, e.g. 0,5,10,T (default: 0, T/4, T/2, 3T/4, T)")
     d.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert images to 1 or 3 channels")
-    d.add_argument("--size", type=argtype("whole", 1), default=None, help="resize images to SIZE×SIZE")
+    d.add_argument("--size", type=argtype("whole", 1, PIXELS), default=None, help="resize images to SIZE×SIZE")
     d.add_argument("--seed", type=SEED, default=0, help="seed of the random parts (mask centres, noise, ...; "
                    "0..4294967295)")
     d.add_argument("--out", "-o", default="degrade.png", help="output PNG (default degrade.png)")
@@ -272,8 +274,8 @@ def add_check_degradation(sub):
     c.add_argument("name", help="degradation name (see `colddiff degradations`)")
     c.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="degradation parameter, repeatable (default: the family's example settings)")
-    c.add_argument("--T", type=COUNT, default=None, help="number of steps")
-    c.add_argument("--size", type=argtype("whole", 8), default=16, help="image size for the checks (default 16)")
+    c.add_argument("--T", type=TRAIN_STEPS, default=None, help="number of steps")
+    c.add_argument("--size", type=argtype("whole", 8, 1024), default=16, help="image size for the checks (default 16)")
     c.add_argument("--channels", type=int, choices=(1, 3), default=1, help="image channels (default 1)")
 
 
@@ -303,19 +305,21 @@ def add_networks(sub):
 
 # ---------------------------------------------------------------------------- train, presets, data
 def _log_lines() -> None:
-    """Show training's INFO log lines (its progress off a terminal) on stderr as ``colddiff: ...``."""
+    """Show training's INFO log lines and the progress lines of long work without a bar (its progress off a
+    terminal) on stderr as ``colddiff: ...``."""
     import logging
 
     class _Stderr(logging.StreamHandler):  # whatever sys.stderr is when a line is written
         stream = property(lambda self: sys.stderr, lambda self, value: None)
 
-    lg = logging.getLogger("colddiff.training")
-    if not lg.handlers:
-        h = _Stderr()
-        h.setFormatter(logging.Formatter("colddiff: %(message)s"))
-        lg.addHandler(h)
-    if lg.level == logging.NOTSET or lg.level > logging.INFO:
-        lg.setLevel(logging.INFO)
+    for name in ("colddiff.training", "colddiff.progress"):
+        lg = logging.getLogger(name)
+        if not lg.handlers:
+            h = _Stderr()
+            h.setFormatter(logging.Formatter("colddiff: %(message)s"))
+            lg.addHandler(h)
+        if lg.level == logging.NOTSET or lg.level > logging.INFO:
+            lg.setLevel(logging.INFO)
 
 
 def cmd_train(args) -> int:
@@ -335,6 +339,9 @@ def cmd_train(args) -> int:
         cfg = resolve_config(args.preset, args.config, args.set)
         out = Path(args.out) if args.out else Path("runs") / cfg.preset
     cfg.build_degradation()  # fail early on impossible degradation settings
+    from .data.folders import check_out_outside
+
+    check_out_outside(cfg.data.name, out)  # a run inside its own data folder would train on its figures
     check_writable(out, folder=True)
     _log_lines()
     summary = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress, log_to=args.log)
@@ -525,7 +532,7 @@ def add_data(sub):
         if action in ("download", "prepare"):
             a.add_argument("--quiet", action="store_true", help="no progress bar")
         if action == "prepare":
-            a.add_argument("--size", type=int, default=None,
+            a.add_argument("--size", type=argtype("whole", 1, 4096), default=None,
                            help="image_size as the run will ask for it (data.image_size; default: the data set's)")
             a.add_argument("--channels", type=int, default=None, choices=(1, 3),
                            help="channels as the run will ask for them (data.channels; default: the data set's)")
@@ -652,7 +659,7 @@ def add_evaluate(sub):
                          "rows); colddiff: the first "
                          "--n images, per-image clamped metrics, every sampler; default paper for the paper presets, "
                          "colddiff otherwise")
-    ev.add_argument("--paper-sampler", choices=("algorithm2", "authors-shifted"), default="algorithm2",
+    ev.add_argument("--paper-sampler", choices=("algorithm2", "authors-shifted"), default=None,
                     help="--protocol paper: the iterative sampler (default algorithm2, the paper's; authors-shifted: "
                          "the update of the authors' snow and colourisation code, one step early)")
     ev.add_argument("--t", type=int, default=None, help="restore from this step (default T)")
@@ -663,7 +670,7 @@ def add_evaluate(sub):
                          "sets, else none")
     ev.add_argument("--no-classifier", action="store_true",
                     help="skip the classifier (no 'class kept' column and no classifier FID)")
-    ev.add_argument("--batch-size", type=COUNT, default=100, help="images per sampler batch (default 100)")
+    ev.add_argument("--batch-size", type=BATCH, default=100, help="images per sampler batch (default 100)")
     ev.add_argument("--seed", type=SEED, default=0, help="seed of the random parts of the degradation "
                     "(0..4294967295)")
     ev.add_argument("--generation", action="store_true",
@@ -687,6 +694,7 @@ def cmd_restore(args) -> int:
         print(f"colddiff: note: {run.D.name} is random per image, so this run restores with --sampler {sampler} "
               f"from the given --t {t}", file=sys.stderr)
     overlap = OVERLAP if args.overlap is None else args.overlap
+    _log_lines()  # the tile count, the time estimate and, without a bar, progress lines at a steady rate
     res = restore_files(run, args.input, out, t=t, sampler=sampler, resize=args.resize,
                         progress=not args.no_progress, tile=args.tile, overlap=overlap, schedule=args.sample_steps)
     for w in res["warnings"]:
@@ -731,10 +739,10 @@ def add_restore(sub):
     rs.add_argument("--resize", action="store_true",
                     help="runs restricted to their own size: scale other images to it (shorter side, aspect ratio "
                          "kept) and crop the middle")
-    rs.add_argument("--tile", type=argtype("whole", 8), default=None, metavar="SIZE",
+    rs.add_argument("--tile", type=argtype("whole", 8, PIXELS), default=None, metavar="SIZE",
                     help="restore in overlapping SIZE x SIZE tiles (default: whole images while the network's "
                          "lowest level has at most 48x48 pixels, the largest such tiles above)")
-    rs.add_argument("--overlap", type=argtype("whole", 0), default=None, metavar="PX",
+    rs.add_argument("--overlap", type=argtype("whole", 0, PIXELS), default=None, metavar="PX",
                     help="pixels shared by neighbouring tiles, blended with raised-cosine weights (default 32)")
     _sample_steps_arg(rs, "--sampler")
 
@@ -790,9 +798,9 @@ def add_generate(sub):
                          "default: the run's generation.delta)")
     gn.add_argument("--seed", type=SEED, default=0, help="seed of the start states (same seed, same images; "
                     "0..4294967295)")
-    gn.add_argument("--k", type=COUNT, default=None, help="blur and resolution runs: Gaussian-mixture components of the "
+    gn.add_argument("--k", type=argtype("count", hi=1024), default=None, help="blur and resolution runs: Gaussian-mixture components of the "
                     "start statistic (default: the run's generation.k, 1; mnist5k-sr: 10)")
-    gn.add_argument("--batch-size", type=COUNT, default=256, help="images per sampler batch (default 256)")
+    gn.add_argument("--batch-size", type=BATCH, default=256, help="images per sampler batch (default 256)")
     _sample_steps_arg(gn, "--sampler")
 
 
@@ -862,7 +870,7 @@ def add_quickstart(sub):
     qs.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)")
     from .quickstart import RESTORE_T, STEPS
 
-    qs.add_argument("--steps", type=COUNT, default=STEPS, help=f"training steps (default {STEPS}, ~3.5 min on 2 cores)")
+    qs.add_argument("--steps", type=TRAIN_STEPS, default=STEPS, help=f"training steps (default {STEPS}, ~3.5 min on 2 cores)")
     qs.add_argument("--t", type=int, default=RESTORE_T, help=f"restoration severity for the evaluation "
                     f"(default {RESTORE_T} of 3)")
     qs.add_argument("--n", type=COUNT, default=500, help="held-out digits to evaluate (default 500)")
@@ -876,12 +884,12 @@ def cmd_export(args) -> int:
     from .export import export_run
     from .hub import check_push, push
 
-    if args.push:
+    if args.push is not None:  # an empty --push "" is refused, not ignored
         check_push(args.push)  # the Hub client and the repository id, before anything is written
     run = _load_run(args)
     res = export_run(run, args.out, licence=args.license, repo_id=args.push, n_samples=args.n,
                      progress=not args.no_progress)
-    if not res["samples"]:
+    if not res["samples"] and args.n:  # --n 0 asked for no grid
         print(f"colddiff: warning: no sample grid in the model card (the data set {run.cfg.data.name} is not "
               "available here)", file=sys.stderr)
     print(f"exported {run.name} (step {run.step}, {'EMA' if run.ema else 'raw'} weights) to {res['folder']}/: "
@@ -912,7 +920,8 @@ def add_export(sub):
     ex.add_argument("--license", default=None,
                     help="licence identifier for the model card (default: the data set's, e.g. cc-by-sa-3.0 for "
                          "MNIST; 'other' when unknown)")
-    ex.add_argument("--n", type=int, default=8, help="held-out images in the sample grid (default 8)")
+    ex.add_argument("--n", type=argtype("whole", 0, 256), default=8,
+                    help="held-out images in the sample grid (default 8; 0 = no grid)")
     ex.add_argument("--push", metavar="OWNER/NAME", default=None,
                     help="upload the folder to this Hub model repository (needs huggingface_hub and a login)")
     ex.add_argument("--private", action="store_true", help="with --push: create the repository as private")
@@ -985,14 +994,14 @@ def add_reproduce(sub):
     rp.add_argument("table", choices=tuple(TABLES), help="; ".join(t.describe() for t in TABLES.values()))
     rp.add_argument("--scale", choices=SCALES, default="cpu", help="cpu (miniature, default) or paper")
     rp.add_argument("--out", help="output folder (default reproduce/SCALE); run again to resume")
-    rp.add_argument("--steps", type=COUNT, default=None, help="training steps per preset (default: the scale's)")
+    rp.add_argument("--steps", type=TRAIN_STEPS, default=None, help="training steps per preset (default: the scale's)")
     rp.add_argument("--n", type=COUNT, default=None,
                     help="test images per preset (default: the protocol's; paper = the whole test split but one); "
                          "generation: images generated per preset (default 6,400 at paper scale, 500 at cpu)")
     rp.add_argument("--protocol", choices=("paper", "colddiff"), default="paper",
                     help="evaluation protocol (default paper: the authors' test scripts)")
     rp.add_argument("--fid", choices=FID_CHOICES, metavar="BACKEND", default="auto", help="FID features: auto, inception, classifier or none (as evaluate)")
-    rp.add_argument("--batch-size", type=COUNT, default=100, help="images per sampler batch (default 100)")
+    rp.add_argument("--batch-size", type=BATCH, default=100, help="images per sampler batch (default 100)")
     rp.add_argument("--train-only", action="store_true", help="train or resume, do not evaluate yet")
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 from .errors import ConfigError
 from .fileio import atomic_path
-from .validate import number, whole
+from .validate import config_ints, number, whole
 
 
 @dataclass
@@ -218,6 +218,7 @@ class RunConfig:
         if not isinstance(self.generation.sampler, str):
             raise ConfigError(f"generation.sampler must be text, got {self.generation.sampler!r}")
         whole(self.generation.k, "generation.k", 1)
+        config_ints(lambda key: getattr(getattr(self, key.split(".")[0]), key.split(".")[1]))  # bounds: validate.INT_KEYS
         return self
 
     def _validate_values(self) -> "RunConfig":
@@ -270,15 +271,35 @@ class RunConfig:
         return networks.build(self.model_kwargs())
 
 
+MAX_TOML_BYTES = 1 << 20   # a run's config is a few hundred bytes; a larger file is not one
+
+
 def read_toml(path) -> Dict[str, Any]:
-    """A TOML file as a dict; a missing or malformed file is a one-line ConfigError."""
+    """A TOML file as a dict.  Anything the parser cannot read is a one-line ConfigError naming the file:
+    missing, a folder, unreadable, over :data:`MAX_TOML_BYTES`, not UTF-8 (TOML's encoding), malformed,
+    or nested so deeply that the parser would recurse out of the stack."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} is not a regular file; give a TOML file")
     try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TOML_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_TOML_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_TOML_BYTES // 1024} KiB: not a run configuration")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is not valid TOML: its arrays or tables are nested too deeply") from None
 
 
 def parse_value(text: str) -> Any:

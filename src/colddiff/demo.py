@@ -36,6 +36,7 @@ from .images import make_grid, save_image, to_uint8
 from .restoration import check_restorable, estimate_t, load_user_images, restore
 from .samplers import parse_schedule, sampler_names
 from .timesteps import library_t, user_t
+from .validate import check_seed
 
 log = logging.getLogger("colddiff.demo")
 
@@ -85,7 +86,7 @@ class DemoApp:
     """The three tabs' handlers for one loaded run; each returns (outputs..., message)."""
 
     def __init__(self, run, seed: int = 0, schedule=None):
-        self.run, self.seed, self.schedule = run, seed, schedule   # schedule: the default sampling steps
+        self.run, self.seed, self.schedule = run, check_seed(seed), schedule   # schedule: the default sampling steps
         self._test: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------------ inputs

@@ -39,10 +39,10 @@ import torch
 from . import metrics
 from .errors import ConfigError, InputError
 from .paper import PAPER_TEST_SEED, authors_test, authors_test_set, provenance
-from .runs import Run, check_t
+from .runs import Run, check_run, check_t
 from .samplers import SAMPLERS, check_schedule, parse_schedule, sampler_names
 from .tables import Record, markdown_table, text_table, write_tables
-from .validate import record
+from .validate import MAX_BATCH, MAX_IMAGES, check_seed, record, whole
 
 log = logging.getLogger("colddiff.evaluation")
 
@@ -150,8 +150,9 @@ class Evaluation(Record):
         return out
 
     def caption(self) -> str:
-        parts = [f"{self.run} at step {self.step:,} ({'EMA' if self.ema else 'raw'} weights): {self.n} held-out "
-                 f"{self.split} images restored from t={self.t} of T={self.T} ({self.degradation})."]
+        which = f"held-out {self.split}" if self.split != "train" else "training (the data set has no test split)"
+        parts = [f"{self.run} at step {self.step:,} ({'EMA' if self.ema else 'raw'} weights): {self.n} {which} "
+                 f"images restored from t={self.t} of T={self.T} ({self.degradation})."]
         if self.sample_steps != "all":
             parts.append(f"Iterative samplers visit the steps {self.sample_steps} (--sample-steps) instead of every step.")
         if self.fid_backend != "none":
@@ -226,6 +227,9 @@ def read_evaluation(path) -> Evaluation:
         raise InputError(f"evaluation file {path} is unreadable ({e}); rerun `colddiff evaluate`") from None
     d = record(d, "evaluation", path, required=("run", "step", "T", "t", "n", "rows", "fid_backend"),
                hint="rerun `colddiff evaluate`")
+    if not 1 <= d["T"] or not 0 <= d["t"] <= d["T"]:  # hand-edited: later errors would name no file
+        raise InputError(f"{path}: field 't' must be 0..T={d['T']} (and T at least 1), got t={d['t']}; "
+                         "rerun `colddiff evaluate`")
     for i, r in enumerate(d["rows"]):
         if not isinstance(r.get("method"), str):
             raise InputError(f"{path}: rows[{i}] has no method name; rerun `colddiff evaluate`")
@@ -300,7 +304,7 @@ def restore_paper_rows(run: Run, x0: torch.Tensor, t: int, batch_size: int = 100
     record them; over a ``schedule`` t > t_1 > ... > t_K = 0: x_{t_1} and R(x_{t_{K-1}}, t_{K-1})).
     The per-trajectory randomness is drawn once from ``seed``, as in :func:`restore_batches`."""
     steps = check_schedule(sampler, schedule, run.T, t).for_t(t, run.T)
-    ctx = run.D.context(x0, torch.Generator().manual_seed(seed))
+    ctx = run.D.context(x0, torch.Generator().manual_seed(check_seed(seed)))
     x_t = run.degrade(x0, t, ctx, batch_size=batch_size)
     first, last = [], []
 
@@ -331,9 +335,7 @@ def restore_batches(run: Run, x0: torch.Tensor, t: int, methods: Optional[Sequen
     images from ``seed``, so the table is reproducible and independent of the batch size.
     """
     methods = list(methods or table_methods(run.D))
-    from .validate import whole
-
-    ctx = run.D.context(x0, torch.Generator().manual_seed(whole(seed, "seed", lo=0, hi=2**32 - 1)))
+    ctx = run.D.context(x0, torch.Generator().manual_seed(check_seed(seed)))
     x_t = run.degrade(x0, t, ctx, batch_size=batch_size)
     return {m: x_t if m == "degraded" else
             run.sample(x_t, t, ctx, sampler=m, batch_size=batch_size, progress=progress,
@@ -362,14 +364,16 @@ def extractors(run: Run, fid: str, labelled: bool, classifier: bool = True, prog
 def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: str = "auto", classifier: bool = True,
              batch_size: int = 100, seed: int = 0, progress: bool = True,
              restored: Optional[Dict[str, torch.Tensor]] = None, protocol: Optional[str] = None,
-             paper_sampler: str = "algorithm2", schedule=None) -> Evaluation:
+             paper_sampler: Optional[str] = None, schedule=None) -> Evaluation:
     """The paper's Table 1 for ``run``: rows Degraded / Direct / Algorithm 1 / Algorithm 2 (/ DDIM on noise runs).
 
     ``protocol``: ``colddiff`` (``n`` defaults to 500), ``paper`` (``n`` defaults to the whole test split
     but its first image; rows as the authors computed them), or None: ``paper`` for paper presets.
-    ``paper_sampler``: the iterative sampler of the paper protocol (``authors-shifted``: the update of the
-    authors' snow and colourisation code).  ``schedule``: the steps the iterative samplers visit (a count such
-    as 5, ``"5:quadratic"``, a list ending at 0; every step by default); direct reconstruction ignores it.
+    ``paper_sampler``: the iterative sampler of the paper protocol (default ``algorithm2``; ``authors-shifted``:
+    the update of the authors' snow and colourisation code); refused under the colddiff protocol.  The paper
+    protocol scores the test split: asked for on data without one, it is refused (by default: colddiff).
+    ``schedule``: the steps the iterative samplers visit (a count such as 5, ``"5:quadratic"``, a list ending
+    at 0; every step by default); direct reconstruction ignores it.
 
     ``fid``: ``classifier`` (offline; colddiff trains and caches a small CNN on the labelled
     data set), ``inception`` (the standard FID network; needs its weights file), ``none``, or
@@ -378,8 +382,19 @@ def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: st
     clean image's label (labelled data sets only).
     """
     start = time.perf_counter()
+    run, seed = check_run(run), check_seed(seed)
+    n, batch_size = n if n is None else whole(n, "n", 1, MAX_IMAGES), whole(batch_size, "batch_size", 1, MAX_BATCH)
     t = check_t(t, run.T)
-    protocol = check_protocol(protocol, run)
+    asked, protocol = protocol, check_protocol(protocol, run)
+    if protocol == "paper" and run.held_out()[1] != "test":  # options that do not apply are refused
+        if asked is not None:
+            raise ConfigError(f"--protocol paper scores the test split, but {run.cfg.data.name} has none (only "
+                              "training images); use --protocol colddiff, whose table says it scores training images")
+        protocol = "colddiff"
+    if paper_sampler is not None and protocol != "paper":
+        raise ConfigError(f"--paper-sampler applies to --protocol paper only, and this evaluation uses --protocol "
+                          f"{protocol}; drop --paper-sampler or add --protocol paper")
+    paper_sampler = paper_sampler or "algorithm2"
     paper = protocol == "paper"
     for m in ([paper_sampler] if paper else table_methods(run.D)):  # a bad or refused schedule: one line, up front
         if m in SAMPLERS:

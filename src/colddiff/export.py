@@ -33,6 +33,7 @@ from .errors import ColddiffError
 from .evaluation import find_evaluations, held_out, restore_batches
 from .figures import restoration_figure
 from .fileio import atomic_path
+from .validate import check_seed, whole
 
 log = logging.getLogger("colddiff.export")
 
@@ -276,6 +277,7 @@ def export_run(run, out, licence: Optional[str] = None, repo_id: Optional[str] =
     """
     from .outputs import claim, write_result
 
+    n_samples, seed = whole(n_samples, "n_samples", 0, 256), check_seed(seed)
     out = claim(out, "export", inputs=[run.folder])  # before the weights are copied
 
     def write(stage):
@@ -308,10 +310,11 @@ def _write_export(run, out: Path, licence, repo_id, n_samples, seed, progress):
     sample_t = evs_t or run.T
     has_samples = False
     try:
-        x0, _, _ = held_out(run, n_samples)
-        restored = restore_batches(run, x0, sample_t, seed=seed, progress=progress)
-        restoration_figure(x0, restored, sample_t, out / SAMPLES, n=n_samples)
-        has_samples = True
+        if n_samples:  # 0: no grid asked for, nothing to warn about
+            x0, _, _ = held_out(run, n_samples)
+            restored = restore_batches(run, x0, sample_t, seed=seed, progress=progress)
+            restoration_figure(x0, restored, sample_t, out / SAMPLES, n=n_samples)
+            has_samples = True
     except ColddiffError as e:
         log.warning("no sample grid in the model card: %s", e)
     meta = card_metadata(run, licence)

@@ -21,6 +21,7 @@ from .fileio import atomic_path
 from .images import atomic_save, make_grid
 from .runs import Run
 from .samplers import parse_schedule
+from .validate import check_seed
 
 
 def even_steps(T: int, k: int) -> List[int]:
@@ -40,7 +41,7 @@ def degradation_strip(D, x0: torch.Tensor, steps: Sequence[int], ctx: Any = None
 def degradation_figure(run: Run, path, n: int = 6, k: int = 8, seed: int = 0) -> Path:
     """Trajectory strip: one row per test image, D(x0, t) at k evenly spaced t."""
     x0, _, _ = held_out(run, n)
-    ctx = run.D.context(x0, torch.Generator().manual_seed(seed))
+    ctx = run.D.context(x0, torch.Generator().manual_seed(check_seed(seed)))
     return atomic_save(degradation_strip(run.D, x0, even_steps(run.T, k), ctx), path)
 
 
@@ -92,7 +93,7 @@ def trajectory_grid(final: torch.Tensor, steps: Sequence[int], xs: Dict[int, tor
 def algorithm2_figure(run: Run, path, n: int = 3, k: int = 6, seed: int = 0, t: Optional[int] = None) -> Path:
     """Algorithm 2 from t (default T): for each image a row of x_s and a row of x0_hat = R(x_s, s) at k steps."""
     x0, _, _ = held_out(run, n)
-    ctx = run.D.context(x0, torch.Generator().manual_seed(seed))
+    ctx = run.D.context(x0, torch.Generator().manual_seed(check_seed(seed)))
     t = t or run.D.T
     final, steps, xs, x0s = algorithm2_trajectory(run, run.degrade(x0, t, ctx), t, ctx, k)
     return atomic_save(trajectory_grid(final, steps, xs, x0s, last=x0, last_label="x_0 / clean"), path)

@@ -39,9 +39,9 @@ from .degradations import context_cat, context_slice, describe, start_fit
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .images import atomic_save, make_grid, save_image
-from .runs import batches
+from .runs import batches, check_run
 from .samplers import SAMPLERS, check_schedule, get_sampler
-from .validate import number, whole
+from .validate import MAX_BATCH, check_seed, number, whole
 
 __all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generation_defaults", "generate",
            "write_generation",
@@ -287,7 +287,7 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
     Deterministic for a seed, whatever ``batch_size`` and device: with per-step noise the images
     are sampled in chunks of ``CHUNK``, each with its own noise stream.
     """
-    n, batch_size = whole(n, "n", 1), whole(batch_size, "batch_size", 1)
+    run, n, batch_size = check_run(run), whole(n, "n", 1, MAX_IMAGES), whole(batch_size, "batch_size", 1, MAX_BATCH)
     check_size(n, run)
     seed = _seed(seed)
     st = generation_defaults(run, sampler, noise, delta, k)
@@ -449,11 +449,7 @@ def generation_stats(probs: torch.Tensor, images: torch.Tensor, blank_threshold:
 
 
 # ---------------------------------------------------------------------------- argument checks
-MAX_SEED = 2**32 - 1
-
-
-def _seed(v: Any) -> int:
-    return whole(v, "seed", 0, MAX_SEED)
+_seed = check_seed   # the seed rule (validate.MAX_SEED)
 
 
 def _std(v: Any, what: str) -> float:

@@ -60,8 +60,10 @@ def resolve_hf(spec: str) -> Path:
 def check_push(repo_id: str) -> None:
     """One-line errors, before anything is written, when ``--push REPO_ID`` cannot work here: a repository id
     that is not owner/name, or no huggingface_hub package."""
-    if not REPO_ID.match(repo_id or ""):
-        raise ConfigError(f"--push takes a Hub repository id owner/name, got {repo_id!r}")
+    if not isinstance(repo_id, str) or not REPO_ID.match(repo_id) or len(repo_id) > 96 or ".." in repo_id \
+            or "--" in repo_id or any(part[-1] in ".-" for part in repo_id.split("/")):
+        raise ConfigError(f"--push takes a Hub repository id owner/name (letters, digits, '-', '_', '.'; no '--' or "
+                          f"'..', not ending in '-' or '.', at most 96 characters), got {repo_id!r}")
     _hub("--push", "HfApi")
 
 

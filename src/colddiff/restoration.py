@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .images import atomic_save, list_images, make_grid, read_image, save_image
 from .outputs import claim, write_result
-from .runs import Run, check_t, progress_bar
+from .runs import Run, batches, check_run, check_t, duration, progress_bar, progress_log
 from .samplers import check_schedule, get_sampler
 
 __all__ = ["estimate_t", "restore", "restore_image", "check_restorable", "native_size", "tiles", "blend_window",
@@ -132,6 +133,7 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
     degradation allows this size (:func:`native_size`).  ``schedule``: the sampler's steps (see
     :meth:`Run.sample`; every step by default).
     """
+    y = check_run(run).check_images(y, "y")
     N, C, H, W = y.shape
     tt = run.D.as_t(t, y).cpu()
     net = int(getattr(run.model, "size_multiple", 1))
@@ -153,6 +155,8 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
             where.append((top, h, left, w, torch.outer(wy, wx).float()))
     k = len(crops)
     batch = torch.stack(crops, 1).flatten(0, 1)           # (N·k, C, h, w): image-major
+    if desc is not None:  # said up front: a large image takes minutes (the bar, or progress lines, follow)
+        _announce(run, batch, tt.repeat_interleave(k), sampler, batch_size, N, H, W, desc)
     out = run.sample(batch, tt.repeat_interleave(k), None, sampler=sampler, batch_size=batch_size,
                      progress=progress, desc=desc, schedule=schedule).view(N, k, C, batch.shape[-2], batch.shape[-1])
     acc = torch.zeros(N, C, H, W)
@@ -161,6 +165,22 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
         acc[:, :, top:top + h, left:left + w] += out[:, i] * win
         weight[:, :, top:top + h, left:left + w] += win
     return acc / weight
+
+
+def _announce(run: Run, tiles_: torch.Tensor, tt: torch.Tensor, sampler: str, batch_size: int, N: int, H: int,
+              W: int, desc: str) -> None:
+    """One INFO line before a tiled restoration: the tile count, the network calls and a time estimate
+    (one network call on a batch of tiles, timed now, times the calls to come)."""
+    fn = get_sampler(sampler)
+    spans = list(batches(tiles_.shape[0], batch_size))
+    calls = sum(1 if fn.one_call else int(tt[lo:hi].max()) for lo, hi in spans)
+    lo, hi = spans[0]
+    start = time.perf_counter()
+    run.R(tiles_[lo:hi], tt[lo:hi])
+    est = (time.perf_counter() - start) * calls
+    progress_log.info("%s: %d image(s) of %dx%d in %d tiles of %dx%d, %d network call(s) in batches of %d; "
+                      "about %s on %s", desc, N, W, H, tiles_.shape[0] // N, tiles_.shape[-1], tiles_.shape[-2],
+                      calls, hi - lo, duration(est), run.device)
 
 
 def estimate_t(run: Run, y: torch.Tensor, candidates: Optional[List[int]] = None, batch_size: int = 64,
@@ -175,7 +195,7 @@ def estimate_t(run: Run, y: torch.Tensor, candidates: Optional[List[int]] = None
     Images larger than the run's are restored whole or in tiles (:func:`restore_image`) at every
     candidate t and degraded whole.
     """
-    D = run.D
+    y, D = check_run(run).check_images(y, "y"), run.D
     if not D.deterministic:
         raise ConfigError(f"--t auto needs a deterministic degradation and {D.name} is random per image; "
                           "give the severity with --t N")
@@ -215,6 +235,7 @@ def restore(run: Run, y: torch.Tensor, t, sampler: str = "algorithm2", batch_siz
 
     Images of another size than the run's are restored at their own size (whole, or in tiles: see
     :func:`restore_image`) when the run's degradation allows it, else refused in one line."""
+    y = check_run(run).check_images(y, "y")
     check_restorable(run, sampler)
     why = native_size(run, y.shape[-2], y.shape[-1])
     if why is not None:

@@ -9,6 +9,10 @@ batch axis, the device, the precision and the progress bar.
 """
 from __future__ import annotations
 
+import logging
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Tuple, Union
@@ -24,9 +28,9 @@ from .errors import ColddiffError, ConfigError, InputError
 from .graphs import GraphedRestorer
 from .samplers import ScheduleError, get_sampler, parse_schedule
 from .timesteps import user_t
-from .validate import whole
+from .validate import MAX_BATCH, images, whole
 
-__all__ = ["Run", "load_run", "resolve_device", "check_t", "batches", "progress_bar"]
+__all__ = ["Run", "load_run", "resolve_device", "check_t", "check_run", "batches", "progress_bar"]
 
 
 def check_t(t, T: int, what: str = "--t", auto: bool = False) -> Union[int, str]:
@@ -38,19 +42,65 @@ def check_t(t, T: int, what: str = "--t", auto: bool = False) -> Union[int, str]
     return user_t(t, T, what, auto)
 
 
+def check_run(run: Any, what: str = "run") -> "Run":
+    """The Python API's check of a run argument: a :class:`Run` (from :func:`load_run`), else an InputError."""
+    if not isinstance(run, Run):
+        raise InputError(f"{what} must be a run loaded with colddiff.load_run(PATH), got {type(run).__name__}")
+    return run
+
+
 def batches(n: int, batch_size: int) -> Iterator[Tuple[int, int]]:
     """(lo, hi) of consecutive batches covering 0..n."""
-    batch_size = whole(batch_size, "batch size", 1)
+    batch_size = whole(batch_size, "batch_size", 1, MAX_BATCH)
     for lo in range(0, n, batch_size):
         yield lo, min(n, lo + batch_size)
+
+
+progress_log = logging.getLogger("colddiff.progress")   # the CLI shows its INFO lines on stderr
+PROGRESS_EVERY = 15.0   # seconds between progress lines when no bar is shown
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``2 h 10 min``."""
+    s = int(round(seconds))
+    return f"{s} s" if s < 60 else f"{s // 60} min {s % 60} s" if s < 3600 else f"{s // 3600} h {s % 3600 // 60} min"
+
+
+class _Heartbeat:
+    """A disabled progress bar that still says how far the work is: one INFO line on ``colddiff.progress``
+    every :data:`PROGRESS_EVERY` seconds (--no-progress, or stderr not a terminal), from a timer thread, so
+    long work is never silent, even while one step (a batch of tiles of a huge image) takes minutes."""
+
+    def __init__(self, bar, total: int, desc: str):
+        self.bar, self.total, self.desc, self.done = bar, total, desc, 0
+        self.start = time.monotonic()
+        self._stop = threading.Event()
+        if total:
+            threading.Thread(target=self._beat, name="colddiff-progress", daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(PROGRESS_EVERY):
+            spent, done = time.monotonic() - self.start, self.done
+            left = f"about {duration(spent * (self.total - done) / done)} left" if done else "estimating the rest"
+            progress_log.info("%s: %d of %d steps (%.0f%%), %s so far, %s", self.desc, done, self.total,
+                              100 * done / self.total, duration(spent), left)
+
+    def update(self, k: int = 1) -> None:
+        self.bar.update(k)
+        self.done += k
+
+    def close(self) -> None:
+        self._stop.set()
+        self.bar.close()
 
 
 def progress_bar(total: int, desc: str, progress: bool):
     from tqdm.auto import tqdm
 
     # disable=None: tqdm shows the bar only when stderr is a terminal (no bar lines in logs, CI, notebooks)
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=None if progress else True,
-                leave=False)
+    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=None if progress else True,
+               leave=False)
+    return _Heartbeat(bar, total, desc) if bar.disable else bar
 
 
 @dataclass
@@ -87,6 +137,7 @@ class Run:
         ``schedule``: the steps to visit (:func:`colddiff.samplers.parse_schedule`: a count such as 5,
         ``"5:quadratic"``, a list ending at 0); ``None`` visits every step.
         """
+        x_t = self.check_images(x_t, "x_t")
         fn = get_sampler(sampler)
         fn.check(self.D)
         sched = parse_schedule(schedule)
@@ -113,7 +164,6 @@ class Run:
             return sum(len(lists[v]) - 1 for v in {int(v) for v in tt[lo:hi].tolist()})
 
         calls = sum(calls_of(lo, hi) for lo, hi in spans) if n else 0
-        bar = progress_bar(calls, desc or f"{self.name}: {sampler}", progress)
 
         def tick(s, x_s, x0_hat):
             bar.update(1)
@@ -127,6 +177,7 @@ class Run:
                              f"{int(bad_in.nonzero()[0])}): the input or start state is broken, not the network; "
                              "check the images (or the run's generation/gmm-k*.json)")
         outs = []
+        bar = progress_bar(calls, desc or f"{self.name}: {sampler}", progress)  # closed below, whatever happens
         try:
             for lo, hi in spans:
                 xb = x_t[lo:hi].to(self.device)
@@ -140,6 +191,11 @@ class Run:
             bar.close()
         return torch.cat(outs) if outs else x_t.float().cpu()
 
+    def check_images(self, x: Any, what: str) -> torch.Tensor:
+        """``x`` as a float (N, C, H, W) tensor with this run's channels (numpy arrays accepted): the shared
+        argument check (:func:`colddiff.validate.images`), naming ``what``."""
+        return images(x, what, self.cfg.data.channels, owner=f"the run {self.name}")
+
     def _check_finite(self, x: torch.Tensor, sampler: str) -> None:
         """Refuse NaN/Inf restorations: they would become black PNGs and silently wrong metrics."""
         bad = ~torch.isfinite(x).flatten(1).all(1)
@@ -151,6 +207,7 @@ class Run:
     def degrade(self, x0: torch.Tensor, t, ctx: Any = None, batch_size: int = 64) -> torch.Tensor:
         """The degraded images x_t = D.observe(x0, t, ctx) (rounded where the family quantises, like the
         authors' inpainting x_T) for N images, computed in batches on the run's device, returned on the CPU."""
+        x0 = self.check_images(x0, "x0")
         n = int(x0.shape[0])
         tt = self.D.as_t(t, x0).cpu()
         outs = []
@@ -202,6 +259,11 @@ def _find_checkpoint(path: Path) -> tuple[Path, Path]:
         if ckpt_io.is_export(path):  # an exported model folder (colddiff export): its one weights file
             return path, path / ckpt_io.WEIGHTS
         latest = ckpt_io.find_latest(path / "checkpoints") or ckpt_io.find_latest(path)
+        half = [f for f in (ckpt_io.WEIGHTS, ckpt_io.CONFIG) if (path / f).is_file()]
+        if latest is None and len(half) == 1:  # one of the two files of an exported model folder
+            lacking = ({ckpt_io.WEIGHTS, ckpt_io.CONFIG} - set(half)).pop()
+            raise InputError(f"{path} looks like an exported model folder but lacks {lacking} (it has only "
+                             f"{half[0]}); an export needs both: run `colddiff export RUN --out {path}` again")
         if latest is None:
             raise InputError(f"{path} holds no checkpoint (looked in {path / 'checkpoints'}); train one with "
                              f"`colddiff train --preset NAME --out {path}` or give a run folder that has one")
@@ -217,6 +279,12 @@ def load_run(path, device: str = "auto", ema: bool = True, checkpoint: Optional[
     folder (or its ``model.safetensors``), or ``hf://owner/name[@revision]`` (needs huggingface_hub).
 
     ``cuda_graphs``: replay sampling loops from CUDA graphs on a GPU (``colddiff.graphs``; no effect on a CPU)."""
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load_run's path must be a run folder, checkpoint file or hf://owner/name (a str or "
+                         f"pathlib.Path), got {type(path).__name__} {path!r:.40}")
+    for name, v in (("device", device), ("checkpoint", checkpoint)):
+        if v is not None and not isinstance(v, (str, os.PathLike)):
+            raise InputError(f"load_run's {name} must be text, got {type(v).__name__} {v!r:.40}")
     if str(path).startswith(hub.HF_PREFIX):
         path = hub.resolve_hf(str(path))
     folder, ck_path = _find_checkpoint(Path(path).expanduser())

@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import torch
 
 from .degradations.base import Degradation, bview
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 
 Restorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
@@ -177,14 +177,25 @@ def _check_ctx(D: Degradation, ctx: Any) -> None:
         )
 
 
+def _call_R(R: Restorer, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+    """x0_hat = R(x, t), checked: a user's restorer that returns no tensor, or a tensor of another shape
+    than ``x``, is one InputError naming R (not a broadcasting error steps later)."""
+    out = R(x, tt)
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"the restorer R returned {got} for x_t of shape {tuple(x.shape)}; R(x_t, t) must return "
+                         "x0_hat, a tensor of x_t's shape")
+    return out.to(x.dtype)
+
+
 def _restore_active(R: Restorer, x: torch.Tensor, s: int, active: Optional[torch.Tensor],
                     all_active: bool) -> torch.Tensor:
     """x0_hat = R(x_s, s) for the active samples; inactive samples keep x (R is not called on them)."""
     if all_active:
-        return R(x, torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)).to(x.dtype)
+        return _call_R(R, x, torch.full((x.shape[0],), s, dtype=torch.long, device=x.device))
     x0_hat = x.clone()
     idx = active.nonzero().flatten()
-    x0_hat[idx] = R(x[idx], torch.full((idx.numel(),), s, dtype=torch.long, device=x.device)).to(x.dtype)
+    x0_hat[idx] = _call_R(R, x[idx], torch.full((idx.numel(),), s, dtype=torch.long, device=x.device))
     return x0_hat
 
 
@@ -279,7 +290,7 @@ def direct(R: Restorer, D: Optional[Degradation], x_t: torch.Tensor, t: TLike, c
            schedule: Any = None) -> torch.Tensor:
     """Direct reconstruction: x0_hat = R(x_t, t) in one call (D, ctx and the schedule are not used)."""
     tt = _t_vector(t, x_t, D)
-    x0_hat = R(x_t, tt).to(x_t.dtype)
+    x0_hat = _call_R(R, x_t, tt)
     if callback is not None:
         callback(int(tt.max()) if tt.numel() else 0, x_t, x0_hat)
     return x0_hat

@@ -264,6 +264,7 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     """
     cfg = check_request(cfg, log_to)
     out = Path(out)
+    data_mod.folders.check_out_outside(cfg.data.name, out)  # a run inside its own data folder: refused
     if dist_env()[0] != 0:  # under torchrun rank 0 holds the lock for all
         return _train(cfg, out, resume, callbacks, progress, log_to)
     with RunLock(out):

@@ -17,7 +17,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Type
 
 from .errors import ConfigError, InputError
 
-__all__ = ["number", "whole", "typed", "degradation_params", "record", "RECORD_TYPES", "argtype"]
+__all__ = ["number", "whole", "typed", "degradation_params", "record", "RECORD_TYPES", "argtype", "check_seed",
+           "MAX_SEED", "INT_KEYS", "config_ints", "images"]
 
 
 def number(v: Any, what: str, lo: Optional[float] = None, hi: Optional[float] = None, *,
@@ -122,8 +123,83 @@ def degradation_params(name: str, init: Callable, params: Dict[str, Any]) -> Dic
             except ConfigError:
                 raise ConfigError(f"T must be a positive integer number of steps, got {v!r}") from None
             continue
-        out[k] = typed(v, kind, what)
+        if k == "seed":  # the seed rule, for a family's own seed too
+            out[k] = check_seed(v, what)
+        elif kind is int:  # a family's whole numbers stay within int32 (kernel sizes, levels, ...)
+            out[k] = whole(v, what, hi=MAX_PARAM_INT)
+        else:
+            out[k] = typed(v, kind, what)
     return out
+
+
+# ---------------------------------------------------------------------------- integer bounds
+# Every whole number that comes from outside has an upper bound: a value past int64 (``train.steps =
+# 1e30``) would otherwise train until killed or overflow deep inside torch.  The bounds are generous
+# (the paper's longest run is 700,000 steps) and each message states its bound.
+MAX_SEED = 2**32 - 1          # the seed rule: 0..2^32-1 wherever a seed enters (CLI, config, Python API)
+MAX_STEPS = 100_000_000       # optimizer steps (and step intervals); 140x the paper's 700k
+MAX_IMAGES = 1_000_000_000    # images to evaluate, generate or show (commands may say less: generate 1,000,000)
+MAX_BATCH = 65_536            # images per batch
+MAX_T = 100_000               # degradation steps T (the paper: 20 .. 1000)
+MAX_PARAM_INT = 2**31 - 1     # any other whole-number parameter of a degradation family
+
+# config key -> (lo, hi); for a list of whole numbers, the bounds of each entry.  A new int field of
+# the config dataclasses without an entry here fails tests/test_rules_numbers.py.
+INT_KEYS: Dict[str, tuple] = {
+    "data.image_size": (8, 4096), "data.channels": (1, 3), "data.num_workers": (-1, 256),
+    "degradation.T": (1, MAX_T),
+    "model.dim": (1, 4096), "model.num_res_blocks": (1, 64), "model.dim_mults": (1, 64), "model.attn_levels": (0, 16),
+    "train.steps": (1, MAX_STEPS), "train.batch_size": (1, MAX_BATCH), "train.grad_accum": (1, 4096),
+    "train.warmup_steps": (0, MAX_STEPS), "train.ema_every": (1, MAX_STEPS), "train.ema_start": (0, MAX_STEPS),
+    "train.seed": (0, MAX_SEED), "train.checkpoint_every": (1, MAX_STEPS), "train.keep_last": (1, 10_000),
+    "train.sample_every": (0, MAX_STEPS), "train.log_every": (0, MAX_STEPS),
+    "generation.k": (1, 1024),
+}
+
+
+def config_ints(get: Callable[[str], Any]) -> None:
+    """Check every key of :data:`INT_KEYS` (``get(key)`` gives its value): a ConfigError naming the key and bound."""
+    for key, (lo, hi) in INT_KEYS.items():
+        v = get(key)
+        for x in (v if isinstance(v, list) else [v]):
+            whole(x, key + (" entries" if isinstance(v, list) else ""), lo, hi)
+
+
+def check_seed(v: Any, what: str = "seed") -> int:
+    """The seed rule: a whole number 0..2^32-1 (a larger one overflowed the generator)."""
+    return whole(v, what, 0, MAX_SEED)
+
+
+# ---------------------------------------------------------------------------- Python API arguments
+def images(x: Any, what: str = "x", channels: Optional[int] = None, *, finite: bool = False,
+           owner: str = "this run"):
+    """A batch of images (N, C, H, W) as a floating-point torch tensor: the one argument check of the
+    Python API (``D(x0, t)``, ``Run.sample``, ``Run.degrade``, ``restore``, ``estimate_t``).
+
+    A numpy array is accepted and returned as a tensor (its dtype kept).  Refused with an InputError
+    naming the argument: another type, another number of dimensions (a single (C, H, W) image: pass
+    ``x[None]``), an integer, bool or complex dtype (images are floats in [-1, 1]), another number of
+    channels than ``channels`` (``owner`` says who expects them), NaN/Inf values when ``finite``."""
+    import torch
+
+    if type(x).__name__ == "ndarray" and type(x).__module__ == "numpy":
+        try:
+            x = torch.from_numpy(x.copy())
+        except TypeError:  # object or string arrays
+            raise InputError(f"{what} must be a numpy array of numbers, got dtype {x.dtype}") from None
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{what} must be a torch tensor or numpy array of images (N, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        hint = f"; for one image pass {what}[None]" if x.dim() == 3 else ""
+        raise InputError(f"{what} must have shape (N, C, H, W), got {tuple(x.shape)}{hint}")
+    if not x.is_floating_point():
+        raise InputError(f"{what} must be a floating-point tensor in [-1, 1], got dtype {x.dtype} "
+                         f"(0..255 images: {what}.float() / 127.5 - 1)")
+    if channels is not None and x.shape[1] != channels:
+        raise InputError(f"{what} has the wrong number of channels for {owner}: {x.shape[1]}, expected {channels}")
+    if finite and x.numel() and not bool(torch.isfinite(x).all()):
+        raise InputError(f"{what} holds NaN or Inf values: check the images")
+    return x
 
 
 # ---------------------------------------------------------------------------- run files
@@ -208,4 +284,5 @@ def argtype(kind: str, lo: Optional[float] = None, hi: Optional[float] = None) -
             raise argparse.ArgumentTypeError(str(e).replace("the value ", "")) from None
 
     parse.__name__ = {"count": "a positive whole number", "whole": "a whole number", "real": "a number"}[kind]
+    parse.bounds = (1 if kind == "count" else lo, hi)  # read by tests/test_rules_numbers.py: every whole has a hi
     return parse

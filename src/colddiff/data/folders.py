@@ -10,6 +10,7 @@ image takes its place, the file is named in one warning line and listed in ``.ba
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -18,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..download import Check, FileSpec, check_file
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..images import DECODE_ERRORS, IMAGE_EXTENSIONS, high_depth_to_float, to_tensor
 from .base import Source
 from .common import check_image_size, download_dir, log, show, warn_skipped
@@ -27,21 +28,69 @@ from .prepared import attach
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
+def inside(path, root) -> bool:
+    """Whether the real path ``path`` is ``root`` or under it (both real paths, as :func:`os.path.realpath` gives)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def list_image_files(folder: Path) -> list[Path]:
     """Image files under ``folder``, recursively, sorted; hidden files and folders (``.x``,
-    e.g. macOS's ``._photo.jpg`` companions) are left out.  Symbolic links are followed once."""
+    e.g. macOS's ``._photo.jpg`` companions) are left out.
+
+    Data folders never lead outside themselves: only regular files inside the folder's real path
+    are listed.  Symbolic links (to files or folders) that leave it (a link to ``/``, ``/proc/self``'s
+    ``cwd``) and special files (FIFOs, devices, sockets: reading one blocks) are skipped with one
+    warning line that counts them; links inside the folder are followed once."""
+    root = os.path.realpath(folder)
     out: list[Path] = []
     seen: set[str] = set()
+    outside = special = 0
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:  # a link back up the tree
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out += [Path(dirpath) / f for f in filenames
-                if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            if inside(os.path.realpath(os.path.join(dirpath, d)), root):
+                keep.append(d)
+            else:
+                outside += 1
+        dirnames[:] = keep
+        for f in filenames:
+            if f.startswith(".") or os.path.splitext(f)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            p = os.path.join(dirpath, f)
+            if not inside(os.path.realpath(p), root):
+                outside += 1
+                continue
+            try:
+                mode = os.stat(p).st_mode
+            except OSError:  # a broken link: listed, and reported as unreadable by the probe
+                mode = stat.S_IFREG
+            if not stat.S_ISREG(mode):
+                special += 1
+                continue
+            out.append(Path(p))
+    if outside or special:
+        log.warning("%s: skipped %d symbolic link(s) leading outside the folder and %d special file(s) (FIFOs, "
+                    "devices, sockets); only regular files inside the data folder are read", show(folder),
+                    outside, special)
     return sorted(out)
+
+
+def check_out_outside(name: str, out) -> None:
+    """Refuse a run folder ``out`` inside its own ``folder:PATH`` data: later trainings on that folder
+    would read the run's figures and samples as training images."""
+    if not isinstance(name, str) or not name.startswith("folder:") or not name[len("folder:"):]:
+        return
+    data_root = os.path.realpath(os.path.expanduser(name[len("folder:"):]))
+    if inside(os.path.realpath(os.path.expanduser(str(out))), data_root):
+        raise ConfigError(f"the run folder {out} is inside its own data folder {name[len('folder:'):]}: later "
+                          "trainings on that folder would read the run's figures as images; give --out outside it")
 
 
 def probe(path: Path) -> Tuple[Optional[Tuple[int, int, str]], str]:
@@ -209,6 +258,10 @@ def load_folder(spec: str, split: str = "train", image_size=None, channels=None)
     if splits:
         if split not in splits:
             raise InputError(f"folder:{spec} has split sub-folders {', '.join(splits)}, not {split!r}")
+        if not inside(os.path.realpath(splits[split]), os.path.realpath(path)):
+            raise InputError(f"folder:{spec}: {splits[split].name}/ is a link to {os.path.realpath(splits[split])}, "
+                             f"outside the data folder; colddiff reads only files inside it: copy the images in, or "
+                             f"give folder:{os.path.realpath(splits[split])}")
         path = splits[split]
     elif split not in ("train", "all"):
         raise InputError(f"folder:{spec} has no {split!r} split: without train/ and test/ sub-folders all its "

@@ -27,7 +27,7 @@ import torch
 
 from ..errors import ConfigError, InputError
 from ..timesteps import library_t
-from ..validate import degradation_params
+from ..validate import degradation_params, images
 
 TLike = Union[int, torch.Tensor]
 
@@ -307,17 +307,7 @@ class Degradation(ABC):
         return tt.contiguous()
 
     def _check_x(self, x0: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x0, torch.Tensor):
-            raise InputError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
-        if x0.dim() != 4:
-            raise InputError(f"x0 must have shape (B, C, H, W), got {tuple(x0.shape)}")
-        if not x0.is_floating_point():
-            raise InputError(f"x0 must be a floating-point tensor in [-1, 1], got dtype {x0.dtype}")
-        if self.channels is not None and x0.shape[1] != self.channels:
-            raise InputError(
-                f"{self.name} was built for {self.channels}-channel images but got {x0.shape[1]} channels"
-            )
-        return x0
+        return images(x0, "x0", self.channels, owner=f"the degradation {self.name}")  # the shared API check
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in describe(self).items() if k != "name")
