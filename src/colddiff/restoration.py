@@ -32,7 +32,7 @@ from .runs import Run, check_t, progress_bar
 from .samplers import get_sampler
 
 __all__ = ["estimate_t", "restore", "restore_image", "check_restorable", "native_size", "tiles", "blend_window",
-           "restore_defaults", "UserImages", "load_user_images", "output_names", "restore_files"]
+           "restore_defaults", "UserImages", "load_user_images", "output_names", "restore_files", "tiling"]
 
 # The U-Net is convolutional except at its lowest resolution, where self-attention relates every pixel
 # to every other (and GroupNorm averages over the image): memory there grows with the square of the
@@ -102,6 +102,23 @@ def check_tiling(run: Run, tile: Optional[int], overlap: int) -> None:
         raise ConfigError(f"--overlap ({overlap}) must be smaller than --tile ({tile})")
 
 
+def tiling(run: Run, H: int, W: int, tile: Optional[int] = None, overlap: int = OVERLAP,
+           max_pixels: Optional[int] = None) -> Dict[str, Any]:
+    """How :func:`restore_image` restores an H×W image: ``{"whole": True, "tiles": 1}``, or the tile side, the
+    overlap and the number of tiles (``restore.json`` records it)."""
+    net = int(getattr(run.model, "size_multiple", 1))
+    budget = max_pixels if max_pixels is not None else MAX_TOKENS * net * net
+    if tile is None and math.ceil(H / net) * math.ceil(W / net) * net * net <= budget:
+        return {"whole": True, "tiles": 1}
+    m = run.D.tile_multiple()
+    if tile is None:  # the largest tile within the budget, at most TILE, on the degradation's block grid
+        side = min(TILE, int(math.isqrt(budget)) // net * net)
+        tile = max(m, side // m * m)
+        overlap = min(overlap, tile // 2)
+    n = len(tiles(H, min(tile, H), overlap, m)) * len(tiles(W, min(tile, W), overlap, m))
+    return {"whole": False, "tile": int(tile), "overlap": int(overlap), "tiles": n}
+
+
 def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: Optional[int] = None,
                   overlap: int = OVERLAP, max_pixels: Optional[int] = None, batch_size: int = 64,
                   progress: bool = False, desc: Optional[str] = None) -> torch.Tensor:
@@ -116,16 +133,12 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
     """
     N, C, H, W = y.shape
     tt = run.D.as_t(t, y).cpu()
-    net = int(getattr(run.model, "size_multiple", 1))
-    budget = max_pixels if max_pixels is not None else MAX_TOKENS * net * net
-    if tile is None and math.ceil(H / net) * math.ceil(W / net) * net * net <= budget:
-        return run.sample(y, tt, None, sampler=sampler, batch_size=batch_size, progress=progress, desc=desc)
     check_tiling(run, tile, overlap)
+    plan = tiling(run, H, W, tile, overlap, max_pixels)
+    if plan["whole"]:
+        return run.sample(y, tt, None, sampler=sampler, batch_size=batch_size, progress=progress, desc=desc)
     m = run.D.tile_multiple()
-    if tile is None:  # the largest tile within the budget, at most TILE, on the degradation's block grid
-        side = min(TILE, int(math.isqrt(budget)) // net * net)
-        tile = max(m, side // m * m)
-        overlap = min(overlap, tile // 2)
+    tile, overlap = plan["tile"], plan["overlap"]
     rows, cols = _axis(H, tile, overlap, m), _axis(W, tile, overlap, m)
     crops, where = [], []
     for (top, h, wy) in rows:
@@ -375,7 +388,8 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     by_size: Dict[tuple, List[int]] = {}
     for i, x in enumerate(user.images):  # one batch per image size
         by_size.setdefault(tuple(x.shape[-2:]), []).append(i)
-    opts = dict(tile=tile, overlap=overlap, max_pixels=max_pixels, batch_size=batch_size)
+    opts_tiling = dict(tile=tile, overlap=overlap, max_pixels=max_pixels)
+    opts = dict(opts_tiling, batch_size=batch_size)
     for idx in by_size.values():
         y = torch.stack([user.images[i] for i in idx])
         ti = estimate_t(run, y, progress=progress, **opts) if t == "auto" else \
@@ -394,8 +408,9 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     records = []
     with staged(out, "restore", inputs=[spec], legacy=_earlier_restore) as stage:  # all files, or none
         for i, stem in enumerate(output_names(user.files, user.root)):
+            H, W = (int(v) for v in user.images[i].shape[-2:])
             rec: Dict[str, Any] = {"input": str(user.files[i]), "t": int(tt[i]), "t_estimated": t == "auto",
-                                   "size": [int(user.images[i].shape[-1]), int(user.images[i].shape[-2])]}
+                                   "size": [W, H], "tiling": tiling(run, H, W, **opts_tiling)}
             for s in samplers:
                 target = stage / f"{stem}.{s}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
