@@ -242,3 +242,61 @@ def test_restore_json_records_whole_images_and_tiles(blur_run, photos, tmp_path)
                  "--overlap", "16", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
     rec = json.loads((tmp_path / "r" / "restore.json").read_text())["images"][0]
     assert rec["tiling"] == plan and rec["size"] == [160, 120]
+
+
+# ---------------------------------------------------------------------------- --t auto: consistent, then sharpest
+def _dead_leaves(n=48, seed=0) -> torch.Tensor:
+    """Overlapping discs of random colours with power-law radii: a natural-image-like test picture in [-1, 1]."""
+    g = np.random.default_rng(seed)
+    img = np.zeros((n, n, 3)) + g.uniform(0, 255, 3)
+    yy, xx = np.mgrid[0:n, 0:n]
+    for _ in range(200):
+        r = (1 / g.uniform(1 / 12 ** 2, 1)) ** 0.5
+        cy, cx = g.uniform(0, n, 2)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = g.uniform(0, 255, 3)
+    return torch.from_numpy(img.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
+
+
+def test_gradient_sparsity_is_lowest_for_the_sharp_picture(tmp_path):
+    from colddiff.restoration import gradient_sparsity
+
+    run = make_run(tmp_path / "r", dict(name="blur", T=10, params=dict(kernel_size=5, sigma=1.0, padding="circular")),
+                   data=dict(name="mnist-5k", image_size=16, channels=3))
+    x0 = _dead_leaves()[None]
+    blurred = run.D(x0, torch.tensor([3]))
+    oversharp = x0 + 1.5 * (x0 - run.D(x0, torch.tensor([2])))   # unsharp masking: halos along the edges
+    s = gradient_sparsity(torch.cat([x0, blurred, oversharp]))
+    assert s[0] < s[1] and s[0] < s[2]
+    assert gradient_sparsity(torch.zeros(1, 3, 8, 8)).isinf().all()   # no gradient at all
+
+
+def test_auto_t_takes_the_sharpest_consistent_restoration_where_consistency_alone_is_flat(tmp_path):
+    """A restorer that is consistent at every t <= t* (it returns D(x0, t* - t), which D(., t) takes back to y,
+    plus a tiny colour shift, least at t = 1) leaves the consistency error flat there, with its minimum at t = 1,
+    where the restoration is still blurred; the sharpest consistent restoration is the one at t*.  A sharper
+    restoration that does not reproduce y (at t* + 2: x0 itself) is not taken."""
+    from colddiff.restoration import estimate_t
+
+    run = make_run(tmp_path / "r", dict(name="blur", T=10, params=dict(kernel_size=5, sigma=1.0, padding="circular")),
+                   data=dict(name="mnist-5k", image_size=16, channels=3))
+    x0 = _dead_leaves()[None].double()
+    D = run.D
+    for t_star in (3, 6):
+        y = D(x0, torch.tensor([t_star])).float()
+
+        def R(x, t, t_star=t_star):
+            out = []
+            for k in t.tolist():
+                if k <= t_star:
+                    offset = 0.004 if k == 1 else 0.0044   # a tiny colour shift: D keeps it, the gradients do not see it
+                    out.append(D(x0, torch.tensor([t_star - k]))[0] + offset)
+                elif k == t_star + 2:
+                    out.append(x0[0])                                                       # sharp, inconsistent
+                else:
+                    out.append((x0 + 1.5 * (x0 - D(x0, torch.tensor([1]))))[0])             # over-sharpened
+            return torch.stack(out).float()
+
+        run.R = R
+        run.degrade = lambda x, t, ctx=None, batch_size=64: D(x.double(), D.as_t(t, x)).float()  # unrounded D
+        assert int(estimate_t(run, y)[0]) == t_star
+        assert int(estimate_t(run, y, consistent=1.0)[0]) == 1     # consistency alone: the flat curve's minimum
