@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from colddiff import devices, speed
+from colddiff.objective import l1_loss
 from colddiff.tables import markdown_table, text_table
 from colddiff.training import BatchStream, StepParts, train_step
 
@@ -225,8 +226,8 @@ class Stepwise:
     def __call__(self, x0: torch.Tensor, t, ctx: Any = None) -> torch.Tensor:
         return self.D.apply_stepwise(x0, t, ctx)
 
-    def observe(self, x0: torch.Tensor, t, ctx: Any = None) -> torch.Tensor:  # training inputs, step by step too
-        return self.D.observe(x0, t, ctx, stepwise=True)
+    def observe(self, x0: torch.Tensor, t, ctx: Any = None, t_in_range: bool = False) -> torch.Tensor:
+        return self.D.observe(x0, t, ctx, stepwise=True, t_in_range=t_in_range)  # training inputs, step by step too
 
 
 def step_parts(cfg, base: torch.nn.Module, ds, D, device: torch.device, seed: int) -> StepParts:
@@ -241,7 +242,7 @@ def step_parts(cfg, base: torch.nn.Module, ds, D, device: torch.device, seed: in
         model.to(memory_format=torch.channels_last)
         ema.to(memory_format=torch.channels_last)
     opt = speed.make_adam(model.parameters(), tr.lr, device, tr.fused_adam)
-    loss_fn = speed.compiled_loss(model, tr.compile, devices.autocast(device, tr.precision), tr.channels_last)
+    loss_fn = speed.compiled(l1_loss(model, devices.autocast(device, tr.precision), tr.channels_last), tr.compile)
     return StepParts(model, ema, opt, loss_fn, BatchStream(ds, tr.batch_size, seed, device=device), D,
                      torch.Generator(device=device).manual_seed(seed * 7919 + 17),
                      scaler=torch.amp.GradScaler("cuda") if tr.precision == "fp16" else None)

@@ -61,7 +61,7 @@ from benchmarks.common import (BenchOptions, DTYPES, Stepwise, add_options, clea
                                heading, machine_meta, ms, overhead_result, param_count, pct, pick_presets, render,
                                run_rows, subheading, timed)
 
-from colddiff import unet
+from colddiff.networks import unet
 from colddiff.presets import preset as get_preset
 from colddiff.degradations.base import bview
 from colddiff.samplers import algorithm2

@@ -61,7 +61,8 @@ from benchmarks.common import (BenchOptions, DTYPES, PRECISION, Stepwise, Synthe
 from colddiff import data as data_mod
 from colddiff import speed
 from colddiff.presets import preset as get_preset
-from colddiff.training import BatchStream, _update_ema, degrade_batch
+from colddiff.objective import degrade_batch
+from colddiff.training import BatchStream, _update_ema
 
 NAME = "training"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "training.json"

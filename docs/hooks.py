@@ -133,13 +133,15 @@ def _ours(name: str) -> str:
     d, data, tr = cfg.degradation, cfg.data, cfg.train
     deg = " ".join([f"`{d.name}` T={d.T}"] + [f"{k}={v}" for k, v in d.params.items()])
     aug = f"`{data.augment}`" if data.augment else "no augmentation"
+    m = cfg.model
+    net = f"; network `{getattr(m, 'arch', 'colddiff')}` dim {m.dim}, {'-'.join(map(str, m.dim_mults))}"
     return (f"{deg}; {data.name} {data.image_size} px, {aug}; batch {tr.batch_size}×{tr.grad_accum}, "
-            f"lr {_lr(tr.lr)}, {_steps(tr.steps)} steps")
+            f"lr {_lr(tr.lr)}, {_steps(tr.steps)} steps{net}")
 
 
 # Short keys of the shared differences paper.py names; a constant not listed here is keyed by its own name
 # (e.g. [EVAL_FID]), a difference repeated without a name by S1, S2, ...
-SHARED_KEYS = {"NET_LUCIDRAINS": "N1", "NET_DDPM": "N2", "NET_CONVNEXT": "N3", "CELEBA_DATA": "D1",
+SHARED_KEYS = {"NET_DDPM": "N2", "NET_CONVNEXT": "N3", "CELEBA_DATA": "D1",
                "MNIST_FRAME": "D2", "RESIZE_SOURCE": "A1", "QUANT": "Q", "RANDOM_CENTRE": "C", "GEN_DISCRETE": "G"}
 
 
@@ -175,7 +177,8 @@ def provenance_markdown() -> str:
     for name, prov in paper.PROVENANCE.items():
         files = ", ".join(f"`{f}`" for f in prov.files)
         diffs = "; ".join(f"[{keys[d]}]" if d in keys else d for d in prov.differences) or "none"
-        rows.append(f"| `{name}` | {_cell(prov.experiment)} | {_cell(prov.authors)} ({files}) | {_cell(_ours(name))} "
+        authors = prov.authors + (f"; network: {prov.network}" if getattr(prov, "network", "") else "")
+        rows.append(f"| `{name}` | {_cell(prov.experiment)} | {_cell(authors)} ({files}) | {_cell(_ours(name))} "
                     f"| {_cell(diffs)} |")
     shared = [f"- **[{key}]** {text}." for key, text in shared_differences().items()]
     return "\n".join(rows + ["", "Shared differences (deliberate; the reason is part of each):", ""] + shared) + "\n"

@@ -66,3 +66,23 @@ def clf(quick_classifier, monkeypatch):
 
     monkeypatch.setattr(classifier_mod, "get_classifier", lambda *a, **k: quick_classifier)
     return quick_classifier
+
+
+def installed_plugin_env(tmp_path, package: str, code: str, entry_point: str) -> dict:
+    """The environment of a fresh process in which ``package`` (its ``__init__`` is ``code``) is installed and
+    declares ``entry_point`` in colddiff's plug-in group, as a pip-installed plug-in would."""
+    import os
+    import sys
+
+    from colddiff import plugins
+
+    site = tmp_path / "site"
+    (site / package).mkdir(parents=True)
+    (site / package / "__init__.py").write_text(code)
+    dist = site / f"{package}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{plugins.ENTRY_POINT_GROUP}]\n{entry_point} = {package}\n")
+    env = {k: v for k, v in os.environ.items() if k != "COLDDIFF_PLUGINS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in sys.path if p])
+    return env

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import colddiff.degradations as deg
-from colddiff import plugins
 from colddiff.checkpoint import checkpoint_path, read_meta, save_checkpoint
 from colddiff.cli import main
 from colddiff.config import RunConfig
@@ -20,6 +19,7 @@ from colddiff.presets import preset, resolve_config
 from colddiff.degradations.checks import check
 from colddiff.errors import ConfigError
 from colddiff.samplers import SAMPLERS, sampler_names
+from conftest import installed_plugin_env
 
 # The complete plug-in the docs show (the "fade.py" block of docs/plugins.md), as a user saves it in a folder of
 # their own.
@@ -94,15 +94,7 @@ def test_plugins_from_the_environment_reach_a_fresh_process(plugin_dir):
 
 
 def test_an_installed_plugin_is_found_through_its_entry_point(tmp_path):
-    site = tmp_path / "site"
-    (site / "fadepkg").mkdir(parents=True)
-    (site / "fadepkg" / "__init__.py").write_text(FADE)
-    dist = site / "fadepkg-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fadepkg\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[{plugins.ENTRY_POINT_GROUP}]\nfade = fadepkg\n")
-    env = {k: v for k, v in os.environ.items() if k != "COLDDIFF_PLUGINS"}
-    env["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in sys.path if p])
+    env = installed_plugin_env(tmp_path, "fadepkg", FADE, "fade")
     r = subprocess.run([sys.executable, "-m", "colddiff", "check-degradation", "fade"], capture_output=True,
                        text=True, env=env)
     assert r.returncode == 0 and "7 passed, 0 failed" in r.stdout, r.stderr

@@ -6,7 +6,7 @@ import colddiff.degradations as deg
 from colddiff.degradations.base import Degradation
 from colddiff.errors import ConfigError
 from colddiff.samplers import SAMPLERS, algorithm1, algorithm2, direct, sampler_names, stochastic
-from colddiff.unet import UNet
+from colddiff.networks.unet import UNet
 
 from conftest import images
 

@@ -248,7 +248,7 @@ def test_graphed_restorer_falls_back_to_the_eager_loop_on_a_cpu(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 @pytest.mark.parametrize("family,kw", [("blur", dict(T=12, kernel_size=7, sigma=1.5)), ("mask", dict(T=20))])
 def test_cuda_graph_sampling_matches_the_eager_loop(family, kw):
-    from colddiff.unet import UNet
+    from colddiff.networks.unet import UNet
 
     torch.manual_seed(0)
     net = UNet(channels=3, dim=8, dim_mults=(1, 2), attn_levels=(), num_res_blocks=1).cuda().eval()
@@ -336,14 +336,15 @@ def test_a_training_step_never_waits_for_the_gpu():
     import contextlib
 
     from colddiff.graphs import _sync_errors
-    from colddiff.training import _update_ema, degrade_batch
+    from colddiff.objective import degrade_batch, l1_loss
+    from colddiff.training import _update_ema
 
     cfg = tiny()
     dev = torch.device("cuda")
     D = cfg.build_degradation()
     net, ema = cfg.build_model().to(dev), cfg.build_model().to(dev)
     opt = speed.make_adam(net.parameters(), 1e-3, dev, "auto")
-    loss_fn = speed.compiled_loss(net, "off", contextlib.nullcontext())
+    loss_fn = speed.compiled(l1_loss(net, contextlib.nullcontext()), "off")
     acc = speed.LossAccumulator(dev)
     gen = torch.Generator(device=dev).manual_seed(0)
     x0_cpu = (torch.rand(4, 1, 28, 28) * 2 - 1).pin_memory()

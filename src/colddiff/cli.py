@@ -355,23 +355,26 @@ def add_check_degradation(sub):
 
 
 def cmd_networks(args) -> int:
-    from .unet import describe_presets
+    from .networks import ARCHS, describe
+    from .presets import PRESETS
 
-    rows = describe_presets()
-    print(f"{'network':<11} {'image':>7} {'C':>2} {'dim':>4} {'mults':<10} {'attention':<10} {'params':>12}  note")
-    for r in rows:
-        mults = "-".join(map(str, r["dim_mults"]))
-        m = 2 ** (len(r["dim_mults"]) - 1)
-        padded = -(-r["image_size"] // m) * m  # the U-Net pads inputs to a multiple of m
-        attn = "+".join([f"{padded >> lv}px" for lv in r["attn_levels"]] + ["mid"])
-        print(f"{r['name']:<11} {r['image_size']:>4}px {r['channels']:>2} {r['dim']:>4} {mults:<10} {attn:<10} "
-              f"{r['params']:>12,}  {r['note']}")
+    print("architectures (model.arch):")
+    for name, arch in ARCHS.items():
+        print(f"  {name:<20} {arch.description}")
+    print("\nthe presets' networks:")
+    print(f"{'arch':<20} {'C':>2} {'dim':>4} {'mults':<9} {'other':<28} {'params':>12}  presets")
+    for r in describe({name: p.model_kwargs() for name, p in PRESETS.items()}):
+        s = dict(r["settings"])
+        c, dim, mults = s.pop("channels"), s.pop("dim"), "-".join(map(str, s.pop("dim_mults")))
+        other = " ".join(f"{k}={'-'.join(map(str, v)) or '-' if isinstance(v, tuple) else v}" for k, v in s.items())
+        print(f"{r['arch']:<20} {c:>2} {dim:>4} {mults:<9} {other:<28} {r['params']:>12,}  {', '.join(r['used_by'])}")
     return 0
 
 
 def add_networks(sub):
-    _command(sub, "networks", "parameter counts of the paper's restoration networks",
-             "Show the U-Net configurations used by the presets and their parameter counts.",
+    _command(sub, "networks", "the network architectures and the presets' networks with their parameter counts",
+             "List the architectures a run can choose with model.arch, then every distinct network of the presets: "
+             "its architecture, widths and parameter count, and the presets that train it.",
              "example:\n  colddiff networks", cmd_networks)
 
 
@@ -449,6 +452,39 @@ def add_train(sub):
                     help="where the loss, learning rate and speed go besides RUN/metrics.jsonl: tensorboard "
                          "(RUN/tensorboard/; pip install 'colddiff[tensorboard]'), wandb (Weights & Biases; "
                          "pip install 'colddiff[wandb]') or none (default)")
+
+
+def cmd_import_official(args) -> int:
+    from .official import import_official
+
+    res = import_official(args.checkpoint, args.preset, args.out, args.set)
+    if res["ignored"]:
+        print(f"colddiff: note: left out {len(res['ignored'])} tensors of the authors' diffusion wrapper, not of the "
+              f"network (e.g. {res['ignored'][0]})", file=sys.stderr)
+    print(f"imported {res['source']} (the authors' step {res['step']:,}, {res['tensors']} tensors, "
+          f"{'raw and EMA' if res['ema'] else 'raw'} weights, sha256 {res['sha256'][:12]}...) as a {args.preset} run: "
+          f"{res['out']}")
+    return 0
+
+
+def add_import_official(sub):
+    im = _command(sub, "import-official", "turn a checkpoint of the authors' code into a colddiff run",
+                  "Read a checkpoint written by the authors' Trainer (arpitbansal297/Cold-Diffusion-Models: a\n"
+                  "torch.save of {'step', 'model', 'ema'}; plain tensors only, nothing that needs code), check every\n"
+                  "tensor against the preset's network and write an ordinary run folder (config.toml, a\n"
+                  "checkpoint with the raw and EMA weights, imported.json with the file's name, sha256 and step)\n"
+                  "that generate, restore, evaluate, report and export take like a trained run.", """
+        examples:
+          colddiff import-official celebA_blur_gen/model.pt --preset celeba-blur-gen --out runs/celeba-blur-gen-authors
+          colddiff generate runs/celeba-blur-gen-authors --n 64 --out generated/
+          colddiff import-official model.pt --preset mnist-blur --set model.dim=32 --out runs/narrow
+        """, cmd_import_official)
+    im.add_argument("checkpoint", help="the authors' checkpoint file (e.g. model.pt)")
+    im.add_argument("--preset", required=True,
+                    help="the experiment the checkpoint was trained for (see docs: import-official)")
+    im.add_argument("--out", required=True, help="run folder to write (new or empty)")
+    im.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="override config keys as in `train` (e.g. model.dim=32 for a narrower network)")
 
 
 def cmd_presets(args) -> int:
@@ -1001,7 +1037,8 @@ def add_reproduce(sub):
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-ADDERS = (add_degrade, add_degradations, add_check_degradation, add_networks, add_train, add_presets, add_data,
+ADDERS = (add_degrade, add_degradations, add_check_degradation, add_networks, add_train, add_import_official,
+          add_presets, add_data,
           add_weights,
           add_evaluate, add_restore, add_quickstart, add_generate, add_report, add_export, add_demo, add_reproduce)
 
@@ -1064,8 +1101,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         from . import plugins
 
-        plugins.load_entry_points()   # installed plug-ins: listed by `degradations`, usable everywhere
-        plugins.from_environment()
+        plugins.load_installed()   # installed and COLDDIFF_PLUGINS ones: listed by `degradations`, usable everywhere
         plugins.load_plugins(_argv_plugins(argv))
     except ColddiffError as e:
         if debug:

@@ -48,6 +48,7 @@ class DegradationConfig:
 
 @dataclass
 class ModelConfig:
+    arch: str = "colddiff"        # the network, one of colddiff.networks.ARCHS (`colddiff networks`)
     dim: int = 64
     dim_mults: List[int] = field(default_factory=lambda: [1, 2, 4, 8])
     attn_levels: List[int] = field(default_factory=lambda: [1])
@@ -207,6 +208,9 @@ class RunConfig:
         parse_augment(self.data.augment)
         if self.model.dim < 1 or not self.model.dim_mults:
             raise ConfigError("model.dim must be positive and model.dim_mults non-empty")
+        from .networks import check_arch
+
+        check_arch(self.model.arch)
         for key, v in (("degradation.input_noise", self.degradation.input_noise),
                        ("generation.noise", self.generation.noise), ("generation.delta", self.generation.delta)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
@@ -256,13 +260,14 @@ class RunConfig:
 
     def model_kwargs(self) -> Dict[str, Any]:
         m = self.model
-        return dict(channels=self.data.channels, dim=m.dim, dim_mults=tuple(m.dim_mults),
+        return dict(arch=m.arch, channels=self.data.channels, dim=m.dim, dim_mults=tuple(m.dim_mults),
                     attn_levels=tuple(m.attn_levels), num_res_blocks=m.num_res_blocks, dropout=m.dropout)
 
     def build_model(self):
-        from .unet import UNet
+        """R(x_t, t): the network of ``model.arch`` (:func:`colddiff.networks.build`)."""
+        from . import networks
 
-        return UNet(**self.model_kwargs())
+        return networks.build(self.model_kwargs())
 
 
 def read_toml(path) -> Dict[str, Any]:

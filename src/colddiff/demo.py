@@ -27,6 +27,7 @@ from typing import Any, List, Optional, Tuple
 import torch
 from PIL import Image
 
+from . import extras
 from .errors import ColddiffError, ConfigError, InputError
 from .evaluation import held_out
 from .figures import algorithm2_trajectory, trajectory_grid
@@ -49,11 +50,8 @@ CSS = (".pixelated img {image-rendering: pixelated; width: 100% !important; heig
 
 def _gradio():
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # no calls home from a local demo
-    try:
-        import gradio as gr
-    except ImportError:
-        raise ConfigError(f"colddiff demo needs Gradio, an optional extra: {DEMO_INSTALL}") from None
-    return gr
+    return extras.require("gradio", package="gradio", needed_for="colddiff demo", install=DEMO_INSTALL,
+                          attrs=("Blocks",))
 
 
 class _Notes(logging.Handler):

@@ -15,7 +15,7 @@ trainer): the whole test split except index 0, blur and super-resolution test im
 1.12x and centre-cropped, RMSE as the square root of the global mean, unclamped, and the rows as
 they compute them: "sampled" is Algorithm 2's x_0 for blur but the last network prediction
 R(x_1, 1) for inpainting, super-resolution, snow and colourisation, and "degraded" is the image
-after the first update for inpainting and snow (each family says which, ``paper_*`` attributes).
+after the first update for inpainting and snow (:func:`colddiff.paper.authors_test`, a table per family).
 
 Restoring a user's own degraded images is :mod:`colddiff.restoration`; measuring generated
 images is :mod:`colddiff.generation_eval`.
@@ -36,6 +36,7 @@ import torch
 
 from . import metrics
 from .errors import ConfigError, InputError
+from .paper import authors_test, provenance
 from .runs import Run, check_t
 from .samplers import SAMPLERS, sampler_names
 from .tables import Record, markdown_table, text_table, write_tables
@@ -63,8 +64,6 @@ def method_label(method: str) -> str:
 
 def default_protocol(run: Run) -> str:
     """``paper`` for the paper presets (they have a provenance entry), else ``colddiff``."""
-    from .paper import provenance
-
     return "paper" if provenance(run.cfg.preset) is not None else "colddiff"
 
 
@@ -79,9 +78,10 @@ def check_protocol(protocol: Optional[str], run: Run) -> str:
 def paper_methods(D, sampler: str = "algorithm2") -> List[tuple]:
     """The paper protocol's rows for D: (method, the paper's row it stands for, or ""); ``sampler`` is the
     iterative sampler ("algorithm2", the paper's; "authors-shifted", the authors' snow/colour code)."""
-    degraded = "first-update" if D.paper_degraded_row == "first_update" else "degraded"
+    test = authors_test(D.name)
+    degraded = "first-update" if test.degraded_row == "first_update" else "degraded"
     rows = [(degraded, "degraded"), ("direct", "direct")]
-    if D.paper_sampled_row == "last_prediction":
+    if test.sampled_row == "last_prediction":
         rows += [(sampler, ""), ("last-prediction", "sampled")]
     else:
         rows += [(sampler, "sampled")]
@@ -245,7 +245,7 @@ def held_out(run: Run, n: Optional[int], protocol: str = "colddiff"):
     items = [ds[i] for i in range(first, last)]
     x0 = torch.stack([x for x, _ in items])
     labels = torch.tensor([int(y) for _, y in items], dtype=torch.long)
-    if protocol == "paper" and run.D.paper_test_enlarge:
+    if protocol == "paper" and authors_test(run.D.name).enlarge:
         from .data.augment import enlarge_center_crop
 
         x0 = enlarge_center_crop(x0)
@@ -380,7 +380,7 @@ def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: st
         classifier_accuracy=clf.accuracy if clf is not None else None, rows=rows,
         seconds=round(time.perf_counter() - start, 2), device=str(run.device),
         fid_classifier_label=clf_info.label() if clf_info else "", protocol=protocol,
-        enlarged=bool(paper and run.D.paper_test_enlarge))
+        enlarged=bool(paper and authors_test(run.D.name).enlarge))
 
 
 def _mean_finite(v: torch.Tensor) -> float:

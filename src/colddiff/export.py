@@ -70,19 +70,30 @@ def _check_out(run, out: Path) -> Path:
     return claim(out, "export", inputs=[run.folder], legacy=_earlier_export)
 
 
+# What restoring each family's degradation is called, as a Hugging Face Hub tag (a model card's task); a family
+# without an entry (animorph, a plug-in) is tagged with the Hub's general "image-to-image".
+HUB_TASKS = {"blur": "deblurring", "mask": "inpainting", "resolution": "super-resolution", "desaturate": "colorization",
+             "snow": "desnowing", "snow-c": "desnowing", "noise": "denoising"}
+
+
+def hub_task(family: str) -> str:
+    """The Hub task tag of a degradation family."""
+    return HUB_TASKS.get(family, "image-to-image")
+
+
 def card_metadata(run, licence: Optional[str] = None) -> Dict[str, Any]:
     """The model card's front matter: library, licence, data set, tags, task.
 
     The weights are derived from the images, so the card states the data's Hub licence (the data
     source's ``hub_licence``; "other" when it states none or the data is a folder) unless ``licence``
-    says otherwise; the task tag is the degradation's ``task``."""
+    says otherwise; the task tag is the degradation family's (``HUB_TASKS``)."""
     source = data.SOURCES.get(run.cfg.data.name)
     meta: Dict[str, Any] = {"library_name": "colddiff",
                             "license": licence or (source.hub_licence if source else "") or "other"}
     if source is not None and source.hub_id:
         meta["datasets"] = [source.hub_id]
     meta["tags"] = ["cold-diffusion", "colddiff", "image-restoration", f"degradation-{run.cfg.degradation.name}",
-                    run.D.task, "pytorch", "safetensors"]
+                    hub_task(run.cfg.degradation.name), "pytorch", "safetensors"]
     meta["pipeline_tag"] = "image-to-image"
     return meta
 

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Optional, Tuple
 
-from . import __version__
+from . import __version__, extras
 from .checkpoint import CONFIG, WEIGHTS, is_export
 from .errors import ConfigError, InputError
 from .outputs import MANIFEST
@@ -31,12 +31,10 @@ def parse_hf(spec: str) -> Tuple[str, Optional[str]]:
     return repo, rev or None
 
 
-def _hub():
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise ConfigError(f"hf:// models and --push need the huggingface_hub package: {HF_INSTALL}") from None
-    return huggingface_hub
+def _hub(needed_for: str, attr: str):
+    """huggingface_hub, with ``attr`` (a missing, broken or too old package: one line, :mod:`colddiff.extras`)."""
+    return extras.require("huggingface_hub", package="huggingface_hub", needed_for=needed_for, install=HF_INSTALL,
+                          attrs=(attr,))
 
 
 def resolve_hf(spec: str) -> Path:
@@ -46,7 +44,7 @@ def resolve_hf(spec: str) -> Path:
     cached copy is used without a network.
     """
     repo, rev = parse_hf(spec)
-    hub = _hub()
+    hub = _hub("hf:// models", "snapshot_download")
     try:
         path = hub.snapshot_download(repo_id=repo, revision=rev, repo_type="model", allow_patterns=MODEL_FILES)
     except Exception as e:  # offline, unknown repo, private repo without a token, ...: one line
@@ -64,7 +62,7 @@ def check_push(repo_id: str) -> None:
     that is not owner/name, or no huggingface_hub package."""
     if not REPO_ID.match(repo_id or ""):
         raise ConfigError(f"--push takes a Hub repository id owner/name, got {repo_id!r}")
-    _hub()
+    _hub("--push", "HfApi")
 
 
 def push(folder, repo_id: str, private: bool = False, message: Optional[str] = None) -> str:
@@ -72,7 +70,7 @@ def push(folder, repo_id: str, private: bool = False, message: Optional[str] = N
     check_push(repo_id)
     if not is_export(folder):
         raise InputError(f"{folder} is not an exported model folder (run `colddiff export RUN --out {folder}` first)")
-    hub = _hub()
+    hub = _hub("--push", "HfApi")
     try:
         api = hub.HfApi()
         api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -241,6 +242,37 @@ def claim_run_folder(out, what: str = "--out") -> Path:
                       "empty folder for the run")
 
 
+LOCK_GRACE_S = 5.0  # a training fills its lock file as it creates it: one still without a record after this never will
+
+
+def _lock_record(path: Path):
+    """((pid, host, since), what the file holds) of a regular lock file; (None, what it holds) without a record."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        try:
+            raw = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        return None, f"cannot be read ({e.strerror or type(e).__name__})"
+    if not raw.strip():
+        return None, "is empty"
+    try:
+        other = json.loads(raw.decode("utf-8"))
+        pid, host = int(other["pid"]), str(other["host"])
+        if pid <= 0:
+            raise ValueError(pid)
+        return (pid, host, str(other.get("started", "?"))), f"holds PID {pid} on {host}"
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        text = raw[:40].decode("utf-8", "replace")
+        return None, f"holds no lock record ({len(raw)}{'+' if len(raw) == 4096 else ''} bytes: {text!r})"
+
+
+def _file_kind(mode: int) -> str:
+    return ("a folder" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode) else
+            "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device file")
+
+
 class RunLock:
     """``with RunLock(folder):`` – the folder is this process's training run until the block ends.
 
@@ -262,10 +294,14 @@ class RunLock:
         except OSError as e:
             raise os_problem(e, self.folder) from None
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        for _ in range(3):
+        give_up = time.monotonic() + LOCK_GRACE_S + 5
+        while True:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
+                if time.monotonic() > give_up:
+                    raise OutputError(f"cannot lock {self.folder}: another process keeps re-creating its lock file "
+                                      f"{self.path} (it {_lock_record(self.path)[1]})") from None
                 self._refuse_or_take_over()
                 continue
             except OSError as e:
@@ -274,8 +310,6 @@ class RunLock:
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(me) + "\n")
             break
-        else:
-            raise OutputError(f"cannot lock {self.folder}: another process keeps taking the lock {self.path}")
         if read_manifest(self.folder) is None:
             try:
                 (self.folder / MANIFEST).write_text(json.dumps({"format": FORMAT, "command": "train", "files": []})
@@ -286,26 +320,50 @@ class RunLock:
         return self
 
     def _refuse_or_take_over(self) -> None:
+        """Another lock file is there: refuse (its training runs, or it cannot be judged) or take it over.
+
+        A record whose process is gone (same host), and a lock that still holds no record once its writer
+        had time to fill it (:data:`LOCK_GRACE_S`; empty, garbage, or unreadable and ours), cannot belong to
+        a running training: taken over with one warning.  Anything else is refused naming the file and
+        what it holds."""
         try:
-            other = json.loads(self.path.read_text(encoding="utf-8"))
-            pid, host, since = int(other["pid"]), str(other["host"]), str(other.get("started", "?"))
-        except (OSError, ValueError, KeyError, TypeError):
-            try:  # written by a process killed between creating and filling it, or not ours
-                if time.time() - self.path.stat().st_mtime < 5:
-                    time.sleep(0.2)
-                    return
-            except OSError:
-                return
-            pid, host, since = None, socket.gethostname(), "?"
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return  # released meanwhile: try again
+        except OSError as e:
+            raise os_problem(e, self.path) from None
+        if not stat.S_ISREG(st.st_mode):  # never read (a FIFO would block) nor removed (a folder may hold files)
+            raise OutputError(f"cannot lock {self.folder}: its lock file {self.path} is {_file_kind(st.st_mode)}, not "
+                              "a lock colddiff wrote; remove it if no training is running there, then train again")
+        record, holds = _lock_record(self.path)
         here = socket.gethostname()
-        if host == here and (pid is None or (pid != os.getpid() and not _alive(pid))):
-            print(f"colddiff: warning: took over the stale lock of {self.folder} (its training, PID {pid} on {host}, "
-                  "is no longer running)", file=sys.stderr)
-            self.path.unlink(missing_ok=True)
+        if record is None:
+            if 0 <= time.time() - st.st_mtime < LOCK_GRACE_S:  # its writer may be filling it right now
+                time.sleep(0.2)
+                return
+            if holds.startswith("cannot be read") and hasattr(os, "getuid") and st.st_uid != os.getuid():
+                raise OutputError(f"cannot lock {self.folder}: its lock file {self.path} {holds} and belongs to "
+                                  f"another user (uid {st.st_uid}), whose training may be running; ask them, or "
+                                  "delete the file if it is not")
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime))
+            self._take_over(f"{self.path} {holds} (last written {since}), and a training writes its PID there as it "
+                            "starts, so no running training holds it")
+            return
+        pid, host, since = record
+        if host == here and pid != os.getpid() and not _alive(pid):
+            self._take_over(f"its training, PID {pid} on {host}, is no longer running")
             return
         raise OutputError(f"{self.folder} is locked by a training that is still running (PID {pid} on {host}, since "
                           f"{since}); wait for it to finish or train into another --out (if it is really gone, "
                           f"delete {self.path})")
+
+    def _take_over(self, why: str) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot take over the stale lock {self.path} ({why}): {os_problem(e, self.path)}") \
+                from None
+        print(f"colddiff: warning: took over the stale lock of {self.folder} ({why})", file=sys.stderr)
 
     def _cleanup(self) -> None:
         left = {p.name for p in self.folder.iterdir()} if self.folder.is_dir() else set()

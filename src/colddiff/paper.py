@@ -26,14 +26,11 @@ README = "README.md"
 CREATE_DATA = "create_data.py"
 
 # ---- differences shared by several presets (each is a deliberate, named deviation)
-NET_LUCIDRAINS = ("network: colddiff's U-Net (residual blocks, self-attention at the listed levels) with the authors' "
-                  "widths (dim 64, multipliers 1-2-4-8); the authors' lucidrains-style Unet uses ConvNeXt blocks and "
-                  "linear attention at every level")
 NET_DDPM = ("network: colddiff's U-Net at the sizes of the authors' DDPM Model (128 channels, 1-2-2-2, attention at "
-            "16 px, dropout 0.1); block details follow colddiff's unet.py")
+            "16 px, dropout 0.1); block details follow colddiff's networks/unet.py")
 NET_CONVNEXT = ("network: the authors' snowification/decolor code trains its UnetConvNext (dim 64, 1-2-4-8; "
-                "snowification/diffusion/model/get_model.py); colddiff has no ConvNeXt U-Net and uses its own at "
-                "the same widths")
+                "snowification/diffusion/model/get_model.py); colddiff trains its own U-Net at the same widths "
+                "(its lucidrains-convnext is the other folders' Unet, not this class)")
 CELEBA_DATA = ("data: the authors' CelebA is CelebA-HQ at 128 px with the first 90% of the files for training "
                f"({CREATE_DATA}); colddiff's celeba is img_align_celeba centre-cropped to 128 with the official "
                "split (point data.name at folder:PATH to train on CelebA-HQ files)")
@@ -76,10 +73,12 @@ class Provenance:
     authors: str                    # the authors' setting, as their code runs it
     files: List[str]                # files of the authors' code the facts come from
     differences: List[str] = field(default_factory=list)   # every remaining difference, with its reason
+    network: str = ""               # the authors' network for the experiment (AUTHORS_NETWORK)
 
     def lines(self) -> List[str]:
-        out = [f"experiment: {self.experiment}", f"the authors' setting: {self.authors}",
-               "checked in arpitbansal297/Cold-Diffusion-Models: " + ", ".join(self.files)]
+        out = [f"experiment: {self.experiment}", f"the authors' setting: {self.authors}"]
+        out += [f"the authors' network: {self.network}"] if self.network else []
+        out += ["checked in arpitbansal297/Cold-Diffusion-Models: " + ", ".join(self.files)]
         out += ["remaining differences:"] + [f"  - {d}" for d in self.differences] if self.differences \
             else ["remaining differences: none"]
         return out
@@ -95,7 +94,7 @@ PROVENANCE: Dict[str, Provenance] = {
         + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "deblurring-diffusion-pytorch/mnist_train.py", "deblurring-diffusion-pytorch/mnist_test.py",
          BLUR_CODE],
-        ["paper text: T=40 for MNIST; the code's README runs T=20 (followed)", NET_LUCIDRAINS,
+        ["paper text: T=40 for MNIST; the code's README runs T=20 (followed)",
          "data: MNIST 28 px resized to 32 px, then the authors' random 1.12 enlargement and crop as augmentation",
          RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
     "cifar10-blur": Provenance(
@@ -112,7 +111,7 @@ PROVENANCE: Dict[str, Provenance] = {
         "CelebA-HQ 128 resized to 143 + RandomCrop(128) + flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "deblurring-diffusion-pytorch/celebA_128.py", BLUR_CODE, CREATE_DATA],
         ["paper text: sigma_t = exp(0.01 t); the code starts at i = 0, i.e. exp(0.01 (t-1)) (followed)",
-         NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
+         CELEBA_DATA, RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
     "mnist-inpaint": Provenance(
         "Sec. 4.2, Table 2 (MNIST inpainting)",
         "T=50, Gaussian masks of std 0.1 (i + 11) for i = 0..T-1 (--kernel_std 0.1; mnist_train.py does not pass "
@@ -124,7 +123,7 @@ PROVENANCE: Dict[str, Provenance] = {
         ["paper text: beta_1 = 1, +0.1 per step, 60k steps, batch 64; the training code: widths 1.1, 1.2, ..., "
          "batch 32, 700k steps (followed)", "the README's MNIST inpainting test command cannot run: it passes "
          "--initial_mask 1 and --image_size 28, options mnist_test.py does not have (argparse refuses them); "
-         "colddiff evaluates the trained setting", NET_LUCIDRAINS, QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST,
+         "colddiff evaluates the trained setting", QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST,
          EVAL_FID]),
     "cifar10-inpaint": Provenance(
         "Sec. 4.2, Table 2 (CIFAR-10 inpainting)",
@@ -148,14 +147,14 @@ PROVENANCE: Dict[str, Provenance] = {
          "celebA_train.py's default 11 (widths 0.2 (t+10)); bigger_mask_train.sh holds other runs (random centres, "
          "--initial_mask 11 and 21)", "paper text: beta_1 = 1, +0.1 per step, 60k steps, batch 64; the scripts: "
          "batch 100, 350k steps (followed)",
-         NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         CELEBA_DATA, RESIZE_SOURCE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "mnist-sr": Provenance(
         "Sec. 4.3 (MNIST super-resolution)",
         "T=3 halvings of a 32 px image (--resolution_routine Incremental_factor_2: bicubic down without "
         "antialiasing, nearest-exact up; downsample=bicubic), MNIST through Resize(35)+"
         "CenterCrop(32), no random augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "resolution-diffusion-pytorch/mnist_train.py", RES_CODE],
-        [NET_LUCIDRAINS, MNIST_FRAME, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
+        [MNIST_FRAME, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
     "cifar10-sr": Provenance(
         "Sec. 4.3 (CIFAR-10 super-resolution)",
         "T=3 bicubic halvings (32 -> 4 px, Incremental_factor_2), Resize(35)+RandomCrop(32)+flip, "
@@ -168,7 +167,7 @@ PROVENANCE: Dict[str, Provenance] = {
         + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
         [README, "resolution-diffusion-pytorch/celebA_128.py", RES_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
+        [CELEBA_DATA, RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
     "cifar10-snow": Provenance(
         "Sec. 4.4 (CIFAR-10 desnowification)",
         "T=200, the authors' snow level 3 (field N(0.55, 0.3) zoomed 2.5x, threshold 1.15 -> 0.7, 11-tap motion "
@@ -208,12 +207,12 @@ PROVENANCE: Dict[str, Provenance] = {
         "+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps; sampling from a 1-component GMM of channel means "
         "(+ noise 0.002 for broken symmetry)",
         [README, "deblurring-diffusion-pytorch/celebA_128.py", BLUR_CODE],
-        [GEN_DISCRETE, NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+        [GEN_DISCRETE, CELEBA_DATA, RESIZE_SOURCE]),
     "afhq-blur-gen": Provenance(
         "Sec. 5 (AFHQ generation by deblurring; FID 54.68)",
         "as celeba-blur-gen on AFHQ 512 px files resized to 143 + RandomCrop(128) + flip",
         [README, "deblurring-diffusion-pytorch/AFHQ_128.py", BLUR_CODE],
-        [GEN_DISCRETE, NET_LUCIDRAINS, RESIZE_SOURCE]),
+        [GEN_DISCRETE, RESIZE_SOURCE]),
     "celeba-mask-gen": Provenance(
         "Sec. 5 (CelebA generation by unmasking)",
         "--reverse --kernel_std 0.05 --initial_mask 1 --time_steps 750: visible share 1 - prod_{j <= T-t} z_j with "
@@ -221,32 +220,70 @@ PROVENANCE: Dict[str, Provenance] = {
         "channel, no quantisation, Resize(143)+RandomCrop(128)+flip, " + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
         [README, "defading-generation-diffusion-pytorch/celebA_128.py", FADE_GEN_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+        [CELEBA_DATA, RESIZE_SOURCE]),
     "celeba-animorph": Provenance(
         "Sec. 5 (animorphosis: CelebA faces from AFHQ animals)",
         "T=200, x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) z with the cosine schedule and z an AFHQ image, both data "
         "sets Resize(143)+RandomCrop(128)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "demixing-diffusion-pytorch/AFHQ_128_to_celebA_128.py", MIX_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE,
+        [CELEBA_DATA, RESIZE_SOURCE,
          "partner images are not augmented (the authors flip and crop the AFHQ partners too)"]),
     "celeba-noise": Provenance(
         "Sec. 5 (hot diffusion baseline on CelebA; DDIM-style FID 23.11)",
         "T=200, cosine schedule (s = 0.008, beta clipped at 0.999), Resize(143)+RandomCrop(128)+flip, "
         + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "denoising-diffusion-pytorch/celebA_noise_128.py", NOISE_CODE],
-        [NET_LUCIDRAINS, CELEBA_DATA, RESIZE_SOURCE]),
+        [CELEBA_DATA, RESIZE_SOURCE]),
     "afhq-noise": Provenance(
         "Sec. 5 (hot diffusion baseline on AFHQ; DDIM-style FID 20.59)",
         "T=200, cosine schedule, AFHQ resized to 143 + RandomCrop(128) + flip, " + COMMON_TRAIN.format(b=32)
         + ", 700k steps",
         [README, "denoising-diffusion-pytorch/AFHQ_noise_128.py", NOISE_CODE],
-        [NET_LUCIDRAINS, RESIZE_SOURCE]),
+        [RESIZE_SOURCE]),
 }
+
+# the network each experiment's train script builds, and colddiff's model.arch that is the same network
+UNET = ("their ConvNeXt Unet (lucidrains' 2022 U-Net), dim 64, multipliers 1-2-4-8, "
+        f"{BLUR_CODE} and its copies in the defading, defading-generation, demixing, denoising and resolution "
+        "folders (identical but for spacing); colddiff trains it as model.arch = "
+        "lucidrains-convnext: the same layers and parameter names, their checkpoints give their outputs")
+AUTHORS_NETWORK: Dict[str, str] = {name: UNET for name in (
+    "mnist-blur", "celeba-blur", "mnist-inpaint", "celeba-inpaint", "mnist-sr", "celeba-sr", "celeba-blur-gen",
+    "afhq-blur-gen", "celeba-mask-gen", "celeba-animorph", "celeba-noise", "afhq-noise")}
+for _name, _net in AUTHORS_NETWORK.items():
+    PROVENANCE[_name].network = _net
 
 
 def provenance(name: str):
     """The provenance of paper preset ``name``, or None for presets that are not paper experiments."""
     return PROVENANCE.get(name)
+
+
+# ---------------------------------------------------------------------------- the authors' test scripts
+@dataclass(frozen=True)
+class AuthorsTest:
+    """How the authors' test script for a degradation family evaluates it (``evaluate --protocol paper``),
+    read in each family's ``fid_distance_decrease_from_manifold``."""
+
+    enlarge: bool = False         # test images enlarged 1.12x and centre-cropped (their blur and SR loaders)
+    degraded_row: str = "x_t"     # their "degraded" images: x_t, or "first_update" (the image after the first update)
+    sampled_row: str = "x_0"      # their "sampled" images: Algorithm 2's x_0, or "last_prediction" (R(x_1, 1))
+
+
+_LAST = AuthorsTest(degraded_row="first_update", sampled_row="last_prediction")
+AUTHORS_TESTS: Dict[str, AuthorsTest] = {     # family -> protocol (the files: BLUR_CODE, RES_CODE, FADE_CODE,
+    "blur": AuthorsTest(enlarge=True),        # SNOW_EVAL, DECOLOR_EVAL above)
+    "resolution": AuthorsTest(enlarge=True, sampled_row="last_prediction"),
+    "mask": _LAST,
+    "snow": _LAST, "snow-c": _LAST,
+    "desaturate": _LAST,
+}
+
+
+def authors_test(family: str) -> AuthorsTest:
+    """The authors' test protocol for degradation ``family``; a family they did not test (noise, animorph,
+    a plug-in) is evaluated as the paper's text describes (x_t and Algorithm 2's x_0, images as they are)."""
+    return AUTHORS_TESTS.get(family, AuthorsTest())
 
 
 # ---------------------------------------------------------------------------- the paper's numbers

@@ -9,7 +9,7 @@ give the same kernels after a restart, and the checkpoint holds the plain module
 
 Why each helps on a GPU (a measured H100 run was launch-bound: 385 images/s, <1% of peak):
 ``torch.compile`` fuses the U-Net's many small element-wise kernels (GroupNorm, SiLU, the time
-scale/shift, the L1 loss) into few; channels_last lets cuDNN pick NHWC tensor-core kernels for
+scale/shift, the L1 loss of :mod:`colddiff.objective`) into few; channels_last lets cuDNN pick NHWC tensor-core kernels for
 bf16 convolutions without transposes; fused Adam updates every parameter in one kernel instead
 of a few per tensor; and the loss is summed on the device and read back only when it is logged,
 so the host never waits for the GPU inside a step and keeps queueing work ahead of it.
@@ -21,7 +21,6 @@ import os
 from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
 from .errors import ConfigError
 
@@ -102,20 +101,15 @@ def compiler_available() -> tuple[bool, str]:
     return True, ""
 
 
-def compiled_loss(net: torch.nn.Module, mode: str, autocast, channels_last: bool = False) -> Callable:
-    """``loss(x_t, t, x0) -> |R(x_t, t) - x0|_1`` (Eq. 1), compiled with ``mode`` unless it is ``off``.
+def compiled(loss: Callable, mode: str) -> Callable:
+    """``loss`` (the training objective, :func:`colddiff.objective.l1_loss`) compiled with ``mode``, or itself for ``off``.
 
     The network and the L1 loss are compiled together so the loss's element-wise kernels fuse
     into the network's last ones; autograd's backward is compiled with them (AOTAutograd).
-    ``net`` may be the DDP wrapper: torch.compile handles DDP's bucketing (DDPOptimizer).
+    The network may be the DDP wrapper: torch.compile handles DDP's bucketing (DDPOptimizer).
     """
-    def loss_fn(x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        with autocast:
-            x0_hat = net(to_format(x_t, channels_last), t)
-        return F.l1_loss(x0_hat.float(), x0)
-
     if mode == "off":
-        return loss_fn
+        return loss
     inductor = os.environ.get("COLDDIFF_COMPILE_BACKEND", "inductor") == "inductor"
     ok, why = compiler_available() if inductor else (True, "")
     if not ok:
@@ -126,7 +120,7 @@ def compiled_loss(net: torch.nn.Module, mode: str, autocast, channels_last: bool
         kwargs["backend"] = backend
     elif mode != "default":
         kwargs["mode"] = mode
-    return torch.compile(loss_fn, **kwargs)
+    return torch.compile(loss, **kwargs)
 
 
 # ---------------------------------------------------------------------------- loss on the device

@@ -1,7 +1,10 @@
 """Training the restoration network R with the paper's recipe (Cold Diffusion, Sec. 3.1).
 
-``train(cfg, out)`` is one loop a reader can follow top to bottom; ``train_step`` is its
-optimizer step (the benchmarks time the same function):
+``train(cfg, out)`` is one loop a reader can follow top to bottom, in named parts: the request
+checked (:func:`check_request`), :func:`set_up` (device, DDP, data, network, resume), the
+:func:`step_loop`, and the :class:`Hooks` around each step (callbacks, logs, sample grids,
+checkpoints, summary).  ``train_step`` is its optimizer step (the benchmarks time the same
+function); the objective it minimises, Eq. 1, is :mod:`colddiff.objective`:
 
     for each optimizer step:
         for each of grad_accum micro-batches:
@@ -27,6 +30,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -37,15 +41,17 @@ import torch
 
 from . import checkpoint as ckpt_io
 from . import data as data_mod
-from . import speed
+from . import extras, speed
 from .config import RunConfig, check_resumable
 from .data import augment as augment_mod
 from .degradations import context_to
 from .devices import autocast as precision_autocast
+from .devices import check_network_fits
 from .devices import resolve_device as _resolve_device
 from .errors import ColddiffError, ConfigError, OutputError
 from .fileio import TMP_PREFIX, atomic_path, os_problem, remove_stale
 from .images import atomic_save, make_grid
+from .objective import degrade_batch, l1_loss
 from .outputs import RunLock
 from .samplers import SAMPLERS, algorithm2, direct
 
@@ -242,7 +248,7 @@ def _set_rng_state(state: Dict[str, torch.Tensor], gen: torch.Generator, device:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-# ---------------------------------------------------------------------------- the loop
+# ---------------------------------------------------------------------------- train(): the three parts
 def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callback] = (),
           progress: bool = True, log_to: str = "none") -> Dict[str, Any]:
     """Train ``cfg`` into the run folder ``out``; with ``resume`` continue from its latest checkpoint.
@@ -254,61 +260,82 @@ def train(cfg: RunConfig, out, resume: bool = False, callbacks: Sequence[Callbac
     ``log_to``: where the scalars go besides ``metrics.jsonl``: ``tensorboard`` (OUT/tensorboard/),
     ``wandb`` (Weights & Biases, project ``colddiff``) or ``none`` (the default).
     Returns a summary dict (also written to ``train_summary.json`` by rank 0).
+
+    The parts, in order: :func:`check_request` (before the run folder exists), :func:`set_up`
+    (device, DDP, data, D, network, optimizer, resume), :func:`step_loop` (``train_step`` after
+    ``train_step``) calling the :class:`Hooks` (callbacks, logs, sample grids, checkpoints, summary).
     """
-    if isinstance(cfg.generation.sampler, str) and cfg.generation.sampler not in SAMPLERS:  # what it generates with: refused before any work
-        raise ConfigError(f"generation.sampler {cfg.generation.sampler!r} is unknown; samplers: {', '.join(SAMPLERS)}")
+    cfg = check_request(cfg, log_to)
+    out = Path(out)
     if dist_env()[0] != 0:  # under torchrun rank 0 holds the lock for all
         return _train(cfg, out, resume, callbacks, progress, log_to)
     with RunLock(out):
         return _train(cfg, out, resume, callbacks, progress, log_to)
 
 
-def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], progress: bool,
+def _train(cfg: RunConfig, out: Path, resume: bool, callbacks: Sequence[Callback], progress: bool,
            log_to: str) -> Dict[str, Any]:
-    out = Path(out)
-    ckdir = out / "checkpoints"
-    rank, world, local_rank = dist_env()
-    distributed = world > 1
-    cfg = cfg.copy().validate()
-    tr = cfg.train
+    run = set_up(cfg, out, resume)
+    hooks = Hooks(run, callbacks, progress, log_to, resume)
+    with _StopFlag() as stop:
+        stopped_early = step_loop(run, hooks, stop)
+    return hooks.finish(stopped_early)
+
+
+# ---------------------------------------------------------------------------- part 0: the request
+def check_request(cfg: RunConfig, log_to: str = "none") -> RunConfig:
+    """The validated copy of ``cfg``; one-line ConfigErrors, before any folder or file is made, for what
+    cannot run here: an unknown sampler or ``--log`` back end, a logging package that is missing, broken or
+    too old, a preset that needs a data folder, a data.root that is not a folder."""
+    if isinstance(cfg.generation.sampler, str) and cfg.generation.sampler not in SAMPLERS:  # what it generates with
+        raise ConfigError(f"generation.sampler {cfg.generation.sampler!r} is unknown; samplers: {', '.join(SAMPLERS)}")
     if log_to not in LOGGERS:
         raise ConfigError(f"--log must be one of {', '.join(LOGGERS)}, got {log_to!r}")
     if log_to != "none":
-        _require_logger(log_to)  # a missing extra: one line before any work
+        _Scalars.require(log_to)
+    cfg = cfg.copy().validate()
     if cfg.data.name == "folder:":
         raise ConfigError(f"preset {cfg.preset} trains on a folder of your images: add --set data.name=folder:PATH "
                           "(a folder of image files, e.g. 32-pixel crops of your photos)")
-    device = resolve_device(tr.device, local_rank)
-    if tr.precision == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision=fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
-    from .devices import check_network_fits
-
-    check_network_fits(cfg, device)  # a huge model.dim: one line now, not an allocator crash later
-    if distributed and not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        torch.distributed.init_process_group(backend=backend)
-    if tr.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-    stale = clear_partial(out) if rank == 0 else 0
-    latest = ckpt_io.find_latest(ckdir)
-    if resume and latest is None:
-        raise nothing_to_resume(out, stale)
-    if not resume and latest is not None:
-        raise ConfigError(f"{out} already holds a run (checkpoint {latest.name}); continue it with "
-                          f"`colddiff train --resume {out}` or choose another --out")
-    if resume:
-        check_resumable(ckpt_io.read_meta(latest)[0], cfg, f"the run in {out}")
-
     if cfg.data.root and not Path(cfg.data.root).expanduser().is_dir():
         raise ConfigError(f"data.root {cfg.data.root} is not a folder; give the folder that holds {cfg.data.name}'s "
                           "files, or leave data.root empty to use the default places")
-    # ---- data, degradation, network (identical initial weights on every process)
+    return cfg
+
+
+# ---------------------------------------------------------------------------- part 1: set-up
+@dataclass
+class Session:
+    """What :func:`set_up` hands to the step loop and its hooks: one process's share of a run."""
+
+    cfg: RunConfig
+    out: Path
+    device: torch.device
+    rank: int
+    world: int
+    parts: StepParts               # model, EMA, optimizer, Eq. 1, data stream, D, generator (train_step's)
+    autocast: Any                  # the run's precision (devices.autocast)
+    step: int = 0                  # optimizer steps done
+    elapsed_before: float = 0.0    # seconds trained before this resume
+    log_window: Optional[list] = None  # [sum, count] of the losses since the last log line (resume)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def ckdir(self) -> Path:
+        return self.out / "checkpoints"
+
+
+def set_up(cfg: RunConfig, out: Path, resume: bool) -> Session:
+    """Device and DDP, the checkpoint to continue from, data, D, network (identical initial weights on every
+    process), optimizer and generator, restored from that checkpoint when resuming.  Writes nothing but the
+    removal of what a killed run left half-written."""
+    rank, world, local_rank = dist_env()
+    tr = cfg.train
+    device = _start_device(cfg, local_rank, world)
+    latest = _checkpoint_to_continue(cfg, out, resume, rank)
     ds = data_mod.load(cfg.data.name, "train", root=cfg.data.root or None,
                        image_size=cfg.data.image_size, channels=cfg.data.channels)
     if rank == 0:
@@ -326,159 +353,232 @@ def _train(cfg: RunConfig, out, resume: bool, callbacks: Sequence[Callback], pro
     scaler = torch.amp.GradScaler("cuda") if tr.precision == "fp16" else None
     gen = torch.Generator(device=device).manual_seed(tr.seed * 7919 + 17 + rank)
     torch.manual_seed(tr.seed + 1 + rank)  # dropout etc.: a different stream per process
-    step, elapsed_before, resumed_window = 0, 0.0, None
     stream = BatchStream(ds, tr.batch_size, tr.seed, rank, world, cfg.data.num_workers, device=device,
                          augment=cfg.data.augment)
-
-    if resume:
-        ck = ckpt_io.load_checkpoint(latest)
-        model.load_state_dict(ck.model)
-        ema.load_state_dict(ck.ema or ck.model)
-        if ck.optimizer is not None:
-            opt.load_state_dict(ck.optimizer)
-            speed.match_optimizer_layout(opt)
-        step = ck.step
-        st = ck.state
-        stream.epoch, stream.position = int(st.get("epoch", 0)), int(st.get("position", 0))
-        elapsed_before = float(st.get("elapsed", 0.0))
-        resumed_window = st.get("log_window")  # [sum, count] of the losses since the last log line
-        if scaler is not None and st.get("grad_scaler"):
-            scaler.load_state_dict(st["grad_scaler"])
-        rank_rng = {k.split(".", 1)[1]: v for k, v in ck.rng.items() if k.startswith(f"rank{rank}.")}
-        if rank_rng and int(st.get("world_size", 1)) == world:
-            _set_rng_state(rank_rng, gen, device)
-        else:  # a different number of processes: continue reproducibly, but not bit-exactly
-            gen.manual_seed(tr.seed * 7919 + 17 + rank + 1_000_003 * step)
-            torch.manual_seed(tr.seed + 1 + rank + 1_000_003 * step)
-
-    if resume and step >= tr.steps:
-        raise ConfigError(f"the run in {out} is already at step {step} of train.steps={tr.steps}; "
-                          f"extend it with `colddiff train --resume {out} --set train.steps=N` (N > {step})")
-
-    net = model
-    if distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    is_main = rank == 0
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.toml")
-        _truncate_metrics(out / "metrics.jsonl", step)
-    tb = _metrics_writer(log_to, out, cfg, resume) if is_main else None
-    sample_batch = _fixed_batch(cfg, D, data_mod, ds) if is_main and tr.sample_every else None
     autocast = precision_autocast(device, tr.precision)
-    loss_fn = speed.compiled_loss(net, tr.compile, autocast, tr.channels_last)  # Eq. 1 (compiled when asked)
+    parts = StepParts(model, ema, opt, None, stream, D, gen, scaler=scaler, world=world)
+    run = Session(cfg, out, device, rank, world, parts, autocast)
+    if latest is not None:
+        _restore(run, ckpt_io.load_checkpoint(latest))
+        if run.step >= tr.steps:
+            raise ConfigError(f"the run in {out} is already at step {run.step} of train.steps={tr.steps}; "
+                              f"extend it with `colddiff train --resume {out} --set train.steps=N` (N > {run.step})")
+    if world > 1:
+        parts.net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    net = parts.net if parts.net is not None else model
+    parts.loss_fn = speed.compiled(l1_loss(net, autocast, tr.channels_last), tr.compile)  # Eq. 1
+    return run
 
-    bar = None
-    if is_main and progress and _on_terminal():  # a bar on a terminal; log lines in files, CI and notebooks
-        from tqdm.auto import tqdm
 
-        from .config import run_name
+def _start_device(cfg: RunConfig, local_rank: int, world: int) -> torch.device:
+    """This process's device, checked against the precision and the network's size; the process group
+    under torchrun; deterministic algorithms and TF32 as configured."""
+    tr = cfg.train
+    device = resolve_device(tr.device, local_rank)
+    if tr.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision=fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
+    check_network_fits(cfg, device)  # a huge model.dim: one line now, not an allocator crash later
+    if world > 1 and not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if tr.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
 
-        bar = tqdm(total=tr.steps, initial=step, desc=f"train {run_name(cfg)}", unit="step", dynamic_ncols=True)
 
-    def save(at_step: int, rng_snapshot, stream_state) -> Optional[Path]:
-        rng_all = _gather_rng(rng_snapshot, distributed, world)
-        if not is_main:
+def _checkpoint_to_continue(cfg: RunConfig, out: Path, resume: bool, rank: int) -> Optional[Path]:
+    """The latest checkpoint when resuming (None for a new run); refuses a resume with nothing to continue,
+    a new run over an old one, and a resume that changes more than train.* (the resume rule)."""
+    stale = clear_partial(out) if rank == 0 else 0
+    latest = ckpt_io.find_latest(out / "checkpoints")
+    if resume and latest is None:
+        raise nothing_to_resume(out, stale)
+    if not resume and latest is not None:
+        raise ConfigError(f"{out} already holds a run (checkpoint {latest.name}); continue it with "
+                          f"`colddiff train --resume {out}` or choose another --out")
+    if resume:
+        check_resumable(ckpt_io.read_meta(latest)[0], cfg, f"the run in {out}")
+    return latest if resume else None
+
+
+def _restore(run: Session, ck) -> None:
+    """Continue exactly where checkpoint ``ck`` stopped: weights, EMA, optimizer, step, data position, RNG."""
+    p, tr = run.parts, run.cfg.train
+    p.model.load_state_dict(ck.model)
+    p.ema.load_state_dict(ck.ema or ck.model)
+    if ck.optimizer is not None:
+        p.opt.load_state_dict(ck.optimizer)
+        speed.match_optimizer_layout(p.opt)
+    run.step = step = ck.step
+    st = ck.state
+    p.stream.epoch, p.stream.position = int(st.get("epoch", 0)), int(st.get("position", 0))
+    run.elapsed_before = float(st.get("elapsed", 0.0))
+    run.log_window = st.get("log_window")
+    if p.scaler is not None and st.get("grad_scaler"):
+        p.scaler.load_state_dict(st["grad_scaler"])
+    rank_rng = {k.split(".", 1)[1]: v for k, v in ck.rng.items() if k.startswith(f"rank{run.rank}.")}
+    if rank_rng and int(st.get("world_size", 1)) == run.world:
+        _set_rng_state(rank_rng, p.gen, run.device)
+    else:  # a different number of processes: continue reproducibly, but not bit-exactly
+        p.gen.manual_seed(tr.seed * 7919 + 17 + run.rank + 1_000_003 * step)
+        torch.manual_seed(tr.seed + 1 + run.rank + 1_000_003 * step)
+
+
+# ---------------------------------------------------------------------------- part 2: the step loop
+def step_loop(run: Session, hooks: "Hooks", stop: "_StopFlag") -> bool:
+    """Optimizer steps until train.steps, or until Ctrl-C/SIGTERM asks to stop (then one checkpoint at the
+    step boundary); returns whether it stopped early."""
+    steps = run.cfg.train.steps
+    run.parts.model.train()
+    while run.step < steps:
+        lr = lr_at(run.cfg, run.step)  # as train_step sets it: for the log and the callbacks
+        loss_sum = train_step(run.cfg, run.step, run.parts)
+        run.step += 1
+        hooks.after_step(run.step, lr, loss_sum, stop.requested)
+        if stop.requested:
+            hooks.at_stop(run.step)
+            return run.step < steps
+    return False
+
+
+# ---------------------------------------------------------------------------- part 3: the hooks
+class Hooks:
+    """What the step loop does around the steps: the callbacks, the progress bar and log lines (metrics.jsonl,
+    ``--log``), the sample grids, the checkpoints, and at the end the summary.  Only rank 0 writes."""
+
+    def __init__(self, run: Session, callbacks: Sequence[Callback] = (), progress: bool = True,
+                 log_to: str = "none", resume: bool = False):
+        self.run, self.callbacks = run, list(callbacks)
+        cfg, tr = run.cfg, run.cfg.train
+        self.scalars = _Scalars.open(log_to, run.out, cfg, resume) if run.is_main else None
+        if run.is_main:
+            run.out.mkdir(parents=True, exist_ok=True)
+            cfg.save(run.out / "config.toml")
+            _truncate_metrics(run.out / "metrics.jsonl", run.step)
+        self.sample_batch = (_fixed_batch(cfg, run.parts.D, data_mod, run.parts.stream.ds)
+                             if run.is_main and tr.sample_every else None)
+        self.bar = None
+        if run.is_main and progress and _on_terminal():  # a bar on a terminal; log lines in files, CI and notebooks
+            from tqdm.auto import tqdm
+
+            from .config import run_name
+
+            self.bar = tqdm(total=tr.steps, initial=run.step, desc=f"train {run_name(cfg)}", unit="step",
+                            dynamic_ncols=True)
+        self.t_start = time.time()
+        self.acc = speed.LossAccumulator(run.device)  # the loss stays on the device until it is logged
+        if run.log_window:
+            self.acc.sum.fill_(float(run.log_window[0]))
+            self.acc.n = int(run.log_window[1])
+        self.t_log, self.imgs_log = time.time(), 0
+        self.last_loss = self.mean_loss = self.loss_value = float("nan")
+        self.read_this_step = False
+
+    def after_step(self, step: int, lr: float, loss_sum: torch.Tensor, stopping: bool) -> None:
+        """After optimizer step ``step`` (1-based): the loss (stop if not finite), callbacks, log, samples, checkpoint."""
+        run, tr = self.run, self.run.cfg.train
+        self.acc.add(loss_sum, step)
+        # Read the loss back (a host-device sync) only where it is used: on a GPU at log, checkpoint and
+        # final steps (a non-finite loss is remembered on the device with its step); on a CPU, where reading
+        # costs nothing, at every step.
+        self.read_this_step = (run.device.type != "cuda" or bool(self.callbacks) or stopping or step == tr.steps
+                               or step % tr.checkpoint_every == 0 or bool(tr.log_every and step % tr.log_every == 0))
+        if self.read_this_step:
+            self._read_loss(step)
+        self.last_loss = self.loss_value
+        self.imgs_log += tr.batch_size * tr.grad_accum * run.world
+        p = run.parts
+        for cb in self.callbacks:
+            cb({"step": step, "loss": self.loss_value, "lr": lr, "model": p.model, "ema": p.ema, "out": run.out})
+        if run.is_main:
+            self._log(step, lr)
+            if tr.sample_every and (step % tr.sample_every == 0 or step == tr.steps):
+                _write_samples(run.out / "samples" / f"step-{step:08d}.png", self.sample_batch, p.ema, p.D,
+                               run.autocast)
+        if step % tr.checkpoint_every == 0 or step == tr.steps:
+            self.save(step)
+
+    def at_stop(self, step: int) -> None:
+        """Asked to stop (Ctrl-C, SIGTERM): a checkpoint at this step boundary, never of a non-finite loss."""
+        tr = self.run.cfg.train
+        if not self.read_this_step:  # asked to stop during this step
+            self._read_loss(step)
+        if step % tr.checkpoint_every != 0 and step != tr.steps:
+            self.save(step)
+
+    def _read_loss(self, step: int) -> None:
+        self.mean_loss, self.loss_value, bad_step = self.acc.read()
+        _stop_if_not_finite(bad_step, self.loss_value, step, self.run.ckdir)
+
+    def _log(self, step: int, lr: float) -> None:
+        """The progress bar's postfix, and every train.log_every steps a log line (metrics.jsonl, ``--log``, logging)."""
+        run, tr = self.run, self.run.cfg.train
+        now = time.time()
+        rate = self.imgs_log / max(now - self.t_log, 1e-9)
+        if self.bar is not None:
+            self.bar.update(1)
+            if step % max(1, min(tr.log_every, 10)) == 0 and math.isfinite(self.loss_value):
+                self.bar.set_postfix(loss=f"{self.loss_value:.4f}", img_s=f"{rate:.0f}")
+        if tr.log_every and (step % tr.log_every == 0 or step == tr.steps):
+            rec = {"step": step, "loss": self.mean_loss, "lr": lr, "images_per_s": rate,
+                   "time": run.elapsed_before + (now - self.t_start), "epoch": run.parts.stream.epoch}
+            _append_jsonl(run.out / "metrics.jsonl", rec)
+            if self.bar is None:
+                log.info("step %d/%d  loss %.4f  lr %.2e  %.0f images/s", step, tr.steps, self.mean_loss, lr, rate)
+            if self.scalars is not None:
+                self.scalars.log(rec, step)
+            self.t_log, self.imgs_log = now, 0
+            self.acc.reset()
+
+    def save(self, step: int) -> Optional[Path]:
+        """Checkpoint ``step`` (every process's RNG gathered; rank 0 writes it, then prunes to train.keep_last)."""
+        run, p = self.run, self.run.parts
+        rng_all = _gather_rng(_rng_state(p.gen, run.device), run.world > 1, run.world)
+        if not run.is_main:
             return None
-        state = {"step": at_step, **stream_state, "elapsed": elapsed_before + (time.time() - t_start),
-                 "world_size": world, "torch": torch.__version__,
-                 "log_window": [float(acc.sum), acc.n]}  # a resumed run's next log line averages the same steps
-        if scaler is not None:
-            state["grad_scaler"] = scaler.state_dict()  # plain floats and ints
+        state = {"step": step, **p.stream.state(), "elapsed": run.elapsed_before + (time.time() - self.t_start),
+                 "world_size": run.world, "torch": torch.__version__,
+                 "log_window": [float(self.acc.sum), self.acc.n]}  # a resumed run's next log line averages the same steps
+        if p.scaler is not None:
+            state["grad_scaler"] = p.scaler.state_dict()  # plain floats and ints
         try:
-            path = ckpt_io.save_checkpoint(ckpt_io.checkpoint_path(ckdir, at_step), config=cfg.to_dict(),
-                                           model=model.state_dict(), ema=ema.state_dict(),
-                                           optimizer=opt.state_dict(), rng=rng_all, state=state)
+            path = ckpt_io.save_checkpoint(ckpt_io.checkpoint_path(run.ckdir, step), config=run.cfg.to_dict(),
+                                           model=p.model.state_dict(), ema=p.ema.state_dict(),
+                                           optimizer=p.opt.state_dict(), rng=rng_all, state=state)
         except OutputError as e:
-            kept = ckpt_io.find_latest(ckdir)
-            raise OutputError(f"{e}; training stopped at step {at_step}: "
-                              + (f"continue from {kept.name} with `colddiff train --resume {out}` once it can be "
+            kept = ckpt_io.find_latest(run.ckdir)
+            raise OutputError(f"{e}; training stopped at step {step}: "
+                              + (f"continue from {kept.name} with `colddiff train --resume {run.out}` once it can be "
                                  "written" if kept else "no checkpoint was saved yet, start again once it can be "
                                  "written")) from None
-        ckpt_io.prune(ckdir, tr.keep_last)
+        ckpt_io.prune(run.ckdir, run.cfg.train.keep_last)
         return path
 
-    t_start = time.time()
-    acc = speed.LossAccumulator(device)  # the loss stays on the device until it is logged
-    if resumed_window:
-        acc.sum.fill_(float(resumed_window[0]))
-        acc.n = int(resumed_window[1])
-    t_log, imgs_log = time.time(), 0
-    last_loss = mean_loss = loss_value = float("nan")
-    bad_step = 0
-    stopped_early = False
-    images_per_step = tr.batch_size * tr.grad_accum * world
-    model.train()
-    parts = StepParts(model, ema, opt, loss_fn, stream, D, gen, net=net, scaler=scaler, world=world)
-    with _StopFlag() as stop:
-        while step < tr.steps:
-            lr = lr_at(cfg, step)  # as train_step sets it: for the log and the callbacks
-            loss_sum = train_step(cfg, step, parts)
-            acc.add(loss_sum, step + 1)
-            step += 1
-            # Read the loss back (a host-device sync) only where it is used: on a GPU at log,
-            # checkpoint and final steps (a non-finite loss is remembered on the device with its
-            # step); on a CPU, where reading costs nothing, at every step as before.
-            read_now = (device.type != "cuda" or callbacks or stop.requested or step == tr.steps
-                        or step % tr.checkpoint_every == 0 or (tr.log_every and step % tr.log_every == 0))
-            if read_now:
-                mean_loss, loss_value, bad_step = acc.read()
-                _stop_if_not_finite(bad_step, loss_value, step, ckdir)
-            last_loss = loss_value
-            imgs_log += images_per_step
-
-            for cb in callbacks:
-                cb({"step": step, "loss": loss_value, "lr": lr, "model": model, "ema": ema, "out": out})
-
-            if is_main:
-                now = time.time()
-                if bar is not None:
-                    bar.update(1)
-                    if step % max(1, min(tr.log_every, 10)) == 0 and math.isfinite(loss_value):
-                        bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{imgs_log / max(now - t_log, 1e-9):.0f}")
-                if tr.log_every and (step % tr.log_every == 0 or step == tr.steps):
-                    rec = {"step": step, "loss": mean_loss, "lr": lr,
-                           "images_per_s": imgs_log / max(now - t_log, 1e-9),
-                           "time": elapsed_before + (now - t_start), "epoch": stream.epoch}
-                    _append_jsonl(out / "metrics.jsonl", rec)
-                    if bar is None:
-                        log.info("step %d/%d  loss %.4f  lr %.2e  %.0f images/s", step, tr.steps, mean_loss, lr,
-                                 rec["images_per_s"])
-                    if tb is not None:
-                        tb.log(rec, step)
-                    t_log, imgs_log = now, 0
-                    acc.reset()
-                if tr.sample_every and (step % tr.sample_every == 0 or step == tr.steps):
-                    _write_samples(out / "samples" / f"step-{step:08d}.png", sample_batch, ema, D, autocast)
-            if step % tr.checkpoint_every == 0 or step == tr.steps:
-                save(step, _rng_state(gen, device), stream.state())
-            if stop.requested:
-                stopped_early = step < tr.steps
-                if not read_now:  # asked to stop during this step: never checkpoint a non-finite loss
-                    mean_loss, loss_value, bad_step = acc.read()
-                    _stop_if_not_finite(bad_step, loss_value, step, ckdir)
-                if step % tr.checkpoint_every != 0 and step != tr.steps:
-                    save(step, _rng_state(gen, device), stream.state())
-                break
-
-    if bar is not None:
-        bar.close()
-    digests = _gather_digests(model, distributed, world)
-    summary = {"preset": cfg.preset, "step": step, "steps": tr.steps, "stopped_early": stopped_early,
-               "final_loss": last_loss, "elapsed_s": elapsed_before + (time.time() - t_start),
-               "world_size": world, "device": str(device), "weights_sha256": digests,
-               "ranks_agree": len(set(digests)) == 1,
-               "checkpoint": str(ckpt_io.find_latest(ckdir)) if is_main else None}
-    if is_main:
-        with atomic_path(out / "train_summary.json") as tmp:
-            Path(tmp).write_text(json.dumps(summary, indent=2))
-    if tb is not None:
-        tb.close()
-    if distributed:
-        torch.distributed.barrier()
-    return summary
+    def finish(self, stopped_early: bool) -> Dict[str, Any]:
+        """The summary (every process's weights digest; rank 0 writes train_summary.json); closes the bar and ``--log``."""
+        run = self.run
+        if self.bar is not None:
+            self.bar.close()
+        digests = _gather_digests(run.parts.model, run.world > 1, run.world)
+        summary = {"preset": run.cfg.preset, "step": run.step, "steps": run.cfg.train.steps,
+                   "stopped_early": stopped_early, "final_loss": self.last_loss,
+                   "elapsed_s": run.elapsed_before + (time.time() - self.t_start),
+                   "world_size": run.world, "device": str(run.device), "weights_sha256": digests,
+                   "ranks_agree": len(set(digests)) == 1,
+                   "checkpoint": str(ckpt_io.find_latest(run.ckdir)) if run.is_main else None}
+        if run.is_main:
+            with atomic_path(run.out / "train_summary.json") as tmp:
+                Path(tmp).write_text(json.dumps(summary, indent=2))
+        if self.scalars is not None:
+            self.scalars.close()
+        if run.world > 1:
+            torch.distributed.barrier()
+        return summary
 
 
 # ---------------------------------------------------------------------------- one step
@@ -487,7 +587,7 @@ class StepParts:
     """What one optimizer step uses and changes.
 
     ``loss_fn(x_t, t, x0)`` is Eq. 1 on ``net`` (the DistributedDataParallel wrapper of ``model``
-    when ``world`` > 1, else ``model`` itself; see ``speed.compiled_loss``); ``scaler`` is fp16's
+    when ``world`` > 1, else ``model`` itself): ``speed.compiled(objective.l1_loss(net, ...))``; ``scaler`` is fp16's
     GradScaler (None otherwise); ``stream``, ``D`` and ``gen`` give each micro-batch's x0, its t,
     context and input noise.
     """
@@ -508,7 +608,7 @@ def train_step(cfg: RunConfig, step: int, p: StepParts) -> torch.Tensor:
     """Optimizer step ``step`` (0-based) as :func:`train` takes it; returns its loss, on the device.
 
     The learning rate of the step (``lr_at``); for each of ``grad_accum`` micro-batches: the next
-    x0, ``degrade_batch`` (input noise included), forward, L1 loss (Eq. 1), backward (scaled for
+    x0, ``objective.degrade_batch`` (input noise included), forward, L1 loss (Eq. 1), backward (scaled for
     fp16; under DDP the gradients are all-reduced on the last micro-batch only); then the loss
     averaged over the processes, (unscale,) gradient clipping, the Adam step, ``zero_grad`` and,
     every ``ema_every`` steps, the EMA update.  Nothing here reads a value back from the device
@@ -542,8 +642,8 @@ def train_step(cfg: RunConfig, step: int, p: StepParts) -> torch.Tensor:
     else:
         p.opt.step()
     p.opt.zero_grad(set_to_none=True)
-    if (step + 1) % tr.ema_every == 0:
-        _update_ema(p.ema, p.model, tr.ema_decay, reset=step + 1 < tr.ema_start)
+    if step % tr.ema_every == 0:  # the authors' Trainer: after step s (0-based) when s % every == 0, a copy
+        _update_ema(p.ema, p.model, tr.ema_decay, reset=step < tr.ema_start)  # before s = ema_start
     return loss_sum
 
 
@@ -558,24 +658,6 @@ def _stop_if_not_finite(bad_step: int, loss_value: float, step: int, ckdir: Path
         + (f"The last good checkpoint is {kept} (step {ckpt_io.list_checkpoints(ckdir)[-1][0]}); "
            if kept else "No checkpoint was written yet; ")
         + "lower train.lr or set train.grad_clip, then resume")
-
-
-def degrade_batch(D, x0: torch.Tensor, gen: torch.Generator, input_noise: float = 0.0):
-    """t ~ U{1..T} per image, a fresh per-trajectory context, and x_t = D.observe(x0, t, ctx) (D, then the
-    family's 8-bit rounding where the authors quantise training inputs).
-
-    ``input_noise`` σ > 0 adds N(0, σ²) to x_t, the forward process of Inverse Heat Dissipation
-    (Rissanen et al., ICLR 2023, Sec. 3: blur plus a little noise); σ = 0 draws nothing, so the
-    paper's training stream is unchanged.
-    """
-    t = torch.randint(1, D.T + 1, (x0.shape[0],), generator=gen, device=x0.device)
-    t.in_range = True  # 1..T by construction: D need not read it back from the GPU to check it
-    ctx = D.context(x0, gen)
-    with torch.no_grad():
-        x_t = D.observe(x0, t, ctx)  # rounded where the authors round training inputs
-        if input_noise > 0:
-            x_t = x_t + input_noise * torch.randn(x_t.shape, generator=gen, device=x_t.device, dtype=x_t.dtype)
-    return x_t, t
 
 
 @torch.no_grad()
@@ -650,26 +732,52 @@ def _on_terminal() -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-EXTRAS = {"tensorboard": ("tensorboard", "pip install 'colddiff[tensorboard]' (or pip install tensorboard)"),
-          "wandb": ("wandb", "pip install 'colddiff[wandb]' (or pip install wandb)")}
-
-
-def _require_logger(kind: str) -> None:
-    import importlib.util
-
-    module, how = EXTRAS[kind]
-    if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"--log {kind} needs the {module} package, which is not installed: {how}; "
-                          "or use --log none (metrics.jsonl is always written)")
-
-
 class _Scalars:
-    """Where the log lines' scalars go besides metrics.jsonl: TensorBoard or Weights & Biases."""
+    """Where the log lines' scalars go besides metrics.jsonl (``--log``): TensorBoard or Weights & Biases.
+
+    Both are optional packages: :meth:`require` checks, before the run folder exists, that the package
+    imports and has what is called; :meth:`open` starts it, and a start that fails is one line that leaves
+    nothing behind (the folder the back end began is removed again).
+    """
 
     KEYS = ("loss", "lr", "images_per_s")
+    # --log KIND: (package, module, the names used, install command, the folder it writes under the run)
+    BACKENDS = {"tensorboard": ("tensorboard", "torch.utils.tensorboard", ("SummaryWriter",),
+                                "pip install 'colddiff[tensorboard]' (or pip install tensorboard)", "tensorboard"),
+                "wandb": ("wandb", "wandb", ("init",), "pip install 'colddiff[wandb]' (or pip install wandb)", "wandb")}
 
     def __init__(self, kind: str, writer):
         self.kind, self.writer = kind, writer
+
+    @classmethod
+    def require(cls, kind: str):
+        """The back end's module, or one ConfigError line naming the package and how to install it."""
+        package, module, names, how, _ = cls.BACKENDS[kind]
+        how = f"{how}; or use --log none (metrics.jsonl is always written)"
+        if module != package:  # torch.utils.tensorboard needs the tensorboard package: name that one when missing
+            extras.require(package, package=package, needed_for=f"--log {kind}", install=how)
+        return extras.require(module, package=package, needed_for=f"--log {kind}", install=how, attrs=names)
+
+    @classmethod
+    def open(cls, kind: str, out: Path, cfg: RunConfig, resume: bool) -> Optional["_Scalars"]:
+        """A started back end for ``--log kind`` (None for ``none``)."""
+        if kind == "none":
+            return None
+        mod = cls.require(kind)
+        package, _, _, _, folder = cls.BACKENDS[kind]
+        new = not (out / folder).exists()
+        try:
+            if kind == "tensorboard":
+                return cls(kind, mod.SummaryWriter(str(out / folder)))
+            from .config import run_name
+
+            return cls(kind, mod.init(project="colddiff", name=run_name(cfg), dir=str(out), config=cfg.to_dict(),
+                                      resume="allow" if resume else None))
+        except Exception as e:  # a broken installation, no login, no network: one line, nothing left
+            if new:
+                shutil.rmtree(out / folder, ignore_errors=True)
+            raise extras.start_failed(package, f"--log {kind}", e, "fix it, or train with --log none "
+                                      "(metrics.jsonl is always written)") from None
 
     def log(self, rec: Dict[str, Any], step: int) -> None:
         if self.kind == "tensorboard":
@@ -683,21 +791,6 @@ class _Scalars:
             self.writer.close()
         else:
             self.writer.finish()
-
-
-def _metrics_writer(kind: str, out: Path, cfg: RunConfig, resume: bool) -> Optional[_Scalars]:
-    """A :class:`_Scalars` for ``--log`` (None for ``none``)."""
-    if kind == "none":
-        return None
-    if kind == "tensorboard":
-        from torch.utils.tensorboard import SummaryWriter
-
-        return _Scalars("tensorboard", SummaryWriter(str(out / "tensorboard")))
-    import wandb
-    from .config import run_name
-
-    return _Scalars("wandb", wandb.init(project="colddiff", name=run_name(cfg), dir=str(out), config=cfg.to_dict(),
-                                        resume="allow" if resume else None))
 
 
 def _warn_channels(cfg: RunConfig, ds) -> None:

@@ -9,7 +9,12 @@ Add your own with ``@register("name")`` on a :class:`Degradation` subclass.
 """
 from .base import (Degradation, context_cat, context_slice, context_to, create, generative_names, get_class, names,
                    parameters, register)
-from . import blur, mask, resolution, snow, desaturate, noise, animorph  # noqa: F401  (registration)
+from . import base, blur, mask, resolution, snow, desaturate, noise, animorph  # noqa: F401  (registration)
+from .. import plugins
+
+# Plug-ins reach the registry through its two seams: a plug-in class is wrapped as it registers, so its failures
+# name it, and a name that is not registered is looked for in the installed and the named plug-ins.
+base.plug_in(guard=lambda cls: plugins.guard(cls, Degradation), find=plugins.load_installed)
 
 __all__ = ["Degradation", "create", "get_class", "names", "generative_names", "parameters", "register",
            "context_to", "context_slice", "context_cat"]

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import ConfigError, InputError
 from .base import register, work_dtype
-from .noise import Mixing
+from .mixing import Mixing
 
 
 @register("animorph")

@@ -11,6 +11,11 @@ Every family implements two things:
 Random parts of a degradation (mask centres, snow layers, noise, partner images) are drawn
 once per trajectory by ``context(x0, generator)`` and passed back in, so a sampler can call
 ``D`` at any ``t`` with the same random draw.
+
+``Degradation`` holds the paper's D and nothing else.  How the authors' test scripts evaluate a
+family is a table in :mod:`colddiff.paper`, its Hub task tag one in :mod:`colddiff.export`, and a
+plug-in's failures are named by :mod:`colddiff.plugins`, which wraps a plug-in class as it
+registers (:func:`plug_in`: the registry's two seams, wired by :mod:`colddiff.degradations`).
 """
 from __future__ import annotations
 
@@ -20,14 +25,25 @@ from typing import Any, Callable, Dict, Optional, Type, Union
 
 import torch
 
-from .. import plugins
-from ..errors import ColddiffError, ConfigError, InputError
+from ..errors import ConfigError, InputError
 from ..validate import degradation_params
 
 TLike = Union[int, torch.Tensor]
 
 _REGISTRY: Dict[str, Type["Degradation"]] = {}
 MAX_T = 100_000
+
+# The registry's two seams for plug-ins; the registry itself knows nothing of them.  ``_guard`` takes every
+# class as it registers (colddiff.plugins wraps a plug-in's methods so that its failures name it) and
+# ``_find`` is asked when a name is unknown (colddiff.plugins loads the installed and the named plug-ins).
+_guard: Callable[[type], type] = lambda cls: cls
+_find: Callable[[], Any] = lambda: None
+
+
+def plug_in(guard: Callable[[type], type], find: Callable[[], Any]) -> None:
+    """Install the plug-in machinery's two seams (colddiff.degradations does, with colddiff.plugins)."""
+    global _guard, _find
+    _guard, _find = guard, find
 
 
 def register(name: str, override: bool = False) -> Callable[[Type["Degradation"]], Type["Degradation"]]:
@@ -44,8 +60,8 @@ def register(name: str, override: bool = False) -> Callable[[Type["Degradation"]
             where = "built in" if old.__module__.startswith("colddiff.") else f"registered by {old.__module__}"
             raise ConfigError(f"{cls.__module__} registers a degradation named {name!r}, which is {where}; choose "
                               f"another name, or write @register({name!r}, override=True) to replace it on purpose")
-        _REGISTRY[name] = cls
         cls.name = name
+        _REGISTRY[name] = cls = _guard(cls)
         return cls
 
     return deco
@@ -62,10 +78,8 @@ def generative_names() -> list[str]:
 
 
 def get_class(name: str) -> Type["Degradation"]:
-    if name not in _REGISTRY:  # not built in: look in the installed and named plug-ins (colddiff.plugins)
-
-        plugins.load_entry_points()
-        plugins.from_environment()
+    if name not in _REGISTRY:  # not built in: look in the installed and named plug-ins
+        _find()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -123,20 +137,35 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+def bview(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-sample (B,) tensor so it broadcasts against a (B, C, H, W) tensor."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
 class Degradation(ABC):
     """Base class of all degradations.  Subclasses implement ``forward`` (and ``step``).
+
+    What it holds, all of it about D:
+
+    * the operator: ``T``, ``forward`` (closed form), ``step`` (one step), ``context`` and
+      ``deterministic`` (its random draw), ``output_range``;
+    * applying it: ``D(x0, t, ctx)``, ``observe`` (with ``finalize``: how a degraded image is stored),
+      ``apply_stepwise`` (t single steps), ``as_t`` (a step t, checked);
+    * what samplers and generation may assume: ``mixing_schedule`` (DDIM), ``start``,
+      ``start_statistic`` and ``start_fit`` (the start state x_T);
+    * what restoring photos may assume: ``shift_invariant`` (or why not, ``not_shift_invariant``),
+      ``tile_multiple``, ``native_size_problem``;
+    * its registry entry: ``name`` (set by :func:`register`), ``describe`` (its settings),
+      ``example`` (a small instance for the property suite).
 
     Attributes:
         T: number of degradation steps; valid ``t`` are ``0..T``.
         name: registry name (set by :func:`register`).
         deterministic: False when ``context`` draws random per-trajectory parameters.
-        task: what restoring it is called, as a Hugging Face Hub tag (an exported model card's
-            task: "deblurring", "inpainting", ...); a family that names none is "image-to-image".
     """
 
     name: str = "degradation"
     deterministic: bool = True
-    task: str = "image-to-image"
 
     def __init__(self, T: int, image_size: Optional[int] = None, channels: Optional[int] = None):
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
@@ -185,23 +214,6 @@ class Degradation(ABC):
                           "clean image, so there is nothing to start from (generative degradations: "
                           f"{', '.join(generative_names()) or 'none'})")
 
-    def start_from_context(self, n: int, shape, generator=None, device=None):
-        """The start state of a family whose t = T image is its context alone (solid colour, partner, noise):
-        x_T = D(0, T, ctx), ctx = context(0, generator), so every later D(x0_hat, s, ctx) heads to the same end."""
-        x0 = torch.zeros(n, *shape, device=device)
-        ctx = self.context(x0, generator)
-        return self(x0, self.T, ctx), ctx
-
-    # ------------------------------------------------------------------ the authors' test scripts
-    # How the authors' test script for this family evaluates it (``evaluate --protocol paper``), so no
-    # caller asks a family for its name.  ``paper_test_enlarge``: test images enlarged 1.12x and
-    # centre-cropped (their blur and super-resolution loaders).  ``paper_degraded_row``: their
-    # "degraded" images are x_t ("x_t") or the image after the first sampler update ("first_update").
-    # ``paper_sampled_row``: their "sampled" images are Algorithm 2's x_0 ("x_0") or the last network
-    # prediction R(x_1, 1) ("last_prediction").
-    paper_test_enlarge: bool = False
-    paper_degraded_row: str = "x_t"
-    paper_sampled_row: str = "x_0"
 
     # ------------------------------------------------------------------ capabilities
     # Samplers ask for what they need instead of a family's name: DDIM needs x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·z.
@@ -256,67 +268,53 @@ class Degradation(ABC):
         return out
 
     # ------------------------------------------------------------------ calling
-    def __call__(self, x0: torch.Tensor, t: TLike, ctx: Any = None) -> torch.Tensor:
+    def __call__(self, x0: torch.Tensor, t: TLike, ctx: Any = None, *, t_in_range: bool = False) -> torch.Tensor:
+        x0, tt, ctx = self._prepare(x0, t, ctx, t_in_range)
+        return self._exact_at_0(x0, tt, self.forward(x0, tt, ctx))
+
+    def _prepare(self, x0: torch.Tensor, t: TLike, ctx: Any, t_in_range: bool = False):
+        """What every way of applying D checks and converts first: x0 a (B, C, H, W) float tensor, t a (B,)
+        int64 tensor in 0..T on x0's device (``t_in_range``: see :meth:`as_t`), and the context drawn when
+        none was passed."""
         x0 = self._check_x(x0)
-        tt = self.as_t(t, x0)
+        tt = self.as_t(t, x0, in_range=t_in_range)
         if ctx is None and not self.deterministic:
             ctx = self.context(x0)
-        out = self._guarded(self.forward, "forward", x0, tt, ctx)
-        # D(x0, 0) == x0 exactly, whatever floating-point residue the closed form leaves.
-        keep = (tt == 0).view(-1, *([1] * (x0.dim() - 1)))
-        return torch.where(keep, x0, out.to(x0.dtype))
+        return x0, tt, ctx
 
-    def _guarded(self, fn, what: str, *args):
-        """Call a family's own method; a plug-in's exception becomes one line naming the plug-in."""
-        if type(self).__module__.startswith("colddiff."):
-            return fn(*args)
-        try:
-            return fn(*args)
-        except (ColddiffError, KeyboardInterrupt):
-            raise
-        except Exception as e:
-            import sys
+    @staticmethod
+    def _exact_at_0(x0: torch.Tensor, tt: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """x_t in x0's dtype, with D(x0, 0) == x0 exactly, whatever floating-point residue the closed form leaves."""
+        return torch.where(bview(tt == 0, x0), x0, x_t.to(x0.dtype))
 
-            mod = type(self).__module__
-            where = getattr(sys.modules.get(mod), "__file__", None) or mod
-            first = (str(e).strip().splitlines() or [""])[0]
-            raise ConfigError(f"the plug-in degradation {self.name!r} ({type(self).__name__} in {where}) failed in "
-                              f"{what}(): {type(e).__name__}: {first}; fix the plug-in (check it with "
-                              f"`colddiff --plugin {where} check-degradation {self.name}`)") from None
-
-    def observe(self, x0: torch.Tensor, t: TLike, ctx: Any = None, stepwise: bool = False) -> torch.Tensor:
+    def observe(self, x0: torch.Tensor, t: TLike, ctx: Any = None, stepwise: bool = False, *,
+                t_in_range: bool = False) -> torch.Tensor:
         """The degraded image as it is stored and fed to R: ``finalize(D(x0, t))`` (8-bit rounding for the
         families that quantise), with D(x0, 0) == x0.  Training inputs and the start x_t of a restoration
         use it; the samplers' D calls do not (Algorithm 2's update stays exact).  ``stepwise``: build
-        D(x0, t) one step at a time (:meth:`apply_stepwise`)."""
-        x0 = self._check_x(x0)
-        tt = self.as_t(t, x0)
-        if ctx is None and not self.deterministic:
-            ctx = self.context(x0)
-        x = self.apply_stepwise(x0, tt, ctx) if stepwise else self(x0, tt, ctx)
-        keep = (tt == 0).view(-1, *([1] * (x0.dim() - 1)))
-        return torch.where(keep, x0, self.finalize(x, tt).to(x0.dtype))
+        D(x0, t) one step at a time (:meth:`apply_stepwise`).  ``t_in_range``: see :meth:`as_t`."""
+        x0, tt, ctx = self._prepare(x0, t, ctx, t_in_range)
+        x = self.apply_stepwise(x0, tt, ctx) if stepwise else self(x0, tt, ctx, t_in_range=True)
+        return self._exact_at_0(x0, tt, self.finalize(x, tt))
 
     def apply_stepwise(self, x0: torch.Tensor, t: TLike, ctx: Any = None) -> torch.Tensor:
         """D(x0, t) by applying ``step`` t times (O(t) cost, as in the authors' code)."""
         if type(self).step is Degradation.step:  # e.g. the authors' snow: only a closed form exists
             raise ConfigError(f"{self.name} has no single-step operator (its image at t is not a function of the "
                               "image at t-1), so it cannot be applied step by step; use the closed form D(x0, t)")
-        x0 = self._check_x(x0)
-        tt = self.as_t(t, x0)
-        if ctx is None and not self.deterministic:
-            ctx = self.context(x0)
+        x0, tt, ctx = self._prepare(x0, t, ctx)
         x = x0
-        bshape = (-1,) + (1,) * (x0.dim() - 1)
         for s in range(1, int(tt.max().item()) + 1 if tt.numel() else 1):
-            s_vec = torch.full_like(tt, s)
-            x_next = self._guarded(self.step, "step", x, s_vec, ctx).to(x0.dtype)
-            x = torch.where((tt >= s).view(bshape), x_next, x)
-        return torch.where((tt == 0).view(bshape), x0, x)
+            x_next = self.step(x, torch.full_like(tt, s), ctx).to(x0.dtype)
+            x = torch.where(bview(tt >= s, x0), x_next, x)
+        return self._exact_at_0(x0, tt, x)
 
     # ------------------------------------------------------------------ helpers
-    def as_t(self, t: TLike, x0: torch.Tensor) -> torch.Tensor:
-        """Turn an int or a (B,) tensor into a validated (B,) int64 tensor on x0's device."""
+    def as_t(self, t: TLike, x0: torch.Tensor, in_range: bool = False) -> torch.Tensor:
+        """Turn an int or a (B,) tensor into a validated (B,) int64 tensor on x0's device.
+
+        ``in_range=True``: the caller vouches that a tensor ``t`` lies in 0..T (training draws
+        t ~ U{1..T}), so its range check, which reads t back from the GPU, is skipped."""
         B = x0.shape[0]
         if isinstance(t, torch.Tensor):
             if t.is_floating_point():
@@ -338,9 +336,7 @@ class Degradation(ABC):
             if not 0 <= t <= self.T:  # checked on the int: no GPU sync in a sampler's loop
                 raise ConfigError(f"t out of range: got {t}, but {self.name} has steps 0..{self.T}")
             return torch.full((B,), t, dtype=torch.long, device=x0.device)
-        # (the range check reads t back from the GPU; training's t ~ U{1..T} is in range by
-        # construction and says so with ``t.in_range = True``, so its step never waits for the GPU)
-        if tt.numel() and not getattr(t, "in_range", False) and (int(tt.min()) < 0 or int(tt.max()) > self.T):
+        if tt.numel() and not in_range and (int(tt.min()) < 0 or int(tt.max()) > self.T):
             raise ConfigError(
                 f"t out of range: got {int(tt.min())}..{int(tt.max())}, but {self.name} has steps 0..{self.T}"
             )
@@ -364,9 +360,12 @@ class Degradation(ABC):
         return f"{type(self).__name__}({args})"
 
 
-def bview(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape a per-sample (B,) tensor so it broadcasts against a (B, C, H, W) tensor."""
-    return v.view(-1, *([1] * (like.dim() - 1)))
+def start_from_context(D: Degradation, n: int, shape, generator=None, device=None):
+    """The start state of a family whose t = T image is its context alone (solid colour, partner, noise):
+    x_T = D(0, T, ctx), ctx = D.context(0, generator), so every later D(x0_hat, s, ctx) heads to the same end."""
+    x0 = torch.zeros(n, *shape, device=device)
+    ctx = D.context(x0, generator)
+    return D(x0, D.T, ctx), ctx
 
 
 # ---------------------------------------------------------------------------- contexts

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .base import bview, register, work_dtype
-from .mask import quantize8
+from .ops import quantize8
 from .separable import SeparableDegradation
 
 SCHEDULES = ("constant", "incremental", "exponential", "cifar10")
@@ -67,10 +67,6 @@ class GaussianBlur(SeparableDegradation):
             truncate with int(), which floors every non-integer value (half a level lower on
             average); colddiff rounds to the nearest level.
     """
-
-    task = "deblurring"
-    # the authors' test script for this family (evaluate --protocol paper; see Degradation)
-    paper_test_enlarge = True
 
     def __init__(self, T: int = 20, kernel_size: int = 11, sigma: float = 7.0,
                  schedule: str = "constant", padding: str = "reflect", rate: float = 0.01,

@@ -8,30 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from .base import Degradation, bview, register, work_dtype
+from .ops import GRAYS, gray
 
-# ITU-R BT.601 luma weights; they sum to 1, so gray() is the same in [0, 1] and [-1, 1].
-LUMA = (0.299, 0.587, 0.114)
 SCHEDULES = ("linear", "constant")
-
-
-GRAYS = ("luma", "mean")
-
-
-def gray(x: torch.Tensor, weights: str = "luma") -> torch.Tensor:
-    """Grey version of an RGB batch repeated over the 3 channels (identity for 1-channel images):
-    ``luma`` (BT.601) or ``mean`` (the plain channel mean, the authors' decolorisation kernel of
-    ones/3 in decolor-diffusion/diffusion/forward_process_impl.py)."""
-    C = x.shape[1]
-    if C == 1:
-        return x
-    if C != 3:
-        raise InputError(f"desaturation needs 1- or 3-channel images, got {C} channels")
-    if weights == "mean":
-        return x.mean(1, keepdim=True).expand_as(x)
-    w = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True).expand_as(x)
 
 
 @register("desaturate")
@@ -46,11 +27,7 @@ class Desaturate(Degradation):
         gray: ``luma`` (BT.601 weights) or ``mean`` (the authors' plain channel mean).
     """
 
-    task = "colorization"
     shift_invariant = True   # a per-pixel colour map
-    # the authors' test script for this family (evaluate --protocol paper; see Degradation)
-    paper_degraded_row = "first_update"
-    paper_sampled_row = "last_prediction"
 
     def __init__(self, T: int = 20, schedule: str = "linear", rate: float = 0.9, gray: str = "luma",
                  image_size=None, channels=None):

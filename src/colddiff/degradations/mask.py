@@ -27,16 +27,12 @@ from typing import Dict, Tuple
 import torch
 
 from ..errors import ConfigError
-from .base import Degradation, register, work_dtype
+from .base import Degradation, register, start_from_context, work_dtype
+from .ops import quantize8
 
 POSITIONS = ("random", "center")
 FILLS = ("zero", "random")
 ORDERS = ("forward", "reverse")
-
-
-def quantize8(x: torch.Tensor) -> torch.Tensor:
-    """Round [-1, 1] values to the 256 levels of an 8-bit image."""
-    return torch.round((x.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
 
 
 @register("mask")
@@ -57,11 +53,6 @@ class GaussianMask(Degradation):
             authors' centred kernels (an (n+1)-tap window cropped by its first row and column)
             put it at pixel n/2 − 1 of an even n, i.e. offset 0.5.
     """
-
-    task = "inpainting"
-    # the authors' test script for this family (evaluate --protocol paper; see Degradation)
-    paper_degraded_row = "first_update"
-    paper_sampled_row = "last_prediction"
 
     def __init__(self, T: int = 50, beta_start: float = 1.0, beta_step: float = 0.1,
                  position: str = "random", fill: str = "zero", quantize: bool = True,
@@ -189,4 +180,4 @@ class GaussianMask(Degradation):
         if self.fill != "random":
             raise ConfigError("mask generation needs the generation variant fill=random (e.g. preset celeba-mask-gen): "
                               "with fill=zero the image at t=T still shows the clean image outside the masks")
-        return self.start_from_context(n, shape, generator, device)
+        return start_from_context(self, n, shape, generator, device)

@@ -70,11 +70,6 @@ class Downsample(SeparableDegradation):
         downsample: ``area`` (average over each block) or ``bicubic`` (the authors' routine).
     """
 
-    task = "super-resolution"
-    # the authors' test script for this family (evaluate --protocol paper; see Degradation)
-    paper_test_enlarge = True
-    paper_sampled_row = "last_prediction"
-
     def __init__(self, T: int = 3, downsample: str = "area", image_size=None, channels=None):
         super().__init__(T, image_size=image_size, channels=channels)
         if downsample not in DOWNSAMPLES:

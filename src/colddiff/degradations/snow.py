@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .base import Degradation, bview, register, work_dtype
-from .desaturate import gray
+from .ops import gray
 
 # level: (loc, scale, zoom, threshold, radius, sigma, blend) for 32×32 images
 LEVELS = {
@@ -99,11 +99,7 @@ class _SnowField(Degradation):
     context) or one fixed field per image size drawn with ``seed`` (``random=False``).
     Subclasses set ``random``, ``seed`` and ``_fixed`` and implement ``_draw``."""
 
-    task = "desnowing"
     shift_invariant = True   # flakes may fall anywhere and streak the same way everywhere (local blur)
-    # the authors' test script for both snow families (evaluate --protocol paper; see Degradation)
-    paper_degraded_row = "first_update"
-    paper_sampled_row = "last_prediction"
 
     def context(self, x0, generator=None):
         if not self.random:

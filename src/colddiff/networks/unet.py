@@ -31,18 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
-
-TLike = Union[int, float, torch.Tensor]
+from ..errors import ConfigError
+from .common import TLike, check_input, count_parameters, crop, fit_steps, pad_to_multiple
 
 __all__ = [
     "UNet",
     "sinusoidal_embedding",
     "PRESETS",
-    "PRESET_NOTES",
     "count_parameters",
     "build",
-    "describe_presets",
 ]
 
 
@@ -261,43 +258,16 @@ class UNet(nn.Module):
         self.out_norm = _norm(ch, groups)
         self.out_conv = nn.Conv2d(ch, out_channels, 3, padding=1)
 
-    # ------------------------------------------------------------------ helpers
-    def _steps(self, t: TLike, batch: int, device: torch.device) -> torch.Tensor:
-        """Turn ``t`` (int, float, 0-d or (B,) tensor) into a (B,) float32 tensor on ``device``."""
-        t = torch.as_tensor(t, device=device)
-        if t.dim() == 0:
-            t = t.expand(batch)
-        elif t.dim() != 1 or t.shape[0] not in (1, batch):
-            raise ValueError(f"t must be a number, a 0-d tensor or have shape ({batch},), got {tuple(t.shape)}")
-        elif t.shape[0] == 1:
-            t = t.expand(batch)
-        return t.to(torch.float32)
-
-    def _pad(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int, int, int]]:
-        """Pad H, W up to a multiple of ``size_multiple``, split evenly on both sides."""
-        h, w = x.shape[-2:]
-        m = self.size_multiple
-        ph, pw = (-h) % m, (-w) % m
-        if ph == 0 and pw == 0:
-            return x, (0, 0, 0, 0)
-        pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)  # (left, right, top, bottom)
-        # Reflect keeps image statistics at the border but needs pad < size on each side.
-        mode = "reflect" if max(pad[0], pad[1]) < w and max(pad[2], pad[3]) < h else "replicate"
-        return F.pad(x, pad, mode=mode), pad
-
     # ------------------------------------------------------------------ forward
     def forward(self, x_t: torch.Tensor, t: TLike) -> torch.Tensor:
         """Predict x0_hat from the degraded image ``x_t`` (B, C, H, W) at step ``t``."""
-        if x_t.dim() != 4 or x_t.shape[1] != self.channels:
-            raise ValueError(
-                f"expected x_t of shape (B, {self.channels}, H, W), got {tuple(x_t.shape)}"
-            )
+        check_input(x_t, self.channels)
         b, _, h, w = x_t.shape
-        emb = sinusoidal_embedding(self._steps(t, b, x_t.device), self.dim)
+        emb = sinusoidal_embedding(fit_steps(t, b, x_t.device), self.dim)
         # Follow the module's dtype (e.g. a .half() network); under autocast Linear recasts.
         temb = self.time_mlp(emb.to(self.time_mlp[0].weight.dtype))
 
-        x, pad = self._pad(x_t)
+        x, pad = pad_to_multiple(x_t, self.size_multiple)
         hcur = self.stem(x)
         skips = [hcur]
         for stage in self.down:
@@ -316,9 +286,7 @@ class UNet(nn.Module):
             hcur = stage.resample(hcur)
 
         x0_hat = self.out_conv(F.silu(self.out_norm(hcur)))
-        # Crop the padding back off: the output covers exactly the input's pixels.
-        left, right, top, bottom = pad
-        return x0_hat[..., top:top + h, left:left + w]
+        return crop(x0_hat, pad, h, w)
 
 
 def _validate(channels: int, dim: int, dim_mults: Tuple[int, ...], attn_levels: Tuple[int, ...],
@@ -367,23 +335,6 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                        num_res_blocks=1, dropout=0.0, image_size=32),
 }
 
-PRESET_NOTES: Dict[str, str] = {
-    "mnist": "MNIST 32x32 restoration (authors' width: dim 64, 1-2-4-8); attention at 16x16",
-    "cifar10": "DDPM's CIFAR-10 U-Net: dim 128, 1-2-2-2, attention at 16x16, dropout 0.1",
-    "celeba": "CelebA 128x128 restoration (authors' width: dim 64, 1-2-4-8); attention at 16x16",
-    "celeba-gen": "CelebA 128x128 generation (same network as celeba)",
-    "afhq-gen": "AFHQ 128x128 generation (same network as celeba)",
-    "cifar10-64": "CIFAR-10 snow / colourisation: the widths of the authors' UnetConvNext (dim 64, 1-2-4-8) "
-                  "in colddiff's blocks",
-    "mnist-cpu": "small fast CPU network for MNIST: dim 16, 1-2-2, 1 res block, attention only in the middle",
-    "colour-cpu": "the same small CPU network for colour crops (folder-blur): 3 channels, 32 px crops",
-}
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of scalar parameters in ``model``."""
-    return sum(p.numel() for p in model.parameters())
-
 
 def _kwargs(name_or_kwargs: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
     if isinstance(name_or_kwargs, str):
@@ -405,23 +356,3 @@ def build(name_or_kwargs: Union[str, Mapping[str, Any]]) -> UNet:
         return UNet(**kwargs)
     except TypeError as e:  # unknown keyword
         raise ConfigError(f"bad network settings {kwargs}: {e}") from None
-
-
-def describe_presets() -> List[Dict[str, Any]]:
-    """One row per preset: name, channels, image_size, dim, dim_mults, attn_levels, params, note."""
-    rows = []
-    for name, preset in PRESETS.items():
-        # The meta device allocates no memory and skips weight init: counting is instant.
-        with torch.device("meta"):
-            model = build(name)
-        rows.append(dict(
-            name=name,
-            channels=model.config["channels"],
-            image_size=preset.get("image_size"),
-            dim=model.config["dim"],
-            dim_mults=model.config["dim_mults"],
-            attn_levels=model.config["attn_levels"],
-            params=count_parameters(model),
-            note=PRESET_NOTES.get(name, ""),
-        ))
-    return rows
