@@ -22,9 +22,9 @@ import torch
 
 from .errors import InputError
 from .fileio import atomic_path
-from .images import list_images, read_image, save_image
+from .images import read_image, save_image
 from .outputs import claim, staged
-from .restoration import output_names
+from .restoration import input_files, output_names
 from .runs import check_t
 
 __all__ = ["degrade_files"]
@@ -40,14 +40,8 @@ def degrade_files(D, spec, out, t, channels: Optional[int] = None, seed: int = 0
     none, never into the input, never over files colddiff did not write."""
     t = check_t(t, D.T)
     out = claim(out, "degrade", inputs=[spec])  # before any image is read
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise InputError(f"input not found: {path}; give an image file or a folder of images")
-    files = [path] if path.is_file() else list_images(path)
-    if not files:
-        raise InputError(f"no images found in folder {path}")
+    files, root = input_files(spec)
     files = files[:limit] if limit else files
-    root = path.parent if path.is_file() else path
     own = (D.image_size, D.image_size) if getattr(D, "image_size", None) else None
     generator = torch.Generator().manual_seed(int(seed))
     records, images = [], []

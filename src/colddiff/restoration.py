@@ -301,6 +301,17 @@ def fit_square(x: torch.Tensor, size: int) -> torch.Tensor:
     return y[:, top:top + size, left:left + size].clamp(-1, 1)
 
 
+def input_files(spec) -> tuple:
+    """(image files, root) of an image file (root: its folder) or a folder of images (recursively); one-line errors."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise InputError(f"input not found: {path}; give an image file or a folder of images")
+    files = [path] if path.is_file() else list_images(path)
+    if not files:
+        raise InputError(f"no images found in folder {path}")
+    return files, (path.parent if path.is_file() else path)
+
+
 def load_user_images(spec, size: int, channels: int, resize: bool = False, run: Optional[Run] = None) -> UserImages:
     """An image file or a folder of images (recursively), each file decoded once.
 
@@ -309,13 +320,8 @@ def load_user_images(spec, size: int, channels: int, resize: bool = False, run: 
     scaled to ``size`` on its shorter side (aspect ratio kept) and centre-cropped, noted in ``resized``.
     Other channel counts are converted (noted in ``converted``).
     """
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise InputError(f"input not found: {path}; give an image file or a folder of images")
-    files = [path] if path.is_file() else list_images(path)
-    if not files:
-        raise InputError(f"no images found in folder {path}")
-    out = UserImages(images=[], files=files, root=path.parent if path.is_file() else path)
+    files, root = input_files(spec)
+    out = UserImages(images=[], files=files, root=root)
     for f in files:
         info: Dict[str, Any] = {}
         x = read_image(f, channels=channels, info=info)
