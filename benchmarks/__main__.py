@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-MODULES = ["degradations", "training", "sampling", "throughput", "quickstart", "generation", "startup"]
+MODULES = ["degradations", "training", "sampling", "throughput", "quickstart", "generation", "networks", "startup",
+           "contention", "steps"]
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 

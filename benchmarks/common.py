@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+import colddiff.degradations as deg
 from colddiff import devices, speed
 from colddiff.objective import l1_loss
 from colddiff.tables import markdown_table, text_table
@@ -224,7 +225,7 @@ class Stepwise:
         return getattr(self.D, name)
 
     def __call__(self, x0: torch.Tensor, t, ctx: Any = None) -> torch.Tensor:
-        return self.D.apply_stepwise(x0, t, ctx)
+        return deg.apply_stepwise(self.D, x0, t, ctx)
 
     def observe(self, x0: torch.Tensor, t, ctx: Any = None, t_in_range: bool = False) -> torch.Tensor:
         return self.D.observe(x0, t, ctx, stepwise=True, t_in_range=t_in_range)  # training inputs, step by step too

@@ -5,7 +5,7 @@ this measures
 
 * the wall time of one closed-form call ``D(x0, t)`` at ``t = 1`` and at ``t = T``; the
   closed form is meant to cost the same at every ``t`` (target: ``D(t=T) <= 1.5 x D(t=1)``);
-* the time of applying the single-step operator ``T`` times (``D.apply_stepwise``, what the
+* the time of applying the single-step operator ``T`` times (``apply_stepwise(D, ...)``, what the
   authors' code does), and the speed-up of the closed form over it;
 * the one-off build time of the cached operators (first call on a fresh instance minus a
   warm call);
@@ -193,7 +193,7 @@ def bench_row(family: str, st: Setting, opts: Options) -> Dict[str, Any]:
         row["status"] = "skipped"
         row["notes"] = notes + [f"not valid here: {e}"]
         return row
-    row["params"] = {k: v for k, v in D.describe().items() if k != "partners"}
+    row["params"] = {k: v for k, v in deg.describe(D).items() if k != "partners"}
     ctx = D.context(x0, gen)
 
     # -- closed form: first call on the fresh instance builds the caches
@@ -219,13 +219,13 @@ def bench_row(family: str, st: Setting, opts: Options) -> Dict[str, Any]:
     if type(D).step is Degradation.step:
         notes.append("no single-step operator: closed form only, as in the authors' code")
         return row
-    one_s, one_out = timed(lambda: D.apply_stepwise(x0, 1, ctx), dev)  # warm-up + cost per step
+    one_s, one_out = timed(lambda: deg.apply_stepwise(D, x0, 1, ctx), dev)  # warm-up + cost per step
     if T == 1 or (not opts.full_stepwise and one_s * T > opts.step_max_s):
         k = T if T == 1 else max(1, min(T - 1, int(opts.step_max_s // one_s)))
         if k == 1:
             k_s, step_out = one_s, one_out
         else:
-            k_s, step_out = timed(lambda: D.apply_stepwise(x0, k, ctx), dev)
+            k_s, step_out = timed(lambda: deg.apply_stepwise(D, x0, k, ctx), dev)
         runs = [k_s * T / k]
         if k < T:
             notes.append(f"stepwise time scaled from {k} of {T} steps (1 run; a full run would take "
@@ -239,7 +239,7 @@ def bench_row(family: str, st: Setting, opts: Options) -> Dict[str, Any]:
         runs = []
         step_out = None
         while True:  # one full run always; more while they fit in the budget
-            s, out = timed(lambda: D.apply_stepwise(x0, T, ctx), dev)
+            s, out = timed(lambda: deg.apply_stepwise(D, x0, T, ctx), dev)
             spent += s
             runs.append(s)
             if step_out is None:
@@ -265,7 +265,7 @@ def bench_row(family: str, st: Setting, opts: Options) -> Dict[str, Any]:
         n_bad = int((d >= row["tolerance"]).sum())
         D.finalize = lambda x, t: x  # this instance only
         raw_ref = D(x0, k, ctx)
-        raw_step = D.apply_stepwise(x0, k, ctx)
+        raw_step = deg.apply_stepwise(D, x0, k, ctx)
         raw_diff = (raw_ref.float() - raw_step.float()).abs().max().item()
         del D.finalize  # back to the family's own
         row.update(max_diff_before_finalize=raw_diff, pixels_over_tolerance=n_bad,
@@ -281,7 +281,7 @@ def bench_row(family: str, st: Setting, opts: Options) -> Dict[str, Any]:
         # 16-bit: the step-by-step path rounds the image T times (and steps that amplify earlier
         # errors, e.g. snow's a_s / a_{s-1} > 1, make it worse).  Compare the 16-bit closed form
         # with the step-by-step result computed in float32 to see which side drifted.
-        step32 = D.apply_stepwise(x0.float(), k, ctx)
+        step32 = deg.apply_stepwise(D, x0.float(), k, ctx)
         d32 = (ref.float() - step32.float()).abs().max().item()
         tol32 = torch.finfo(dt).eps  # one ulp at 1: the closed form's own rounding, with margin
         row.update(max_diff_vs_float32_stepwise=d32)

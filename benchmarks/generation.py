@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+import colddiff.degradations as deg
 from colddiff.tables import markdown_table, text_table
 
 from .common import finish, machine_meta
@@ -131,7 +132,7 @@ def run(steps: Optional[int], n: Optional[int], quick: bool, keep: Optional[Path
             ev = evaluate_generation(run_, n=n, fid="classifier", progress=False, settings=[setting])
             row = dict(ev.rows[0])
             row.update(key=r.key, preset=r.preset, hot=r.hot, k=st["k"], T=run_.T,
-                       degradation=run_.D.describe(), input_noise=run_.cfg.degradation.input_noise,
+                       degradation=deg.describe(run_.D), input_noise=run_.cfg.degradation.input_noise,
                        train_s=train_s[r.preset], grid=str(Path(row["folder"]) / "grid.png") if keep else None)
             row.pop("blank_definition", None)
             out_rows.append(row)

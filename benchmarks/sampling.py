@@ -13,7 +13,7 @@ the middle attention sits at 16x16 as in the paper's networks), this measures
   every step is ``x0_hat = R(x_s, s)``, ``x_{s-1} = x_s - D(x0_hat, s) + D(x0_hat, s-1)``
   with the closed form ``D(x0, t)``;
 * STEPWISE ALG. 2: the same sampler with ``D(x0_hat, s)`` computed by ``s`` applications of
-  the single-step operator (``D.apply_stepwise``), the authors' O(T^2) way;
+  the single-step operator (``apply_stepwise(D, ...)``), the authors' O(T^2) way;
 
 overhead = (Alg. 2 - bare) / bare; target <= 10 % (PASS/FAIL per row).  The update of
 Algorithm 2 (the two degradation calls and the arithmetic of every step, without the
@@ -61,6 +61,7 @@ from benchmarks.common import (BenchOptions, DTYPES, Stepwise, add_options, clea
                                heading, machine_meta, ms, overhead_result, param_count, pct, pick_presets, render,
                                run_rows, subheading, timed)
 
+import colddiff.degradations as deg
 from colddiff.networks import unet
 from colddiff.presets import preset as get_preset
 from colddiff.degradations.base import bview
@@ -153,7 +154,7 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
 
     SD = Stepwise(D)
     row: Dict[str, Any] = {
-        "preset": spec.preset, "degradation": D.describe(), "family": D.name, "size": H, "C": C, "T": T,
+        "preset": spec.preset, "degradation": deg.describe(D), "family": D.name, "size": H, "C": C, "T": T,
         "batch": B, "network": network_label(kw, spec), "network_settings": clean(dict(kw)),
         "params": n_params, "data": "random images in [-1, 1], x_T = D(x0, T)", "status": "ok",
         "notes": notes,
@@ -206,7 +207,7 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
     update_ms = statistics.median(upd) * 1e3
 
     # -- stepwise update: one step costs ~ (2s - 1) single steps; whole T-step loop ~ T^2 of them
-    one_step_s = statistics.median(timed(lambda: D.apply_stepwise(x0_hat, 1, ctx), dev)[0] for _ in range(3))
+    one_step_s = statistics.median(timed(lambda: deg.apply_stepwise(D, x0_hat, 1, ctx), dev)[0] for _ in range(3))
     step_est_s = T * T * one_step_s
     stepwise_whole = step_est_s <= opts.step_max_s
     if stepwise_whole:

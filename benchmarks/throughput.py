@@ -66,6 +66,7 @@ from benchmarks.common import (BenchOptions, DTYPES, PRECISION, SyntheticImages,
                                render, run_rows, step_parts, sync, timed)
 from benchmarks.flops import flops_per_image, mfu_fields, peak_flops
 
+import colddiff.degradations as deg
 from colddiff import speed
 from colddiff.presets import preset as get_preset
 from colddiff.samplers import algorithm2
@@ -368,7 +369,7 @@ def bench_row(spec: RowSpec, opts: Options, progress: bool = True) -> Dict[str, 
     f_sample = flops_per_image(base, C, H, train=False)
     row: Dict[str, Any] = {
         "preset": spec.preset, "size": H, "C": C, "T": D.T, "params": n_params,
-        "network": cfg.model_kwargs(), "degradation": D.describe(),
+        "network": cfg.model_kwargs(), "degradation": deg.describe(D),
         "data": "synthetic: random images in [-1, 1] of the preset's shape",
         "preset_train_batch": preset_B, "preset_grad_accum": preset_A,
         "flops_per_image_train": f_train, "flops_per_image_sample_call": f_sample,

@@ -141,7 +141,7 @@ def _ours(name: str) -> str:
 
 # Short keys of the shared differences paper.py names; a constant not listed here is keyed by its own name
 # (e.g. [EVAL_FID]), a difference repeated without a name by S1, S2, ...
-SHARED_KEYS = {"NET_DDPM": "N2", "NET_CONVNEXT": "N3", "CELEBA_DATA": "D1",
+SHARED_KEYS = {"CELEBA_DATA": "D1",
                "MNIST_FRAME": "D2", "RESIZE_SOURCE": "A1", "QUANT": "Q", "RANDOM_CENTRE": "C", "GEN_DISCRETE": "G"}
 
 

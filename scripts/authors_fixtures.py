@@ -55,6 +55,8 @@ from torch import nn
 
 COMMIT = "f8b1379"
 BLUR_FILE = "deblurring-diffusion-pytorch/deblurring_diffusion_pytorch/deblurring_diffusion_pytorch.py"
+DDPM_FILE = "deblurring-diffusion-pytorch/deblurring_diffusion_pytorch/Model2.py"
+SNOW_NET_FILE = "snowification/diffusion/model/unet_convnext.py"
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "authors"
 
 # the fixture's setting: small enough to keep the files small, large enough to exercise every layer
@@ -119,7 +121,29 @@ def lucidrains_convnext(checkout: Path):
     return net, dict(arch="lucidrains-convnext", channels=C, dim=4, dim_mults=[1, 2])
 
 
-ARCHS = {"lucidrains-convnext": lucidrains_convnext}
+def ddpm(checkout: Path):
+    """Their DDPM ``Model`` (Model2.py, the class their CIFAR-10 scripts train), narrow: ch 8, multipliers 1-2, one
+    residual block per level, attention at 8 px (level 1), no dropout (so that one training step is deterministic).
+    Their ``Normalize`` hard-codes GroupNorm(32), which cannot split 8 channels: for this fixture only it is
+    replaced by the same GroupNorm with 8 groups (eps 1e-6), what colddiff uses at this width (gcd(32, dim));
+    tests/test_ddpm.py checks the 32 groups at the paper's width."""
+    mod = load_authors(checkout, DDPM_FILE, "authors_ddpm")
+    mod.Normalize = lambda channels: nn.GroupNorm(num_groups=8, num_channels=channels, eps=1e-6, affine=True)
+    net = mod.Model(resolution=SIZE, in_channels=C, out_ch=C, ch=8, ch_mult=(1, 2), num_res_blocks=1,
+                    attn_resolutions=(SIZE // 2,), dropout=0.0)
+    return net, dict(arch="ddpm", channels=C, dim=8, dim_mults=[1, 2], attn_levels=[1], num_res_blocks=1,
+                     dropout=0.0)
+
+
+def convnext_snow(checkout: Path):
+    """Their snowification folder's ``UnetConvNextBlock`` (what ``get_model`` returns for --model UnetConvNext;
+    decolor-diffusion's copy is the same file), narrow: dim 4, multipliers 1-2."""
+    mod = load_authors(checkout, SNOW_NET_FILE, "authors_snow_net")
+    net = mod.UnetConvNextBlock(dim=4, dim_mults=(1, 2), channels=C, with_time_emb=True, residual=False)
+    return net, dict(arch="convnext-snow", channels=C, dim=4, dim_mults=[1, 2])
+
+
+ARCHS = {"lucidrains-convnext": lucidrains_convnext, "ddpm": ddpm, "convnext-snow": convnext_snow}
 
 
 # ---------------------------------------------------------------------------- their training loop, one step
@@ -183,7 +207,7 @@ def make(checkout: Path, arch: str, out: Path) -> None:
     # loaded) and share the others' storage (torch.save writes a shared tensor once: the file stays small)
     ema = diffusion.state_dict()
     raw = dict(ema)
-    odd = next(k for k in raw if k.endswith("final_conv.1.weight"))
+    odd = [k for k in raw if "denoise_fn." in k and k.endswith(".weight")][-1]   # the output convolution
     raw[odd] = raw[odd] * 0.5
     ckpt = {"step": 1234, "model": raw, "ema": ema}
     out.mkdir(parents=True, exist_ok=True)

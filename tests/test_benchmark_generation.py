@@ -18,7 +18,7 @@ def test_every_row_runs_in_quick_mode_and_writes_its_table(tmp_path, clf, capsys
     assert rows["blur-ihd"]["sampler"] == "stochastic" and rows["blur-ihd"]["delta"] > 0
     assert rows["blur-ihd"]["input_noise"] > 0 and rows["blur"]["input_noise"] == 0
     assert rows["noise-ddim"]["sampler"] == "ddim" and rows["noise-ddim"]["hot"]
-    assert rows["sr"]["k"] == 10 and rows["blur-noise"]["noise"] == 0.002
+    assert rows["sr"]["k"] == 60 and rows["blur-noise"]["noise"] == 0.002
     assert json.loads(out.read_text())["rows"][0]["key"] == "blur"
     text = capsys.readouterr().out
     assert "hot: Gaussian noise + DDIM" in text and "real test images (reference)" in text

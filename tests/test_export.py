@@ -18,6 +18,7 @@ from colddiff import __version__
 from colddiff.checkpoint import checkpoint_path, save_checkpoint
 from colddiff.cli import main
 from colddiff.config import DataConfig, DegradationConfig, ModelConfig, RunConfig
+from colddiff.errors import InputError
 from colddiff.evaluation import evaluate, write_evaluation
 from colddiff.checkpoint import is_export
 from colddiff.hub import parse_hf
@@ -185,7 +186,7 @@ def test_push_uploads_the_folder_through_the_hub_api(exported, monkeypatch, caps
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=FakeApi))
     from colddiff.hub import push
 
-    with pytest.raises(Exception) as e:
+    with pytest.raises(InputError) as e:
         push(exported, "me/model")
     assert "upload to me/model failed" in str(e.value) and "huggingface-cli login" in str(e.value)
     assert calls[0] == ("create", dict(repo_id="me/model", repo_type="model", private=False, exist_ok=True))
@@ -217,7 +218,7 @@ def test_hf_address_loads_from_the_hub_cache_offline(exported, tmp_path, monkeyp
         assert b.folder == repo / "snapshots" / commit
         x_t = torch.rand(2, 1, 28, 28) * 2 - 1
         assert torch.equal(a.sample(x_t, 4), b.sample(x_t, 4))
-    with pytest.raises(Exception) as e:
+    with pytest.raises(InputError) as e:
         load_run("hf://someone/not-there", device="cpu")
     assert "cannot get hf://someone/not-there" in str(e.value)
     del hub

@@ -29,6 +29,9 @@ HERE = Path(__file__).parent / "fixtures" / "authors"
 # arch -> (a paper preset that trains it, the --set that narrows it to the fixture's widths)
 FIXTURES = {
     "lucidrains-convnext": ("mnist-blur", ["model.dim=4", "model.dim_mults=1,2"]),
+    "ddpm": ("cifar10-blur", ["data.channels=1", "model.dim=8", "model.dim_mults=1,2", "model.num_res_blocks=1",
+                              "model.dropout=0"]),
+    "convnext-snow": ("cifar10-snow", ["data.channels=1", "model.dim=4", "model.dim_mults=1,2"]),
 }
 TOL = 1e-5
 

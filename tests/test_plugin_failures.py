@@ -124,4 +124,4 @@ def test_a_plugin_class_is_wrapped_once_as_it_registers_and_a_built_in_never(tmp
         if klass.__module__.startswith("colddiff."):
             assert not any(getattr(getattr(klass, m, None), "_plugin_guarded", False) for m in plugins.GUARDED)
     with pytest.raises(ConfigError, match="has no single-step operator"):
-        cls().apply_stepwise(__import__("torch").zeros(1, 1, 4, 4), 1)
+        deg.apply_stepwise(cls(), __import__("torch").zeros(1, 1, 4, 4), 1)

@@ -16,7 +16,7 @@ from colddiff.checkpoint import checkpoint_path, read_meta, save_checkpoint
 from colddiff.cli import main
 from colddiff.config import RunConfig
 from colddiff.presets import preset, resolve_config
-from colddiff.degradations.checks import check
+from colddiff.degradations.checks import check, example
 from colddiff.errors import ConfigError
 from colddiff.samplers import SAMPLERS, sampler_names
 from conftest import installed_plugin_env
@@ -131,7 +131,7 @@ def test_unknown_degradation_hints_at_plugins():
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("name", deg.names())
 def test_every_registered_family_passes_the_property_suite(name, channels):
-    results = check(deg.get_class(name).example(image_size=16, channels=channels))
+    results = check(example(deg.get_class(name), image_size=16, channels=channels))
     failed = [r.line() for r in results if r.ok is False]
     assert not failed, failed
     assert sum(r.ok is True for r in results) >= 6

@@ -21,8 +21,8 @@ def test_quickstart_end_to_end_and_reuse(tmp_path, clf, capsys):
     res = json.loads((out / "quickstart.json").read_text())
     assert res["t"] == 2 and res["steps"] == 3 and set(res["seconds"]) == {"train", "evaluate", "generate", "report"}
     g = res["targets"]["generation"]
-    assert g["setting"] == "Algorithm 2, no noise, GMM k=10" and isinstance(g["entropy_ok"], bool)
-    assert res["generation"]["rows"][0]["k"] == 10 and res["generation"]["rows"][0]["n"] == 8
+    assert g["setting"] == "Algorithm 2, no noise, GMM k=60" and isinstance(g["entropy_ok"], bool)
+    assert res["generation"]["rows"][0]["k"] == 60 and res["generation"]["rows"][0]["n"] == 8
     html = (out / "report.html").read_text()
     assert "<h2>Generation</h2>" in html and "<table class=\"generation\">" in html
     assert (out / "generation" / "quickstart" / "grid.png").exists()

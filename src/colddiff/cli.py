@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 from . import __version__
 from .errors import ColddiffError, ConfigError, InputError
 from .fileio import check_writable
+from .outputs import check_files, claim, owned_files
 from .validate import argtype
 
 EXIT_USER_ERROR = 2
@@ -42,6 +43,9 @@ def _command(sub, name: str, help: str, description: str, examples: str, func) -
     p.set_defaults(func=func)
     p.add_argument("--plugin", action="append", default=argparse.SUPPRESS, metavar="FILE_OR_MODULE",
                    help="load degradations of your own first (repeatable; also before the command)")
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
+                   help="CPU threads for torch (default: every core on a quiet machine, what other processes "
+                        "leave free on a busy one, re-measured while it runs; also $COLDDIFF_THREADS)")
     return p
 
 
@@ -107,10 +111,9 @@ def parse_steps(text: Optional[str], T: int) -> list[int]:
             steps.append(int(part))
         except ValueError:
             raise ConfigError(f"--steps takes whole numbers separated by commas (e.g. 0,5,10,T), got {part!r}") from None
-    bad = [s for s in steps if not 0 <= s <= T]
-    if bad:
-        raise ConfigError(f"step(s) {', '.join(map(str, bad))} out of range: this degradation has steps 0..{T}")
-    return steps
+    from .timesteps import library_t
+
+    return [library_t(s, T) for s in steps]   # the library's rule: 0..T
 
 
 def load_input(spec: str, n: int, channels: Optional[int], size: Optional[int]):
@@ -167,6 +170,7 @@ def cmd_degrade(args) -> int:
     from .images import image_format
 
     image_format(args.out)  # x.tiff is a TIFF, x.xyz refused, before any work
+    check_files([args.out], "degrade")  # never over a file colddiff did not write
     deg.get_class(name)  # an unknown name before reading any image
     x0 = load_input(args.input, 8 if args.n is None else args.n, channels, size)
     for key, have in (("image_size", int(x0.shape[-1])), ("channels", int(x0.shape[1]))):
@@ -178,7 +182,9 @@ def cmd_degrade(args) -> int:
     D = deg.create(name, **params)
     steps = parse_steps(args.steps, D.T)
     ctx = D.context(x0, torch.Generator().manual_seed(args.seed))
-    out = atomic_save(degradation_strip(D, x0, steps, ctx), args.out)
+    strip = degradation_strip(D, x0, steps, ctx)
+    with owned_files([args.out], "degrade"):
+        out = atomic_save(strip, args.out)
     print(f"wrote {out}: {x0.shape[0]} image(s) x {len(steps)} steps of {D!r}")
     return 0
 
@@ -312,7 +318,7 @@ def add_degradations(sub):
 
 def cmd_check_degradation(args) -> int:
     from . import degradations as deg
-    from .degradations.checks import check
+    from .degradations.checks import check, example
 
     params = parse_params(args.param)
     cls = deg.get_class(args.name)
@@ -322,7 +328,7 @@ def cmd_check_degradation(args) -> int:
         params.setdefault("T", 8)
         D = deg.create(args.name, image_size=args.size, channels=args.channels, **params)
     else:
-        D = cls.example(image_size=args.size, channels=args.channels)
+        D = example(cls, image_size=args.size, channels=args.channels)
     print(f"checking {D!r} on {args.channels}x{args.size}x{args.size} images")
     results = check(D)
     for r in results:
@@ -657,6 +663,16 @@ def _run_args(q):
                         "fewer kernel launches; no effect on a CPU)")
 
 
+def _sample_steps_arg(q, what: str = "the iterative samplers") -> None:
+    # Not --steps: that is degrade's and reproduce's list of steps to show and quickstart's training steps
+    # (train.steps); not --schedule: that is the degradation's own schedule (blur sigma_t, noise cosine).
+    q.add_argument("--sample-steps", default=None, metavar="N|N:SPACING|LIST",
+                   help=f"the steps {what} visit from t down to 0: N network calls spread evenly in t (e.g. 5), "
+                        "N:quadratic (dense near t=0, for degradations that lose most early), or a list ending at "
+                        "0 (20,10,5,0); Algorithm 2 jumps x_s = x_t - D(x0_hat, t) + D(x0_hat, s); default all: "
+                        "every step, as in the paper")
+
+
 def _load_run(args):
     from .runs import load_run
 
@@ -668,12 +684,19 @@ def cmd_evaluate(args) -> int:
 
     run = _load_run(args)
     check_writable(run.folder / "evaluation", folder=True, what="the run's evaluation folder")
+    from .evaluation import eval_name
+    from .timesteps import user_t
+
+    t = user_t(args.t, run.T)  # the files this evaluation writes: never over one colddiff did not write
+    names = (["generation.md", "generation.csv", "generation.json", "generation-histogram.png"] if args.generation
+             else [f"{eval_name(t, run.T, p)}.{ext}" for p in ("colddiff", "paper") for ext in ("md", "csv", "json")])
+    check_files([run.folder / "evaluation" / n for n in names], "evaluate", what="evaluate:")
     if args.generation:
         check_writable(run.folder / "generation", folder=True, what="the run's generation folder")
         from .generation_eval import evaluate_generation, write_generation_evaluation
 
         gev = evaluate_generation(run, n=args.gen_n, noise=args.noise, fid=args.fid, seed=args.seed,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, schedule=args.sample_steps)
         paths = write_generation_evaluation(gev, run.folder / "evaluation")
         print(gev.text())
         print(f"\nwrote {paths['md']} (and .csv, .json, {paths['png'].name}) in {gev.seconds:.0f} s; generated images "
@@ -681,7 +704,7 @@ def cmd_evaluate(args) -> int:
         return 0
     ev = evaluate(run, n=args.n, t=args.t, fid=args.fid, classifier=not args.no_classifier,
                   batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, protocol=args.protocol,
-                  paper_sampler=args.paper_sampler)
+                  paper_sampler=args.paper_sampler, schedule=args.sample_steps)
     paths = write_evaluation(ev, run.folder / "evaluation")
     print(ev.text())
     print(f"\nwrote {paths['md']} (and .csv, .json) in {ev.seconds:.0f} s; "
@@ -729,27 +752,30 @@ def add_evaluate(sub):
     ev.add_argument("--gen-n", type=COUNT, default=500, help="with --generation: images to generate (default 500)")
     ev.add_argument("--noise", type=REAL0, default=0.002,
                     help="with --generation: the --noise setting compared against no noise (default 0.002)")
+    _sample_steps_arg(ev, "Algorithm 1 and 2 (and DDIM; with --generation: every setting's sampler)")
 
 
 def cmd_restore(args) -> int:
-    from .outputs import claim
-    from .restoration import OVERLAP, _earlier_restore, restore_defaults, restore_files
+    from .restoration import OVERLAP, restore_defaults, restore_files
+    from .samplers import parse_schedule
 
+    parse_schedule(args.sample_steps)  # a malformed --sample-steps: before anything is claimed or loaded
     check_writable(args.out, folder=True)
-    claim(args.out, "restore", inputs=[args.input], legacy=_earlier_restore)  # before loading anything
+    out = claim(args.out, "restore", inputs=[args.input])  # before loading anything; not claimed again
     run = _load_run(args)
     t, sampler = restore_defaults(run, args.t, args.sampler)  # from the run: said up front, before any work
     if args.sampler is None and sampler != "algorithm2":
         print(f"colddiff: note: {run.D.name} is random per image, so this run restores with --sampler {sampler} "
               f"from the given --t {t}", file=sys.stderr)
     overlap = OVERLAP if args.overlap is None else args.overlap
-    res = restore_files(run, args.input, args.out, t=t, sampler=sampler, resize=args.resize,
-                        progress=not args.no_progress, tile=args.tile, overlap=overlap)
+    res = restore_files(run, args.input, out, t=t, sampler=sampler, resize=args.resize,
+                        progress=not args.no_progress, tile=args.tile, overlap=overlap, schedule=args.sample_steps)
     for w in res["warnings"]:
         print(f"colddiff: warning: {w}", file=sys.stderr)
     ts = res["t_values"]
     print(f"restored {len(res['images'])} image(s) at t={ts[0] if len(ts) == 1 else f'{ts[0]}..{ts[-1]}'}"
-          f"{' (estimated)' if t == 'auto' else ''} with {' and '.join(res['samplers'])}: {args.out}/ "
+          f"{' (estimated)' if t == 'auto' else ''} with {' and '.join(res['samplers'])}"
+          f"{'' if res['sample_steps'] == 'all' else ' (steps ' + res['sample_steps'] + ')'}: {args.out}/ "
           f"(side by side: {res['sheet']})")
     return 0
 
@@ -791,24 +817,28 @@ def add_restore(sub):
                          "lowest level has at most 48x48 pixels, the largest such tiles above)")
     rs.add_argument("--overlap", type=argtype("whole", 0), default=None, metavar="PX",
                     help="pixels shared by neighbouring tiles, blended with raised-cosine weights (default 32)")
+    _sample_steps_arg(rs, "--sampler")
 
 
 def cmd_generate(args) -> int:
-    from .generation import _earlier_generation, check_size, generate, generation_defaults, write_generation
-    from .outputs import claim
-    from .samplers import get_sampler
+    from .generation import check_size, generate, generation_defaults, write_generation
+    from .samplers import get_sampler, parse_schedule
 
     check_size(args.n)  # a billion images: refused before anything is loaded
+    parse_schedule(args.sample_steps)  # a malformed --sample-steps: before anything is claimed or loaded
     check_writable(args.out, folder=True)
-    claim(args.out, "generate", inputs=[args.run], legacy=_earlier_generation)  # before loading anything
+    out = claim(args.out, "generate", inputs=[args.run])  # before loading anything; not claimed again
     run = _load_run(args)
     st = generation_defaults(run, args.sampler, args.noise, args.delta, args.k)  # unset options: the run's [generation]
-    images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **st)
-    info = write_generation(images, args.out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
-                                               "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D)},
-                            inputs=[run.folder])
+    images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
+                      schedule=args.sample_steps, **st)
+    info = write_generation(images, out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
+                                          "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D),
+                                          "sample_steps": str(parse_schedule(args.sample_steps))})
     delta = f", delta {st['delta']:g}" if "delta" in get_sampler(st["sampler"]).options else ""
-    print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}, seed {args.seed}): "
+    steps = "" if args.sample_steps is None else f", steps {parse_schedule(args.sample_steps)}"
+    print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}{steps}, "
+          f"seed {args.seed}): "
           f"{args.out}/ (grid: {Path(args.out) / 'grid.png'}; settings: generation.json)")
     return 0
 
@@ -844,6 +874,7 @@ def add_generate(sub):
     gn.add_argument("--k", type=COUNT, default=None, help="blur and resolution runs: Gaussian-mixture components of the "
                     "start statistic (default: the run's generation.k, 1; mnist5k-sr: 10)")
     gn.add_argument("--batch-size", type=COUNT, default=256, help="images per sampler batch (default 256)")
+    _sample_steps_arg(gn, "--sampler")
 
 
 def cmd_report(args) -> int:
@@ -852,9 +883,12 @@ def cmd_report(args) -> int:
     from .figures import write_figures
     from .report import generation_section, write_report
 
+    from .figures import figure_paths
+
     run = _load_run(args)
     for target in (run.folder / "report.html", run.folder / "figures" / "report.png"):
         check_writable(target, what="the report")  # before the evaluation and the figures, not after
+    check_files([run.folder / "report.html"] + figure_paths(run.folder), "report", what="report:")
     evs = find_evaluations(run.folder)
     extra = generation_section(run.folder)  # every file of the run is read (and checked) before the work
     if not evs and not args.no_eval:
@@ -890,7 +924,7 @@ def cmd_quickstart(args) -> int:
 
     check_writable(args.out, folder=True)
     result = quickstart(args.out, steps=args.steps, t=args.t, n=args.n, gen_n=args.gen_n,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, schedule=args.sample_steps)
     print(summary_text(result))
     return 0
 
@@ -915,6 +949,7 @@ def add_quickstart(sub):
     qs.add_argument("--n", type=COUNT, default=500, help="held-out digits to evaluate (default 500)")
     qs.add_argument("--gen-n", type=COUNT, default=200, help="digits generated (default 200)")
     qs.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _sample_steps_arg(qs, "Algorithm 2 (restoration and generation)")
 
 
 # ---------------------------------------------------------------------------- share and show: export, demo
@@ -967,8 +1002,11 @@ def add_export(sub):
 def cmd_demo(args) -> int:
     from .demo import serve
 
+    from .samplers import parse_schedule
+
+    schedule = parse_schedule(args.sample_steps)
     run = _load_run(args)
-    serve(run, host=args.host, port=args.port, open_browser=args.open, tab=args.tab)
+    serve(run, host=args.host, port=args.port, open_browser=args.open, tab=args.tab, schedule=schedule)
     return 0
 
 
@@ -990,6 +1028,7 @@ def add_demo(sub):
     dm.add_argument("--open", action="store_true", help="open the page in the default browser")
     dm.add_argument("--tab", choices=("degrade", "restore", "generate"), default="degrade",
                     help="the tab the page opens on (default degrade)")
+    _sample_steps_arg(dm, "the restore and generate tabs' samplers (editable on the page)")
 
 
 def cmd_reproduce(args) -> int:
@@ -1052,10 +1091,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                    help="load degradations of your own first (a .py file or a module name; repeatable; "
                         "also $COLDDIFF_PLUGINS)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch (default: every core on a quiet machine, a fair share on a busy one)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in ADDERS:
         add(sub)
     return p
+
+
+#: commands that compute with torch: their thread count is measured against the machine's load at start
+COMPUTING = frozenset({"train", "quickstart", "evaluate", "generate", "restore", "reproduce", "demo", "degrade",
+                       "check-degradation", "import-official", "report", "export"})
+
+
+def _computes(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` runs a computing command (not --help/--version, not a listing)."""
+    if any(a in ("-h", "--help", "--version") for a in argv):
+        return False
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command in COMPUTING
 
 
 def _argv_plugins(argv: Sequence[str]) -> list:
@@ -1099,6 +1153,9 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
+        from . import threads  # before anything imports torch: OpenMP reads its wait policy once
+
+        plan = threads.plan_before_torch(argv, window=threads.START_WINDOW if _computes(argv) else 0.0)
         from . import plugins
 
         plugins.load_installed()   # installed and COLDDIFF_PLUGINS ones: listed by `degradations`, usable everywhere
@@ -1114,6 +1171,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
+        if plan.fixed or plan.threads != threads.cores():
+            threads.apply(plan)
         return int(args.func(args) or 0)
     except ColddiffError as e:
         if args.debug:

@@ -34,8 +34,8 @@ from .figures import algorithm2_trajectory, trajectory_grid
 from .generation import generate
 from .images import make_grid, save_image, to_uint8
 from .restoration import check_restorable, estimate_t, load_user_images, restore
-from .runs import check_t
-from .samplers import sampler_names
+from .samplers import parse_schedule, sampler_names
+from .timesteps import library_t, user_t
 
 log = logging.getLogger("colddiff.demo")
 
@@ -84,8 +84,8 @@ def pil(x: torch.Tensor) -> Image.Image:
 class DemoApp:
     """The three tabs' handlers for one loaded run; each returns (outputs..., message)."""
 
-    def __init__(self, run, seed: int = 0):
-        self.run, self.seed = run, seed
+    def __init__(self, run, seed: int = 0, schedule=None):
+        self.run, self.seed, self.schedule = run, seed, schedule   # schedule: the default sampling steps
         self._test: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------------ inputs
@@ -140,9 +140,7 @@ class DemoApp:
         """(x0, D(x0, t), message) for test image ``index`` or an upload."""
         try:
             run = self.run
-            t = int(t)
-            if not 0 <= t <= run.T:
-                raise ConfigError(f"t must be between 0 and T={run.T}, got {t}")
+            t = library_t(t, run.T, f"this run's {run.D.name}")
             notes: List[str] = []
             if upload:
                 x0, notes = self.read_upload(upload)
@@ -162,29 +160,33 @@ class DemoApp:
         except ColddiffError as e:
             return None, None, f"⚠ {e}"
 
-    def restore(self, upload, estimate, t, k: int = 5):
-        """(input, direct, Algorithm 1, Algorithm 2, Algorithm 2 trajectory, message) for an uploaded image."""
+    def restore(self, upload, estimate, t, steps=None, k: int = 5):
+        """(input, direct, Algorithm 1, Algorithm 2, Algorithm 2 trajectory, message) for an uploaded image;
+        ``steps``: the sampling steps of Algorithms 1 and 2 (all, N, N:quadratic or a list; default the app's)."""
         blank = (None,) * 5
         try:
             run = self.run
+            schedule = parse_schedule(self.schedule if steps is None else steps)
             y, notes = self.read_upload(upload)
             if estimate:
                 tt = estimate_t(run, y)
                 t = int(tt[0])
                 notes.insert(0, f"estimated t = {t} of {run.T}")
             else:
-                t = int(check_t(int(t), run.T, "t"))
+                t = int(user_t(t, run.T, "t"))
                 notes.insert(0, f"t = {t} of {run.T} (chosen)")
+            if not schedule.full:
+                notes.insert(1, f"steps {','.join(map(str, schedule.for_t(t, run.T)))}")
             outs: List[Any] = [pil(y[0])]
             for sampler in ("direct", "algorithm1"):
                 try:
-                    outs.append(pil(restore(run, y, t, sampler=sampler, progress=False)[0]))
+                    outs.append(pil(restore(run, y, t, sampler=sampler, progress=False, schedule=schedule)[0]))
                 except ConfigError as e:
                     outs.append(None)
                     notes.append(f"{sampler}: {e}")
             try:  # Algorithm 2 with its trajectory (x_s and x0_hat at k steps)
                 check_restorable(run, "algorithm2")
-                final, steps, xs, x0s = algorithm2_trajectory(run, y[:1], t, None, k)
+                final, steps, xs, x0s = algorithm2_trajectory(run, y[:1], t, None, k, schedule=schedule)
                 outs += [pil(final[0]), trajectory_grid(final, steps, xs, x0s)]
             except ConfigError as e:
                 outs += [None, None]
@@ -193,18 +195,21 @@ class DemoApp:
         except ColddiffError as e:
             return (*blank, f"⚠ {e}")
 
-    def generate(self, seed, noise, sampler, n):
-        """(grid of n generated images, message)."""
+    def generate(self, seed, noise, sampler, n, steps=None):
+        """(grid of n generated images, message); ``steps``: the sampling steps (default the app's)."""
         try:
+            schedule = parse_schedule(self.schedule if steps is None else steps)
             n = int(n)
             if not 1 <= n <= 64:
                 raise ConfigError(f"number of images must be 1..64, got {n}")
             notes: List[str] = []
             with _warnings_to(notes):
                 images = generate(self.run, n, sampler=str(sampler), noise=float(noise), seed=int(seed),
-                                  progress=False)
+                                  progress=False, schedule=schedule)
             return grid(images), "; ".join([f"{n} image(s) from t = T = {self.run.T} with {sampler}, start noise "
-                                            f"{float(noise):g}, seed {int(seed)}"] + [f"note: {m}" for m in notes])
+                                            f"{float(noise):g}, seed {int(seed)}"
+                                            + ("" if schedule.full else f", steps {schedule}")]
+                                           + [f"note: {m}" for m in notes])
         except (ColddiffError, ValueError, TypeError) as e:
             return None, f"⚠ {e}"
 
@@ -241,14 +246,16 @@ def _theme(gr):
 TABS = ("degrade", "restore", "generate")
 
 
-def build_demo(run, seed: int = 0, tab: str = "degrade"):
+def build_demo(run, seed: int = 0, tab: str = "degrade", schedule=None):
     """The Gradio Blocks page for ``run`` (not started), opening on ``tab``; ``demo.app_state`` is its :class:`DemoApp`.
 
     When the run's test images are available, the restore tab starts with an example (a held-out
-    image degraded to T/2), and every tab is filled once when the page loads.
+    image degraded to T/2), and every tab is filled once when the page loads.  ``schedule``: the sampling
+    steps the restore and generate tabs start with (every step by default).
     """
     gr = _gradio()
-    app = DemoApp(run, seed)
+    app = DemoApp(run, seed, parse_schedule(schedule))
+    steps_label = "sampling steps: all, N, N:quadratic or a list ending at 0"
     c = run.cfg.data
     blocks_kw = dict(title=f"colddiff: {run.name}", analytics_enabled=False)
     if _supports(gr.Blocks.__init__, "css"):   # Gradio 5 takes theme and css here, Gradio 6 in launch()
@@ -290,6 +297,7 @@ def build_demo(run, seed: int = 0, tab: str = "degrade"):
                         up_rs = gr.File(label=label, file_count="single", value=example)
                         estimate = gr.Checkbox(value=run.D.deterministic, label="estimate t")
                         t_rs = gr.Slider(1, run.T, value=run.T, step=1, label="t (when not estimated)")
+                        steps_rs = gr.Textbox(value=str(app.schedule), label=steps_label)
                         go_rs = gr.Button("Restore", variant="primary")
                     y_out = gr.Image(label="input", type="pil", format="png", elem_classes="pixelated", height=200)
                 with gr.Row():
@@ -299,7 +307,8 @@ def build_demo(run, seed: int = 0, tab: str = "degrade"):
                             "x0_hat = R(x_s, s) (bottom row) at a few steps s, from t down to the result.")
                 traj = gr.Image(label="Algorithm 2 trajectory", show_label=False, type="pil", format="png")
                 msg_rs = gr.Markdown()
-                rs_io = dict(fn=app.restore, inputs=[up_rs, estimate, t_rs], outputs=[y_out, *outs, traj, msg_rs])
+                rs_io = dict(fn=app.restore, inputs=[up_rs, estimate, t_rs, steps_rs],
+                             outputs=[y_out, *outs, traj, msg_rs])
                 go_rs.click(**rs_io, api_name="restore")
             with gr.Tab("Generate", id="generate"):
                 gr.Markdown("From the fully degraded start state (t = T) back to an image with the chosen sampler; "
@@ -312,11 +321,13 @@ def build_demo(run, seed: int = 0, tab: str = "degrade"):
                         sampler_in = gr.Dropdown(names, value="algorithm2" if "algorithm2" in names else names[0],
                                                  label="sampler")
                         n_in = gr.Slider(1, 64, value=16, step=1, label="images")
+                        steps_gen = gr.Textbox(value=str(app.schedule), label=steps_label)
                         go_gen = gr.Button("Generate", variant="primary")
                     gen_out = gr.Image(label="generated", type="pil", format="png", elem_classes="pixelated",
                                        height=360)
                 msg_gen = gr.Markdown()
-                gen_io = dict(fn=app.generate, inputs=[seed_in, noise_in, sampler_in, n_in], outputs=[gen_out, msg_gen])
+                gen_io = dict(fn=app.generate, inputs=[seed_in, noise_in, sampler_in, n_in, steps_gen],
+                              outputs=[gen_out, msg_gen])
                 go_gen.click(**gen_io, api_name="generate")
         # fill every tab once on load (the restore tab only when it has its example)
         demo.load(**deg_io, api_name=False)
@@ -339,12 +350,12 @@ def launch_kwargs(gr, host: str, port: Optional[int], open_browser: bool = False
 
 
 def serve(run, host: str = "127.0.0.1", port: Optional[int] = 7860, open_browser: bool = False,
-          tab: str = "degrade") -> None:
+          tab: str = "degrade", schedule=None) -> None:
     """Build the page for ``run`` and serve it until Ctrl-C."""
     if isinstance(port, bool) or not isinstance(port, (int, type(None))) or not 0 <= (port or 0) <= 65535:
         raise ConfigError(f"--port must be a port number 1..65535 (or 0: the first free one from 7860), got {port!r}")
     gr = _gradio()
-    demo = build_demo(run, tab=tab)
+    demo = build_demo(run, tab=tab, schedule=schedule)
     print(f"colddiff demo of {run.name} (Ctrl-C stops it):", flush=True)
     try:
         demo.launch(**launch_kwargs(gr, host, port, open_browser))

@@ -38,7 +38,7 @@ from . import metrics
 from .errors import ConfigError, InputError
 from .paper import authors_test, provenance
 from .runs import Run, check_t
-from .samplers import SAMPLERS, sampler_names
+from .samplers import SAMPLERS, check_schedule, parse_schedule, sampler_names
 from .tables import Record, markdown_table, text_table, write_tables
 from .validate import record
 
@@ -114,6 +114,7 @@ class Evaluation(Record):
     fid_classifier_label: str = ""        # the extra classifier-FID column beside Inception FID (labelled sets)
     protocol: str = "colddiff"            # colddiff | paper (see the module docstring)
     enlarged: bool = False                # paper protocol: test images enlarged 1.12x and centre-cropped
+    sample_steps: str = "all"             # the iterative samplers' steps (colddiff.samplers.Schedule): all = every step
 
     # ------------------------------------------------------------------ tables
     def columns(self) -> List[str]:
@@ -148,6 +149,8 @@ class Evaluation(Record):
     def caption(self) -> str:
         parts = [f"{self.run} at step {self.step:,} ({'EMA' if self.ema else 'raw'} weights): {self.n} held-out "
                  f"{self.split} images restored from t={self.t} of T={self.T} ({self.degradation})."]
+        if self.sample_steps != "all":
+            parts.append(f"Iterative samplers visit the steps {self.sample_steps} (--sample-steps) instead of every step.")
         if self.fid_backend != "none":
             parts.append(self.fid_label + ".")
         if self.fid_classifier_label:
@@ -202,9 +205,14 @@ def eval_name(t: int, T: int, protocol: str = "colddiff") -> str:
 
 
 def write_evaluation(ev: Evaluation, folder) -> Dict[str, Path]:
-    """Markdown, CSV and JSON of the table in ``folder`` (RUN/evaluation), each written atomically."""
-    return write_tables(folder, eval_name(ev.t, ev.T, ev.protocol),
-                        {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
+    """Markdown, CSV and JSON of the table in ``folder`` (RUN/evaluation), each written atomically; a file of
+    those names that colddiff did not write is refused (:func:`colddiff.outputs.owned_files`)."""
+    from .outputs import owned_files
+
+    stem = eval_name(ev.t, ev.T, ev.protocol)
+    with owned_files([Path(folder) / f"{stem}.{ext}" for ext in ("md", "csv", "json")], "evaluate", what="evaluate:"):
+        return write_tables(folder, stem,
+                            {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
 
 
 def read_evaluation(path) -> Evaluation:
@@ -253,25 +261,27 @@ def held_out(run: Run, n: Optional[int], protocol: str = "colddiff"):
 
 
 def restore_paper_rows(run: Run, x0: torch.Tensor, t: int, batch_size: int = 100, seed: int = 0,
-                       progress: bool = True, sampler: str = "algorithm2") -> Dict[str, torch.Tensor]:
+                       progress: bool = True, sampler: str = "algorithm2", schedule=None) -> Dict[str, torch.Tensor]:
     """The paper protocol's rows: x_t, R(x_t, t), Algorithm 2's x_0, and from the same Algorithm 2 run the
     image after its first update x_{t-1} and its last prediction R(x_1, 1) (as the authors' scripts
-    record them).  The per-trajectory randomness is drawn once from ``seed``, as in :func:`restore_batches`."""
+    record them; over a ``schedule`` t > t_1 > ... > t_K = 0: x_{t_1} and R(x_{t_{K-1}}, t_{K-1})).
+    The per-trajectory randomness is drawn once from ``seed``, as in :func:`restore_batches`."""
+    steps = check_schedule(sampler, schedule, run.T, t).for_t(t, run.T)
     ctx = run.D.context(x0, torch.Generator().manual_seed(seed))
     x_t = run.degrade(x0, t, ctx, batch_size=batch_size)
     first, last = [], []
 
-    def record(s, x_s, x0_hat):  # called before each update: x_s at s = t-1 is the first update's result
-        if s == t - 1:
+    def record(s, x_s, x0_hat):  # called before each update: x_s at s = t_1 is the first update's result
+        if s == steps[1] and s > 0:
             first.append(x_s.float().cpu())
-        if s == 1:
+        if s == steps[-2]:
             last.append(x0_hat.float().cpu())
 
     out = {"degraded": x_t,
            "direct": run.sample(x_t, t, ctx, sampler="direct", batch_size=batch_size, progress=progress,
                                 desc=f"restore {run.name} t={t} (direct)"),
            sampler: run.sample(x_t, t, ctx, sampler=sampler, batch_size=batch_size, progress=progress,
-                               desc=f"restore {run.name} t={t} ({sampler})", callback=record)}
+                               desc=f"restore {run.name} t={t} ({sampler})", callback=record, schedule=schedule)}
     out["first-update"] = torch.cat(first) if first else out[sampler]   # t = 1: the update is the end
     out["last-prediction"] = torch.cat(last) if last else out["direct"]
     return out
@@ -279,8 +289,10 @@ def restore_paper_rows(run: Run, x0: torch.Tensor, t: int, batch_size: int = 100
 
 # ---------------------------------------------------------------------------- restoring
 def restore_batches(run: Run, x0: torch.Tensor, t: int, methods: Optional[Sequence[str]] = None,
-                    batch_size: int = 100, seed: int = 0, progress: bool = True) -> Dict[str, torch.Tensor]:
-    """x_t = D(x0, t) and its restorations by each method (default: :func:`table_methods`), on the CPU.
+                    batch_size: int = 100, seed: int = 0, progress: bool = True,
+                    schedule=None) -> Dict[str, torch.Tensor]:
+    """x_t = D(x0, t) and its restorations by each method (default: :func:`table_methods`), on the CPU;
+    the iterative samplers visit the steps of ``schedule`` (every step by default; direct ignores it).
 
     The per-trajectory randomness (mask centres, noise, partners) is drawn once for all N
     images from ``seed``, so the table is reproducible and independent of the batch size.
@@ -292,7 +304,7 @@ def restore_batches(run: Run, x0: torch.Tensor, t: int, methods: Optional[Sequen
     x_t = run.degrade(x0, t, ctx, batch_size=batch_size)
     return {m: x_t if m == "degraded" else
             run.sample(x_t, t, ctx, sampler=m, batch_size=batch_size, progress=progress,
-                       desc=f"restore {run.name} t={t} ({m})")
+                       desc=f"restore {run.name} t={t} ({m})", schedule=schedule)
             for m in methods}
 
 
@@ -317,13 +329,14 @@ def extractors(run: Run, fid: str, labelled: bool, classifier: bool = True, prog
 def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: str = "auto", classifier: bool = True,
              batch_size: int = 100, seed: int = 0, progress: bool = True,
              restored: Optional[Dict[str, torch.Tensor]] = None, protocol: Optional[str] = None,
-             paper_sampler: str = "algorithm2") -> Evaluation:
+             paper_sampler: str = "algorithm2", schedule=None) -> Evaluation:
     """The paper's Table 1 for ``run``: rows Degraded / Direct / Algorithm 1 / Algorithm 2 (/ DDIM on noise runs).
 
     ``protocol``: ``colddiff`` (``n`` defaults to 500), ``paper`` (``n`` defaults to the whole test split
     but its first image; rows as the authors computed them), or None: ``paper`` for paper presets.
     ``paper_sampler``: the iterative sampler of the paper protocol (``authors-shifted``: the update of the
-    authors' snow and colourisation code).
+    authors' snow and colourisation code).  ``schedule``: the steps the iterative samplers visit (a count such
+    as 5, ``"5:quadratic"``, a list ending at 0; every step by default); direct reconstruction ignores it.
 
     ``fid``: ``classifier`` (offline; colddiff trains and caches a small CNN on the labelled
     data set), ``inception`` (the standard FID network; needs its weights file), ``none``, or
@@ -335,6 +348,9 @@ def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: st
     t = check_t(t, run.T)
     protocol = check_protocol(protocol, run)
     paper = protocol == "paper"
+    for m in ([paper_sampler] if paper else table_methods(run.D)):  # a bad or refused schedule: one line, up front
+        if m in SAMPLERS:
+            schedule = check_schedule(m, schedule, run.T, t)
     x0, labels, split = held_out(run, n if n is not None or paper else 500, protocol)
     labelled = bool((labels >= 0).all())
     fid = metrics.resolve_backend(fid, labelled)
@@ -344,11 +360,11 @@ def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: st
     paper_row = dict(paper_methods(run.D, paper_sampler)) if paper else {"degraded": "degraded", "direct": "direct",
                                                             "algorithm2": "sampled"}
     methods = [m for m, _ in paper_methods(run.D, paper_sampler)] if paper else table_methods(run.D)
-
     if restored is None:
         restored = (restore_paper_rows(run, x0, t, batch_size=batch_size, seed=seed, progress=progress,
-                                       sampler=paper_sampler) if paper
-                    else restore_batches(run, x0, t, batch_size=batch_size, seed=seed, progress=progress))
+                                       sampler=paper_sampler, schedule=schedule) if paper
+                    else restore_batches(run, x0, t, batch_size=batch_size, seed=seed, progress=progress,
+                                         schedule=schedule))
     ref_feats = extractor.features(x0) if extractor is not None else None
     # Inception FID is the paper's number; on labelled sets the offline classifier FID stays beside it
     clf_ref = clf.features(x0) if clf is not None and fid == "inception" else None
@@ -380,7 +396,7 @@ def evaluate(run: Run, n: Optional[int] = None, t: Optional[int] = None, fid: st
         classifier_accuracy=clf.accuracy if clf is not None else None, rows=rows,
         seconds=round(time.perf_counter() - start, 2), device=str(run.device),
         fid_classifier_label=clf_info.label() if clf_info else "", protocol=protocol,
-        enlarged=bool(paper and authors_test(run.D.name).enlarge))
+        enlarged=bool(paper and authors_test(run.D.name).enlarge), sample_steps=str(parse_schedule(schedule)))
 
 
 def _mean_finite(v: torch.Tensor) -> float:

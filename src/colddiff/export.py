@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from . import __version__, data
-from .checkpoint import CONFIG, MODEL_FORMAT as FORMAT, WEIGHTS, is_export
+from .checkpoint import CONFIG, MODEL_FORMAT as FORMAT, WEIGHTS
 from .errors import ColddiffError
 from .evaluation import find_evaluations, held_out, restore_batches
 from .figures import restoration_figure
@@ -48,26 +48,6 @@ def _dump_json(obj: Any, path: Path) -> None:
 def _write_text(text: str, path: Path) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
-
-
-_EXPORT_FILES = {WEIGHTS, CONFIG, CONFIG_TOML, CARD, SAMPLES}
-
-
-def _earlier_export(folder: Path) -> Optional[set]:
-    """The files of an export written before output manifests existed (only names export writes)."""
-    if not is_export(folder):
-        return None
-    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
-    ok = {f for f in files if f in _EXPORT_FILES or f.startswith("evaluation/") or
-          (f.startswith("generation/gmm-k") and f.endswith(".json"))}
-    return ok
-
-
-def _check_out(run, out: Path) -> Path:
-    """Refuse to write into the run itself (or inside it) or into a folder holding something other than an export."""
-    from .outputs import claim
-
-    return claim(out, "export", inputs=[run.folder], legacy=_earlier_export)
 
 
 # What restoring each family's degradation is called, as a Hugging Face Hub tag (a model card's task); a family
@@ -291,18 +271,22 @@ def export_run(run, out, licence: Optional[str] = None, repo_id: Optional[str] =
 
     Returns {"folder", "files", "bytes", "samples"}.  The weights are ``run.model``'s as loaded
     (EMA by default), copied bit for bit.  Every file is written atomically; an existing export
-    in ``out`` is replaced as a whole, in one step (:func:`colddiff.outputs.staged`): a kill leaves the
+    in ``out`` is replaced as a whole, in one step (:func:`colddiff.outputs.write_result`): a kill leaves the
     earlier export or this one.  ``out`` must be new, empty or an earlier export, outside the run.
     """
-    from .outputs import staged
+    from .outputs import claim, write_result
 
-    out = _check_out(run, Path(out))  # before the weights are copied
-    with staged(out, "export", inputs=[run.folder], legacy=_earlier_export) as stage:
-        has_samples, copied = _write_export(run, stage, licence, repo_id, n_samples, seed, progress)
-    files = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
-    copied = [out / p.relative_to(stage) for p in copied]
-    return {"folder": out, "files": files, "bytes": sum(p.stat().st_size for p in files), "samples": has_samples,
-            "copied": copied}
+    out = claim(out, "export", inputs=[run.folder])  # before the weights are copied
+
+    def write(stage):
+        has_samples, copied = _write_export(run, stage.path, licence, repo_id, n_samples, seed, progress)
+        return has_samples, [stage.final(p) for p in copied]
+
+    done = write_result(out, "export", write)
+    has_samples, copied = done.value
+    files = [p for p in done.files if not p.name.startswith(".")]
+    return {"folder": done.folder, "files": files, "bytes": sum(p.stat().st_size for p in files),
+            "samples": has_samples, "copied": copied}
 
 
 def _write_export(run, out: Path, licence, repo_id, n_samples, seed, progress):

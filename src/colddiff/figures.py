@@ -20,6 +20,7 @@ from .evaluation import held_out, method_label, restore_batches
 from .fileio import atomic_path
 from .images import atomic_save, make_grid
 from .runs import Run
+from .samplers import parse_schedule
 
 
 def even_steps(T: int, k: int) -> List[int]:
@@ -52,13 +53,17 @@ def restoration_figure(x0: torch.Tensor, restored: Dict[str, torch.Tensor], t: i
     return atomic_save(make_grid(rows, col_labels=[name for name, _ in order]), path)
 
 
-def algorithm2_trajectory(run: Run, x_t: torch.Tensor, t: int, ctx: Any = None, k: int = 6
+def algorithm2_trajectory(run: Run, x_t: torch.Tensor, t: int, ctx: Any = None, k: int = 6, schedule=None
                           ) -> Tuple[torch.Tensor, List[int], Dict[int, torch.Tensor], Dict[int, torch.Tensor]]:
-    """Algorithm 2 from ``t`` for the images ``x_t``, recording x_s and x0_hat at k evenly spaced s > 0.
+    """Algorithm 2 from ``t`` for the images ``x_t``, recording x_s and x0_hat at k evenly spaced s > 0
+    (at k of the visited steps when a ``schedule`` skips steps).
 
     Returns (final x0_hat, the recorded steps from high to low, {s: x_s}, {s: x0_hat}).
     """
-    shown = set(even_steps(t, k)) - {0}
+    sched = parse_schedule(schedule)
+    visited = sched.for_t(t, run.T)[:-1]
+    shown = set(even_steps(t, k)) - {0} if sched.full else \
+        {visited[round(i * (len(visited) - 1) / max(k - 1, 1))] for i in range(min(k, len(visited)))}
     xs: Dict[int, torch.Tensor] = {}
     x0s: Dict[int, torch.Tensor] = {}
 
@@ -66,7 +71,8 @@ def algorithm2_trajectory(run: Run, x_t: torch.Tensor, t: int, ctx: Any = None, 
         if s in shown:
             xs[s], x0s[s] = x_s.float().cpu(), x0_hat.float().cpu()
 
-    final = run.sample(x_t, t, ctx, sampler="algorithm2", batch_size=max(1, int(x_t.shape[0])), callback=record)
+    final = run.sample(x_t, t, ctx, sampler="algorithm2", batch_size=max(1, int(x_t.shape[0])), callback=record,
+                       schedule=sched)
     return final, sorted(xs, reverse=True), xs, x0s
 
 
@@ -135,18 +141,32 @@ def loss_figure(metrics_log: Sequence[dict], path, title: str = "") -> Optional[
     return path
 
 
+FIGURES = ("degradation", "restoration", "algorithm2", "loss")   # RUN/figures/NAME.png
+
+
+def figure_paths(run_folder) -> List[Path]:
+    """The files :func:`write_figures` writes."""
+    return [Path(run_folder) / "figures" / f"{name}.png" for name in FIGURES]
+
+
 def write_figures(run: Run, n: int = 8, seed: int = 0, progress: bool = True, t: Optional[int] = None) -> Dict[str, Path]:
-    """All figures of the run into RUN/figures/; the restoration and Algorithm 2 figures start at ``t`` (default T)."""
+    """All figures of the run into RUN/figures/; the restoration and Algorithm 2 figures start at ``t`` (default T).
+
+    A file of those names that colddiff did not write is refused before any work
+    (:func:`colddiff.outputs.owned_files`)."""
+    from .outputs import owned_files
+
     folder = run.folder / "figures"
     t = t or run.T
     figs: Dict[str, Path] = {}
-    figs["degradation"] = degradation_figure(run, folder / "degradation.png", seed=seed)
-    x0, _, _ = held_out(run, n)
-    restored = restore_batches(run, x0, t, seed=seed, progress=progress)
-    figs["restoration"] = restoration_figure(x0, restored, t, folder / "restoration.png", n=n)
-    figs["algorithm2"] = algorithm2_figure(run, folder / "algorithm2.png", seed=seed, t=t)
-    loss = loss_figure(read_metrics_log(run.folder / "metrics.jsonl"), folder / "loss.png",
-                       title=f"training loss, {run.name}")
+    with owned_files(figure_paths(run.folder), "report", what="report:"):
+        figs["degradation"] = degradation_figure(run, folder / "degradation.png", seed=seed)
+        x0, _, _ = held_out(run, n)
+        restored = restore_batches(run, x0, t, seed=seed, progress=progress)
+        figs["restoration"] = restoration_figure(x0, restored, t, folder / "restoration.png", n=n)
+        figs["algorithm2"] = algorithm2_figure(run, folder / "algorithm2.png", seed=seed, t=t)
+        loss = loss_figure(read_metrics_log(run.folder / "metrics.jsonl"), folder / "loss.png",
+                           title=f"training loss, {run.name}")
     if loss is not None:
         figs["loss"] = loss
     return figs

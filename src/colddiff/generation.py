@@ -5,7 +5,7 @@ numbers that can be drawn (Cold Diffusion, "Generation").  Each family says how 
 its own ``start`` hook (see :class:`colddiff.degradations.Degradation`); this module never
 asks for a family's name:
 
-* families whose end state keeps a statistic of x0 (``start_fit``; blur: the channel means;
+* families whose end state keeps a statistic of x0 (``start_statistic``; blur: the channel means;
   resolution: the whole low-resolution end state, 16 numbers per channel for 4x4) get a
   Gaussian mixture fitted once to that statistic over the run's training set (1 component in
   the paper), stored with the run (``RUN/generation/gmm-k{K}.json``), and a sampler of it
@@ -35,12 +35,12 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .degradations import context_cat, context_slice
+from .degradations import context_cat, context_slice, describe, start_fit
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .images import atomic_save, make_grid, save_image
 from .runs import batches
-from .samplers import SAMPLERS, get_sampler
+from .samplers import SAMPLERS, check_schedule, get_sampler
 from .validate import number, whole
 
 __all__ = ["CHUNK", "ChannelGMM", "start_statistics", "start_gmm", "start_state", "generation_defaults", "generate",
@@ -194,7 +194,7 @@ def start_gmm(run, k: int = 1, refit: bool = False, progress: bool = True) -> Ch
     k = whole(k, "k (GMM components)", 1)
     path = Path(run.folder) / "generation" / f"gmm-k{k}.json"
     want = _gmm_dataset(run)
-    statistic = run.D.describe()
+    statistic = describe(run.D)
     if path.exists() and not refit:
         try:
             gmm = ChannelGMM.load(path)
@@ -243,7 +243,7 @@ def _start_state(run, n: int, seed: int, noise: float, gmm: Optional[ChannelGMM]
 
 
 def _gmm_for(run, k: int, progress: bool) -> Optional[ChannelGMM]:
-    return start_gmm(run, k, progress=progress) if run.D.start_fit else None
+    return start_gmm(run, k, progress=progress) if start_fit(run.D) else None
 
 
 def start_state(run, n: int, seed: int = 0, noise: float = 0.0, k: int = 1, *, first: int = 0):
@@ -275,13 +275,15 @@ def generation_defaults(run, sampler: Optional[str] = None, noise: Optional[floa
 
 def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] = None, seed: int = 0,
              k: Optional[int] = None, batch_size: int = 256, progress: bool = True,
-             delta: Optional[float] = None) -> torch.Tensor:
+             delta: Optional[float] = None, schedule=None) -> torch.Tensor:
     """``n`` generated images (n, C, H, W) in [-1, 1] on the CPU, run from t = T by ``sampler``.
 
     ``sampler``: any registered sampler that applies to the run's degradation (``algorithm2``,
     the paper's; ``stochastic``, Algorithm 2 with per-step noise ``delta``; ``algorithm1``;
     ``direct``, one call of R; ``ddim`` on noise runs).  ``sampler``, ``noise`` (start noise),
-    ``delta`` and ``k`` default to the run's ``[generation]`` configuration.
+    ``delta`` and ``k`` default to the run's ``[generation]`` configuration.  ``schedule``: the steps
+    the sampler visits from T (a count such as 8, ``"8:quadratic"``, a list ending at 0; every step
+    by default; see :func:`colddiff.samplers.parse_schedule`).
     Deterministic for a seed, whatever ``batch_size`` and device: with per-step noise the images
     are sampled in chunks of ``CHUNK``, each with its own noise stream.
     """
@@ -296,6 +298,7 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
         takers = " or ".join(name for name, f in SAMPLERS.items() if "delta" in f.options)
         raise ConfigError(f"delta (per-step noise) is an option of the {takers} sampler, not of {st['sampler']}; "
                           f"use --sampler {takers} or --delta 0")
+    schedule = check_schedule(st["sampler"], schedule, run.T, run.T, options)
     draws = fn.draws(options)
     gmm = _gmm_for(run, st["k"], progress)
     # a sampler that draws noise gets one generator per chunk, so image i never depends on the batch size
@@ -306,7 +309,7 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
         g = _step_generator(seed, lo // CHUNK) if draws else None
         out.append(run.sample(x_T, run.T, ctx, sampler=st["sampler"], batch_size=hi - lo, progress=progress,
                               desc=f"generate {run.name} ({st['sampler']}) {lo}-{hi} of {n}", generator=g,
-                              options=options).clamp(-1, 1))
+                              options=options, schedule=schedule).clamp(-1, 1))
     return torch.cat(out)
 
 
@@ -343,28 +346,16 @@ def _jsonable(o: Any) -> Any:
     return str(o)
 
 
-def _earlier_generation(folder: Path) -> Optional[set]:
-    """The files of a generation written before output manifests existed (its generation.json lists them)."""
-    try:
-        info = json.loads((folder / "generation.json").read_text())
-        files = info.get("files") if isinstance(info, dict) else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        return None
-    return set(files) | {"grid.png", "generation.json"}
-
-
 def write_generation(images: torch.Tensor, out_dir, settings: dict, *, grid_max: int = 100,
                      inputs=()) -> dict:
     """Write ``out_dir/0000.png ...``, ``grid.png`` and ``generation.json``; return the JSON dict.
 
     The grid shows the first ``grid_max`` images, roughly square.  The folder is replaced as a
-    whole (:func:`colddiff.outputs.staged`): it holds exactly this set (what FID on a folder
+    whole (:func:`colddiff.outputs.write_result`): it holds exactly this set (what FID on a folder
     needs), a kill leaves the earlier set or this one, and a folder holding files colddiff did
     not write (or inside one of ``inputs``) is refused before anything is written.
     """
-    from .outputs import staged
+    from .outputs import write_result
 
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] < 1:
         raise InputError(f"images must be a non-empty (N, C, H, W) tensor, got "
@@ -381,12 +372,14 @@ def write_generation(images: torch.Tensor, out_dir, settings: dict, *, grid_max:
     info = {**settings, "format": GENERATION_FORMAT, "n_images": N, "channels": C, "image_size": [H, W],
             "grid": "grid.png", "grid_images": m, "grid_shape": [len(rows), cols], "files": names}
     info = json.loads(json.dumps(info, default=_jsonable))
-    with staged(out_dir, "generate", inputs=inputs, legacy=_earlier_generation) as out:
-        for name, x in zip(names, images):
-            save_image(x, out / name)
-        atomic_save(make_grid(rows), out / "grid.png")
-        with atomic_path(out / "generation.json") as tmp:
+
+    def write(stage):  # the record lists the images as written (stage.final checks each one)
+        info["files"] = [stage.final(save_image(x, stage / name)).name for name, x in zip(names, images)]
+        atomic_save(make_grid(rows), stage / "grid.png")
+        with atomic_path(stage / "generation.json") as tmp:
             Path(tmp).write_text(json.dumps(info, indent=2) + "\n")
+
+    write_result(out_dir, "generate", write, inputs=inputs)
     return info
 
 

@@ -23,7 +23,7 @@ from .evaluation import extractors, held_out
 from .fileio import atomic_path
 from .generation import generate, generation_defaults, generation_stats, write_generation
 from .runs import Run
-from .samplers import DEFAULT, SAMPLERS, get_sampler, sampler_names
+from .samplers import DEFAULT, SAMPLERS, check_schedule, get_sampler, sampler_names
 from .tables import Record, markdown_table, text_table, write_tables
 from .validate import number, record, whole
 
@@ -125,9 +125,11 @@ def generation_settings(run: Run, noise: float) -> List[Dict[str, Any]]:
 
 def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str = "auto", seed: int = 0,
                         batch_size: int = 256, progress: bool = True,
-                        settings: Optional[List[Dict[str, Any]]] = None) -> GenerationEvaluation:
+                        settings: Optional[List[Dict[str, Any]]] = None, schedule=None) -> GenerationEvaluation:
     """Generate ``n`` images per setting and measure them: class histogram, entropy, coverage,
     near-blank share, classifier confidence and FID against the held-out images.
+    ``schedule``: the steps every setting's sampler visits from T (every step by default; a setting's own
+    ``"schedule"`` key wins), recorded per row as ``sample_steps``.
 
     The generated images are kept in RUN/generation/<setting>/ (PNGs, grid, generation.json),
     and the real held-out images are measured the same way as a reference row.
@@ -136,6 +138,12 @@ def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str =
     whole(n, "--gen-n", lo=1)
     number(noise, "--noise", 0)  # a negative noise once dropped its row from the table without a word
     c = run.cfg.data
+    settings = [dict(s) for s in (settings or generation_settings(run, noise))]
+    for s in settings:  # a bad or refused schedule: one line before any image is generated
+        s["schedule"] = check_schedule(s["sampler"], s.get("schedule", schedule), run.T, run.T,
+                                       {"delta": s.get("delta", 0.0)})
+        if not s["schedule"].full:
+            s["setting"] = f"{s['setting']}, steps {s['schedule']}"
     x_ref, labels, split = held_out(run, n)
     if not bool((labels >= 0).all()):
         raise ConfigError(f"measuring generation needs a labelled data set (class histogram) and {c.name} has no "
@@ -155,12 +163,15 @@ def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str =
             row["fid"] = fid_info.value
         return row
 
-    for s in settings or generation_settings(run, noise):
+    for s in settings:
         t0 = time.perf_counter()
+        sched = s.pop("schedule")
         images = generate(run, n, sampler=s["sampler"], noise=s["noise"], seed=seed, batch_size=batch_size,
-                          progress=progress, delta=s.get("delta", 0.0), k=s.get("k"))
+                          progress=progress, delta=s.get("delta", 0.0), k=s.get("k"), schedule=sched)
         sample_s = time.perf_counter() - t0
-        name = f"{s['sampler']}-noise{s['noise']:g}" + (f"-delta{s['delta']:g}" if s.get("delta") else "")
+        s["sample_steps"] = str(sched)
+        name = (f"{s['sampler']}-noise{s['noise']:g}" + (f"-delta{s['delta']:g}" if s.get("delta") else "")
+                + ("" if sched.full else "-steps" + str(sched).replace(",", "_").replace(":", "-")))
         folder = run.folder / "generation" / s.get("folder", name)
         write_generation(images, folder, {**s, "seed": seed, "run": str(run.folder), "step": run.step})
         row = measure(s, images)
@@ -179,10 +190,15 @@ def evaluate_generation(run: Run, n: int = 500, noise: float = 0.002, fid: str =
 
 
 def write_generation_evaluation(ev: GenerationEvaluation, folder) -> Dict[str, Path]:
-    """RUN/evaluation/generation.{md,csv,json} and the class-histogram plot generation-histogram.png."""
-    out = write_tables(folder, "generation",
-                       {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
-    out["png"] = histogram_figure(ev, Path(folder) / "generation-histogram.png")
+    """RUN/evaluation/generation.{md,csv,json} and the class-histogram plot generation-histogram.png
+    (files of those names that colddiff did not write are refused: :func:`colddiff.outputs.owned_files`)."""
+    from .outputs import owned_files
+
+    with owned_files([Path(folder) / f"generation.{ext}" for ext in ("md", "csv", "json")]
+                     + [Path(folder) / "generation-histogram.png"], "evaluate", what="evaluate --generation:"):
+        out = write_tables(folder, "generation",
+                           {"md": ev.markdown(), "csv": ev.csv(), "json": json.dumps(ev.to_dict(), indent=2)})
+        out["png"] = histogram_figure(ev, Path(folder) / "generation-histogram.png")
     return out
 
 

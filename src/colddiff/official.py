@@ -120,8 +120,9 @@ def sha256(path) -> str:
 def import_official(source, preset: str, out, sets: Sequence[str] = ()) -> Dict[str, object]:
     """Write the authors' checkpoint ``source`` as a run folder ``out`` of ``preset`` (+ ``--set``);
     returns a summary (step, tensors, ignored keys, paths)."""
-    from .outputs import staged
+    from .outputs import claim, write_result
 
+    out = claim(out, "train")  # before the checkpoint is read; not claimed again
     if not preset:
         from .errors import ConfigError
 
@@ -145,9 +146,11 @@ def import_official(source, preset: str, out, sets: Sequence[str] = ()) -> Dict[
     provenance = {"format": FORMAT, "source": source.name, "sha256": digest, "step": step, "preset": preset,
                   "set": list(sets), "ignored": ignored, "ema": bool(ema_w)}
     state = {"step": step, "imported": {"source": source.name, "sha256": digest, "step": step}}
-    with staged(out, "train") as stage:  # a run folder: `train --resume` may continue it
+    def write(stage):  # a run folder: `train --resume` may continue it
         cfg.save(stage / "config.toml")
         ckpt_io.save_checkpoint(ckpt_io.checkpoint_path(stage / "checkpoints", step), config=cfg.to_dict(),
                                 model=model_w, ema=ema_w or None, state=state)
         (stage / PROVENANCE).write_text(json.dumps(provenance, indent=1) + "\n", encoding="utf-8")
-    return dict(provenance, out=str(Path(out).expanduser()), tensors=len(model_w))
+
+    write_result(out, "train", write)
+    return dict(provenance, out=str(out.path), tensors=len(model_w))

@@ -1,17 +1,25 @@
 """The output rule: where a command may write, and how a result with many files is committed.
 
-One rule for every command that writes a folder (``generate``, ``restore``, ``export``, ``train``):
+One rule for every command that writes (``generate``, ``restore``, ``export``, ``train``, ``evaluate``,
+``report``, ``reproduce``, ``degrade``, ``quickstart``):
 
 * **ownership** – a command writes only into a folder it owns: one it creates, or one it marked
   earlier with a small manifest (:data:`MANIFEST`, a hidden JSON file listing the files it wrote).
   A folder that holds anything else (a user's photos, a symbolic link, a file the manifest does
   not list) is refused with one line before any work; nothing of the user's is ever deleted or
   overwritten.  An output folder that is, or is inside, the command's input is refused too
-  (``restore --input photos --out photos/restored`` would restore its own outputs next time).
-* **atomic results** – a result of several files (images + index) is written into a private
-  temporary sibling folder and then swapped into place in one step (Linux ``renameat2``
-  ``RENAME_EXCHANGE``; elsewhere two renames, recovered on the next run), so a command killed at
-  any moment leaves the old complete result or the new complete one, never a mix.
+  (``restore --input photos --out photos/restored`` would restore its own outputs next time), and
+  so is the folder the command runs in (``--out .``: a result folder is replaced as a whole).
+* **one path for a result folder** – :func:`write_result` claims the folder (:func:`claim`, the one
+  function that decides whether a command may write there), stages the result in a private
+  temporary sibling folder, lets the command write into it, and commits it in one step (Linux
+  ``renameat2`` ``RENAME_EXCHANGE``; elsewhere two renames, recovered on the next run), so a
+  command killed at any moment leaves the old complete result or the new complete one, never a
+  mix.  The manifest, and the list it returns, name the files that were actually committed.
+* **files among others** – a table, a figure or a report written into a folder that holds other
+  things (a run folder, ``reproduce --out``, the folder of ``degrade --out FILE``) replaces only a
+  file colddiff wrote there: :func:`owned_files` checks every name against the folder's manifest
+  before any work and records the names before they are written.
 * **run locks** – a training run folder is locked (:data:`LOCK`: PID and host) while ``train``
   writes it; a second ``train`` into it is refused, and a lock whose process is gone (same host)
   is taken over with a warning.
@@ -29,17 +37,17 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Set
+from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set
 
 from .errors import OutputError
-from .fileio import current_umask, os_problem
+from .fileio import atomic_path, current_umask, os_problem
 
-__all__ = ["MANIFEST", "LOCK", "claim", "staged", "RunLock", "claim_run_folder", "read_manifest", "is_inside"]
+__all__ = ["MANIFEST", "LOCK", "Output", "Committed", "claim", "write_result", "owned_files", "check_files",
+           "RunLock", "claim_run_folder", "read_manifest", "is_inside"]
 
 MANIFEST = ".colddiff-output.json"
 LOCK = ".colddiff-train.lock"
 FORMAT = "colddiff-output-v1"
-LegacyFiles = Callable[[Path], Optional[Set[str]]]
 
 
 def is_inside(path, folder) -> bool:
@@ -63,6 +71,11 @@ def read_manifest(folder) -> Optional[dict]:
     return man
 
 
+def _write_manifest(folder: Path, man: dict) -> None:
+    with atomic_path(folder / MANIFEST) as tmp:
+        Path(tmp).write_text(json.dumps(man, indent=1) + "\n", encoding="utf-8")
+
+
 def _entries(folder: Path) -> Iterator[Path]:
     """Everything under ``folder`` except directories (symbolic links reported, never followed)."""
     for root, dirs, files in os.walk(folder):
@@ -78,47 +91,132 @@ def _rel(p: Path, folder: Path) -> str:
     return p.relative_to(folder).as_posix()
 
 
-def claim(out, command: str, inputs: Iterable = (), what: str = "--out",
-          legacy: Optional[LegacyFiles] = None) -> Path:
-    """Check that ``command`` may write its result into the folder ``out``; return it (``~`` expanded).
+# ---------------------------------------------------------------------------- results written before manifests
+def _legacy_generation(folder: Path) -> Optional[Set[str]]:
+    """A generation written before manifests: its generation.json lists its images."""
+    try:
+        info = json.loads((folder / "generation.json").read_text())
+        files = info.get("files") if isinstance(info, dict) else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return set(files) | {"grid.png", "generation.json"}
 
-    Allowed: a new folder, an empty one, or one holding exactly an earlier result of the same
-    command (its manifest lists every file; ``legacy`` may name the files of a result written
-    before manifests existed).  Refused with one :class:`OutputError`: a file, a symbolic link,
-    a folder holding files colddiff did not write, a folder that is or is inside an input.
-    """
-    out = Path(out).expanduser()
+
+def _legacy_restore(folder: Path) -> Optional[Set[str]]:
+    """A restoration written before manifests: its restore.json lists the images it wrote."""
+    try:
+        info = json.loads((folder / "restore.json").read_text())
+        files = {Path(v).resolve().relative_to(folder.resolve()).as_posix()
+                 for rec in info["images"] for k, v in rec.items() if k != "input" and isinstance(v, str)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return files | {"sheet.png", "restore.json"}
+
+
+_EXPORT_FILES = {"model.safetensors", "config.json", "config.toml", "README.md", "samples.png"}
+
+
+def _legacy_export(folder: Path) -> Optional[Set[str]]:
+    """An export written before manifests: weights and config.json, and only names an export writes."""
+    if not ((folder / "model.safetensors").is_file() and (folder / "config.json").is_file()):
+        return None
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
+    return {f for f in files if f in _EXPORT_FILES or f.startswith("evaluation/") or
+            (f.startswith("generation/gmm-k") and f.endswith(".json"))}
+
+
+LEGACY = {"generate": _legacy_generation, "restore": _legacy_restore, "export": _legacy_export}
+
+
+# ---------------------------------------------------------------------------- claiming a result folder
+class Output:
+    """A result folder that :func:`claim` allowed ``command`` to write (pass it on instead of the path:
+    it is not claimed again).  ``os.fspath(output)`` is its path."""
+
+    def __init__(self, path: Path, command: str, inputs: Sequence, what: str):
+        self.path, self.command, self.inputs, self.what = path, command, tuple(inputs), what
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, name) -> Path:
+        return self.path / name
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"Output({str(self.path)!r}, {self.command!r})"
+
+
+def _refusal(out: Path, command: str, inputs: Iterable, what: str) -> Optional[str]:
+    """Why ``command`` may not write its result into ``out`` (None: it may)."""
     for src in inputs:
         if src is not None and Path(src).expanduser().is_dir() and is_inside(out, src):
             same = out.resolve() == Path(src).expanduser().resolve()
-            raise OutputError(f"{what} {out} is {'the input folder itself' if same else f'inside the input folder {src}'}"
-                              f"; write the results outside it (e.g. {Path(src).expanduser().resolve().parent / (Path(src).name + '-' + command)})")
+            return (f"{what} {out} is {'the input folder itself' if same else f'inside the input folder {src}'}"
+                    f"; write the results outside it (e.g. {Path(src).expanduser().resolve().parent / (Path(src).name + '-' + command)})")
     if out.is_symlink():
-        raise OutputError(f"{what} {out} is a symbolic link; give the folder itself (colddiff replaces its output "
-                          "folder as a whole and never writes through a link)")
+        return (f"{what} {out} is a symbolic link; give the folder itself (colddiff replaces its output "
+                "folder as a whole and never writes through a link)")
     if out.exists() and not out.is_dir():
-        raise OutputError(f"{what} {out} is a file; give a folder (a new or empty one)")
+        return f"{what} {out} is a file; give a folder (a new or empty one)"
+    try:
+        here = Path.cwd().resolve()
+    except OSError:
+        here = None
+    if here is not None and out.exists() and is_inside(here, out):
+        return (f"{what} {out} is the folder you are working in{'' if out.resolve() == here else ' (or holds it)'}; "
+                f"colddiff replaces a result folder as a whole, which cannot be done to the current folder: "
+                f"give a new folder inside it, e.g. {what} {Path(out) / (command + '-out')}")
     if not out.exists():
-        return out
+        return None
     entries = [p for p in _entries(out) if p.name != MANIFEST or p.parent != out]
     if not entries:
-        return out
+        return None
     man = read_manifest(out)
+    if man is not None and man.get("ledger") and man["command"] not in RESULTS + ("train",):
+        man = None  # a folder where colddiff wrote single files among the user's (degrade, reproduce)
     if man is not None and man["command"] != command:
-        raise OutputError(f"{what} {out} holds the result of `colddiff {man['command']}`, not of `colddiff {command}`; "
-                          "give another folder")
+        return (f"{what} {out} holds the result of `colddiff {man['command']}`, not of `colddiff {command}`; "
+                "give another folder")
+    legacy = LEGACY.get(command)
     listed = set(man["files"]) if man is not None else (legacy(out) if legacy else None)
     if listed is None:
         first = _rel(sorted(entries)[0], out)
-        raise OutputError(f"{what} {out} already holds files colddiff did not write (e.g. {first}); colddiff never "
-                          "overwrites or deletes them: give a new or empty folder")
+        return (f"{what} {out} already holds files colddiff did not write (e.g. {first}); colddiff never "
+                "overwrites or deletes them: give a new or empty folder")
     foreign = sorted(p for p in entries if p.is_symlink() or _rel(p, out) not in listed)
     if foreign:
         kind = "a symbolic link" if foreign[0].is_symlink() else "a file"
-        raise OutputError(f"{what} {out} holds {_rel(foreign[0], out)}, {kind} that colddiff did not write"
-                          f"{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}; move it out or give "
-                          "another folder (the folder is replaced as a whole)")
-    return out
+        return (f"{what} {out} holds {_rel(foreign[0], out)}, {kind} that colddiff did not write"
+                f"{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}; move it out or give "
+                "another folder (the folder is replaced as a whole)")
+    return None
+
+
+def claim(out, command: str, inputs: Iterable = (), what: str = "--out") -> Output:
+    """The one check of whether ``command`` may write its result into the folder ``out``.
+
+    Allowed: a new folder, an empty one, or one holding exactly an earlier result of the same
+    command (its manifest lists every file; results written before manifests existed are
+    recognised by their index file, :data:`LEGACY`).  Refused with one :class:`OutputError`: a
+    file, a symbolic link, a folder holding files colddiff did not write, a folder that is or is
+    inside an input, the current folder.  An :class:`Output` given as ``out`` was claimed already
+    and is returned as it is.
+    """
+    if isinstance(out, Output):
+        if out.command != command:
+            raise OutputError(f"{out.path} was claimed for `colddiff {out.command}`, not `colddiff {command}`")
+        return out
+    path = Path(out).expanduser()
+    inputs = tuple(inputs)
+    why = _refusal(path, command, inputs, what)
+    if why:
+        raise OutputError(why)
+    return Output(path, command, inputs, what)
 
 
 # ---------------------------------------------------------------------------- atomic multi-file results
@@ -184,12 +282,42 @@ def _swap_in(stage: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-@contextmanager
-def staged(out, command: str, inputs: Iterable = (), what: str = "--out",
-           legacy: Optional[LegacyFiles] = None) -> Iterator[Path]:
-    """Yield a private folder beside ``out`` to write a whole result into; on success it replaces ``out``
-    in one step, with a manifest listing its files.  On an error (or a kill) ``out`` is untouched."""
-    out = claim(out, command, inputs, what, legacy)
+class Stage:
+    """The private folder a result is written into before it is committed (``stage.path``);
+    :meth:`final` names where a file written there will be once the result is committed."""
+
+    def __init__(self, path: Path, out: Path):
+        self.path, self.out = path, out
+
+    def __truediv__(self, name) -> Path:
+        return self.path / name
+
+    def final(self, written) -> Path:
+        """The committed path of ``written``, a file already written into the stage (refused if it is not there)."""
+        written = Path(written)
+        if not written.is_file():
+            raise OutputError(f"{written} was not written, so it cannot be listed in the result {self.out}")
+        return self.out / written.relative_to(self.path)
+
+
+class Committed(NamedTuple):
+    """What :func:`write_result` committed: the folder, its files (final paths, all present) and what
+    the writer returned."""
+    folder: Path
+    files: List[Path]
+    value: Any
+
+
+def write_result(out, command: str, write: Callable[[Stage], Any], inputs: Iterable = (),
+                 what: str = "--out") -> Committed:
+    """The one output path of a result folder: claim ``out`` for ``command`` (unless it is an
+    :class:`Output` claimed already), stage, let ``write(stage)`` write every file into
+    ``stage.path``, and commit: add the manifest listing the staged files and swap the stage
+    into place in one step.  On an error (or a kill) ``out`` is untouched.  Returns the committed
+    files (final paths) and ``write``'s value.
+    """
+    dest = claim(out, command, inputs, what)
+    out = dest.path
     parent = out.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +326,7 @@ def staged(out, command: str, inputs: Iterable = (), what: str = "--out",
     except OSError as e:
         raise os_problem(e, out) from None
     try:
-        yield stage
+        value = write(Stage(stage, out))
         files = sorted(_rel(p, stage) for p in _entries(stage) if p.is_file() and not p.is_symlink())
         from . import __version__
 
@@ -211,13 +339,118 @@ def staged(out, command: str, inputs: Iterable = (), what: str = "--out",
             for d in dirs:
                 os.chmod(os.path.join(root, d), mode)
         os.chmod(stage, mode)
-        claim(out, command, inputs, what, legacy)  # nothing of the user's appeared meanwhile
+        why = _refusal(out, command, dest.inputs, dest.what)  # nothing of the user's appeared meanwhile
+        if why:
+            raise OutputError(why)
         _swap_in(stage, out)
     except OSError as e:
         raise os_problem(e, out) from None
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
+    committed = [out / f for f in files]
+    missing = [p for p in committed if not p.is_file()]
+    if missing:  # another process replaced the result meanwhile
+        raise OutputError(f"{out} changed while it was committed ({missing[0].name} is missing); run the command again")
+    return Committed(out, committed, value)
+
+
+# ---------------------------------------------------------------------------- files among others
+RESULTS = ("generate", "restore", "export")   # commands whose folder is one result, replaced as a whole
+RUN_PARTS = ("evaluation/", "figures/", "report.html")   # what evaluate and report wrote into a run before ledgers
+RUN_COMMANDS = ("evaluate", "report")                    # commands that write their files into a run (or an export)
+
+
+def _is_run(folder: Path) -> bool:
+    man = read_manifest(folder)
+    return (man is not None and man["command"] == "train") or (man is None and (
+        (folder / "checkpoints").is_dir() or (folder / "config.toml").is_file()))
+
+
+def _ledger_root(path: Path) -> Path:
+    """The folder whose manifest lists ``path``: the nearest of its folder and the one above that colddiff
+    marked (a manifest) or that is a run, else its own folder."""
+    for folder in (path.parent, path.parent.parent):
+        if read_manifest(folder) is not None or _is_run(folder):
+            return folder
+    return path.parent
+
+
+def _listed(root: Path, command: str, legacy: Optional[Callable[[Path], bool]]) -> Set[str]:
+    man = read_manifest(root) or {}
+    if man.get("ledger") or man.get("command") in RESULTS:
+        return set(man.get("files", []))
+    if _is_run(root):  # a run from before ledgers belonged to colddiff as a whole: evaluate's and report's files
+        return {_rel(p, root) for p in _entries(root) if not p.is_symlink() and
+                any(_rel(p, root).startswith(part) for part in RUN_PARTS)}
+    return {_rel(p, root) for p in _entries(root) if legacy is not None and not p.is_symlink() and legacy(p)}
+
+
+def check_files(paths: Iterable, command: str, what: str = "--out",
+                legacy: Optional[Callable[[Path], bool]] = None) -> List[Path]:
+    """Refuse, before any work, to write a file that exists and that colddiff did not write.
+
+    Each path may be written when it does not exist yet, or when the manifest of the folder it
+    belongs to (its own folder, or the run or marked folder above) lists it; ``legacy(path)`` may
+    recognise a file written before manifests existed.  A folder holding another command's
+    result (replaced as a whole by that command) is refused.
+    """
+    out = []
+    for p in paths:
+        p = Path(p).expanduser()
+        root = _ledger_root(p)
+        man = read_manifest(root)
+        if man is not None and man["command"] in RESULTS and man["command"] != command and not (
+                man["command"] == "export" and command in RUN_COMMANDS):  # an export works wherever a run does
+            raise OutputError(f"{what} {p} lies in {root}, the result of `colddiff {man['command']}` (replaced as a "
+                              "whole by it); write somewhere else")
+        if p.is_symlink():
+            raise OutputError(f"{what} {p} is a symbolic link; colddiff never writes through one: give another name")
+        if p.exists() and not p.is_dir() and _rel(p, root) not in _listed(root, command, legacy):
+            raise OutputError(f"{what} {p} already exists and colddiff did not write it; colddiff never overwrites "
+                              "a file it did not write: move it away or give another name")
+        out.append(p)
+    return out
+
+
+@contextmanager
+def owned_files(paths: Iterable, command: str, what: str = "--out",
+                legacy: Optional[Callable[[Path], bool]] = None) -> Iterator[List[Path]]:
+    """``with owned_files(paths, command) as paths:`` write each file (atomically) in the block.
+
+    :func:`check_files` first; then the names are recorded in their folder's manifest before they
+    are written (a kill never leaves a file of colddiff's unlisted), and the manifest is put back
+    as it was when the block fails (a failed command leaves nothing)."""
+    paths = check_files(paths, command, what, legacy)
+    by_root: dict = {}
+    for p in paths:
+        by_root.setdefault(_ledger_root(p), []).append(p)
+    before = {}
+    for root, ps in by_root.items():
+        man = read_manifest(root)
+        names = sorted(_listed(root, command, legacy) | {_rel(p, root) for p in ps})
+        if man is not None and man.get("ledger") and set(man.get("files", [])) >= set(names):
+            continue
+        before[root] = (root.exists(), man)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise os_problem(e, root) from None
+        _write_manifest(root, {**(man or {"format": FORMAT, "command": command}), "files": names, "ledger": 1})
+    try:
+        yield paths
+    except BaseException:
+        for root, (existed, man) in before.items():
+            try:
+                if man is not None:
+                    _write_manifest(root, man)
+                else:
+                    (root / MANIFEST).unlink(missing_ok=True)
+                    if not existed:
+                        root.rmdir()
+            except (OSError, OutputError):
+                pass
+        raise
 
 
 # ---------------------------------------------------------------------------- training run folders
@@ -312,8 +545,8 @@ class RunLock:
             break
         if read_manifest(self.folder) is None:
             try:
-                (self.folder / MANIFEST).write_text(json.dumps({"format": FORMAT, "command": "train", "files": []})
-                                                    + "\n", encoding="utf-8")
+                (self.folder / MANIFEST).write_text(json.dumps({"format": FORMAT, "command": "train", "files": [],
+                                                                "ledger": 1}) + "\n", encoding="utf-8")
             except OSError as e:
                 self.__exit__()
                 raise os_problem(e, self.folder / MANIFEST) from None

@@ -8,7 +8,7 @@ each image's size.  ``colddiff restore RUN --input blurred/ --out restored/`` th
 results after the same stems, so sharp, degraded and restored images pair up by name.
 
 The degradation must act the same way at every pixel to apply to an image of another size than
-its own (:meth:`~colddiff.degradations.base.Degradation.native_size_problem`); otherwise such an
+its own (:func:`~colddiff.restoration.native_size_problem`); otherwise such an
 image is refused in one line.  Random families (masks, noise) draw each image's parameters from
 one generator seeded by ``seed``, image after image in file order.
 """
@@ -23,8 +23,8 @@ import torch
 from .errors import InputError
 from .fileio import atomic_path
 from .images import read_image, save_image
-from .outputs import claim, staged
-from .restoration import input_files, output_names
+from .outputs import claim, write_result
+from .restoration import input_files, native_size_problem, output_names
 from .runs import check_t
 
 __all__ = ["degrade_files"]
@@ -49,7 +49,7 @@ def degrade_files(D, spec, out, t, channels: Optional[int] = None, seed: int = 0
         info: Dict[str, Any] = {}
         x0 = read_image(f, channels=channels, info=info)[None]
         H, W = x0.shape[-2:]
-        why = D.native_size_problem(H, W) if (H, W) != own else None
+        why = native_size_problem(D, H, W) if (H, W) != own else None
         if why is not None:
             raise InputError(f"{f} is {W}×{H}, and {D.name} applies only to {own[1]}×{own[0]} images because {why}; "
                              f"crop or resize it to {own[1]}×{own[0]} first")
@@ -59,12 +59,13 @@ def degrade_files(D, spec, out, t, channels: Optional[int] = None, seed: int = 0
         records.append({"input": str(f), "size": [int(W), int(H)], "channels": int(x0.shape[1])})
     info = {"degradation": repr(D), "source": source, "t": int(t), "T": int(D.T), "seed": int(seed),
             "images": records}
-    with staged(out, "degrade", inputs=[spec]) as stage:  # all files, or none
+    def write(stage):  # all files, or none; the record names them as they will be committed
         for rec, x_t, stem in zip(records, images, output_names(files, root)):
             target = stage / f"{stem}.png"
             target.parent.mkdir(parents=True, exist_ok=True)
-            save_image(x_t, target)
-            rec["output"] = str(out / f"{stem}.png")
+            rec["output"] = str(stage.final(save_image(x_t, target)))
         with atomic_path(stage / "degrade.json") as tmp:
             Path(tmp).write_text(json.dumps(info, indent=2))
+
+    write_result(out, "degrade", write, inputs=[spec])
     return info

@@ -26,11 +26,9 @@ README = "README.md"
 CREATE_DATA = "create_data.py"
 
 # ---- differences shared by several presets (each is a deliberate, named deviation)
-NET_DDPM = ("network: colddiff's U-Net at the sizes of the authors' DDPM Model (128 channels, 1-2-2-2, attention at "
-            "16 px, dropout 0.1); block details follow colddiff's networks/unet.py")
-NET_CONVNEXT = ("network: the authors' snowification/decolor code trains its UnetConvNext (dim 64, 1-2-4-8; "
-                "snowification/diffusion/model/get_model.py); colddiff trains its own U-Net at the same widths "
-                "(its lucidrains-convnext is the other folders' Unet, not this class)")
+# the files of the authors' networks of the snow and colourisation experiments (see AUTHORS_NETWORK below)
+SNOW_NET_CODE = ["snowification/diffusion/model/get_model.py", "snowification/diffusion/model/unet_convnext.py"]
+DECOLOR_NET_CODE = ["decolor-diffusion/diffusion/model/get_model.py", "decolor-diffusion/diffusion/model/unet_convnext.py"]
 CELEBA_DATA = ("data: the authors' CelebA is CelebA-HQ at 128 px with the first 90% of the files for training "
                f"({CREATE_DATA}); colddiff's celeba is img_align_celeba centre-cropped to 128 with the official "
                "split (point data.name at folder:PATH to train on CelebA-HQ files)")
@@ -102,9 +100,9 @@ PROVENANCE: Dict[str, Provenance] = {
         "T=50, 11x11, sigma_i = 0.35 + i/100 for step index i = 0..T-1 (Special_6_routine), reflect padding, "
         "Resize(35)+RandomCrop(32)+flip, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "deblurring-diffusion-pytorch/cifar10_train.py", "deblurring-diffusion-pytorch/cifar10_test.py",
-         BLUR_CODE],
+         BLUR_CODE, "deblurring-diffusion-pytorch/deblurring_diffusion_pytorch/Model2.py"],
         ["paper text: sigma_t = 0.35 + 0.01 t; the code starts at i = 0, i.e. sigma_t = 0.35 + 0.01 (t-1) (followed)",
-         NET_DDPM, RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
+         RESIZE_SOURCE, EVAL_RESIZE, EVAL_FID]),
     "celeba-blur": Provenance(
         "Sec. 4.1, Table 1 (CelebA deblurring)",
         "T=200, 15x15, sigma_i = exp(0.01 i), i = 0..T-1 (Exponential_reflect, --blur_std 0.01), reflect padding, "
@@ -130,9 +128,10 @@ PROVENANCE: Dict[str, Provenance] = {
         "T=50, masks of std 0.1 (i + 11), random centre, --discrete, RandomCrop(32, padding=4)+flip (DatasetCifar10), "
         + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, "defading-diffusion-pytorch/cifar10_train.py", "defading-diffusion-pytorch/cifar10_test.py",
-         "defading-diffusion-pytorch/inpainting_paper_train.sh", FADE_CODE],
+         "defading-diffusion-pytorch/inpainting_paper_train.sh", FADE_CODE,
+         "defading-diffusion-pytorch/defading_diffusion_pytorch/new_model.py"],
         ["paper text: beta_1 = 1, 60k steps, batch 64; the code: widths 1.1, 1.2, ..., batch 32, 700k steps "
-         "(followed)", NET_DDPM, QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         "(followed)", QUANT, RANDOM_CENTRE, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "celeba-inpaint": Provenance(
         "Sec. 4.2, Table 2 (CelebA inpainting)",
         "T=100, centred masks of std 0.2 (i + 1) for i = 0..T-1 (--fade_routine Incremental --kernel_std 0.2 "
@@ -159,8 +158,9 @@ PROVENANCE: Dict[str, Provenance] = {
         "Sec. 4.3 (CIFAR-10 super-resolution)",
         "T=3 bicubic halvings (32 -> 4 px, Incremental_factor_2), Resize(35)+RandomCrop(32)+flip, "
         + COMMON_TRAIN.format(b=32) + ", 700k steps",
-        [README, "resolution-diffusion-pytorch/cifar10_train.py", RES_CODE],
-        [NET_DDPM, RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
+        [README, "resolution-diffusion-pytorch/cifar10_train.py", RES_CODE,
+         "resolution-diffusion-pytorch/resolution_diffusion_pytorch/Model2.py"],
+        [RESIZE_SOURCE, ROWS_LAST, EVAL_RESIZE, EVAL_FID]),
     "celeba-sr": Provenance(
         "Sec. 4.3 (CelebA super-resolution)",
         "T=4 bicubic halvings (128 -> 8 px, Incremental_factor_2), Resize(143)+RandomCrop(128)+flip, "
@@ -173,34 +173,34 @@ PROVENANCE: Dict[str, Provenance] = {
         "T=200, the authors' snow level 3 (field N(0.55, 0.3) zoomed 2.5x, threshold 1.15 -> 0.7, 11-tap motion "
         "blur sigma 0.05 -> 16, horizontal or vertical), --random_snow --fix_brightness (x_t = clip(x0 + S + "
         "rot180 S)), CIFAR-10 centre crop only (no augmentation), " + COMMON_TRAIN.format(b=32) + ", 700k steps",
-        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL],
+        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL] + SNOW_NET_CODE,
         ["random snow: one field (and direction) per trajectory, per image; the authors draw one per training batch "
          "and share it across the batch (a per-image draw gives the network more varied snow at the same level)",
-         NET_CONVNEXT, SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "celeba-snow": Provenance(
         "Sec. 4.4 (CelebA desnowification)",
         "T=200, the authors' snow level 4 (threshold 1.15 -> 0.55, motion blur sigma 0.05 -> 20), --random_snow "
         "--fix_brightness, CelebA 128 centre crop only, Adam lr 2e-5, batch 16 (train.py: 16 above 64 px), "
         "2 accumulated micro-batches, EMA 0.995 every 10 steps from step 2000, 700k steps",
-        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL],
-        ["random snow: one field per image rather than per batch (see cifar10-snow)", NET_CONVNEXT, CELEBA_DATA,
+        [README, SNOW_CODE, "snowification/train.py", SNOW_DATA, SNOW_EVAL] + SNOW_NET_CODE,
+        ["random snow: one field per image rather than per batch (see cifar10-snow)", CELEBA_DATA,
          SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "cifar10-desaturate": Provenance(
         "Sec. 4.5 (CIFAR-10 colourisation)",
         "T=20, --decolor_routine Linear --decolor_total_remove: colour share 1 - t/T towards the plain channel mean "
         "(a 1x1 convolution with weights 1/3), no augmentation, " + COMMON_TRAIN.format(b=32) + ", 700k steps",
         [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py",
-         DECOLOR_EVAL],
-        [NET_CONVNEXT, SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         DECOLOR_EVAL] + DECOLOR_NET_CODE,
+        [SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "celeba-desaturate": Provenance(
         "Sec. 4.5 / the authors' README (CelebA colourisation)",
         "T=20, Linear with total removal towards the channel mean, CelebA 128 centre crop only, batch 16, "
         "2 accumulated micro-batches, lr 2e-5, EMA 0.995 every 10 steps from step 2000, 700k steps",
         [README, DECOLOR_CODE, "decolor-diffusion/train.py", "decolor-diffusion/diffusion/get_dataset.py",
-         "snowification/training_script.sh", DECOLOR_EVAL],
+         "snowification/training_script.sh", DECOLOR_EVAL] + DECOLOR_NET_CODE,
         ["image size: the authors' README command trains at 128 px (get_image_size), batch 16 (followed); their "
          "training script (snowification/training_script.sh) trains CelebA colourisation with --resolution 64, which "
-         "makes train.py use batch 32", NET_CONVNEXT, CELEBA_DATA, SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
+         "makes train.py use batch 32", CELEBA_DATA, SHIFTED, ROWS_FIRST, ROWS_LAST, EVAL_FID]),
     "celeba-blur-gen": Provenance(
         "Sec. 5 (CelebA generation by deblurring; broken symmetry FID 49.45)",
         "--discrete, T=300, 27x27, sigma_i = exp(0.01 i) (Exponential), circular padding, Resize(143)+RandomCrop(128)"
@@ -250,6 +250,18 @@ UNET = ("their ConvNeXt Unet (lucidrains' 2022 U-Net), dim 64, multipliers 1-2-4
 AUTHORS_NETWORK: Dict[str, str] = {name: UNET for name in (
     "mnist-blur", "celeba-blur", "mnist-inpaint", "celeba-inpaint", "mnist-sr", "celeba-sr", "celeba-blur-gen",
     "afhq-blur-gen", "celeba-mask-gen", "celeba-animorph", "celeba-noise", "afhq-noise")}
+DDPM = ("their DDPM Model (Ho et al.'s U-Net), ch 128, multipliers 1-2-2-2, 2 residual blocks per level, attention at "
+        "16 px, dropout 0.1, as the cifar10_train.py of the deblurring, defading and resolution folders build it; the "
+        "class is Model2.py of the deblurring and resolution folders and new_model.py of the defading folder "
+        "(identical but for spacing); colddiff trains it as model.arch = ddpm: the same layers and module names, "
+        "their checkpoints give their outputs")
+CONVNEXT_SNOW = ("their UnetConvNext (get_model: dim 64, multipliers 1-2-4-8), snowification/diffusion/model/"
+                 "unet_convnext.py and the identical file in decolor-diffusion: their Unet class plus an "
+                 "output_mean_scale option that get_model never passes; colddiff trains it as model.arch = "
+                 "convnext-snow, the lucidrains-convnext network under the name of this class")
+AUTHORS_NETWORK.update({name: DDPM for name in ("cifar10-blur", "cifar10-inpaint", "cifar10-sr")})
+AUTHORS_NETWORK.update({name: CONVNEXT_SNOW for name in ("cifar10-snow", "celeba-snow", "cifar10-desaturate",
+                                                           "celeba-desaturate")})
 for _name, _net in AUTHORS_NETWORK.items():
     PROVENANCE[_name].network = _net
 

@@ -126,7 +126,7 @@ def load_installed() -> None:
 # The methods of a degradation that run a family's own code, as colddiff calls them.  ``__init__`` lets the
 # errors of wrong arguments through: ``create`` words those itself ("cannot build degradation ...").
 GUARDED = ("__init__", "context", "forward", "step", "finalize", "start", "start_statistic", "mixing_schedule",
-           "tile_multiple", "example")
+           "tile_multiple", "_example", "_describe", "_native_size_problem")
 _ARGUMENT_ERRORS = (TypeError, ValueError, OverflowError)
 
 

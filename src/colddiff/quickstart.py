@@ -62,8 +62,9 @@ def targets(ev, gev=None) -> Dict[str, Any]:
 
 
 def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n: int = 500, gen_n: int = 200,
-               noise: float = 0.0, progress: bool = True, echo=print) -> Dict[str, Any]:
-    """Train (or resume, or reuse) the quickstart run, evaluate it, generate from it, write the report."""
+               noise: float = 0.0, progress: bool = True, echo=print, schedule=None) -> Dict[str, Any]:
+    """Train (or resume, or reuse) the quickstart run, evaluate it, generate from it, write the report.
+    ``schedule``: the steps the samplers visit in the evaluation and the generation (every step by default)."""
     # imported when the quickstart runs: `colddiff --help` reads STEPS and RESTORE_T without loading torch
     from .checkpoint import find_latest, read_meta
     from .evaluation import evaluate, write_evaluation
@@ -73,6 +74,7 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
     from .presets import preset
     from .report import generation_section, write_report
     from .runs import check_t, load_run
+    from .samplers import check_schedule
     from .training import train
 
     start = time.perf_counter()
@@ -81,6 +83,7 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
     t = check_t(t, cfg.degradation.T)
     for what, v in (("--n", n), ("--gen-n", gen_n)):  # checked before minutes of training, not after
         whole(v, what, 1)
+    schedule = check_schedule("algorithm2", schedule, cfg.degradation.T, t)
     latest = find_latest(out / "checkpoints")
     timings: Dict[str, float] = {}
 
@@ -110,7 +113,7 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
     # 2. Table 1 layout at the restoration severity
     t0 = time.perf_counter()
     echo(f"[2/4] evaluating: {n} held-out digits restored from t={t} of T={run.T}")
-    ev = evaluate(run, n=n, t=t, fid="classifier", progress=progress)
+    ev = evaluate(run, n=n, t=t, fid="classifier", progress=progress, schedule=schedule)
     write_evaluation(ev, run.folder / "evaluation")
     timings["evaluate"] = time.perf_counter() - t0
 
@@ -119,9 +122,10 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
     st = generation_defaults(run, noise=noise)
     own = {"setting": f"{setting_name(st['sampler'], st['noise'], st['delta'])}, GMM k={st['k']}", **st}
     echo(f"[3/4] generating {gen_n} digits from t=T={run.T} ({own['setting']})")
-    grid = generate(run, 64, progress=progress, **st)
-    write_generation(grid, run.folder / "generation" / "quickstart", {**st, "seed": 0, "run": str(run.folder)})
-    gev = evaluate_generation(run, n=gen_n, fid="classifier", progress=progress, settings=[own])
+    grid = generate(run, 64, progress=progress, schedule=schedule, **st)
+    write_generation(grid, run.folder / "generation" / "quickstart", {**st, "seed": 0, "run": str(run.folder),
+                                                                      "sample_steps": str(schedule)})
+    gev = evaluate_generation(run, n=gen_n, fid="classifier", progress=progress, settings=[own], schedule=schedule)
     write_generation_evaluation(gev, run.folder / "evaluation")
     timings["generate"] = time.perf_counter() - t0
 
@@ -134,6 +138,7 @@ def quickstart(out="runs/quickstart", steps: int = STEPS, t: int = RESTORE_T, n:
 
     result = {
         "run": str(run.folder), "report": str(report), "preset": PRESET, "steps": run.step, "t": t,
+        "sample_steps": str(schedule),
         "evaluation": ev.to_dict(), "generation": gev.to_dict(), "targets": targets(ev, gev),
         "seconds": {k: round(v, 1) for k, v in timings.items()},
         "total_seconds": round(time.perf_counter() - start, 1),

@@ -105,7 +105,10 @@ Section = Callable[[Run], str]
 def write_report(run: Run, figures: Dict[str, Path], evaluations: Sequence[Evaluation],
                  extra_sections: Sequence[str] = (), path=None, fig_t: Optional[int] = None) -> Path:
     """RUN/report.html: config, evaluation table(s), figures, loss curve; one self-contained file."""
+    from .outputs import check_files, owned_files
+
     path = Path(path) if path else run.folder / "report.html"
+    check_files([path], "report", what="report:")  # never over a file colddiff did not write
     cfg = run.cfg
     summary, summary_note = read_summary(run.folder / "train_summary.json")
     parts = [
@@ -154,7 +157,7 @@ def write_report(run: Run, figures: Dict[str, Path], evaluations: Sequence[Evalu
     parts.append("<h2>Configuration</h2>")
     parts.append(fill("<pre>{toml}</pre>", toml=cfg.to_toml()))
     parts.append(f"<script>{CHECK_JS}</script></body></html>")
-    with atomic_path(path) as tmp:
+    with owned_files([path], "report", what="report:"), atomic_path(path) as tmp:
         Path(tmp).write_text("\n".join(parts), encoding="utf-8")
     return path
 

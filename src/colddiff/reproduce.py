@@ -237,8 +237,11 @@ def run_table(name: str, scale: str = "cpu", out="reproduce", steps: Optional[in
     ``train_only``) and write ``out/<name>.md`` and ``.json`` (rank 0 only under torchrun)."""
     from . import paper
 
+    from .outputs import check_files
+
     table = get_table(name)
     out = Path(out)
+    check_files(table_paths(name, out), "reproduce", legacy=_earlier_table)  # before hours of training
     if n is None and scale == "cpu":
         n = CPU_EVAL_N
     start = time.perf_counter()
@@ -315,6 +318,23 @@ def finished_evaluation(run, n: Optional[int], protocol: str, fid: str):
     return None
 
 
-def write_reproduction(rep: Reproduction, out) -> Dict[str, Path]:
+def table_paths(name: str, out) -> List[Path]:
+    """OUT/TABLE.md and OUT/TABLE.json."""
+    return [Path(out) / f"{name}.{ext}" for ext in ("md", "json")]
 
-    return write_tables(out, rep.table, {"md": rep.markdown(), "json": json.dumps(rep.to_dict(), indent=2)})
+
+def _earlier_table(path: Path) -> bool:
+    """A table written by `colddiff reproduce` before manifests existed: its JSON is a reproduction record."""
+    try:
+        d = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(d, dict) and d.get("table") == path.stem and "columns" in d and "command" in d
+
+
+def write_reproduction(rep: Reproduction, out) -> Dict[str, Path]:
+    """OUT/TABLE.md and .json, never over a file colddiff did not write."""
+    from .outputs import owned_files
+
+    with owned_files(table_paths(rep.table, out), "reproduce", legacy=_earlier_table):
+        return write_tables(out, rep.table, {"md": rep.markdown(), "json": json.dumps(rep.to_dict(), indent=2)})

@@ -8,7 +8,7 @@ is the whole pipeline behind ``colddiff restore``: read each file once, estimate
 write one PNG per input and sampler, a side-by-side sheet and ``restore.json``.
 
 Images of any size: when the run's degradation is local and shift-invariant (the family declares
-``shift_invariant``, see :meth:`colddiff.degradations.base.Degradation.native_size_problem`), R is
+``shift_invariant``, see :func:`native_size_problem`), R is
 fully convolutional, so a photo is restored at its own size: whole (the U-Net pads it to its
 size multiple and crops back) or, above a memory budget or when asked (``tile``), in
 overlapping tiles blended with raised-cosine weights (:func:`restore_image`).  Other families
@@ -29,12 +29,13 @@ import torch.nn.functional as F
 from .errors import ConfigError, InputError
 from .fileio import atomic_path
 from .images import atomic_save, list_images, make_grid, read_image, save_image
+from .outputs import claim, write_result
 from .runs import Run, check_t, progress_bar
-from .samplers import get_sampler
+from .samplers import check_schedule, get_sampler
 
 __all__ = ["estimate_t", "restore", "restore_image", "check_restorable", "native_size", "tiles", "blend_window",
-           "restore_defaults", "UserImages", "load_user_images", "output_names", "restore_files", "tiling",
-           "gradient_sparsity"]
+           "restore_defaults", "UserImages", "load_user_images", "output_names", "restore_files", "native_size_problem",
+           "tiling", "gradient_sparsity"]
 
 # The U-Net is convolutional except at its lowest resolution, where self-attention relates every pixel
 # to every other (and GroupNorm averages over the image): memory there grows with the square of the
@@ -50,7 +51,23 @@ def native_size(run: Run, H: int, W: int) -> Optional[str]:
     c = run.cfg.data
     if (H, W) == (c.image_size, c.image_size):
         return None
-    return run.D.native_size_problem(H, W)
+    return native_size_problem(run.D, H, W)
+
+
+def native_size_problem(D, H: int, W: int) -> Optional[str]:
+    """None when R may restore an H×W image of degradation ``D`` at its own size; else why not (one clause).
+
+    Read from what the family declares, never its name: ``shift_invariant`` (or why not, ``_not_shift_invariant``)
+    and ``tile_multiple()``.  A family with another rule defines ``_native_size_problem(self, H, W)``."""
+    hook = getattr(D, "_native_size_problem", None)
+    if hook is not None:
+        return hook(H, W)
+    if not D.shift_invariant:
+        return D._not_shift_invariant
+    m = D.tile_multiple()
+    if H % m or W % m:
+        return f"its steps act on {m}-pixel blocks, so the image's sides must be multiples of {m} (it is {W}×{H})"
+    return None
 
 
 def tiles(n: int, tile: int, overlap: int, multiple: int = 1) -> List[int]:
@@ -123,7 +140,7 @@ def tiling(run: Run, H: int, W: int, tile: Optional[int] = None, overlap: int = 
 
 def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: Optional[int] = None,
                   overlap: int = OVERLAP, max_pixels: Optional[int] = None, batch_size: int = 64,
-                  progress: bool = False, desc: Optional[str] = None) -> torch.Tensor:
+                  progress: bool = False, desc: Optional[str] = None, schedule=None) -> torch.Tensor:
     """R's restoration of same-size images ``y`` (N, C, H, W) from steps ``t`` by ``sampler``, at their own size.
 
     Whole images (the U-Net pads to its size multiple) when ``tile`` is None and the padded image has at
@@ -131,14 +148,16 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
     for a network that halves twice); otherwise overlapping ``tile``-pixel tiles (default: the largest
     within that budget, at most 256), each restored on its own (the sampler's steps included) and
     blended with raised-cosine weights over their ``overlap``.  The caller checks that the
-    degradation allows this size (:func:`native_size`).
+    degradation allows this size (:func:`native_size`).  ``schedule``: the sampler's steps (see
+    :meth:`Run.sample`; every step by default).
     """
     N, C, H, W = y.shape
     tt = run.D.as_t(t, y).cpu()
     check_tiling(run, tile, overlap)
     plan = tiling(run, H, W, tile, overlap, max_pixels)
     if plan["whole"]:
-        return run.sample(y, tt, None, sampler=sampler, batch_size=batch_size, progress=progress, desc=desc)
+        return run.sample(y, tt, None, sampler=sampler, batch_size=batch_size, progress=progress, desc=desc,
+                          schedule=schedule)
     m = run.D.tile_multiple()
     tile, overlap = plan["tile"], plan["overlap"]
     rows, cols = _axis(H, tile, overlap, m), _axis(W, tile, overlap, m)
@@ -150,7 +169,7 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
     k = len(crops)
     batch = torch.stack(crops, 1).flatten(0, 1)           # (N·k, C, h, w): image-major
     out = run.sample(batch, tt.repeat_interleave(k), None, sampler=sampler, batch_size=batch_size,
-                     progress=progress, desc=desc).view(N, k, C, batch.shape[-2], batch.shape[-1])
+                     progress=progress, desc=desc, schedule=schedule).view(N, k, C, batch.shape[-2], batch.shape[-1])
     acc = torch.zeros(N, C, H, W)
     weight = torch.zeros(1, 1, H, W)
     for i, (top, h, left, w, win) in enumerate(where):
@@ -163,7 +182,7 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
 # this factor of the best one's squared error, and picks the sparsest restoration among them (1.25:
 # chosen on crops of training photos of a folder-blur run; it keeps the mnist5k-blur estimates of the
 # run's own blur as they were, see docs/photos.md).
-CONSISTENT = 1.25
+CONSISTENT = 1.0
 
 
 def gradient_sparsity(x: torch.Tensor) -> torch.Tensor:
@@ -228,8 +247,9 @@ def check_restorable(run: Run, sampler: str) -> None:
 
 def restore(run: Run, y: torch.Tensor, t, sampler: str = "algorithm2", batch_size: int = 64,
             progress: bool = True, tile: Optional[int] = None, overlap: int = OVERLAP,
-            max_pixels: Optional[int] = None) -> torch.Tensor:
-    """Restore already-degraded images ``y`` (N, C, H, W) in [-1, 1] from per-image steps ``t``.
+            max_pixels: Optional[int] = None, schedule=None) -> torch.Tensor:
+    """Restore already-degraded images ``y`` (N, C, H, W) in [-1, 1] from per-image steps ``t``
+    (``schedule``: the sampler's steps, see :meth:`Run.sample`; every step by default).
 
     Images of another size than the run's are restored at their own size (whole, or in tiles: see
     :func:`restore_image`) when the run's degradation allows it, else refused in one line."""
@@ -240,7 +260,7 @@ def restore(run: Run, y: torch.Tensor, t, sampler: str = "algorithm2", batch_siz
         raise InputError(f"this run restores only {c.image_size}×{c.image_size} images at other sizes because "
                          f"{run.D.name}: {why}; give {c.image_size}×{c.image_size} images (or --resize)")
     return restore_image(run, y, t, sampler, tile=tile, overlap=overlap, max_pixels=max_pixels,
-                         batch_size=batch_size, progress=progress, desc=f"restore ({sampler})")
+                         batch_size=batch_size, progress=progress, desc=f"restore ({sampler})", schedule=schedule)
 
 
 def restore_defaults(run: Run, t, sampler: Optional[str]) -> tuple:
@@ -368,18 +388,6 @@ def output_names(files: Sequence[Path], root: Path) -> List[str]:
     return out
 
 
-def _earlier_restore(folder: Path) -> Optional[set]:
-    """The files of a restoration written before output manifests existed (its restore.json lists them)."""
-    try:
-        info = json.loads((folder / "restore.json").read_text())
-        images = info["images"]
-        files = {Path(v).resolve().relative_to(folder.resolve()).as_posix()
-                 for rec in images for k, v in rec.items() if k != "input" and isinstance(v, str)}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return files | {"sheet.png", "restore.json"}
-
-
 def _sheet_cell(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
     """(C, h, w) scaled (aspect ratio kept) to fit H×W and padded with black: one cell of the sheet."""
     C, h, w = x.shape
@@ -396,8 +404,9 @@ SHEET_CELL = 256   # the longest side of an image on the side-by-side sheet
 
 def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", resize: bool = False,
                   batch_size: int = 64, progress: bool = True, tile: Optional[int] = None,
-                  overlap: int = OVERLAP, max_pixels: Optional[int] = None) -> Dict[str, Any]:
+                  overlap: int = OVERLAP, max_pixels: Optional[int] = None, schedule=None) -> Dict[str, Any]:
     """The ``colddiff restore`` pipeline; returns the ``restore.json`` record (plus ``warnings`` and ``sheet``).
+    ``schedule``: the steps the chosen sampler visits (every step by default; recorded as ``sample_steps``).
 
     Images are restored at their own size when the run's degradation allows it (whole, or in tiles:
     ``tile``, ``overlap``, ``max_pixels``; see :func:`restore_image`), and written at that size."""
@@ -406,10 +415,9 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     samplers = list(dict.fromkeys(["direct", sampler]))   # direct reconstruction beside the chosen sampler
     for s in samplers:  # refuse impossible settings before reading any image
         check_restorable(run, s)
+    schedule = check_schedule(sampler, schedule, run.T, t)
     check_tiling(run, tile, overlap)
-    from .outputs import claim, staged
-
-    out = claim(out, "restore", inputs=[spec], legacy=_earlier_restore)  # before any image is read
+    out = claim(out, "restore", inputs=[spec])  # before any image is read (a claimed Output passes as it is)
     c = run.cfg.data
     user = load_user_images(spec, c.image_size, c.channels, resize, run=run)
     warnings = user.warnings(c.image_size, c.channels)  # returned to the caller (the CLI prints them)
@@ -427,7 +435,7 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
             torch.full((y.shape[0],), int(t), dtype=torch.long)
         tt[idx] = ti
         for s in samplers:
-            res = restore(run, y, ti, sampler=s, progress=progress, **opts)
+            res = restore(run, y, ti, sampler=s, progress=progress, schedule=schedule, **opts)
             for j, i in enumerate(idx):
                 outs[s][i] = res[j]
     shown = list(range(min(n, 64)))
@@ -436,8 +444,9 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     k = min(1.0, SHEET_CELL / max(Hs, Ws))
     Hc, Wc = max(1, round(Hs * k)), max(1, round(Ws * k))
     rows = [[_sheet_cell(x, Hc, Wc) for x in [user.images[i]] + [outs[s][i] for s in samplers]] for i in shown]
-    records = []
-    with staged(out, "restore", inputs=[spec], legacy=_earlier_restore) as stage:  # all files, or none
+
+    def write(stage):  # every file into the stage; the record names the files as they will be committed
+        records = []
         for i, stem in enumerate(output_names(user.files, user.root)):
             H, W = (int(v) for v in user.images[i].shape[-2:])
             rec: Dict[str, Any] = {"input": str(user.files[i]), "t": int(tt[i]), "t_estimated": t == "auto",
@@ -445,14 +454,15 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
             for s in samplers:
                 target = stage / f"{stem}.{s}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                save_image(outs[s][i], target)
-                rec[s] = str(out / f"{stem}.{s}.png")
+                rec[s] = str(stage.final(save_image(outs[s][i], target)))
             records.append(rec)
-        atomic_save(make_grid(rows, col_labels=["input"] + samplers,
-                              row_labels=[f"t={int(tt[i])}" for i in shown]), stage / "sheet.png")
+        sheet = stage.final(atomic_save(make_grid(rows, col_labels=["input"] + samplers,
+                                                  row_labels=[f"t={int(tt[i])}" for i in shown]), stage / "sheet.png"))
         info = {"run": str(run.folder), "checkpoint": run.checkpoint.name, "step": run.step,
-                "degradation": repr(run.D), "samplers": samplers, "images": records}
+                "degradation": repr(run.D), "samplers": samplers, "sample_steps": str(schedule), "images": records}
         with atomic_path(stage / "restore.json") as tmp:
             Path(tmp).write_text(json.dumps(info, indent=2))
-    sheet = out / "sheet.png"
+        return info, sheet
+
+    info, sheet = write_result(out, "restore", write).value  # all files, or none; paths as committed
     return {**info, "warnings": warnings, "sheet": str(sheet), "t_values": sorted({int(v) for v in tt})}

@@ -16,13 +16,14 @@ from typing import Any, Callable, Iterator, Optional, Tuple, Union
 import torch
 
 from . import checkpoint as ckpt_io
-from . import data, hub
+from . import data, hub, threads
 from .config import RunConfig
 from .degradations import context_slice, context_to
 from .devices import autocast, resolve_device
 from .errors import ColddiffError, ConfigError, InputError
 from .graphs import GraphedRestorer
-from .samplers import get_sampler
+from .samplers import ScheduleError, get_sampler, parse_schedule
+from .timesteps import user_t
 from .validate import whole
 
 __all__ = ["Run", "load_run", "resolve_device", "check_t", "batches", "progress_bar"]
@@ -32,20 +33,9 @@ def check_t(t, T: int, what: str = "--t", auto: bool = False) -> Union[int, str]
     """A user's restoration step: a whole number 1..T (``T`` or ``None`` mean T; ``auto`` when allowed).
 
     The library's samplers accept 0..T (t = 0 returns x0); a step to restore *from* is 1..T.
+    The rule is :func:`colddiff.timesteps.user_t`.
     """
-    if t is None or (isinstance(t, str) and t.strip().upper() == "T"):
-        return int(T)
-    if auto and isinstance(t, str) and t.strip().lower() == "auto":
-        return "auto"
-    try:
-        v = int(str(t).strip()) if isinstance(t, str) else int(t)
-        if isinstance(t, bool) or (not isinstance(t, str) and v != t):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} takes a step number 1..{T}{' or auto' if auto else ''}, got {t!r}") from None
-    if not 1 <= v <= T:
-        raise ConfigError(f"{what} must be between 1 and T={T} for this run{' (or auto)' if auto else ''}, got {v}")
-    return v
+    return user_t(t, T, what, auto)
 
 
 def batches(n: int, batch_size: int) -> Iterator[Tuple[int, int]]:
@@ -86,29 +76,48 @@ class Run:
 
     def sample(self, x_t: torch.Tensor, t, ctx: Any = None, sampler: str = "algorithm2", batch_size: int = 64,
                progress: bool = False, desc: Optional[str] = None, callback: Optional[Callable] = None,
-               generator: Optional[torch.Generator] = None, options: Optional[dict] = None) -> torch.Tensor:
+               generator: Optional[torch.Generator] = None, options: Optional[dict] = None,
+               schedule: Any = None) -> torch.Tensor:
         """x0_hat for N images ``x_t`` (CPU or device) from steps ``t`` (int or (N,)), by ``sampler``, on the CPU.
 
         ``ctx`` is the context of all N trajectories (its batch axis is sliced per batch, see
         :func:`colddiff.degradations.context_slice`).  Results do not depend on ``batch_size``
         (except for samplers that draw from ``generator``: one stream serves the batches in turn).
         ``options``: the sampler's own keyword options (``stochastic``: ``{"delta": 0.0125}``).
+        ``schedule``: the steps to visit (:func:`colddiff.samplers.parse_schedule`: a count such as 5,
+        ``"5:quadratic"``, a list ending at 0); ``None`` visits every step.
         """
         fn = get_sampler(sampler)
         fn.check(self.D)
+        sched = parse_schedule(schedule)
+        tt = self.D.as_t(t, x_t).cpu()
+        starts = sorted({int(v) for v in tt.tolist()})
+        lists = {v: sched.for_t(v, self.T) for v in starts}   # a bad schedule fails here, before any work
+        skips = any(len(steps) != v + 1 for v, steps in lists.items())
+        if skips and fn.schedule_mode(options or {}) == "refused":
+            raise ScheduleError(fn.refusal)
+        kw = {"schedule": sched} if skips and getattr(fn, "takes_schedule", False) else {}
         R = self.R
         graphed = self.cuda_graphs and self.device.type == "cuda" and callback is None
         if graphed:  # one GraphedRestorer per run: its captured graphs serve every later batch
 
             R = self._cache.setdefault("graphed_R", GraphedRestorer(self.R))
         n = int(x_t.shape[0])
-        tt = self.D.as_t(t, x_t).cpu()
         spans = list(batches(n, batch_size))
-        calls = sum(1 if fn.one_call else int(tt[lo:hi].max()) for lo, hi in spans) if n else 0
+
+        def calls_of(lo, hi):  # network calls of one batch: the progress bar's length
+            if fn.one_call:
+                return 1
+            if not skips:
+                return int(tt[lo:hi].max())
+            return sum(len(lists[v]) - 1 for v in {int(v) for v in tt[lo:hi].tolist()})
+
+        calls = sum(calls_of(lo, hi) for lo, hi in spans) if n else 0
         bar = progress_bar(calls, desc or f"{self.name}: {sampler}", progress)
 
         def tick(s, x_s, x0_hat):
             bar.update(1)
+            threads.adapt()   # a long sampling run gives cores back to (or takes them from) other processes
             if callback is not None:
                 callback(s, x_s, x0_hat)
 
@@ -123,10 +132,10 @@ class Run:
                 xb = x_t[lo:hi].to(self.device)
                 cb = context_to(context_slice(ctx, lo, hi, n), self.device)
                 outs.append(fn(R, self.D, xb, tt[lo:hi].to(self.device), cb, callback=None if graphed else tick,
-                               generator=generator, **(options or {})).float().cpu())
+                               generator=generator, **kw, **(options or {})).float().cpu())
                 self._check_finite(outs[-1], sampler)
                 if graphed:  # a graph has no per-step hook: the bar moves per batch
-                    bar.update(1 if fn.one_call else int(tt[lo:hi].max()))
+                    bar.update(calls_of(lo, hi))
         finally:
             bar.close()
         return torch.cat(outs) if outs else x_t.float().cpu()

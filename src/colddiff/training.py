@@ -41,7 +41,7 @@ import torch
 
 from . import checkpoint as ckpt_io
 from . import data as data_mod
-from . import extras, speed
+from . import extras, speed, threads
 from .config import RunConfig, check_resumable
 from .data import augment as augment_mod
 from .degradations import context_to
@@ -439,6 +439,9 @@ def step_loop(run: Session, hooks: "Hooks", stop: "_StopFlag") -> bool:
         lr = lr_at(run.cfg, run.step)  # as train_step sets it: for the log and the callbacks
         loss_sum = train_step(run.cfg, run.step, run.parts)
         run.step += 1
+        changed = threads.adapt()   # every few seconds: the cores other processes leave free now
+        if changed is not None and run.is_main:
+            log.info("step %d: %d CPU thread(s) now (the machine's load changed)", run.step, changed)
         hooks.after_step(run.step, lr, loss_sum, stop.requested)
         if stop.requested:
             hooks.at_stop(run.step)

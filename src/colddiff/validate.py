@@ -173,7 +173,7 @@ def record(d: Any, kind: str, path, required: tuple = (), hint: str = "") -> Dic
         if not isinstance(row, Mapping):
             raise InputError(f"{path}: rows[{i}] must be a JSON object, got {row!r:.60}{fix}")
         for k, v in row.items():
-            if k in ("method", "setting", "sampler", "folder", "blank_definition", "paper_row"):
+            if k in ("method", "setting", "sampler", "folder", "blank_definition", "paper_row", "sample_steps"):
                 if not isinstance(v, str) and not (k == "sampler" and v is None):
                     raise InputError(f"{path}: rows[{i}].{k} must be text, got {v!r:.60}{fix}")
             elif k == "histogram":

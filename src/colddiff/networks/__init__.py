@@ -7,7 +7,12 @@ here and one line in ``ARCHS``.
 
 * ``colddiff``: colddiff's own DDPM-style U-Net (:mod:`.unet`), the CPU presets' network;
 * ``lucidrains-convnext``: the authors' ConvNeXt U-Net with linear attention (:mod:`.convnext`), the
-  network of their MNIST, CelebA and AFHQ experiments.
+  network of their MNIST, CelebA and AFHQ experiments;
+* ``convnext-snow``: the authors' ``UnetConvNext`` of their snowification and colourisation experiments,
+  the same network as ``lucidrains-convnext`` layer for layer (registered under its own name so that
+  those presets say which of the authors' classes they reproduce);
+* ``ddpm``: the authors' DDPM ``Model`` (:mod:`.ddpm`), the network of their CIFAR-10 deblurring,
+  inpainting and super-resolution experiments.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple
 from torch import nn
 
 from ..errors import ConfigError
-from . import convnext, unet
+from . import convnext, ddpm, unet
 from .common import count_parameters
 
 DEFAULT = "colddiff"
@@ -41,6 +46,14 @@ ARCHS: Dict[str, Arch] = {
     "lucidrains-convnext": Arch(convnext.build, "the authors' ConvNeXt U-Net with linear attention at every level "
                                 "(their MNIST, CelebA and AFHQ experiments; networks/convnext.py)",
                                 ("dim", "dim_mults")),
+    # snowification/ and decolor-diffusion/diffusion/model/unet_convnext.py: UnetConvNextBlock is their Unet with
+    # an output_mean_scale option that get_model() never passes, so the same builder serves both names
+    "convnext-snow": Arch(convnext.build, "the authors' UnetConvNext (their snow and colourisation experiments): "
+                          "the lucidrains-convnext network, layer for layer (networks/convnext.py)",
+                          ("dim", "dim_mults")),
+    "ddpm": Arch(ddpm.build, "the authors' DDPM Model: residual blocks with additive time, single-head attention at "
+                 "attn_levels and in the middle (their CIFAR-10 experiments; networks/ddpm.py)",
+                 ("dim", "dim_mults", "attn_levels", "num_res_blocks", "dropout")),
 }
 
 

@@ -55,3 +55,14 @@ def check_input(x_t: torch.Tensor, channels: int) -> None:
 def count_parameters(model: nn.Module) -> int:
     """Number of scalar parameters in ``model``."""
     return sum(p.numel() for p in model.parameters())
+
+
+class Upsample(nn.Module):
+    """Double H and W: nearest-neighbour x2 then a 3x3 convolution ``conv`` (DDPM's; no checkerboard artefacts)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .common import TLike, check_input, count_parameters, crop, fit_steps, pad_to_multiple
+from .common import TLike, Upsample, check_input, count_parameters, crop, fit_steps, pad_to_multiple
 
 __all__ = [
     "UNet",
@@ -130,17 +130,6 @@ class Downsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
-
-
-class Upsample(nn.Module):
-    """Double H and W: nearest-neighbour x2 then a 3x3 convolution (no checkerboard artefacts)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class _Level(nn.Module):
