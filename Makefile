@@ -17,10 +17,10 @@ EXTRAS_STAMP := $(VENV)/.colddiff-extras-installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(BIN)/python pyproject.toml Makefile
+$(STAMP): $(BIN)/python pyproject.toml Makefile constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -47,9 +47,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # The optional extras too (the Gradio demo, hf:// models, the notebook runner, the docs site), so that their
-# tests run instead of skipping; CI uses this target, then `make docs`.
+# tests run instead of skipping; CI uses this target, then `make docs`.  constraints.txt caps what an extra caps
+# (gradio: pillow<13), so the core install above already picks what the extras accept: nothing is downgraded here.
 $(EXTRAS_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[test,demo,notebook,docs]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,demo,notebook,docs]"
 	touch $(EXTRAS_STAMP)
 
 test-all: $(EXTRAS_STAMP)

@@ -147,6 +147,8 @@ def cmd_degrade(args) -> int:
     from .figures import degradation_strip
     from .images import atomic_save
 
+    if args.t is not None or args.run:
+        return _degrade_pairs(args)
     name, params = args.degradation, {}
     size, channels = args.size, args.channels
     if getattr(args, "preset", None):  # a preset's degradation, at its image size and channels
@@ -165,13 +167,14 @@ def cmd_degrade(args) -> int:
     params.update(parse_params(args.param))
     if args.T is not None:
         params["T"] = args.T
+    args.out = args.out or "degrade.png"
     check_writable(args.out)
     from .images import image_format
 
     image_format(args.out)  # x.tiff is a TIFF, x.xyz refused, before any work
     check_files([args.out], "degrade")  # never over a file colddiff did not write
     deg.get_class(name)  # an unknown name before reading any image
-    x0 = load_input(args.input, args.n, channels, size)
+    x0 = load_input(args.input, 8 if args.n is None else args.n, channels, size)
     for key, have in (("image_size", int(x0.shape[-1])), ("channels", int(x0.shape[1]))):
         if key in params and params[key] != have:
             raise ConfigError(f"--param {key}={params[key]} contradicts the input, whose images have {key} {have}; "
@@ -188,9 +191,78 @@ def cmd_degrade(args) -> int:
     return 0
 
 
+def _degrade_pairs(args) -> int:
+    """``degrade --t N`` (with --run, --preset or --degradation): test pairs, one degraded image per input at its own size."""
+    from . import degradations as deg
+    from .pairs import degrade_files
+
+    if args.t is None:
+        raise ConfigError("--run takes the run's degradation to make test pairs: give the step too, e.g. --t 5 "
+                          "(one degraded image per input, at its own size, into the folder --out)")
+    if sum(map(bool, (args.run, args.preset, args.degradation))) != 1:
+        raise ConfigError("say whose degradation makes the test pairs: one of --run RUN, --preset NAME or "
+                          "--degradation NAME")
+    for opt, val in (("--steps", args.steps), ("--size", args.size)):
+        if val is not None:
+            raise ConfigError(f"--t writes one degraded image per input at the input's own size; drop {opt} "
+                              "(it is for the strip of several steps)")
+    if not args.out:
+        raise ConfigError("--t writes a folder of degraded images: give it with --out FOLDER (e.g. --out blurred/)")
+    check_writable(args.out, folder=True)
+    channels = args.channels
+    if args.run:
+        if args.param or args.T is not None:
+            raise ConfigError("--run uses the run's own degradation; drop --param / --T (or use --degradation)")
+        run = _load_run(argparse.Namespace(run=args.run, device="cpu", raw=False))
+        D, source = run.D, str(run.folder)
+        channels = channels if channels is not None else run.cfg.data.channels
+    else:
+        name, params = args.degradation, {}
+        if args.preset:
+            from .presets import preset
+
+            cfg = preset(args.preset)
+            name = cfg.degradation.name
+            params = dict(cfg.degradation.params, T=cfg.degradation.T, image_size=cfg.data.image_size,
+                          channels=cfg.data.channels)
+            channels = channels if channels is not None else cfg.data.channels
+        deg.get_class(name)  # an unknown name before reading any image
+        params.update(parse_params(args.param))
+        if args.T is not None:
+            params["T"] = args.T
+        params.setdefault("image_size", _first_image_side(args.input))
+        if channels is not None:
+            params["channels"] = channels
+        D = deg.create(name, **params)
+        source = f"preset {args.preset}" if args.preset else "--degradation"
+    res = degrade_files(D, args.input, args.out, args.t, channels=channels, seed=args.seed, limit=args.n,
+                        source=source)
+    print(f"wrote {len(res['images'])} image(s) degraded by {res['degradation']} at t={res['t']}, each at its own "
+          f"size: {args.out}/ (record: degrade.json)")
+    return 0
+
+
+def _first_image_side(spec: str) -> int:
+    """The shorter side of the first image of a file or folder (a degradation's nominal size for test pairs)."""
+    from PIL import Image
+
+    from .images import DECODE_ERRORS, list_images, upright_size
+
+    path = Path(spec).expanduser()
+    files = [path] if path.is_file() else list_images(path) if path.is_dir() else []
+    if not files:
+        raise InputError(f"no images found at {spec}; give an image file or a folder of images")
+    try:
+        with Image.open(files[0]) as im:
+            return min(upright_size(im))
+    except DECODE_ERRORS as e:
+        raise InputError(f"cannot read image {files[0]}: {type(e).__name__}: {e}") from None
+
+
 def add_degrade(sub):
-    d = _command(sub, "degrade", "write a strip of D(x0, t) at chosen steps",
-                 "Apply a degradation at several steps and write a PNG strip (one row per image).", """
+    d = _command(sub, "degrade", "write a strip of D(x0, t) at chosen steps, or test pairs at step t",
+                 "Apply a degradation at several steps and write a PNG strip (one row per image), or with --t N\n"
+                 "degrade every input image at step N at its own size into a folder (test pairs).", """
         examples:
           colddiff degrade --degradation blur --input mnist-5k --n 8 --steps 0,5,10,20 --out strip.png
           colddiff degrade --degradation mask --param T=50 --input photo.png --out mask.png
@@ -198,22 +270,33 @@ def add_degrade(sub):
               --param kernel_size=27 --param padding=circular --param T=300 --input faces/ --out gen.png
           colddiff --plugin mine.py degrade --degradation mine --input mnist-5k --out mine.png
           colddiff degrade --preset celeba-snow --input faces/ --steps 0,50,100,150,200 --out snow.png
+          colddiff degrade --run runs/photos --t 5 --input photos/ --out blurred/   # test pairs
+          colddiff degrade --preset folder-blur --t 5 --input photos/ --out blurred/
+
+        With --t N every image of --input is degraded at step N at its own size (degradations that
+        act the same at every pixel, as restore allows) and written as --out/<same name>.png, with
+        degrade.json; `colddiff restore RUN --input blurred/` names its results after the same stems.
         """, cmd_degrade)
     d.add_argument("--degradation", "-d", default=None, help="degradation name (see `colddiff degradations`)")
     d.add_argument("--preset", default=None, help="use a preset's degradation, T and parameters, at its image size "
                    "and channels (see `colddiff presets`); --param, --T, --size, --channels override")
+    d.add_argument("--run", default=None, metavar="RUN", help="with --t: use a trained run's degradation (a run "
+                   "folder, checkpoint, exported model or hf://owner/name) and its channels")
+    d.add_argument("--t", default=None, help="test pairs: degrade each input at this step (1..T) at its own size "
+                   "and write one image per input into the folder --out")
     d.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="degradation parameter, repeatable (e.g. --param sigma=2 --param padding=circular)")
     d.add_argument("--T", type=TRAIN_STEPS, default=None, help="number of steps (same as --param T=N)")
     d.add_argument("--input", "-i", required=True,
                    help="image file, folder of images, or data set name (e.g. mnist-5k: its test split)")
-    d.add_argument("--n", type=COUNT, default=8, help="at most this many images (default 8)")
+    d.add_argument("--n", type=COUNT, default=None, help="at most this many images (default 8 for a strip, all "
+                   "with --t)")
     d.add_argument("--steps", default=None, help="comma-separated steps, e.g. 0,5,10,T (default: 0, T/4, T/2, 3T/4, T)")
     d.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert images to 1 or 3 channels")
     d.add_argument("--size", type=argtype("whole", 1, PIXELS), default=None, help="resize images to SIZE×SIZE")
     d.add_argument("--seed", type=SEED, default=0, help="seed of the random parts (mask centres, noise, ...; "
                    "0..4294967295)")
-    d.add_argument("--out", "-o", default="degrade.png", help="output PNG (default degrade.png)")
+    d.add_argument("--out", "-o", default=None, help="output PNG (default degrade.png); with --t, the output folder")
 
 
 def cmd_degradations(args) -> int:

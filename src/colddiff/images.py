@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 from .fileio import atomic_path
@@ -24,6 +24,32 @@ DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFEr
 
 
 GRAY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+# EXIF Orientation values (tag 0x0112) that turn the picture by a quarter: width and height swap
+EXIF_ORIENTATION = 0x0112
+QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """A decoded image turned and mirrored as its EXIF Orientation tag says (a phone's portrait photo
+    comes out portrait), with the tag dropped; an image without the tag is returned unchanged.
+
+    Every reader of image files in colddiff goes through here (read_image for restore, degrade and
+    the demo; the folder data sets' decode), so they all see the picture the way a viewer shows it."""
+    return ImageOps.exif_transpose(im) if _orientation(im) in range(2, 9) else im
+
+
+def upright_size(im: Image.Image) -> Tuple[int, int]:
+    """(width, height) of an opened image as :func:`upright` will return it, from the header only."""
+    turned = _orientation(im) in QUARTER_TURNS
+    return (im.height, im.width) if turned else (im.width, im.height)
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF Orientation tag (1 = upright, also when the file has none or a malformed EXIF block)."""
+    try:
+        return int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:
+        return 1
 
 
 def high_depth_to_float(img: Image.Image) -> Image.Image:
@@ -71,8 +97,9 @@ def read_image(path: PathLike, channels: Optional[int] = None,
     if not path.exists():
         raise InputError(f"image not found: {path}")
     try:
-        with Image.open(path) as im:
-            im.load()
+        with Image.open(path) as opened:
+            opened.load()
+            im = upright(opened)
             if im.mode == "F":
                 bad = int((~np.isfinite(np.asarray(im, dtype=np.float64))).sum())
                 if bad:  # a floating-point image with NaN/Inf pixels: refused, never turned into black or white

@@ -146,7 +146,8 @@ PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
             dict(name="mnist-5k", image_size=28, channels=1),
             dict(name="mask", T=50, params=dict(position="center", fill="random")), _NET_CPU, **_CPU_TRAIN),
     # colour photos of one's own: 32-pixel crops at the photos' own scale, restored later at full size
-    _preset("folder-blur", "CPU: your colour images (--set data.name=folder:PATH, e.g. 32-px crops of photos), "
+    _preset("folder-blur", "CPU: your colour photos (--set data.name=folder:PATH; full-size photos are cut into "
+            "random 32-px crops as they are read), "
             "blur T=10, 7x7, sigma 1, reflect; restores whole photos at their own size, ~10 min",
             dict(name="folder:", image_size=32, channels=3, augment="flip"),
             dict(name="blur", T=10, params=dict(kernel_size=7, sigma=1.0, schedule="constant", padding="reflect")),

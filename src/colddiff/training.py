@@ -157,9 +157,12 @@ class BatchStream:
         perm = self._perm(self.epoch)
         gb = self.B * self.world
         out = []
+        keyed = getattr(self.ds, "crops_at_load", False)  # photos cut to random crops when read
         for start in range(self.position, self.n - gb + 1, gb):
             lo = start + self.rank * self.B
-            out.append(perm[lo:lo + self.B].tolist())
+            idx = perm[lo:lo + self.B].tolist()
+            out.append([(i, augment_mod.item_key(self.seed, self.epoch, lo + k)) for k, i in enumerate(idx)]
+                       if keyed else idx)
         return out
 
     def _batches_from_here(self):

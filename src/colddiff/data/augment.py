@@ -55,6 +55,13 @@ def batch_generator(seed: int, epoch: int, position: int, rank: int = 0) -> torc
     return torch.Generator().manual_seed(key)
 
 
+def item_key(seed: int, epoch: int, place: int) -> int:
+    """The seed of one item's native-scale random crop (folder data sets of photos larger than the
+    run's size, ``ImageFiles``): a function of the item's place in the data order only, so a resumed
+    run cuts the same crops."""
+    return int(batch_generator(seed, epoch, place, 0x5EED).initial_seed())
+
+
 def _random_crop(x: torch.Tensor, n: int, m: int, generator: torch.Generator) -> torch.Tensor:
     """A random n×m crop of every image of ``x`` (B, C, H', W'), offsets uniform per image."""
     B, _, H, W = x.shape

@@ -9,6 +9,9 @@ image takes its place, the file is named in one warning line and listed in ``.ba
 """
 from __future__ import annotations
 
+import bisect
+import collections
+import itertools
 import os
 import stat
 from pathlib import Path
@@ -20,12 +23,15 @@ from torch.utils.data import Dataset
 
 from ..download import Check, FileSpec, check_file
 from ..errors import ConfigError, InputError
-from ..images import DECODE_ERRORS, IMAGE_EXTENSIONS, high_depth_to_float, to_tensor
+from ..images import DECODE_ERRORS, IMAGE_EXTENSIONS, high_depth_to_float, to_tensor, upright, upright_size
 from .base import Source
 from .common import check_image_size, download_dir, log, show, warn_skipped
 from .prepared import attach
 
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+# Photos cut into crops as they are read are decoded once and kept (per process) up to this many
+# pixels, the most recently used first: a batch of crops from a few photos decodes each photo once.
+PICTURE_CACHE_PIXELS = 48_000_000
 
 
 def inside(path, root) -> bool:
@@ -97,8 +103,9 @@ def probe(path: Path) -> Tuple[Optional[Tuple[int, int, str]], str]:
     """((width, height, mode), "") for a readable image header, else (None, reason)."""
     try:
         with Image.open(path) as im:
-            info = (im.width, im.height, im.mode)
             im.verify()
+        with Image.open(path) as im:  # verify() leaves the image unusable: the header again
+            info = (*upright_size(im), im.mode)  # as the picture is shown (EXIF orientation)
         return info, ""
     except DECODE_ERRORS as e:
         return None, f"not a readable image ({type(e).__name__}: {e})"
@@ -112,15 +119,25 @@ class ImageFiles(Dataset):
     are resized to ``image_size``² (PIL bicubic, which filters when shrinking).  Without
     ``image_size`` all images must share one size.  ``check`` probes every file now (skipping
     bad ones); without it only decoding at read time guards against bad files.
+
+    ``native_crops`` (``folder:PATH``, checked files): an image at least ``image_size`` on both
+    sides is not resized but cut into ``image_size``² crops at its own scale.  Such an image counts
+    as one item per whole tile it holds ((W // n)·(H // n)), so an epoch sees about as many pixels as
+    the photos hold.  Item ``ds[i]`` is that tile of a fixed, centred grid (evaluation, sample
+    grids); ``ds[(i, key)]`` is a crop at a random place drawn from a generator seeded by ``key``
+    (training: the key is a function of the item's place in the seeded data order, so a resumed
+    run cuts exactly the same crops).  Smaller images take the centre-crop-and-resize path, one
+    item each.  ``crops_at_load`` says whether any image is cut that way.
     """
 
     def __init__(self, files: Sequence[Path], labels: Sequence[int], name: str, image_size: Optional[int] = None,
                  channels: Optional[int] = None, crop: Optional[int] = None, classes: Sequence[str] = (),
-                 check: bool = True, skipped: Sequence[Tuple[Path, str]] = ()):
+                 check: bool = True, skipped: Sequence[Tuple[Path, str]] = (), native_crops: bool = False):
         self.name, self.image_size, self.crop, self.classes = name, image_size, crop, list(classes)
+        self.native_crops = bool(native_crops and image_size and crop is None)
         self.skipped: list[Tuple[Path, str]] = list(skipped)
         self.bad_at_read: list[Path] = []
-        keep_files, keep_labels, sizes, modes = [], [], {}, set()
+        keep_files, keep_labels, sizes, modes, file_sizes = [], [], {}, set(), []
         for f, y in zip(files, labels):
             if check:
                 info, why = probe(f)
@@ -129,6 +146,7 @@ class ImageFiles(Dataset):
                     continue
                 sizes.setdefault(info[:2], f)
                 modes.add(info[2])
+                file_sizes.append(info[:2])
             keep_files.append(Path(f))
             keep_labels.append(int(y))
         warn_skipped(self.skipped[len(skipped):])
@@ -153,6 +171,13 @@ class ImageFiles(Dataset):
             side = image_size if image_size is not None else crop
             self.shape = (channels, side, side)
         self._bad: set[int] = set()
+        n = self.image_size
+        # items per file: every whole n x n tile of a photo cut at its own scale, else the file once
+        self.tiles = [(w // n) * (h // n) if self.native_crops and w >= n and h >= n else 1
+                      for w, h in (file_sizes or [(0, 0)] * len(self.files))]
+        self.crops_at_load = self.native_crops and any(w >= n and h >= n and (w, h) != (n, n) for w, h in sizes)
+        self._ends = list(itertools.accumulate(self.tiles))
+        self._pictures: collections.OrderedDict = collections.OrderedDict()  # path -> decoded picture
 
     @property
     def n_skipped(self) -> int:
@@ -164,37 +189,82 @@ class ImageFiles(Dataset):
         return f"data set {self.name} has no usable images: all {len(self.skipped)} files were unreadable ({shown})"
 
     def __len__(self) -> int:
-        return len(self.files)
+        return self._ends[-1]
 
-    def decode(self, path: Path) -> torch.Tensor:
-        """One file as a tensor of this dataset's shape."""
-        with Image.open(path) as im:
-            im.load()
-            img = im.convert("L" if self.channels == 1 else "RGB") if not im.mode.startswith("I") else \
-                high_depth_to_float(im)  # 16-bit files scaled, not clipped to white
+    def decode(self, path: Path, key: Optional[int] = None, tile: int = 0) -> torch.Tensor:
+        """One file as a tensor of this dataset's shape (a photo cut at its own scale: the crop seeded by
+        ``key``, or without a key grid tile number ``tile``)."""
+        img = self._pictures.get(path) if self.crops_at_load else None
+        if img is None:
+            img = self.picture(path)
+            if self.crops_at_load:
+                self._remember(path, img)
+        else:
+            self._pictures.move_to_end(path)
         w, h = img.size
-        side = min(self.crop, w, h) if self.crop else (min(w, h) if self.image_size and w != h else None)
-        if side:
-            left, top = (w - side) // 2, (h - side) // 2
-            img = img.crop((left, top, left + side, top + side))
-        if self.image_size and img.size != (self.image_size, self.image_size):
-            img = img.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+        n = self.image_size
+        if self.native_crops and w >= n and h >= n:  # a crop at the photo's own scale
+            img = img.crop(self.crop_box(w, h, key, tile))
+        else:  # a centred square, resized to the run's size
+            side = min(self.crop, w, h) if self.crop else (min(w, h) if n and w != h else None)
+            if side:
+                left, top = (w - side) // 2, (h - side) // 2
+                img = img.crop((left, top, left + side, top + side))
+            if n and img.size != (n, n):
+                img = img.resize((n, n), Image.Resampling.BICUBIC)
         x = to_tensor(img, self.channels)
         if tuple(x.shape) != self.shape:
             raise ValueError(f"decoded to {tuple(x.shape)}, expected {self.shape}")
         return x
 
-    def __getitem__(self, i: int) -> Tuple[torch.Tensor, int]:
-        n = len(self.files)
+    def picture(self, path: Path) -> Image.Image:
+        """One file decoded, upright (EXIF orientation), in this dataset's channels."""
+        with Image.open(path) as opened:
+            opened.load()
+            im = upright(opened)
+            return im.convert("L" if self.channels == 1 else "RGB") if not im.mode.startswith("I") else \
+                high_depth_to_float(im)  # 16-bit files scaled, not clipped to white
+
+    def _remember(self, path: Path, img: Image.Image) -> None:
+        self._pictures[path] = img
+        while len(self._pictures) > 1 and sum(p.width * p.height for p in self._pictures.values()) \
+                > PICTURE_CACHE_PIXELS:
+            self._pictures.popitem(last=False)
+
+    def __getstate__(self):  # DataLoader workers start with an empty cache
+        d = dict(self.__dict__)
+        d["_pictures"] = collections.OrderedDict()
+        return d
+
+    def crop_box(self, w: int, h: int, key: Optional[int], tile: int = 0) -> Tuple[int, int, int, int]:
+        """(left, top, right, bottom) of the image_size² crop of a w×h image: drawn uniformly from a
+        generator seeded by ``key``, or with ``key`` None tile number ``tile`` of the centred grid of
+        whole tiles (row by row)."""
+        n = self.image_size
+        if key is None:
+            cols, rows = w // n, h // n
+            tile %= cols * rows
+            left = (w - cols * n) // 2 + (tile % cols) * n
+            top = (h - rows * n) // 2 + (tile // cols) * n
+        else:
+            g = torch.Generator().manual_seed(int(key))
+            top = int(torch.randint(0, h - n + 1, (1,), generator=g))
+            left = int(torch.randint(0, w - n + 1, (1,), generator=g))
+        return left, top, left + n, top + n
+
+    def __getitem__(self, item) -> Tuple[torch.Tensor, int]:
+        i, key = item if isinstance(item, tuple) else (item, None)
+        n = len(self)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} images")
         i %= n
         for k in range(n):  # the next readable image stands in for an unreadable one
-            j = (i + k) % n
+            j = bisect.bisect_right(self._ends, (i + k) % n)  # the file of item i + k
             if j in self._bad:
                 continue
             try:
-                return self.decode(self.files[j]), self.labels[j]
+                tile = (i + k) % n - (self._ends[j] - self.tiles[j])
+                return self.decode(self.files[j], key, tile), self.labels[j]
             except DECODE_ERRORS as e:
                 self._bad.add(j)
                 self.bad_at_read.append(self.files[j])
@@ -270,7 +340,8 @@ def load_folder(spec: str, split: str = "train", image_size=None, channels=None)
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {show(path)}")
     # a prepared copy (colddiff data prepare) when one is valid, else the files decoded per item
-    return attach(lambda: ImageFiles(files, labels, f"folder:{spec}", image_size, channels, classes=classes),
+    return attach(lambda: ImageFiles(files, labels, f"folder:{spec}", image_size, channels, classes=classes,
+                                     native_crops=True),
                   Path(spec).expanduser(), split if splits else "train", image_size, channels, files)
 
 

@@ -181,6 +181,10 @@ def write_prepared(ds, progress: bool = True) -> Tuple[Path, dict]:
     from tqdm.auto import tqdm
 
     folder, split, image_size, channels, sources = ds.prepare_as
+    if getattr(ds, "crops_at_load", False):
+        raise InputError(f"{ds.name} ({split}) holds images larger than {image_size} px, which training cuts into "
+                         "random crops as it reads them; a prepared copy would hold one fixed crop each, so train "
+                         "from the folder itself (or prepare at a --size no smaller than the images)")
     base = Path(folder)
     path = prepared_path(folder, split, image_size, channels)
     try:
