@@ -300,3 +300,24 @@ def test_auto_t_takes_the_sharpest_consistent_restoration_where_consistency_alon
         run.degrade = lambda x, t, ctx=None, batch_size=64: D(x.double(), D.as_t(t, x)).float()  # unrounded D
         assert int(estimate_t(run, y, consistent=1.25)[0]) == t_star
         assert int(estimate_t(run, y, consistent=1.0)[0]) == 1     # consistency alone: the flat curve's minimum
+
+
+@pytest.mark.parametrize("value, words", [("0.5", "at least 1"), ("nan", "finite"), ("1000", "at most 100")])
+def test_auto_tolerance_out_of_range_is_one_line_and_writes_nothing(blur_run, photos, tmp_path, capsys, value, words):
+    out = tmp_path / "r"
+    assert main(["restore", str(blur_run), "--input", str(photos / "p0.png"), "--auto-tolerance", value,
+                 "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--auto-tolerance" in err[0] and words in err[0]
+    assert not out.exists()
+
+
+def test_auto_tolerance_reaches_estimate_t(blur_run, photos, tmp_path, monkeypatch):
+    import colddiff.restoration as restoration
+
+    seen = []
+    real = restoration.estimate_t
+    monkeypatch.setattr(restoration, "estimate_t", lambda *a, **kw: seen.append(kw["consistent"]) or real(*a, **kw))
+    assert main(["restore", str(blur_run), "--input", str(photos / "p0.png"), "--auto-tolerance", "1.25",
+                 "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert seen and set(seen) == {1.25}

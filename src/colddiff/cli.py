@@ -779,7 +779,8 @@ def cmd_restore(args) -> int:
     overlap = OVERLAP if args.overlap is None else args.overlap
     _log_lines()  # the tile count, the time estimate and, without a bar, progress lines at a steady rate
     res = restore_files(run, args.input, out, t=t, sampler=sampler, resize=args.resize,
-                        progress=not args.no_progress, tile=args.tile, overlap=overlap, schedule=args.sample_steps)
+                        progress=not args.no_progress, tile=args.tile, overlap=overlap, schedule=args.sample_steps,
+                        consistent=args.auto_tolerance)
     for w in res["warnings"]:
         print(f"colddiff: warning: {w}", file=sys.stderr)
     ts = res["t_values"]
@@ -819,6 +820,10 @@ def add_restore(sub):
     rs.add_argument("--sampler", choices=SAMPLER_CHOICES, metavar="NAME", default=None,
                     help="sampler written beside direct reconstruction: %(choices)s (default from the run: "
                          "algorithm2, or direct for degradations that are random per image)")
+    rs.add_argument("--auto-tolerance", type=float, default=1.0, metavar="F",
+                    help="--t auto: keep every t whose re-degraded restoration is within F times the best match "
+                         "and take the sharpest of them (default 1.0: the best match alone; 1.25 suits blur made "
+                         "by other tools, see docs/photos.md)")
     rs.add_argument("--resize", action="store_true",
                     help="runs restricted to their own size: scale other images to it (shorter side, aspect ratio "
                          "kept) and crop the middle")

@@ -291,7 +291,7 @@ def build_demo(run, seed: int = 0, tab: str = "degrade", schedule=None):
             with gr.Tab("Restore", id="restore"):
                 gr.Markdown("Upload an image degraded by this run's kind of degradation "
                             f"({c.image_size}×{c.image_size}; other sizes are resized, colour is converted). "
-                            "t is estimated (the sharpest restoration that, degraded again, reproduces the input), or chosen.")
+                            "t is estimated (the t whose restoration, degraded again, best reproduces the input), or chosen.")
                 with gr.Row():
                     with gr.Column():
                         label = "degraded image" + (" (an example: a test image at t = T/2)" if example else "")

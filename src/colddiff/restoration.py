@@ -33,6 +33,7 @@ from .images import atomic_save, list_images, make_grid, read_image, save_image
 from .outputs import claim, write_result
 from .runs import Run, batches, check_run, check_t, duration, progress_bar, progress_log
 from .samplers import check_schedule, get_sampler
+from .validate import number
 
 __all__ = ["estimate_t", "restore", "restore_image", "check_restorable", "native_size", "tiles", "blend_window",
            "restore_defaults", "UserImages", "load_user_images", "output_names", "restore_files", "native_size_problem",
@@ -427,14 +428,17 @@ SHEET_CELL = 256   # the longest side of an image on the side-by-side sheet
 
 def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", resize: bool = False,
                   batch_size: int = 64, progress: bool = True, tile: Optional[int] = None,
-                  overlap: int = OVERLAP, max_pixels: Optional[int] = None, schedule=None) -> Dict[str, Any]:
+                  overlap: int = OVERLAP, max_pixels: Optional[int] = None, schedule=None,
+                  consistent: float = CONSISTENT) -> Dict[str, Any]:
     """The ``colddiff restore`` pipeline; returns the ``restore.json`` record (plus ``warnings`` and ``sheet``).
     ``schedule``: the steps the chosen sampler visits (every step by default; recorded as ``sample_steps``).
+    ``consistent``: ``--t auto``'s tolerance (:func:`estimate_t`; 1.0, consistency alone, by default).
 
     Images are restored at their own size when the run's degradation allows it (whole, or in tiles:
     ``tile``, ``overlap``, ``max_pixels``; see :func:`restore_image`), and written at that size."""
 
     t = check_t(t, run.T, auto=True)
+    consistent = number(consistent, "--auto-tolerance", 1.0, 100.0)
     samplers = list(dict.fromkeys(["direct", sampler]))   # direct reconstruction beside the chosen sampler
     for s in samplers:  # refuse impossible settings before reading any image
         check_restorable(run, s)
@@ -454,7 +458,7 @@ def restore_files(run: Run, spec, out, t="auto", sampler: str = "algorithm2", re
     opts = dict(opts_tiling, batch_size=batch_size)
     for idx in by_size.values():
         y = torch.stack([user.images[i] for i in idx])
-        ti = estimate_t(run, y, progress=progress, **opts) if t == "auto" else \
+        ti = estimate_t(run, y, progress=progress, consistent=consistent, **opts) if t == "auto" else \
             torch.full((y.shape[0],), int(t), dtype=torch.long)
         tt[idx] = ti
         for s in samplers:
