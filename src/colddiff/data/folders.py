@@ -120,14 +120,15 @@ class ImageFiles(Dataset):
     ``image_size`` all images must share one size.  ``check`` probes every file now (skipping
     bad ones); without it only decoding at read time guards against bad files.
 
-    ``native_crops`` (``folder:PATH``, checked files): an image at least ``image_size`` on both
-    sides is not resized but cut into ``image_size``² crops at its own scale.  Such an image counts
+    ``native_crops`` (``folder:PATH``, checked files): an image at least twice ``image_size`` on both
+    sides (a photo: it holds 4 or more whole tiles) is not resized but cut into ``image_size``² crops at
+    its own scale.  Such an image counts
     as one item per whole tile it holds ((W // n)·(H // n)), so an epoch sees about as many pixels as
     the photos hold.  Item ``ds[i]`` is that tile of a fixed, centred grid (evaluation, sample
     grids); ``ds[(i, key)]`` is a crop at a random place drawn from a generator seeded by ``key``
     (training: the key is a function of the item's place in the seeded data order, so a resumed
-    run cuts exactly the same crops).  Smaller images take the centre-crop-and-resize path, one
-    item each.  ``crops_at_load`` says whether any image is cut that way.
+    run cuts exactly the same crops).  Smaller images (a folder of images made at about the run's size)
+    take the centre-crop-and-resize path, one item each.  ``crops_at_load`` says whether any image is cut that way.
     """
 
     def __init__(self, files: Sequence[Path], labels: Sequence[int], name: str, image_size: Optional[int] = None,
@@ -173,11 +174,16 @@ class ImageFiles(Dataset):
         self._bad: set[int] = set()
         n = self.image_size
         # items per file: every whole n x n tile of a photo cut at its own scale, else the file once
-        self.tiles = [(w // n) * (h // n) if self.native_crops and w >= n and h >= n else 1
+        self.tiles = [(w // n) * (h // n) if self._at_own_scale(w, h) else 1
                       for w, h in (file_sizes or [(0, 0)] * len(self.files))]
-        self.crops_at_load = self.native_crops and any(w >= n and h >= n and (w, h) != (n, n) for w, h in sizes)
+        self.crops_at_load = any(self._at_own_scale(w, h) for w, h in sizes)
         self._ends = list(itertools.accumulate(self.tiles))
         self._pictures: collections.OrderedDict = collections.OrderedDict()  # path -> decoded picture
+
+    def _at_own_scale(self, w: int, h: int) -> bool:
+        """Whether a w x h image is cut at its own scale: a photo at least twice the run's size on both sides."""
+        n = self.image_size
+        return self.native_crops and w >= 2 * n and h >= 2 * n
 
     @property
     def n_skipped(self) -> int:
@@ -203,7 +209,7 @@ class ImageFiles(Dataset):
             self._pictures.move_to_end(path)
         w, h = img.size
         n = self.image_size
-        if self.native_crops and w >= n and h >= n:  # a crop at the photo's own scale
+        if self._at_own_scale(w, h):  # a crop at the photo's own scale
             img = img.crop(self.crop_box(w, h, key, tile))
         else:  # a centred square, resized to the run's size
             side = min(self.crop, w, h) if self.crop else (min(w, h) if n and w != h else None)

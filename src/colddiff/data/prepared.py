@@ -182,7 +182,7 @@ def write_prepared(ds, progress: bool = True) -> Tuple[Path, dict]:
 
     folder, split, image_size, channels, sources = ds.prepare_as
     if getattr(ds, "crops_at_load", False):
-        raise InputError(f"{ds.name} ({split}) holds images larger than {image_size} px, which training cuts into "
+        raise InputError(f"{ds.name} ({split}) holds images at least twice {image_size} px on both sides, which training cuts into "
                          "random crops as it reads them; a prepared copy would hold one fixed crop each, so train "
                          "from the folder itself (or prepare at a --size no smaller than the images)")
     base = Path(folder)
