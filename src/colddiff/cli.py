@@ -840,7 +840,7 @@ def cmd_generate(args) -> int:
     from .samplers import get_sampler, parse_schedule
 
     check_size(args.n)  # a billion images: refused before anything is loaded
-    parse_schedule(args.sample_steps)  # a malformed --sample-steps: before anything is claimed or loaded
+    schedule = parse_schedule(args.sample_steps)  # a malformed --sample-steps: before anything is claimed or loaded
     check_writable(args.out, folder=True)
     out = claim(args.out, "generate", inputs=[args.run])  # before loading anything; not claimed again
     run = _load_run(args)
@@ -849,9 +849,9 @@ def cmd_generate(args) -> int:
                       schedule=args.sample_steps, **st)
     info = write_generation(images, out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
                                           "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D),
-                                          "sample_steps": str(parse_schedule(args.sample_steps))})
+                                          "sample_steps": str(schedule)})
     delta = f", delta {st['delta']:g}" if "delta" in get_sampler(st["sampler"]).options else ""
-    steps = "" if args.sample_steps is None else f", steps {parse_schedule(args.sample_steps)}"
+    steps = "" if args.sample_steps is None else f", steps {schedule}"
     print(f"generated {info['n_images']} image(s) with {st['sampler']} (noise {st['noise']:g}{delta}{steps}, "
           f"seed {args.seed}): "
           f"{args.out}/ (grid: {Path(args.out) / 'grid.png'}; settings: generation.json)")

@@ -252,7 +252,7 @@ def start_state(run, n: int, seed: int = 0, noise: float = 0.0, k: int = 1, *, f
     x_T is (n, C, H, W) on ``run.device``; ctx is what the sampler must be given (None for blur).
     ``k`` is the number of GMM components (start_fit families such as blur).
     """
-    n, seed, noise, first = whole(n, "n", 1), _seed(seed), _noise(noise), whole(first, "first", 0)
+    n, seed, noise, first = whole(n, "n", 1), check_seed(seed), _noise(noise), whole(first, "first", 0)
     return _start_state(run, n, seed, noise, _gmm_for(run, k, False), first)
 
 
@@ -289,7 +289,7 @@ def generate(run, n: int, sampler: Optional[str] = None, noise: Optional[float] 
     """
     run, n, batch_size = check_run(run), whole(n, "n", 1, MAX_IMAGES), whole(batch_size, "batch_size", 1, MAX_BATCH)
     check_size(n, run)
-    seed = _seed(seed)
+    seed = check_seed(seed)
     st = generation_defaults(run, sampler, noise, delta, k)
     fn = get_sampler(st["sampler"])
     fn.check(run.D)
@@ -449,7 +449,6 @@ def generation_stats(probs: torch.Tensor, images: torch.Tensor, blank_threshold:
 
 
 # ---------------------------------------------------------------------------- argument checks
-_seed = check_seed   # the seed rule (validate.MAX_SEED)
 
 
 def _std(v: Any, what: str) -> float:
