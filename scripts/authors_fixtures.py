@@ -354,6 +354,9 @@ def time_steps(checkout: Path, n: int, width: int, image: int, batch: int) -> di
 
 
 def main(argv=None) -> int:
+    # One thread: the fixtures were written so, and a training step's float sums (and Adam's first step, which
+    # moves a weight by about +-lr whatever its gradient's size) depend on the reduction order of the threads.
+    torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkout", type=Path, help=f"a checkout of the authors' repository at {COMMIT}")
     ap.add_argument("--arch", choices=list(ARCHS), action="append", help="default: all")
