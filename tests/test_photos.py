@@ -324,3 +324,77 @@ def test_the_model_card_installs_from_git():
 
     line = install_line()
     assert line.startswith("pip install 'colddiff[demo] @ git+")
+
+
+def test_algorithm2_in_one_step_is_direct_reconstruction_plus_the_unexplained_input(colour_run):
+    """restore --sample-steps 1: one update from t to 0, x0 = x_t - D(x0_hat, t) + D(x0_hat, 0), i.e. the direct
+    restoration plus what it fails to explain of the input, y - D(x0_hat, t)."""
+    run = load_run(colour_run, device="cpu")
+    x0 = _photo(40, 48, seed=3)[None]
+    y = run.degrade(x0, 4)
+    x0_hat = restore(run, y, 4, "direct", progress=False)
+    one = restore(run, y, 4, "algorithm2", progress=False, schedule="1")
+    assert torch.allclose(one, x0_hat + (y - run.D(x0_hat, 4)), atol=1e-5)
+    assert not torch.allclose(one, restore(run, y, 4, "algorithm2", progress=False), atol=1e-3)
+
+
+def test_the_photo_benchmark_measures_its_tables(colour_run, tmp_path):
+    """benchmarks/photos.py on one small held-out photo: the quality rows (with a shorter Algorithm 2 schedule),
+    the t-auto rows with the direct PSNR at the best, estimated and best-restoring t, and the JSON."""
+    from benchmarks.photos import run_cli
+
+    photos = tmp_path / "held-out"
+    photos.mkdir()
+    save_image(_photo(40, 48, seed=5), photos / "p.png")
+    res = run_cli(["--run", str(colour_run), "--photos", str(photos), "--ts", "2", "--sample-steps", "1",
+                   "--crop", "32", "--out", str(tmp_path / "photos.json")])
+    (q,) = res["quality"]
+    assert q["t"] == 2 and q["size"] == [48, 40]
+    for k in ("degraded", "direct", "algorithm2", "algorithm2@1"):
+        assert 0 < q[k]["psnr"] < 100 and -1 <= q[k]["ssim"] <= 1
+    assert q["algorithm2"]["psnr"] != q["algorithm2@1"]["psnr"]
+    assert res["default_sample_steps"] == "1" and q["ok"] == q["algorithm2@1"]["beats_input"]   # what restore writes
+    rows = res["t_auto"]
+    T = load_run(colour_run).T
+    assert T >= 8 and len(rows) == 4 + 9                  # the run's own blur at t = 2, 4, 6, 8; nine foreign ones
+    for r in rows:
+        assert 1 <= r["estimated"] <= T and 1 <= r["best_t"] <= T and 1 <= r["restores_best"] <= T
+        p = r["direct_psnr"]
+        assert p["restores_best"] >= max(p["best_t"], p["estimated"])      # the best is the best
+    saved = json.loads((tmp_path / "photos.json").read_text())
+    assert saved["sample_steps"] == ["1"] and len(saved["t_auto"]) == len(rows)
+
+
+def test_folder_blur_runs_restore_in_one_update_by_default_and_the_option_overrides_it(colour_run, tmp_path):
+    """The run's [restore] sample_steps (folder-blur: "1") is what `colddiff restore` uses unless --sample-steps is
+    given; restore.json records it."""
+    run = load_run(colour_run, device="cpu")
+    assert run.cfg.restore.sample_steps == "1"
+    x0 = _photo(40, 48, seed=4)[None]
+    src = tmp_path / "in" / "p.png"
+    src.parent.mkdir()
+    save_image(run.degrade(x0, 5)[0], src)
+    y = read_image(src)[None]
+    outs = {}
+    for name, extra in (("default", []), ("all", ["--sample-steps", "all"])):
+        assert main(["restore", str(colour_run), "--input", str(src), "--t", "5", "--out", str(tmp_path / name),
+                     "--no-progress", *extra]) == 0
+        outs[name] = read_image(tmp_path / name / "p.algorithm2.png")[None]
+        rec = json.loads((tmp_path / name / "restore.json").read_text())
+        assert rec["sample_steps"] == ("1" if name == "default" else "all")
+    one = restore(run, y, 5, "algorithm2", progress=False, schedule="1")
+    full = restore(run, y, 5, "algorithm2", progress=False)
+    assert (outs["default"] - one.clamp(-1, 1)).abs().max() <= 1.5 / 127.5   # the PNG: clamped, 8-bit
+    assert (outs["all"] - full.clamp(-1, 1)).abs().max() <= 1.5 / 127.5
+
+
+def test_restore_sample_steps_is_checked_and_kept_by_other_presets():
+    from colddiff.errors import ConfigError
+    from colddiff.presets import PRESETS
+
+    assert PRESETS["folder-blur"].restore.sample_steps == "1"
+    assert all(p.restore.sample_steps == "" for n, p in PRESETS.items() if n != "folder-blur")
+    assert resolve_config("folder-blur", None, ["data.name=folder:x", "restore.sample_steps=4:quadratic"]) \
+        .restore.sample_steps == "4:quadratic"
+    with pytest.raises(ConfigError, match="restore.sample_steps"):
+        resolve_config("folder-blur", None, ["data.name=folder:x", "restore.sample_steps=often"])

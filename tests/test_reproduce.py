@@ -26,6 +26,35 @@ def test_every_table_names_paper_presets_and_every_cpu_stand_in_keeps_the_degrad
         assert scaled_config(table.presets[0], "paper").train.steps == PRESETS[table.presets[0]].train.steps
 
 
+def test_cpu_stand_ins_train_the_authors_architecture_narrow_unless_asked_for_colddiffs():
+    from colddiff.networks import parameters_of
+    from colddiff.reproduce import describe_recipe, recipe
+
+    seen = set()
+    for table in TABLES.values():
+        for name in table.presets:
+            cfg = scaled_config(name, "cpu")
+            if cfg is None:
+                continue
+            paper_net = PRESETS[name].model
+            assert cfg.model.arch == paper_net.arch and cfg.model.dim == 16          # the authors' class, narrow
+            if paper_net.arch == "ddpm":                                           # its structure kept
+                assert (cfg.model.attn_levels, cfg.model.num_res_blocks, cfg.model.dropout) == \
+                    (paper_net.attn_levels, paper_net.num_res_blocks, paper_net.dropout)
+            mc = cfg.model_kwargs()
+            assert parameters_of(mc) < parameters_of(PRESETS[name].model_kwargs()) / 20
+            seen.add(cfg.model.arch)
+            own = scaled_config(name, "cpu", net="colddiff")
+            assert own.model.arch == "colddiff" and own.degradation == cfg.degradation
+    assert {"lucidrains-convnext", "ddpm"} <= seen
+    # the footer names the class and records only the settings it reads
+    line = describe_recipe(recipe(scaled_config("mnist-blur", "cpu")))
+    assert line.startswith("the authors' ConvNeXt Unet") and "residual block" not in line
+    assert "dropout 0.1" in describe_recipe(recipe(scaled_config("cifar10-blur", "cpu")))
+    with pytest.raises(Exception, match="--net"):
+        scaled_config("mnist-blur", "cpu", net="resnet")
+
+
 def test_paper_values_carry_their_source():
     for name, res in paper.PAPER_RESULTS.items():
         assert name in PRESETS and "2208.09392" in res.source

@@ -670,14 +670,14 @@ def _run_args(q):
                         "fewer kernel launches; no effect on a CPU)")
 
 
-def _sample_steps_arg(q, what: str = "the iterative samplers") -> None:
+def _sample_steps_arg(q, what: str = "the iterative samplers",
+                     default: str = "all: every step, as in the paper") -> None:
     # Not --steps: that is degrade's and reproduce's list of steps to show and quickstart's training steps
     # (train.steps); not --schedule: that is the degradation's own schedule (blur sigma_t, noise cosine).
     q.add_argument("--sample-steps", default=None, metavar="N|N:SPACING|LIST",
                    help=f"the steps {what} visit from t down to 0: N network calls spread evenly in t (e.g. 5), "
                         "N:quadratic (dense near t=0, for degradations that lose most early), or a list ending at "
-                        "0 (20,10,5,0); Algorithm 2 jumps x_s = x_t - D(x0_hat, t) + D(x0_hat, s); default all: "
-                        "every step, as in the paper")
+                        f"0 (20,10,5,0); Algorithm 2 jumps x_s = x_t - D(x0_hat, t) + D(x0_hat, s); default {default}")
 
 
 def _load_run(args):
@@ -773,13 +773,15 @@ def cmd_restore(args) -> int:
     out = claim(args.out, "restore", inputs=[args.input])  # before loading anything; not claimed again
     run = _load_run(args)
     t, sampler = restore_defaults(run, args.t, args.sampler)  # from the run: said up front, before any work
+    # the run's [restore] sample_steps unless --sample-steps is given (folder-blur: one update, see docs/photos.md)
+    schedule = args.sample_steps if args.sample_steps is not None else (run.cfg.restore.sample_steps or None)
     if args.sampler is None and sampler != "algorithm2":
         print(f"colddiff: note: {run.D.name} is random per image, so this run restores with --sampler {sampler} "
               f"from the given --t {t}", file=sys.stderr)
     overlap = OVERLAP if args.overlap is None else args.overlap
     _log_lines()  # the tile count, the time estimate and, without a bar, progress lines at a steady rate
     res = restore_files(run, args.input, out, t=t, sampler=sampler, resize=args.resize,
-                        progress=not args.no_progress, tile=args.tile, overlap=overlap, schedule=args.sample_steps,
+                        progress=not args.no_progress, tile=args.tile, overlap=overlap, schedule=schedule,
                         consistent=args.auto_tolerance)
     for w in res["warnings"]:
         print(f"colddiff: warning: {w}", file=sys.stderr)
@@ -832,7 +834,8 @@ def add_restore(sub):
                          "lowest level has at most 48x48 pixels, the largest such tiles above)")
     rs.add_argument("--overlap", type=argtype("whole", 0, PIXELS), default=None, metavar="PX",
                     help="pixels shared by neighbouring tiles, blended with raised-cosine weights (default 32)")
-    _sample_steps_arg(rs, "--sampler")
+    _sample_steps_arg(rs, "--sampler", "the run's restore.sample_steps (all: every step, as in the paper, unless "
+                      "the run sets it; folder-blur runs: 1, one update from t, see docs/photos.md)")
 
 
 def cmd_generate(args) -> int:
@@ -1056,7 +1059,7 @@ def cmd_reproduce(args) -> int:
                                                    else [args.table, "--scale", args.scale])
     rep = run_table(args.table, scale=args.scale, out=out, steps=args.steps, n=args.n, protocol=args.protocol,
                     fid=args.fid, train_only=args.train_only, progress=not args.no_progress, command=command,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, net=args.net)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0
     print(rep.text())
@@ -1065,17 +1068,18 @@ def cmd_reproduce(args) -> int:
 
 
 def add_reproduce(sub):
-    from .reproduce import SCALES, TABLES  # no torch: the table definitions only
+    from .reproduce import NETS, SCALES, TABLES  # no torch: the table definitions only
 
     rp = _command(sub, "reproduce", "train and evaluate every preset of one of the paper's tables, beside its numbers",
                   "Train (or resume) every preset of TABLE, evaluate each as the authors did (--protocol paper) and\n"
                   "print our numbers beside the paper's (with their ratio only on the paper's own data set); the\n"
                   "generation table measures FID of the generated images. --scale cpu runs the table in miniature\n"
-                  "(embedded MNIST / Fashion-MNIST stand-ins, a small network, ~1 hour on 2 cores);\n"
+                  "(embedded MNIST / Fashion-MNIST stand-ins, the authors' network of each experiment at a narrow\n"
+                  "width, ~1.5 hours on 2 cores);\n"
                   "--scale paper runs the authors' settings (a GPU job; resumable; torchrun for several GPUs).\n"
                   "Writes OUT/TABLE.md and OUT/TABLE.json; run folders OUT/PRESET.", """
         examples:
-          colddiff reproduce table1 --scale cpu --out reproduce/cpu      # deblurring, ~1 hour on 2 cores
+          colddiff reproduce table1 --scale cpu --out reproduce/cpu      # deblurring, ~1.5 hours on 2 cores
           colddiff reproduce table2 --scale cpu --steps 200 --n 100      # a quick look
           torchrun --nproc_per_node 8 -m colddiff reproduce table1 --scale paper --out /data/repro
         """, cmd_reproduce)
@@ -1083,6 +1087,9 @@ def add_reproduce(sub):
     rp.add_argument("--scale", choices=SCALES, default="cpu", help="cpu (miniature, default) or paper")
     rp.add_argument("--out", help="output folder (default reproduce/SCALE); run again to resume")
     rp.add_argument("--steps", type=TRAIN_STEPS, default=None, help="training steps per preset (default: the scale's)")
+    rp.add_argument("--net", choices=NETS, default="authors",
+                    help="cpu scale's network: authors (default: each preset's own architecture, the authors' "
+                         "network of that experiment, at a narrow width) or colddiff (colddiff's U-Net)")
     rp.add_argument("--n", type=COUNT, default=None,
                     help="test images per preset (default: the protocol's; paper = the whole test split but one); "
                          "generation: images generated per preset (default 6,400 at paper scale, 500 at cpu)")

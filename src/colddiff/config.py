@@ -92,6 +92,16 @@ class GenerationConfig:
 
 
 @dataclass
+class RestoreConfig:
+    """How ``colddiff restore`` restores a user's images by default (its options override these)."""
+
+    # the steps Algorithm 2 (or another iterative sampler) visits from t down to 0: "" or "all" = every step, the
+    # paper's Algorithm 2; a count ("1": one update, x0_hat + (y - D(x0_hat, t))), COUNT:SPACING or a list
+    # (--sample-steps, colddiff.samplers.parse_schedule)
+    sample_steps: str = ""
+
+
+@dataclass
 class RunConfig:
     preset: str = "custom"
     description: str = ""
@@ -100,6 +110,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    restore: RestoreConfig = field(default_factory=RestoreConfig)
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> Dict[str, Any]:
@@ -218,6 +229,9 @@ class RunConfig:
         if not isinstance(self.generation.sampler, str):
             raise ConfigError(f"generation.sampler must be text, got {self.generation.sampler!r}")
         whole(self.generation.k, "generation.k", 1)
+        if not isinstance(self.restore.sample_steps, str):   # its syntax: presets.resolve_config, restore
+            raise ConfigError(f"restore.sample_steps must be text such as \"1\" or \"all\", "
+                              f"got {self.restore.sample_steps!r}")
         config_ints(lambda key: getattr(getattr(self, key.split(".")[0]), key.split(".")[1]))  # bounds: validate.INT_KEYS
         return self
 
@@ -374,7 +388,7 @@ def _coerce(text: str, current: Any, key: str) -> Any:
 
 # ---------------------------------------------------------------------------- resolution and resume
 # Settings a resumed run may change: how it trains, not what it is (its data, degradation, network).
-RESUMABLE = ("train.", "data.num_workers", "data.root", "generation.")
+RESUMABLE = ("train.", "data.num_workers", "data.root", "generation.", "restore.")
 
 
 def deep_merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:

@@ -10,8 +10,8 @@ import difflib
 from pathlib import Path
 from typing import Dict
 
-from .config import DataConfig, DegradationConfig, GenerationConfig, ModelConfig, RunConfig, TrainConfig, \
-    deep_merge, describe_own_data, read_toml
+from .config import DataConfig, DegradationConfig, GenerationConfig, ModelConfig, RestoreConfig, RunConfig, \
+    TrainConfig, deep_merge, describe_own_data, read_toml
 from .errors import ConfigError
 
 
@@ -49,9 +49,10 @@ _CPU_TRAIN = dict(steps=3000, batch_size=32, grad_accum=1, lr=1e-3, warmup_steps
                   ema_decay=0.995, ema_every=1, ema_start=500, checkpoint_every=500, sample_every=1000,
                   log_every=50)
 
-def _with(cfg: RunConfig, generation=None) -> RunConfig:
-    """A preset with its own default generation settings."""
+def _with(cfg: RunConfig, generation=None, restore=None) -> RunConfig:
+    """A preset with its own default generation (and restoration) settings."""
     cfg.generation = GenerationConfig(**(generation or {}))
+    cfg.restore = RestoreConfig(**(restore or {}))
     return cfg
 
 
@@ -146,12 +147,15 @@ PRESETS: Dict[str, RunConfig] = {p.preset: p for p in [
             dict(name="mnist-5k", image_size=28, channels=1),
             dict(name="mask", T=50, params=dict(position="center", fill="random")), _NET_CPU, **_CPU_TRAIN),
     # colour photos of one's own: 32-pixel crops at the photos' own scale, restored later at full size
-    _preset("folder-blur", "CPU: your colour photos (--set data.name=folder:PATH; full-size photos are cut into "
+    # restores with Algorithm 2 in one update from t (x0_hat + (y - D(x0_hat, t))): on held-out photos every step of
+    # Algorithm 2 compounds the network's over-sharpening into ringing, one update does not (docs/photos.md)
+    _with(_preset("folder-blur", "CPU: your colour photos (--set data.name=folder:PATH; full-size photos are cut into "
             "random 32-px crops as they are read), "
             "blur T=10, 7x7, sigma 1, reflect; restores whole photos at their own size, ~10 min",
             dict(name="folder:", image_size=32, channels=3, augment="flip"),
             dict(name="blur", T=10, params=dict(kernel_size=7, sigma=1.0, schedule="constant", padding="reflect")),
             dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[], num_res_blocks=1), **_CPU_TRAIN),
+          restore=dict(sample_steps="1")),
     _with(_preset("mnist5k-noise", "CPU: embedded MNIST, the hot baseline: Gaussian noise (cosine, T=100), DDIM",
                   dict(name="mnist-5k", image_size=28, channels=1),
                   dict(name="noise", T=100, params=dict(schedule="cosine")), _NET_CPU, **_CPU_TRAIN),
@@ -178,6 +182,12 @@ def resolve_config(preset_name: str = "", config_file=None, sets=()) -> RunConfi
             raise ConfigError(f"--config {path} is a folder; give a TOML file (e.g. a run's config.toml)")
         base = deep_merge(base, read_toml(path))
     cfg = RunConfig.from_dict(base).override(list(sets))
+    from .samplers import ScheduleError, parse_schedule   # torch: only when a configuration is resolved
+
+    try:   # the schedule `colddiff restore` will use: refused now, not after training
+        parse_schedule(cfg.restore.sample_steps)
+    except ScheduleError as e:
+        raise ConfigError(f"restore.sample_steps: {e}") from None
     if preset_name and cfg.data.name != preset(preset_name).data.name:
         cfg.description = describe_own_data(cfg, preset_name)  # not the preset's words about its own data
     return cfg

@@ -9,7 +9,9 @@ Two scales:
 * ``cpu``: the same table in miniature, to check the paper's *patterns* on a laptop.  Each paper
   preset keeps its degradation (T, kernels, schedules, masks) and its augmentation; what changes is
   the data (the embedded 5,000 MNIST digits stand in for MNIST, Debian's Fashion-MNIST for CIFAR-10,
-  both 28 px grey), the network (``NET_CPU``), the recipe (``CPU_TRAIN``, a higher learning rate
+  both 28 px grey), the network's width (``CPU_NETS``: by default the preset's own architecture, the
+  authors' network of that experiment, at a narrow width; ``net="colddiff"`` trains colddiff's U-Net instead),
+  the recipe (``CPU_TRAIN``, a higher learning rate
   without accumulation) and the number of steps.  Presets without a small stand-in (CelebA and colour-only
   degradations in the restoration tables) are listed as skipped, with the reason.  Every stand-in row names
   its real data set (``cifar10-blur on fashion-mnist``), a ratio to the paper is given only where the data
@@ -37,9 +39,16 @@ from .tables import markdown_table, text_table, write_tables
 
 SCALES = ("cpu", "paper")
 
-# the CPU stand-ins: the network and recipe of the small mnist5k-* presets (~10 minutes on 2 cores per 3,000
-# steps), and the step budget of one table column (see docs/reproduce.md for the measured times)
-NET_CPU = dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[], num_res_blocks=1, dropout=0.0)
+# the CPU stand-ins' networks, by architecture: the preset's own (the authors' network of that experiment) at a
+# narrow width, its structure kept (the DDPM Model's attention at the second level, two residual blocks and
+# dropout 0.1; the ConvNeXt Unet's linear attention at every level), or colddiff's U-Net of the mnist5k-* presets
+# (net="colddiff").  Measured at batch 32, 28 px, on the idle 2 cores: colddiff 98 ms a step, ddpm 207 ms,
+# lucidrains-convnext 307 ms (docs/reproduce.md)
+NET_CPU = dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[], num_res_blocks=1, dropout=0.0)   # colddiff's U-Net
+_CONVNEXT_CPU = dict(dim=16, dim_mults=[1, 2, 2])
+CPU_NETS = {"colddiff": NET_CPU, "lucidrains-convnext": _CONVNEXT_CPU, "convnext-snow": _CONVNEXT_CPU,
+            "ddpm": dict(dim=16, dim_mults=[1, 2, 2], attn_levels=[1], num_res_blocks=2, dropout=0.1)}
+NETS = ("authors", "colddiff")   # reproduce --net: the preset's (authors') architecture, or colddiff's U-Net
 CPU_TRAIN = dict(batch_size=32, grad_accum=1, lr=1e-3, warmup_steps=100, grad_clip=1.0, ema_decay=0.995,
                  ema_every=1, ema_start=500, checkpoint_every=500, sample_every=0, log_every=50)
 CPU_STEPS = 2500
@@ -105,10 +114,20 @@ def _standin(preset_name: str) -> Optional[str]:
     return (GEN_STANDIN if generation else CPU_STANDIN).get(data)
 
 
-def scaled_config(preset_name: str, scale: str, steps: Optional[int] = None):
+def cpu_network(arch: str, net: str = "authors") -> Dict[str, Any]:
+    """The ``[model]`` table of a CPU stand-in whose paper preset uses ``arch``: that architecture at a narrow
+    width (``net="authors"``), or colddiff's U-Net (``net="colddiff"``)."""
+    if net not in NETS:
+        raise ConfigError(f"--net must be one of {', '.join(NETS)}, got {net!r}")
+    name = arch if net == "authors" else "colddiff"
+    return {"arch": name, **{k: list(v) if isinstance(v, list) else v for k, v in CPU_NETS[name].items()}}
+
+
+def scaled_config(preset_name: str, scale: str, steps: Optional[int] = None, net: str = "authors"):
     """The RunConfig of ``preset_name`` at ``scale`` (None at cpu scale when it has no stand-in).
 
-    ``steps`` overrides the step budget (tests run a table in a few steps)."""
+    ``steps`` overrides the step budget (tests run a table in a few steps); ``net`` picks the cpu scale's
+    network (:func:`cpu_network`; the paper scale is always the preset's own)."""
     from .config import DataConfig, ModelConfig
     from .presets import preset
 
@@ -123,7 +142,7 @@ def scaled_config(preset_name: str, scale: str, steps: Optional[int] = None):
                            f"(28 px), a small network; {cfg.description}")
         cfg.preset = f"{preset_name}-cpu"
         cfg.data = DataConfig(name=standin, image_size=28, channels=1, augment=cfg.data.augment)
-        cfg.model = ModelConfig(**{k: list(v) if isinstance(v, list) else v for k, v in NET_CPU.items()})
+        cfg.model = ModelConfig(**cpu_network(cfg.model.arch, net))
         for k, v in CPU_TRAIN.items():
             setattr(cfg.train, k, v)
         cfg.train.steps = CPU_STEPS
@@ -177,15 +196,25 @@ def row_name(col: Dict[str, Any]) -> str:
     return col["preset"]
 
 
+_NET_NAMES = {"colddiff": "colddiff's own U-Net (unet.py)",
+              "lucidrains-convnext": "the authors' ConvNeXt Unet (lucidrains-convnext, networks/convnext.py), "
+                                     "linear attention at every level",
+              "convnext-snow": "the authors' UnetConvNext (convnext-snow, networks/convnext.py), "
+                               "linear attention at every level",
+              "ddpm": "the authors' DDPM Model (ddpm, networks/ddpm.py)"}
+
+
 def describe_recipe(r: Dict[str, Any]) -> str:
     """One line: the network and training recipe a column was trained with (its config's model and train)."""
     arch = r.get("arch") or "colddiff"
-    net = ("colddiff's own U-Net (unet.py)" if arch == "colddiff" else f"the {arch} network") + \
+    net = _NET_NAMES.get(arch, f"the {arch} network") + \
         f", dim {r['dim']}, multipliers {'-'.join(str(m) for m in r['dim_mults'])}"
     if "attn_levels" in r:
         net += ", attention at levels " + ",".join(map(str, r["attn_levels"])) if r["attn_levels"] else ", no attention"
     if "num_res_blocks" in r:
         net += f", {r['num_res_blocks']} residual block{'s' if r['num_res_blocks'] != 1 else ''} per level"
+    if r.get("dropout"):
+        net += f", dropout {r['dropout']:g}"
     train = (f"Adam lr {r['lr']:g}, batch {r['batch_size']}"
              + (f" x {r['grad_accum']} accumulated" if r.get("grad_accum", 1) > 1 else ", no accumulation")
              + (f", {r['warmup_steps']} warm-up steps" if r.get("warmup_steps") else "")
@@ -196,10 +225,15 @@ def describe_recipe(r: Dict[str, Any]) -> str:
 
 
 def recipe(cfg) -> Dict[str, Any]:
-    """The recorded recipe of a column: its network and training settings (see :func:`describe_recipe`)."""
+    """The recorded recipe of a column: its network (the ``[model]`` keys its architecture reads) and training
+    settings (see :func:`describe_recipe`)."""
+    from .networks import ARCHS
+
     m, t = cfg.model, cfg.train
-    return {"arch": getattr(m, "arch", "colddiff"), "dim": m.dim, "dim_mults": list(m.dim_mults),
-            "attn_levels": list(m.attn_levels), "num_res_blocks": m.num_res_blocks, "steps": t.steps, "lr": t.lr,
+    arch = getattr(m, "arch", "colddiff")
+    net = {k: list(getattr(m, k)) if isinstance(getattr(m, k), (list, tuple)) else getattr(m, k)
+           for k in ARCHS[arch].uses}
+    return {"arch": arch, **net, "steps": t.steps, "lr": t.lr,
             "batch_size": t.batch_size, "grad_accum": t.grad_accum, "warmup_steps": t.warmup_steps,
             "ema_decay": t.ema_decay, "ema_every": t.ema_every, "ema_start": t.ema_start}
 
@@ -284,9 +318,12 @@ class Reproduction:
                     bits.append(" " + col["row_notes"])
             lines.append("".join(bits))
         recipes = sorted({describe_recipe(c["recipe"]) for c in self.columns if c.get("recipe")})
-        if recipes:
+        if len(recipes) == 1:
             lines += ["", ("Recipe (network and training" + (", every stand-in" if self.scale == "cpu" else "") + "): "
-                           + "; or ".join(recipes) + ".")]
+                           + recipes[0] + ".")]
+        elif recipes:
+            lines += ["", "Recipes (network and training):", ""]
+            lines += [f"- {row_name(c)}: {describe_recipe(c['recipe'])}." for c in self.columns if c.get("recipe")]
         standins = [row_name(c) for c in self.columns if c.get("data") and not same_data(c)]
         tail = ["Paper values: " + "; ".join(sorted({c["paper_source"] for c in self.columns
                                                      if c.get("paper_source")})) + "."]
@@ -319,7 +356,7 @@ def _fmt(key: str, v) -> str:
 
 def run_table(name: str, scale: str = "cpu", out="reproduce", steps: Optional[int] = None,
               n: Optional[int] = None, protocol: str = "paper", fid: str = "auto", train_only: bool = False,
-              progress: bool = True, command: str = "", batch_size: int = 100) -> Reproduction:
+              progress: bool = True, command: str = "", batch_size: int = 100, net: str = "authors") -> Reproduction:
     """Train or resume every preset of table ``name`` into ``out/<preset>``, evaluate each (unless
     ``train_only``) and write ``out/<name>.md`` and ``.json`` (rank 0 only under torchrun)."""
     from . import paper
@@ -338,7 +375,7 @@ def run_table(name: str, scale: str = "cpu", out="reproduce", steps: Optional[in
                        command=command or f"colddiff reproduce {name} --scale {scale}")
     plan = []
     for p in table.presets:
-        cfg = scaled_config(p, scale, steps)
+        cfg = scaled_config(p, scale, steps, net=net)
         plan.append((p, cfg))
     for p, cfg in plan:
         col: Dict[str, Any] = {"preset": p}
