@@ -89,6 +89,14 @@ def test_reproduce_table2_at_cpu_scale_trains_evaluates_and_resumes(tmp_path, ca
     assert main(["reproduce", "table2", "--scale", "cpu", "--steps", "2", "--n", "7", "--fid", "none",
                  "--out", str(out), "--no-progress"]) == 0
     assert json.loads((out / "table2.json").read_text())["columns"][0]["n"] == 7
+    # the same folder with colddiff's U-Net: the finished runs are another network, refused in one line
+    table = (out / "table2.json").read_text()
+    capsys.readouterr()
+    assert main(["reproduce", "table2", "--scale", "cpu", "--steps", "2", "--n", "7", "--fid", "none", "--net",
+                 "colddiff", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.arch" in err and "another --out" in err
+    assert (out / "table2.json").read_text() == table
 
 
 def test_reproduce_refuses_an_unknown_table(capsys):

@@ -164,9 +164,14 @@ def train_or_resume(cfg, folder: Path, progress: bool = True) -> Dict[str, Any]:
     from . import checkpoint as ckpt_io
     from .training import train
 
+    from .config import check_resumable
+
     latest = ckpt_io.find_latest(folder / "checkpoints")
     if latest is not None:
-        _, state = ckpt_io.read_meta(latest)
+        saved, state = ckpt_io.read_meta(latest)
+        # a finished run of another network or degradation (e.g. --net colddiff into the --net authors folder) is
+        # not this column: refused in one line, never evaluated under the wrong recipe
+        check_resumable(saved, cfg, f"the run in {folder}")
         step = int(state.get("step", 0))
         if step >= cfg.train.steps:
             return {"step": step, "steps": cfg.train.steps, "status": "done",
