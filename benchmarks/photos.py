@@ -139,10 +139,12 @@ def quality(run, photos: List[Path], ts: List[int], figure: Optional[Path],
             if figure is not None and t == ts[len(ts) // 2]:
                 s = min(96, H, W)  # a crop from the middle, shown enlarged
                 top, left = (H - s) // 2, (W - s) // 2
-                cells.append([v[:, top:top + s, left:left + s] for v in (x0, y[0], out["direct"], out["algorithm2"])])
+                cells.append([v[:, top:top + s, left:left + s] for v in
+                              (x0, y[0], out["direct"], out["algorithm2"], *(out[_alg2(n)] for n in schedules))])
     if figure is not None and cells:
         mid = ts[len(ts) // 2]
-        make_grid(cells, col_labels=["sharp", f"blurred t={mid}", "direct", "Algorithm 2"],
+        make_grid(cells, col_labels=["sharp", f"blurred t={mid}", "direct", "Algorithm 2",
+                                     *(f"Alg. 2, {n} step{'s' if n != '1' else ''}" for n in schedules)],
                   row_labels=[f.stem for f in photos], scale=3).save(figure)
         print(f"wrote {figure}")
     return rows

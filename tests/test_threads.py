@@ -136,6 +136,23 @@ def test_threads_option_sets_torch_threads_in_a_fresh_process():
     assert got["wait"] is None   # the user's choice: the wait policy is left alone
 
 
+EMBED = r"""
+import torch
+torch.set_num_threads(1)
+import colddiff.cli as cli
+code = cli.main(["--threads", "2", "presets"])
+print("EMBED", code, torch.get_num_threads())
+"""
+
+
+def test_a_program_that_calls_main_gets_its_own_thread_count_back():
+    """The policy (here --threads 2) is the command's: an embedding program's torch thread count is restored."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "COLDDIFF_THREADS")}
+    res = subprocess.run([sys.executable, "-c", EMBED], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    assert next(x for x in res.stdout.splitlines() if x.startswith("EMBED ")) == "EMBED 0 1"
+
+
 def test_the_environment_variable_is_honoured_too():
     got = _probe("quiet", "presets", COLDDIFF_THREADS="1")
     assert got["threads"] == 1 and got["plan"]["source"] == "COLDDIFF_THREADS"

@@ -1167,11 +1167,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         previous = signal.signal(signal.SIGINT, _interrupted)
     except ValueError:  # not the main thread (an embedding program): leave its handler alone
         previous = None
+    # a program that imported torch before calling main() gets its own thread count back afterwards (the
+    # command's --threads / busy-machine policy is the command's, not the program's)
+    torch = sys.modules.get("torch")
+    torch_threads = torch.get_num_threads() if torch is not None else None
     try:
         return _main(argv)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        if torch_threads is not None and torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
