@@ -153,3 +153,21 @@ def test_a_tiled_restoration_states_tiles_and_time_up_front(run, caplog):
     k = len(tiles(80, 32, 8, run.D.tile_multiple())) * len(tiles(72, 32, 8, run.D.tile_multiple()))
     assert k > 1 and f"1 image(s) of 72x80 in {k} tiles of 32x32" in first[0] and "about" in first[0]
     assert "2 network call(s)" in first[0]
+
+
+def test_per_image_steps_may_be_a_list_or_a_numpy_array():
+    """D(x, t) takes per-image steps as a tensor, a list or a NumPy array, with the same checks."""
+    from colddiff.degradations import create
+    from colddiff.errors import ConfigError
+
+    D = create("blur", T=5, kernel_size=5, sigma=1.0, image_size=16, channels=1)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    want = D(x, torch.tensor([1, 3]))
+    assert torch.equal(D(x, np.array([1, 3])), want) and torch.equal(D(x, [1, 3]), want)
+    assert torch.equal(D(x, np.int64(3)), D(x, 3))
+    with pytest.raises(ConfigError, match="out of range"):
+        D(x, np.array([1, 9]))
+    with pytest.raises(InputError, match=r"\(2,\)"):
+        D(x, ["a", "b"])
+    with pytest.raises(InputError, match=r"\(2,\)"):
+        D(x, np.array([1, 2, 3]))

@@ -288,6 +288,11 @@ class Degradation(ABC):
         ``in_range=True``: the caller vouches that a tensor ``t`` lies in 0..T (training draws
         t ~ U{1..T}), so its range check, which reads t back from the GPU, is skipped."""
         B = x0.shape[0]
+        if isinstance(t, (list, tuple)) or (type(t).__module__ == "numpy" and getattr(t, "ndim", 0) > 0):
+            try:   # per-image steps as a list or a NumPy array: the tensor rules below apply
+                t = torch.as_tensor(t if isinstance(t, (list, tuple)) else t.tolist())
+            except (TypeError, ValueError, RuntimeError):
+                raise InputError(f"t must be an int or a ({B},) tensor of steps, got {t!r}") from None
         if isinstance(t, torch.Tensor):
             if t.is_floating_point():
                 if not torch.equal(t, t.round()):
