@@ -272,6 +272,9 @@ def test_paper_presets_train_the_authors_network_at_their_parameter_count(capsys
     out = capsys.readouterr().out
     assert "56,612,916" in out and "lucidrains-convnext" in out
     assert all(name in out for name in PRESETS)
+    head, _, *rows = out.split("the presets' networks:\n", 1)[1].splitlines()
+    col = head.index("presets")                  # every row's presets start under the header: nothing overflows
+    assert rows and all(r[col - 2:col] == "  " and r[col] != " " for r in rows), rows
 
 
 def test_a_run_trains_saves_and_loads_the_architecture_it_names(tmp_path):

@@ -369,13 +369,16 @@ def cmd_networks(args) -> int:
     print("architectures (model.arch):")
     for name, arch in ARCHS.items():
         print(f"  {name:<20} {arch.description}")
+    from .tables import text_table
+
     print("\nthe presets' networks:")
-    print(f"{'arch':<20} {'C':>2} {'dim':>4} {'mults':<9} {'other':<28} {'params':>12}  presets")
+    rows = []
     for r in describe({name: p.model_kwargs() for name, p in PRESETS.items()}):
         s = dict(r["settings"])
         c, dim, mults = s.pop("channels"), s.pop("dim"), "-".join(map(str, s.pop("dim_mults")))
         other = " ".join(f"{k}={'-'.join(map(str, v)) or '-' if isinstance(v, tuple) else v}" for k, v in s.items())
-        print(f"{r['arch']:<20} {c:>2} {dim:>4} {mults:<9} {other:<28} {r['params']:>12,}  {', '.join(r['used_by'])}")
+        rows.append([r["arch"], c, dim, mults, other, f"{r['params']:,}", ", ".join(r["used_by"])])
+    print(text_table(["arch", "C", "dim", "mults", "other", "params", "presets"], rows, right={1, 2, 5}))
     return 0
 
 
