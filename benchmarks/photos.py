@@ -1,7 +1,7 @@
 """Photo benchmark: a trained colour blur run (``folder-blur``) on held-out photographs.
 
     python -m benchmarks.photos --run RUN --photos FOLDER [--ts 3,5,8] [--crop 160] [--figure PNG]
-                                [--sample-steps 1,2] [--skip-quality] [--skip-auto] [--out PATH] [--markdown]
+                                [--sample-steps 1,2] [--auto-tolerance 1.25] [--skip-quality] [--skip-auto] [--out PATH] [--markdown]
 
 Two tables, on photos the run never trained on (every image file of ``--photos``):
 
@@ -150,7 +150,8 @@ def quality(run, photos: List[Path], ts: List[int], figure: Optional[Path],
     return rows
 
 
-def t_auto(run, photos: List[Path], crop: int) -> List[Dict[str, Any]]:
+def t_auto(run, photos: List[Path], crop: int, tolerances: Sequence[float] = ()) -> List[Dict[str, Any]]:
+    """The t-auto rows; ``tolerances``: also ``estimate_t(consistent=F)`` (``restore --auto-tolerance F``)."""
     rows = []
     for f in photos:
         x0 = read_image(f, channels=run.cfg.data.channels)
@@ -166,10 +167,12 @@ def t_auto(run, photos: List[Path], crop: int) -> List[Dict[str, Any]]:
             rec = [float(psnr(restore(run, y[None], t, sampler="direct", progress=False), x0[None])[0])
                    for t in range(1, run.T + 1)]
             o = 1 + max(range(run.T), key=rec.__getitem__)
+            other = {str(tol): int(estimate_t(run, y[None], consistent=tol)[0]) for tol in tolerances}
             rows.append({"photo": f.name, "blur": name, "best_t": b, "estimated": e, "ok": abs(e - b) <= 1,
                          "restores_best": o, "direct_psnr": {"best_t": round(rec[b - 1], 2),
                                                              "estimated": round(rec[e - 1], 2),
-                                                             "restores_best": round(rec[o - 1], 2)}})
+                                                             "restores_best": round(rec[o - 1], 2)},
+                         "estimated_with_tolerance": other})
             print(f"  {f.name} {name}: best t {b}, estimated {e}, restores best at {o}; direct PSNR "
                   f"{rec[b - 1]:.2f} / {rec[e - 1]:.2f} / {rec[o - 1]:.2f} dB", flush=True)
     return rows
@@ -194,9 +197,11 @@ def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
                      f"steps {result.get('default_sample_steps', 'all')})")
     a = result.get("t_auto") or []
     if a:
-        head = ["photo", "blur", "best t", "estimated", "within 1", "restores best at",
-                "direct PSNR at best / estimated / restores-best t"]
+        tols = result.get("auto_tolerances") or []
+        head = ["photo", "blur", "best t", "estimated", "within 1", *(f"estimated, tolerance {t}" for t in tols),
+                "restores best at", "direct PSNR at best / estimated / restores-best t"]
         parts.append(render(head, [[r["photo"], r["blur"], r["best_t"], r["estimated"], "yes" if r["ok"] else "NO",
+                                    *(r["estimated_with_tolerance"][str(t)] for t in tols),
                                     r.get("restores_best", "–"),
                                     " / ".join(f"{r['direct_psnr'][k]:.2f}" for k in
                                                ("best_t", "estimated", "restores_best"))
@@ -213,6 +218,8 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p.add_argument("--figure", type=Path, default=None, help="write the before/after crop figure here (PNG)")
     p.add_argument("--sample-steps", default="",
                    help="also Algorithm 2 on these shorter schedules, comma-separated step counts (e.g. 1,2)")
+    p.add_argument("--auto-tolerance", default="",
+                   help="also estimate t with these --auto-tolerance values, comma-separated (e.g. 1.25)")
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--skip-auto", action="store_true")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
@@ -223,6 +230,7 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     photos = list_images(args.photos)
     ts = [int(s) for s in args.ts.split(",")]
     schedules = [s.strip() for s in args.sample_steps.split(",") if s.strip()]
+    tolerances = [float(v) for v in args.auto_tolerance.split(",") if v.strip()]
     default = run.cfg.restore.sample_steps
     if default not in ("", "all") and default not in schedules:
         schedules.insert(0, default)               # the run's default schedule is always measured
@@ -230,11 +238,11 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     result: Dict[str, Any] = {"run": str(args.run), "step": run.step, "degradation": repr(run.D),
                               "photos": [f.name for f in photos], "load_average": load,
                               "date": time.strftime("%Y-%m-%d %H:%M"), "sample_steps": schedules,
-                              "default_sample_steps": default or "all"}
+                              "default_sample_steps": default or "all", "auto_tolerances": tolerances}
     if not args.skip_quality:
         result["quality"] = quality(run, photos, ts, args.figure, schedules)
     if not args.skip_auto:
-        result["t_auto"] = t_auto(run, photos, args.crop)
+        result["t_auto"] = t_auto(run, photos, args.crop, tolerances)
     rows = (result.get("quality") or []) + (result.get("t_auto") or [])
     result["ok"] = all(r["ok"] for r in rows)
     result["target_missed"] = [f"{r['photo']} {r.get('blur', 't=' + str(r.get('t')))}" for r in rows if not r["ok"]]

@@ -347,6 +347,7 @@ def test_the_photo_benchmark_measures_its_tables(colour_run, tmp_path):
     photos.mkdir()
     save_image(_photo(40, 48, seed=5), photos / "p.png")
     res = run_cli(["--run", str(colour_run), "--photos", str(photos), "--ts", "2", "--sample-steps", "1",
+                   "--auto-tolerance", "1.25",
                    "--crop", "32", "--out", str(tmp_path / "photos.json")])
     (q,) = res["quality"]
     assert q["t"] == 2 and q["size"] == [48, 40]
@@ -359,6 +360,7 @@ def test_the_photo_benchmark_measures_its_tables(colour_run, tmp_path):
     assert T >= 8 and len(rows) == 4 + 9                  # the run's own blur at t = 2, 4, 6, 8; nine foreign ones
     for r in rows:
         assert 1 <= r["estimated"] <= T and 1 <= r["best_t"] <= T and 1 <= r["restores_best"] <= T
+        assert 1 <= r["estimated_with_tolerance"]["1.25"] <= T
         p = r["direct_psnr"]
         assert p["restores_best"] >= max(p["best_t"], p["estimated"])      # the best is the best
     saved = json.loads((tmp_path / "photos.json").read_text())
