@@ -143,8 +143,10 @@ def quality(run, photos: List[Path], ts: List[int], figure: Optional[Path],
                               (x0, y[0], out["direct"], out["algorithm2"], *(out[_alg2(n)] for n in schedules))])
     if figure is not None and cells:
         mid = ts[len(ts) // 2]
-        make_grid(cells, col_labels=["sharp", f"blurred t={mid}", "direct", "Algorithm 2",
-                                     *(f"Alg. 2, {n} step{'s' if n != '1' else ''}" for n in schedules)],
+        default = run.cfg.restore.sample_steps
+        make_grid(cells, col_labels=["sharp", f"blurred t={mid}", "direct", "Algorithm 2, every step",
+                                     *(f"Alg. 2, {n} step{'s' if n != '1' else ''}"
+                                       + (" (default)" if n == default else "") for n in schedules)],
                   row_labels=[f.stem for f in photos], scale=3).save(figure)
         print(f"wrote {figure}")
     return rows
