@@ -53,6 +53,8 @@ def test_cpu_stand_ins_train_the_authors_architecture_narrow_unless_asked_for_co
     assert "dropout 0.1" in describe_recipe(recipe(scaled_config("cifar10-blur", "cpu")))
     with pytest.raises(Exception, match="--net"):
         scaled_config("mnist-blur", "cpu", net="resnet")
+    with pytest.raises(Exception, match="--net colddiff is for --scale cpu"):
+        scaled_config("mnist-blur", "paper", net="colddiff")
 
 
 def test_paper_values_carry_their_source():

@@ -134,6 +134,9 @@ def scaled_config(preset_name: str, scale: str, steps: Optional[int] = None, net
     if scale not in SCALES:
         raise ConfigError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
     cfg = preset(preset_name)
+    if scale == "paper" and net != "authors":
+        raise ConfigError(f"--net {net} is for --scale cpu; the paper scale trains each preset's own network "
+                          f"(the authors'); change it with `colddiff train --preset NAME --set model.arch=...`")
     if scale == "cpu":
         if cpu_skip_reason(preset_name):
             return None
