@@ -253,3 +253,22 @@ def test_the_generation_evaluation_records_its_steps_and_reads_them_back(blur_ru
     with pytest.raises(ScheduleError, match="delta"):   # refused before anything is generated
         evaluate_generation(blur_run, n=4, fid="none", progress=False, schedule=2,
                             settings=[{"setting": "IHD", "sampler": "stochastic", "noise": 0.0, "delta": 0.01}])
+
+
+def test_the_demo_restore_tab_follows_the_run_restore_default_unless_steps_are_given(blur_run, tmp_path):
+    """As `colddiff restore` does: the run's [restore] sample_steps, unless the app or the request names steps."""
+    import copy
+    import dataclasses
+
+    from colddiff.demo import DemoApp
+    from colddiff.images import save_image
+
+    run = dataclasses.replace(blur_run, cfg=copy.deepcopy(blur_run.cfg))
+    run.cfg.restore.sample_steps = "1"
+    path = tmp_path / "y.png"
+    save_image(run.degrade(images(1, 1, 28, dtype=torch.float32), 4)[0], path)
+    assert "steps 4,0" in DemoApp(run).restore(str(path), False, 4)[5]                     # the run's default
+    assert "steps" not in DemoApp(run, schedule=parse_schedule("all")).restore(str(path), False, 4)[5]
+    assert "steps" not in DemoApp(run).restore(str(path), False, 4, "all")[5]              # per request
+    assert "steps" not in DemoApp(blur_run).restore(str(path), False, 4)[5]                # runs without one
+    assert str(DemoApp(run).schedule) == "all"                                             # generation: every step

@@ -86,7 +86,11 @@ class DemoApp:
     """The three tabs' handlers for one loaded run; each returns (outputs..., message)."""
 
     def __init__(self, run, seed: int = 0, schedule=None):
-        self.run, self.seed, self.schedule = run, check_seed(seed), schedule   # schedule: the default sampling steps
+        # schedule: the default sampling steps (--sample-steps; every step when not given), except that the
+        # restore tab follows the run's [restore] sample_steps when none is given, as `colddiff restore` does
+        self.run, self.seed, self.schedule = run, check_seed(seed), parse_schedule(schedule)
+        self.restore_schedule = parse_schedule(schedule if schedule is not None
+                                               else (run.cfg.restore.sample_steps or None))
         self._test: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------------ inputs
@@ -167,7 +171,7 @@ class DemoApp:
         blank = (None,) * 5
         try:
             run = self.run
-            schedule = parse_schedule(self.schedule if steps is None else steps)
+            schedule = parse_schedule(self.restore_schedule if steps is None else steps)
             y, notes = self.read_upload(upload)
             if estimate:
                 tt = estimate_t(run, y)
@@ -255,7 +259,7 @@ def build_demo(run, seed: int = 0, tab: str = "degrade", schedule=None):
     steps the restore and generate tabs start with (every step by default).
     """
     gr = _gradio()
-    app = DemoApp(run, seed, parse_schedule(schedule))
+    app = DemoApp(run, seed, None if schedule is None else parse_schedule(schedule))
     steps_label = "sampling steps: all, N, N:quadratic or a list ending at 0"
     c = run.cfg.data
     blocks_kw = dict(title=f"colddiff: {run.name}", analytics_enabled=False)
@@ -298,7 +302,7 @@ def build_demo(run, seed: int = 0, tab: str = "degrade", schedule=None):
                         up_rs = gr.File(label=label, file_count="single", value=example)
                         estimate = gr.Checkbox(value=run.D.deterministic, label="estimate t")
                         t_rs = gr.Slider(1, run.T, value=run.T, step=1, label="t (when not estimated)")
-                        steps_rs = gr.Textbox(value=str(app.schedule), label=steps_label)
+                        steps_rs = gr.Textbox(value=str(app.restore_schedule), label=steps_label)
                         go_rs = gr.Button("Restore", variant="primary")
                     y_out = gr.Image(label="input", type="pil", format="png", elem_classes="pixelated", height=200)
                 with gr.Row():
