@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
-from colddiff.images import list_images, make_grid, read_image, to_uint8
+from colddiff.degradations.ops import quantize8
+from colddiff.images import list_images, make_grid, read_image, to_tensor, to_uint8
 from colddiff.metrics import psnr, ssim
 from colddiff.restoration import estimate_t, restore, tiling
 from colddiff.runs import load_run
@@ -57,7 +58,7 @@ def _pil(x: torch.Tensor) -> Image.Image:
 
 
 def _tensor(im: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+    return to_tensor(im, 3)
 
 
 def defocus(x: torch.Tensor, radius: float) -> torch.Tensor:
@@ -67,7 +68,7 @@ def defocus(x: torch.Tensor, radius: float) -> torch.Tensor:
     w = torch.from_numpy(((yy ** 2 + xx ** 2) <= radius ** 2 + 0.5).astype(np.float32))
     w = (w / w.sum())[None, None].repeat(x.shape[0], 1, 1, 1)
     y = F.conv2d(F.pad(x[None], (k, k, k, k), mode="reflect"), w, groups=x.shape[0])[0]
-    return ((y.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+    return quantize8(y)
 
 
 FOREIGN = {
@@ -78,10 +79,10 @@ FOREIGN = {
 }
 
 
-def best_t(run, x0: torch.Tensor, y: torch.Tensor) -> int:
-    """The run's step whose blur best matches ``y``: argmin_t RMSE(D(x0, t), y)."""
-    errs = [float((run.degrade(x0[None], t)[0] - y).pow(2).mean()) for t in range(1, run.T + 1)]
-    return 1 + int(np.argmin(errs))
+def best_t(references: List[torch.Tensor], y: torch.Tensor) -> int:
+    """The run's step whose blur best matches ``y``: argmin_t RMSE(D(x0, t), y), ``references`` = [D(x0, t)
+    for t = 1..T] (:meth:`Run.degrade`, made once per photo)."""
+    return 1 + int(np.argmin([float((ref - y).pow(2).mean()) for ref in references]))
 
 
 # ---------------------------------------------------------------------------- colour error
@@ -160,10 +161,11 @@ def t_auto(run, photos: List[Path], crop: int, tolerances: Sequence[float] = ())
         H, W = x0.shape[-2:]
         s = min(crop, H, W)
         x0 = x0[:, (H - s) // 2:(H - s) // 2 + s, (W - s) // 2:(W - s) // 2 + s]
-        cases = {f"own blur t={t}": run.degrade(x0[None], t)[0] for t in (2, 4, 6, 8) if t <= run.T}
+        references = [run.degrade(x0[None], t)[0] for t in range(1, run.T + 1)]   # D(x0, t), t = 1..T
+        cases = {f"own blur t={t}": references[t - 1] for t in (2, 4, 6, 8) if t <= run.T}
         cases.update({name: fn(x0) for name, fn in FOREIGN.items()})
         for name, y in cases.items():
-            b = best_t(run, x0, y)
+            b = best_t(references, y)
             e = int(estimate_t(run, y[None])[0])
             # direct reconstruction at every t: which t restores best, and what the best and estimated t give
             rec = [float(psnr(restore(run, y[None], t, sampler="direct", progress=False), x0[None])[0])

@@ -768,7 +768,7 @@ def add_evaluate(sub):
 
 
 def cmd_restore(args) -> int:
-    from .restoration import OVERLAP, restore_defaults, restore_files
+    from .restoration import OVERLAP, default_schedule, restore_defaults, restore_files
     from .samplers import parse_schedule
 
     parse_schedule(args.sample_steps)  # a malformed --sample-steps: before anything is claimed or loaded
@@ -776,8 +776,7 @@ def cmd_restore(args) -> int:
     out = claim(args.out, "restore", inputs=[args.input])  # before loading anything; not claimed again
     run = _load_run(args)
     t, sampler = restore_defaults(run, args.t, args.sampler)  # from the run: said up front, before any work
-    # the run's [restore] sample_steps unless --sample-steps is given (folder-blur: one update, see docs/photos.md)
-    schedule = args.sample_steps if args.sample_steps is not None else (run.cfg.restore.sample_steps or None)
+    schedule = default_schedule(run, args.sample_steps)   # --sample-steps, else the run's [restore] sample_steps
     if args.sampler is None and sampler != "algorithm2":
         print(f"colddiff: note: {run.D.name} is random per image, so this run restores with --sampler {sampler} "
               f"from the given --t {t}", file=sys.stderr)

@@ -33,7 +33,7 @@ from .evaluation import held_out
 from .figures import algorithm2_trajectory, trajectory_grid
 from .generation import generate
 from .images import make_grid, save_image, to_uint8
-from .restoration import check_restorable, estimate_t, load_user_images, restore
+from .restoration import check_restorable, default_schedule, estimate_t, load_user_images, restore
 from .samplers import parse_schedule, sampler_names
 from .timesteps import library_t, user_t
 from .validate import check_seed
@@ -89,8 +89,7 @@ class DemoApp:
         # schedule: the default sampling steps (--sample-steps; every step when not given), except that the
         # restore tab follows the run's [restore] sample_steps when none is given, as `colddiff restore` does
         self.run, self.seed, self.schedule = run, check_seed(seed), parse_schedule(schedule)
-        self.restore_schedule = parse_schedule(schedule if schedule is not None
-                                               else (run.cfg.restore.sample_steps or None))
+        self.restore_schedule = default_schedule(run, schedule)
         self._test: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------------ inputs
@@ -259,7 +258,7 @@ def build_demo(run, seed: int = 0, tab: str = "degrade", schedule=None):
     steps the restore and generate tabs start with (every step by default).
     """
     gr = _gradio()
-    app = DemoApp(run, seed, None if schedule is None else parse_schedule(schedule))
+    app = DemoApp(run, seed, schedule)
     steps_label = "sampling steps: all, N, N:quadratic or a list ending at 0"
     c = run.cfg.data
     blocks_kw = dict(title=f"colddiff: {run.name}", analytics_enabled=False)

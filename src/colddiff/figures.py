@@ -157,16 +157,16 @@ def write_figures(run: Run, n: int = 8, seed: int = 0, progress: bool = True, t:
     (:func:`colddiff.outputs.owned_files`)."""
     from .outputs import owned_files
 
-    folder = run.folder / "figures"
+    path = dict(zip(FIGURES, figure_paths(run.folder)))
     t = t or run.T
     figs: Dict[str, Path] = {}
-    with owned_files(figure_paths(run.folder), "report", what="report:"):
-        figs["degradation"] = degradation_figure(run, folder / "degradation.png", seed=seed)
+    with owned_files(list(path.values()), "report", what="report:"):
+        figs["degradation"] = degradation_figure(run, path["degradation"], seed=seed)
         x0, _, _ = held_out(run, n)
         restored = restore_batches(run, x0, t, seed=seed, progress=progress)
-        figs["restoration"] = restoration_figure(x0, restored, t, folder / "restoration.png", n=n)
-        figs["algorithm2"] = algorithm2_figure(run, folder / "algorithm2.png", seed=seed, t=t)
-        loss = loss_figure(read_metrics_log(run.folder / "metrics.jsonl"), folder / "loss.png",
+        figs["restoration"] = restoration_figure(x0, restored, t, path["restoration"], n=n)
+        figs["algorithm2"] = algorithm2_figure(run, path["algorithm2"], seed=seed, t=t)
+        loss = loss_figure(read_metrics_log(run.folder / "metrics.jsonl"), path["loss"],
                            title=f"training loss, {run.name}")
     if loss is not None:
         figs["loss"] = loss

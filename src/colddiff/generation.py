@@ -373,8 +373,9 @@ def write_generation(images: torch.Tensor, out_dir, settings: dict, *, grid_max:
             "grid": "grid.png", "grid_images": m, "grid_shape": [len(rows), cols], "files": names}
     info = json.loads(json.dumps(info, default=_jsonable))
 
-    def write(stage):  # the record lists the images as written (stage.final checks each one)
-        info["files"] = [stage.final(save_image(x, stage / name)).name for name, x in zip(names, images)]
+    def write(stage):  # the record lists the images as written (write_result checks them once committed)
+        for name, x in zip(names, images):
+            save_image(x, stage / name)
         atomic_save(make_grid(rows), stage / "grid.png")
         with atomic_path(stage / "generation.json") as tmp:
             Path(tmp).write_text(json.dumps(info, indent=2) + "\n")

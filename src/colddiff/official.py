@@ -15,7 +15,6 @@ weights, ``imported.json`` with the provenance: source file name, its sha256, th
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 
 from . import checkpoint as ckpt_io
 from .config import RunConfig
+from .download import file_hash
 from .errors import InputError
 from .presets import resolve_config
 
@@ -110,11 +110,7 @@ def _arch_line(model) -> str:
 
 
 def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_hash(path, "sha256")
 
 
 def import_official(source, preset: str, out, sets: Sequence[str] = ()) -> Dict[str, object]:

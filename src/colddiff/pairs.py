@@ -26,6 +26,7 @@ from .images import read_image, save_image
 from .outputs import claim, write_result
 from .restoration import input_files, native_size_problem, output_names
 from .runs import check_t
+from .validate import check_seed
 
 __all__ = ["degrade_files"]
 
@@ -43,27 +44,25 @@ def degrade_files(D, spec, out, t, channels: Optional[int] = None, seed: int = 0
     files, root = input_files(spec)
     files = files[:limit] if limit else files
     own = (D.image_size, D.image_size) if getattr(D, "image_size", None) else None
-    generator = torch.Generator().manual_seed(int(seed))
-    records, images = [], []
-    for f in files:
-        info: Dict[str, Any] = {}
-        x0 = read_image(f, channels=channels, info=info)[None]
-        H, W = x0.shape[-2:]
-        why = native_size_problem(D, H, W) if (H, W) != own else None
-        if why is not None:
-            raise InputError(f"{f} is {W}×{H}, and {D.name} applies only to {own[1]}×{own[0]} images because {why}; "
-                             f"crop or resize it to {own[1]}×{own[0]} first")
-        with torch.no_grad():
-            x_t = D.observe(x0, D.as_t(t, x0), D.context(x0, generator))
-        images.append(x_t[0])
-        records.append({"input": str(f), "size": [int(W), int(H)], "channels": int(x0.shape[1])})
+    generator = torch.Generator().manual_seed(check_seed(seed))
+    records = [{"input": str(f)} for f in files]
     info = {"degradation": repr(D), "source": source, "t": int(t), "T": int(D.T), "seed": int(seed),
             "images": records}
-    def write(stage):  # all files, or none; the record names them as they will be committed
-        for rec, x_t, stem in zip(records, images, output_names(files, root)):
+
+    def write(stage):  # one image at a time, all files or none; the record names them as they will be committed
+        for rec, f, stem in zip(records, files, output_names(files, root)):
+            x0 = read_image(f, channels=channels)[None]
+            H, W = x0.shape[-2:]
+            why = native_size_problem(D, H, W) if (H, W) != own else None
+            if why is not None:
+                raise InputError(f"{f} is {W}×{H}, and {D.name} applies only to {own[1]}×{own[0]} images because "
+                                 f"{why}; crop or resize it to {own[1]}×{own[0]} first")
+            with torch.no_grad():
+                x_t = D.observe(x0, D.as_t(t, x0), D.context(x0, generator))
+            rec.update(size=[int(W), int(H)], channels=int(x0.shape[1]))
             target = stage / f"{stem}.png"
             target.parent.mkdir(parents=True, exist_ok=True)
-            rec["output"] = str(stage.final(save_image(x_t, target)))
+            rec["output"] = str(stage.final(save_image(x_t[0], target)))
         with atomic_path(stage / "degrade.json") as tmp:
             Path(tmp).write_text(json.dumps(info, indent=2))
 

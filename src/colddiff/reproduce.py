@@ -165,9 +165,8 @@ def train_or_resume(cfg, folder: Path, progress: bool = True) -> Dict[str, Any]:
 
     Returns {"step", "steps", "status": trained | resumed | done, "elapsed_s"}."""
     from . import checkpoint as ckpt_io
-    from .training import train
-
     from .config import check_resumable
+    from .training import train
 
     latest = ckpt_io.find_latest(folder / "checkpoints")
     if latest is not None:
@@ -239,8 +238,7 @@ def recipe(cfg) -> Dict[str, Any]:
 
     m, t = cfg.model, cfg.train
     arch = getattr(m, "arch", "colddiff")
-    net = {k: list(getattr(m, k)) if isinstance(getattr(m, k), (list, tuple)) else getattr(m, k)
-           for k in ARCHS[arch].uses}
+    net = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in ((k, getattr(m, k)) for k in ARCHS[arch].uses)}
     return {"arch": arch, **net, "steps": t.steps, "lr": t.lr,
             "batch_size": t.batch_size, "grad_accum": t.grad_accum, "warmup_steps": t.warmup_steps,
             "ema_decay": t.ema_decay, "ema_every": t.ema_every, "ema_start": t.ema_start}

@@ -32,7 +32,7 @@ from .fileio import atomic_path
 from .images import atomic_save, list_images, make_grid, read_image, save_image
 from .outputs import claim, write_result
 from .runs import Run, batches, check_run, check_t, duration, progress_bar, progress_log
-from .samplers import check_schedule, get_sampler
+from .samplers import check_schedule, get_sampler, parse_schedule
 from .validate import number
 
 __all__ = ["estimate_t", "restore", "restore_image", "check_restorable", "native_size", "tiles", "blend_window",
@@ -186,14 +186,16 @@ def restore_image(run: Run, y: torch.Tensor, t, sampler: str = "direct", tile: O
 def _announce(run: Run, tiles_: torch.Tensor, tt: torch.Tensor, sampler: str, batch_size: int, N: int, H: int,
               W: int, desc: str) -> None:
     """One INFO line before a tiled restoration: the tile count, the network calls and a time estimate
-    (one network call on a batch of tiles, timed now, times the calls to come)."""
+    (one network call on one tile, timed now, times the tiles of a batch and the calls to come)."""
     fn = get_sampler(sampler)
     spans = list(batches(tiles_.shape[0], batch_size))
     calls = sum(1 if fn.one_call else int(tt[lo:hi].max()) for lo, hi in spans)
     lo, hi = spans[0]
     start = time.perf_counter()
-    run.R(tiles_[lo:hi], tt[lo:hi])
-    est = (time.perf_counter() - start) * calls
+    run.R(tiles_[lo:lo + 1], tt[lo:lo + 1])
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    est = (time.perf_counter() - start) * (hi - lo) * calls
     progress_log.info("%s: %d image(s) of %dx%d in %d tiles of %dx%d, %d network call(s) in batches of %d; "
                       "about %s on %s", desc, N, W, H, tiles_.shape[0] // N, tiles_.shape[-1], tiles_.shape[-2],
                       calls, hi - lo, duration(est), run.device)
@@ -285,6 +287,12 @@ def restore(run: Run, y: torch.Tensor, t, sampler: str = "algorithm2", batch_siz
                          f"{run.D.name}: {why}; give {c.image_size}×{c.image_size} images (or --resize)")
     return restore_image(run, y, t, sampler, tile=tile, overlap=overlap, max_pixels=max_pixels,
                          batch_size=batch_size, progress=progress, desc=f"restore ({sampler})", schedule=schedule)
+
+
+def default_schedule(run: Run, asked=None):
+    """The sampling steps to restore with: ``asked`` (``--sample-steps``, the demo's steps) when given, else the
+    run's ``[restore] sample_steps`` (every step unless the run sets it; folder-blur: one update)."""
+    return parse_schedule(asked if asked is not None else run.cfg.restore.sample_steps)
 
 
 def restore_defaults(run: Run, t, sampler: Optional[str]) -> tuple:

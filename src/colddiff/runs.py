@@ -142,9 +142,8 @@ class Run:
         fn.check(self.D)
         sched = parse_schedule(schedule)
         tt = self.D.as_t(t, x_t).cpu()
-        starts = sorted({int(v) for v in tt.tolist()})
-        lists = {v: sched.for_t(v, self.T) for v in starts}   # a bad schedule fails here, before any work
-        skips = any(len(steps) != v + 1 for v, steps in lists.items())
+        # a bad schedule fails here, before any work; every step (the default) needs no look at the start steps
+        skips = not sched.full and sched.skips({int(v) for v in tt.tolist()}, self.T)
         if skips and fn.schedule_mode(options or {}) == "refused":
             raise ScheduleError(fn.refusal)
         kw = {"schedule": sched} if skips and getattr(fn, "takes_schedule", False) else {}
@@ -161,7 +160,7 @@ class Run:
                 return 1
             if not skips:
                 return int(tt[lo:hi].max())
-            return sum(len(lists[v]) - 1 for v in {int(v) for v in tt[lo:hi].tolist()})
+            return sum(len(sched.for_t(v, self.T)) - 1 for v in {int(v) for v in tt[lo:hi].tolist()})
 
         calls = sum(calls_of(lo, hi) for lo, hi in spans) if n else 0
 

@@ -99,6 +99,11 @@ class Schedule:
             return "all"
         return str(self.count) if self.spacing == "linear" else f"{self.count}:{self.spacing}"
 
+    def skips(self, starts, T: int) -> bool:
+        """Whether this schedule skips a step from any of the start steps ``starts`` (ints 0..T) of a degradation
+        with ``T`` steps; never for every step.  A list that does not fit a start step fails here (:meth:`for_t`)."""
+        return not self.full and any(len(self.for_t(v, T)) != int(v) + 1 for v in starts)
+
     def for_t(self, t: int, T: int) -> List[int]:
         """The steps [t_0 = t, t_1, ..., 0] from start step ``t`` (0..T) of a degradation with ``T`` steps."""
         t, T = int(t), int(T)
@@ -207,12 +212,12 @@ def check_schedule(sampler: str, schedule: Any, T: int, t: Any = None, options: 
     if sched.full:
         return sched
     if isinstance(t, int) and not isinstance(t, bool):
-        skips = len(sched.for_t(t, T)) != t + 1
+        skips = sched.skips([t], T)
     elif sched.steps is not None:
         raise ScheduleError(f"a list of sampling steps ({sched}) needs one start step for every image: give --t "
                             f"{sched.steps[0]} (or a count of steps)")
     else:
-        skips = len(sched.for_t(T, T)) != T + 1 or sched.count < T
+        skips = sched.skips([T], T)
     fn = get_sampler(sampler)
     if skips and fn.schedule_mode(options or {}) == "refused":
         raise ScheduleError(fn.refusal)
@@ -361,7 +366,7 @@ def _jumps(R: Restorer, x_t: torch.Tensor, tt_cpu: torch.Tensor, ctx: Any, callb
 
     def run(x, c, steps):
         for s, s_next in zip(steps, steps[1:]):
-            x0_hat = R(x, torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)).to(x.dtype)
+            x0_hat = _call_R(R, x, torch.full((x.shape[0],), s, dtype=torch.long, device=x.device))
             if callback is not None:
                 callback(s, x, x0_hat)
             x = step(x, x0_hat, s, s_next, c)
@@ -381,8 +386,7 @@ def _refuse_skips(schedule: Any, D: Degradation, x_t: torch.Tensor, t: TLike, wh
     sched = parse_schedule(schedule)
     if sched.full:
         return
-    starts = {int(v) for v in _t_vector(t, x_t, D).cpu().tolist()}
-    if any(len(sched.for_t(v, int(D.T))) != v + 1 for v in starts):
+    if sched.skips({int(v) for v in _t_vector(t, x_t, D).cpu().tolist()}, int(D.T)):
         raise ScheduleError(why)
 
 
