@@ -164,3 +164,18 @@ def test_a_busy_machine_gets_one_thread_and_passive_waits_before_torch_loads(tmp
     got = _probe("busy", "check-degradation", "blur", "--T", "3", "--size", "8")
     assert got["plan"]["source"] == "measured" and got["plan"]["threads"] == 1
     assert got["threads"] == 1 and got["wait"] == "PASSIVE" and got["plan"]["passive"]
+
+
+@pytest.mark.parametrize("argv,want", [
+    (["train", "--preset", "x"], True),
+    (["--plugin", "mine.py", "train"], True),          # the option's value is not the command
+    (["--threads", "2", "restore", "r"], True),
+    (["--plugin=mine.py", "presets"], False),
+    (["--plugin", "train.py", "presets"], False),
+    (["train", "--help"], False),
+    ([], False),
+])
+def test_the_start_up_measurement_finds_the_command_after_options_with_values(argv, want):
+    from colddiff.cli import _computes
+
+    assert _computes(argv) is want

@@ -1135,8 +1135,16 @@ def _computes(argv: Sequence[str]) -> bool:
     """Whether ``argv`` runs a computing command (not --help/--version, not a listing)."""
     if any(a in ("-h", "--help", "--version") for a in argv):
         return False
-    command = next((a for a in argv if not a.startswith("-")), None)
-    return command in COMPUTING
+    it = iter(argv)
+    for a in it:   # the command: the first word that is not an option nor the value of one before it
+        if a in _VALUED:
+            next(it, None)
+        elif not a.startswith("-"):
+            return a in COMPUTING
+    return False
+
+
+_VALUED = ("--plugin", "--threads")   # the options before the command that take a value as the next word
 
 
 def _argv_plugins(argv: Sequence[str]) -> list:
