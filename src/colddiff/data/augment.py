@@ -49,17 +49,20 @@ def parse(spec: str) -> Tuple[str, ...]:
     return ops
 
 
+def _key(seed: int, epoch: int, position: int, rank: int) -> int:
+    return (((int(seed) * 1_000_003 + int(epoch)) * 1_000_033 + int(position)) * 257 + int(rank)) % (2**63 - 1)
+
+
 def batch_generator(seed: int, epoch: int, position: int, rank: int = 0) -> torch.Generator:
     """The generator of one batch's augmentation, a function of its place in the data order only."""
-    key = (((int(seed) * 1_000_003 + int(epoch)) * 1_000_033 + int(position)) * 257 + int(rank)) % (2**63 - 1)
-    return torch.Generator().manual_seed(key)
+    return torch.Generator().manual_seed(_key(seed, epoch, position, rank))
 
 
 def item_key(seed: int, epoch: int, place: int) -> int:
     """The seed of one item's native-scale random crop (folder data sets of photos larger than the
     run's size, ``ImageFiles``): a function of the item's place in the data order only, so a resumed
     run cuts the same crops."""
-    return int(batch_generator(seed, epoch, place, 0x5EED).initial_seed())
+    return _key(seed, epoch, place, 0x5EED)
 
 
 def _random_crop(x: torch.Tensor, n: int, m: int, generator: torch.Generator) -> torch.Tensor:
