@@ -1,7 +1,8 @@
 """Photo benchmark: a trained colour blur run (``folder-blur``) on held-out photographs.
 
     python -m benchmarks.photos --run RUN --photos FOLDER [--ts 3,5,8] [--crop 160] [--figure PNG]
-                                [--sample-steps 1,2] [--auto-tolerance 1.25] [--skip-quality] [--skip-auto] [--out PATH] [--markdown]
+                                [--sample-steps 1,2] [--auto-tolerance 1.25] [--own-ts 2,4,6,8] [--edge-estimates]
+                                [--skip-quality] [--skip-auto] [--out PATH] [--markdown]
 
 Two tables, on photos the run never trained on (every image file of ``--photos``):
 
@@ -23,6 +24,9 @@ Two tables, on photos the run never trained on (every image file of ``--photos``
   ``colddiff restore --t auto`` uses).  Target: within one step of the best t.  Beside it, the PSNR of
   direct reconstruction at the best t, at the estimated t and at the t that restores best (an oracle that
   knows the sharp image): the t whose blur matches is not always the t that restores best.
+  ``--edge-estimates`` adds two estimates that read the blur off the image's edges instead of the
+  network (:class:`EdgeEstimates`), and a summary of every estimate: within one step, overshoot by two
+  or more, mean direct PSNR.
 
 ``--figure`` writes a before/after crop figure (sharp, degraded, direct, Algorithm 2) of each photo
 at the middle t.  The numbers depend on the run (its data, its steps) and on the photos: say which.
@@ -83,6 +87,80 @@ def best_t(references: List[torch.Tensor], y: torch.Tensor) -> int:
     """The run's step whose blur best matches ``y``: argmin_t RMSE(D(x0, t), y), ``references`` = [D(x0, t)
     for t = 1..T] (:meth:`Run.degrade`, made once per photo)."""
     return 1 + int(np.argmin([float((ref - y).pow(2).mean()) for ref in references]))
+
+
+# ---------------------------------------------------------------------------- edge-width estimates (--edge-estimates)
+# Two single-image blur estimates that do not use the network, measured beside estimate_t to show what a
+# content-free estimate of "the run's t whose blur matches" achieves; colddiff does not ship them.  Both
+# measure the edge width of the image by the gradient ratio of Zhuo & Sim (Pattern Recognition 2011):
+# re-blurred by a Gaussian of s0 pixels, a step edge blurred by sigma keeps |grad| / |grad re-blurred| =
+# sqrt(sigma^2 + s0^2) / sigma at its centre, so sigma = s0 / sqrt(R^2 - 1) there, whatever the edge's
+# contrast; the median over the strongest 10% of edge pixels (local maxima of |grad| across the edge).
+def _reblur(g: torch.Tensor, s0: float) -> torch.Tensor:
+    from colddiff.degradations.blur import gaussian_kernel_1d
+    k = int(np.ceil(4 * s0))
+    w = torch.from_numpy(gaussian_kernel_1d(2 * k + 1, s0))
+    g = F.conv2d(F.pad(g, (k, k, 0, 0), mode="replicate"), w.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(g, (0, 0, k, k), mode="replicate"), w.view(1, 1, -1, 1))
+
+
+def _gradient(g: torch.Tensor):
+    return (F.pad(g[..., :, 2:] - g[..., :, :-2], (1, 1, 0, 0)) / 2,
+            F.pad(g[..., 2:, :] - g[..., :-2, :], (0, 0, 1, 1)) / 2)
+
+
+def edge_width(y: torch.Tensor, s0: float = 1.0, top: float = 0.1, border: int = 6) -> float:
+    """Edge blur sigma (pixels) of one image (C, H, W): the gradient ratio at its strongest edge pixels."""
+    g = y.double().mean(0)[None, None]
+    gx, gy = _gradient(g)
+    m = (gx ** 2 + gy ** 2).sqrt()
+    m1 = torch.stack(_gradient(_reblur(g, s0))).pow(2).sum(0).sqrt()
+    mp = F.pad(m, (1, 1, 1, 1), mode="replicate")
+    across_x = (m >= mp[..., 1:-1, :-2]) & (m >= mp[..., 1:-1, 2:])      # a maximum across a vertical edge
+    across_y = (m >= mp[..., :-2, 1:-1]) & (m >= mp[..., 2:, 1:-1])
+    edge = torch.where(gx.abs() >= gy.abs(), across_x, across_y) & (m > 0)
+    edge[..., :border, :] = edge[..., -border:, :] = False
+    edge[..., :, :border] = edge[..., :, -border:] = False
+    if not bool(edge.any()):
+        return float("nan")
+    edge &= m >= torch.quantile(m[edge], 1 - top)
+    ratio = (m[edge] / m1[edge].clamp_min(1e-12)).clamp_min(1 + 1e-6)
+    return float((s0 / (ratio ** 2 - 1).sqrt()).median())
+
+
+def edge_chart(n: int = 160) -> torch.Tensor:
+    """A synthetic chart of isolated step edges (a disc and three rectangles), grey, 3 channels."""
+    yy, xx = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    img = torch.full((n, n), -0.6)
+    img[(yy - n // 3) ** 2 + (xx - 2 * n // 3) ** 2 < (n // 5) ** 2] = 0.6
+    img[3 * n // 5:9 * n // 10, n // 10:n // 2] = 0.2
+    img[n // 10:2 * n // 5, n // 12:n // 3] = 0.9
+    img[2 * n // 3:9 * n // 10, 3 * n // 5:9 * n // 10] = -0.1
+    return img.expand(3, n, n).clone()
+
+
+class EdgeEstimates:
+    """``chart``: the run's t whose blur gives the synthetic chart (:func:`edge_chart`) the nearest edge width
+    (in sigma^2).  ``self``: calibrated on the image itself, re-blurred by the run's own D by 1..3 steps:
+    sigma^2 grows by k per step for this content, so t = (sigma^2(y) - a) / k, a = 0.4 px^2 (sharp photos'
+    typical edge width), rounded into 1..T."""
+
+    A, STEPS, S0_SELF = 0.4, 3, 2.0
+
+    def __init__(self, run):
+        self.run = run
+        chart = edge_chart()
+        self.chart = np.array([edge_width(run.degrade(chart[None], t)[0]) ** 2 for t in range(1, run.T + 1)])
+
+    def __call__(self, y: torch.Tensor) -> Dict[str, int]:
+        T = self.run.T
+        w = edge_width(y) ** 2
+        chart = 1 + int(np.nanargmin(np.abs(self.chart - w))) if np.isfinite(w) else 1
+        v = [edge_width(y if s == 0 else self.run.degrade(y[None], s)[0], self.S0_SELF) ** 2
+             for s in range(self.STEPS + 1)]
+        k = float(np.polyfit(np.arange(self.STEPS + 1), v, 1)[0]) if np.isfinite(v).all() else 0.0
+        own = int(np.clip(round((v[0] - self.A) / k), 1, T)) if k > 1e-3 else T
+        return {"edge width, chart": chart, "edge width, self-calibrated": own}
 
 
 # ---------------------------------------------------------------------------- colour error
@@ -153,16 +231,19 @@ def quality(run, photos: List[Path], ts: List[int], figure: Optional[Path],
     return rows
 
 
-def t_auto(run, photos: List[Path], crop: int, tolerances: Sequence[float] = ()) -> List[Dict[str, Any]]:
-    """The t-auto rows; ``tolerances``: also ``estimate_t(consistent=F)`` (``restore --auto-tolerance F``)."""
+def t_auto(run, photos: List[Path], crop: int, tolerances: Sequence[float] = (), own_ts: Sequence[int] = (2, 4, 6, 8),
+           edges: bool = False) -> List[Dict[str, Any]]:
+    """The t-auto rows; ``tolerances``: also ``estimate_t(consistent=F)`` (``restore --auto-tolerance F``);
+    ``edges``: also the edge-width estimates (:class:`EdgeEstimates`)."""
     rows = []
+    edge = EdgeEstimates(run) if edges else None
     for f in photos:
         x0 = read_image(f, channels=run.cfg.data.channels)
         H, W = x0.shape[-2:]
         s = min(crop, H, W)
         x0 = x0[:, (H - s) // 2:(H - s) // 2 + s, (W - s) // 2:(W - s) // 2 + s]
         references = [run.degrade(x0[None], t)[0] for t in range(1, run.T + 1)]   # D(x0, t), t = 1..T
-        cases = {f"own blur t={t}": references[t - 1] for t in (2, 4, 6, 8) if t <= run.T}
+        cases = {f"own blur t={t}": references[t - 1] for t in own_ts if t <= run.T}
         cases.update({name: fn(x0) for name, fn in FOREIGN.items()})
         for name, y in cases.items():
             b = best_t(references, y)
@@ -177,6 +258,9 @@ def t_auto(run, photos: List[Path], crop: int, tolerances: Sequence[float] = ())
                                                              "estimated": round(rec[e - 1], 2),
                                                              "restores_best": round(rec[o - 1], 2)},
                          "estimated_with_tolerance": other})
+            if edge is not None:
+                rows[-1]["edge_estimates"] = {k: {"t": v, "direct_psnr": round(rec[v - 1], 2)}
+                                              for k, v in edge(y).items()}
             print(f"  {f.name} {name}: best t {b}, estimated {e}, restores best at {o}; direct PSNR "
                   f"{rec[b - 1]:.2f} / {rec[e - 1]:.2f} / {rec[o - 1]:.2f} dB", flush=True)
     return rows
@@ -202,15 +286,35 @@ def format_table(result: Dict[str, Any], markdown: bool = False) -> str:
     a = result.get("t_auto") or []
     if a:
         tols = result.get("auto_tolerances") or []
+        edges = list(a[0].get("edge_estimates") or {})
         head = ["photo", "blur", "best t", "estimated", "within 1", *(f"estimated, tolerance {t}" for t in tols),
-                "restores best at", "direct PSNR at best / estimated / restores-best t"]
+                *edges, "restores best at", "direct PSNR at best / estimated / restores-best t"]
         parts.append(render(head, [[r["photo"], r["blur"], r["best_t"], r["estimated"], "yes" if r["ok"] else "NO",
                                     *(r["estimated_with_tolerance"][str(t)] for t in tols),
+                                    *(r["edge_estimates"][k]["t"] for k in edges),
                                     r.get("restores_best", "–"),
                                     " / ".join(f"{r['direct_psnr'][k]:.2f}" for k in
                                                ("best_t", "estimated", "restores_best"))
                                     if "direct_psnr" in r else "–"] for r in a]))
+        if edges and "direct_psnr" in a[0]:
+            parts.append(render(["estimate", "within 1 step of best t", "over by 2+", "mean direct PSNR (dB)"],
+                                estimator_summary(a)))
     return "\n\n".join(parts)
+
+
+def estimator_summary(rows: List[Dict[str, Any]]) -> List[List[Any]]:
+    """Per estimate of t (estimate_t and the edge-width ones): how often it lands within one step of the best t,
+    how often it overshoots by two or more (the costly side), and the mean direct PSNR it restores to; with the
+    best t itself and the oracle t (restores best) for comparison."""
+    picks = {"estimate_t (restore --t auto)": [(r["estimated"], r["direct_psnr"]["estimated"]) for r in rows]}
+    for k in rows[0].get("edge_estimates") or {}:
+        picks[k] = [(r["edge_estimates"][k]["t"], r["edge_estimates"][k]["direct_psnr"]) for r in rows]
+    picks["best t (the target)"] = [(r["best_t"], r["direct_psnr"]["best_t"]) for r in rows]
+    picks["restores best (oracle)"] = [(r["restores_best"], r["direct_psnr"]["restores_best"]) for r in rows]
+    n = len(rows)
+    return [[name, f"{sum(abs(t - r['best_t']) <= 1 for (t, _), r in zip(v, rows))}/{n}",
+             f"{sum(t - r['best_t'] >= 2 for (t, _), r in zip(v, rows))}/{n}",
+             f"{np.mean([p for _, p in v]):.2f}"] for name, v in picks.items()]
 
 
 def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -224,6 +328,10 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                    help="also Algorithm 2 on these shorter schedules, comma-separated step counts (e.g. 1,2)")
     p.add_argument("--auto-tolerance", default="",
                    help="also estimate t with these --auto-tolerance values, comma-separated (e.g. 1.25)")
+    p.add_argument("--own-ts", default="2,4,6,8", help="steps of the run's own blur in the t-auto table (default 2,4,6,8)")
+    p.add_argument("--edge-estimates", action="store_true",
+                   help="also two edge-width estimates of t that do not use the network (gradient ratio, "
+                        "Zhuo & Sim 2011; not shipped), with a summary per estimate")
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--skip-auto", action="store_true")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
@@ -246,7 +354,8 @@ def run_cli(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if not args.skip_quality:
         result["quality"] = quality(run, photos, ts, args.figure, schedules)
     if not args.skip_auto:
-        result["t_auto"] = t_auto(run, photos, args.crop, tolerances)
+        result["t_auto"] = t_auto(run, photos, args.crop, tolerances,
+                                  [int(v) for v in args.own_ts.split(",") if v.strip()], args.edge_estimates)
     rows = (result.get("quality") or []) + (result.get("t_auto") or [])
     result["ok"] = all(r["ok"] for r in rows)
     result["target_missed"] = [f"{r['photo']} {r.get('blur', 't=' + str(r.get('t')))}" for r in rows if not r["ok"]]

@@ -367,6 +367,45 @@ def test_the_photo_benchmark_measures_its_tables(colour_run, tmp_path):
     assert saved["sample_steps"] == ["1"] and len(saved["t_auto"]) == len(rows)
 
 
+@pytest.mark.parametrize("sigma", [1.0, 1.5, 2.5])
+def test_the_edge_width_measure_recovers_a_gaussian_blur_of_isolated_edges(sigma):
+    """The photo benchmark's edge-width estimate (gradient ratio at edge centres): on the synthetic chart blurred
+    by an exact Gaussian of sigma pixels it reads sqrt(sigma^2 + w0^2) back, w0 (a sharp step sampled on pixels,
+    about 0.6 px) adding in quadrature as widths of Gaussians do."""
+    from benchmarks.photos import _reblur, edge_chart, edge_width
+
+    chart = edge_chart(160)
+    w0 = edge_width(chart)
+    assert 0.3 < w0 < 0.7
+    blurred = _reblur(chart[:1, None].double(), sigma)[:, 0].float().expand(3, -1, -1)
+    expected = (sigma ** 2 + w0 ** 2) ** 0.5
+    assert abs(edge_width(blurred) - expected) < 0.1 * expected, (edge_width(blurred), expected)
+    assert abs(edge_width(blurred * 0.3) - edge_width(blurred)) < 1e-6                    # contrast does not matter
+
+
+def test_the_photo_benchmark_compares_edge_width_estimates(colour_run, tmp_path):
+    """--edge-estimates adds both edge-width estimates of t to every t-auto row (each with the direct PSNR at
+    that t) and a summary that counts, per estimate, the rows within one step of the best t."""
+    from benchmarks.photos import estimator_summary, format_table, run_cli
+
+    photos = tmp_path / "held-out"
+    photos.mkdir()
+    save_image(_photo(40, 48, seed=5), photos / "p.png")
+    res = run_cli(["--run", str(colour_run), "--photos", str(photos), "--skip-quality", "--own-ts", "1,3",
+                   "--edge-estimates", "--crop", "32", "--out", str(tmp_path / "photos.json")])
+    rows, T = res["t_auto"], load_run(colour_run).T
+    assert len(rows) == 2 + 9
+    for r in rows:
+        assert set(r["edge_estimates"]) == {"edge width, chart", "edge width, self-calibrated"}
+        for v in r["edge_estimates"].values():
+            assert 1 <= v["t"] <= T and v["direct_psnr"] <= r["direct_psnr"]["restores_best"]
+    summary = {row[0]: row for row in estimator_summary(rows)}
+    assert summary["best t (the target)"][1] == f"{len(rows)}/{len(rows)}"
+    within = sum(abs(r["edge_estimates"]["edge width, chart"]["t"] - r["best_t"]) <= 1 for r in rows)
+    assert summary["edge width, chart"][1] == f"{within}/{len(rows)}"
+    assert "over by 2+" in format_table(res)
+
+
 def test_folder_blur_runs_restore_in_one_update_by_default_and_the_option_overrides_it(colour_run, tmp_path):
     """The run's [restore] sample_steps (folder-blur: "1") is what `colddiff restore` uses unless --sample-steps is
     given; restore.json records it."""
