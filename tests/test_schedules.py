@@ -272,3 +272,19 @@ def test_the_demo_restore_tab_follows_the_run_restore_default_unless_steps_are_g
     assert "steps" not in DemoApp(run).restore(str(path), False, 4, "all")[5]              # per request
     assert "steps" not in DemoApp(blur_run).restore(str(path), False, 4)[5]                # runs without one
     assert str(DemoApp(run).schedule) == "all"                                             # generation: every step
+
+
+@pytest.mark.parametrize("steps,k", [("3", 6), ("3", 3), ("5", 3), ("6,5,1,0", 2)])
+def test_the_trajectory_figure_records_k_evenly_spaced_visited_steps_and_all_when_k_is_more(blur_run, steps, k):
+    """algorithm2_trajectory on a schedule that skips steps shows min(k, visited) of the visited steps, the first
+    and the last among them; asking for more frames than the schedule visits shows every visited step (it
+    dropped the last ones before)."""
+    from colddiff.figures import algorithm2_trajectory
+    from colddiff.samplers import parse_schedule
+
+    visited = parse_schedule(steps).for_t(6, blur_run.T)[:-1]          # from t = 6 down to the last step > 0
+    x_t = blur_run.degrade(images(1, 1, 28, dtype=torch.float32), 6)
+    final, recorded, xs, x0s = algorithm2_trajectory(blur_run, x_t, 6, k=k, schedule=steps)
+    assert len(recorded) == min(k, len(visited)) and set(recorded) <= set(visited)
+    assert recorded[0] == visited[0] and recorded[-1] == visited[-1]
+    assert set(xs) == set(x0s) == set(recorded) and final.shape == x_t.shape

@@ -63,8 +63,9 @@ def algorithm2_trajectory(run: Run, x_t: torch.Tensor, t: int, ctx: Any = None, 
     """
     sched = parse_schedule(schedule)
     visited = sched.for_t(t, run.T)[:-1]
+    m = min(k, len(visited))          # k of the visited steps, evenly spaced over them (all of them when k >= len)
     shown = set(even_steps(t, k)) - {0} if sched.full else \
-        {visited[round(i * (len(visited) - 1) / max(k - 1, 1))] for i in range(min(k, len(visited)))}
+        {visited[round(i * (len(visited) - 1) / max(m - 1, 1))] for i in range(m)}
     xs: Dict[int, torch.Tensor] = {}
     x0s: Dict[int, torch.Tensor] = {}
 
