@@ -149,31 +149,13 @@ def cmd_degrade(args) -> int:
 
     if args.t is not None or args.run:
         return _degrade_pairs(args)
-    name, params = args.degradation, {}
-    size, channels = args.size, args.channels
-    if getattr(args, "preset", None):  # a preset's degradation, at its image size and channels
-        from .presets import preset
-
-        cfg = preset(args.preset)
-        if name and name != cfg.degradation.name:
-            raise ConfigError(f"--preset {args.preset} uses the {cfg.degradation.name} degradation, not {name}; "
-                              "give one of --preset and --degradation")
-        name, params = cfg.degradation.name, dict(cfg.degradation.params, T=cfg.degradation.T)
-        size = size if size is not None else cfg.data.image_size
-        channels = channels if channels is not None else cfg.data.channels
-    if not name:
-        raise ConfigError("say which degradation: --degradation NAME (see `colddiff degradations`) or --preset NAME "
-                          "(see `colddiff presets`)")
-    params.update(parse_params(args.param))
-    if args.T is not None:
-        params["T"] = args.T
+    name, params, size, channels = _degradation_settings(args)
     args.out = args.out or "degrade.png"
     check_writable(args.out)
     from .images import image_format
 
     image_format(args.out)  # x.tiff is a TIFF, x.xyz refused, before any work
     check_files([args.out], "degrade")  # never over a file colddiff did not write
-    deg.get_class(name)  # an unknown name before reading any image
     x0 = load_input(args.input, 8 if args.n is None else args.n, channels, size)
     for key, have in (("image_size", int(x0.shape[-1])), ("channels", int(x0.shape[1]))):
         if key in params and params[key] != have:
@@ -189,6 +171,33 @@ def cmd_degrade(args) -> int:
         out = atomic_save(strip, args.out)
     print(f"wrote {out}: {x0.shape[0]} image(s) x {len(steps)} steps of {D!r}")
     return 0
+
+
+def _degradation_settings(args) -> tuple:
+    """(name, params, size, channels) of ``degrade --degradation NAME`` or ``--preset NAME`` (a preset's degradation
+    at its image size and channels unless --size / --channels say otherwise), with --param and --T applied; an
+    unknown or missing name is refused before any image is read."""
+    from . import degradations as deg
+
+    name, params, size, channels = args.degradation, {}, args.size, args.channels
+    if getattr(args, "preset", None):
+        from .presets import preset
+
+        cfg = preset(args.preset)
+        if name and name != cfg.degradation.name:
+            raise ConfigError(f"--preset {args.preset} uses the {cfg.degradation.name} degradation, not {name}; "
+                              "give one of --preset and --degradation")
+        name, params = cfg.degradation.name, dict(cfg.degradation.params, T=cfg.degradation.T)
+        size = size if size is not None else cfg.data.image_size
+        channels = channels if channels is not None else cfg.data.channels
+    if not name:
+        raise ConfigError("say which degradation: --degradation NAME (see `colddiff degradations`) or --preset NAME "
+                          "(see `colddiff presets`)")
+    deg.get_class(name)
+    params.update(parse_params(args.param))
+    if args.T is not None:
+        params["T"] = args.T
+    return name, params, size, channels
 
 
 def _degrade_pairs(args) -> int:
@@ -217,20 +226,8 @@ def _degrade_pairs(args) -> int:
         D, source = run.D, str(run.folder)
         channels = channels if channels is not None else run.cfg.data.channels
     else:
-        name, params = args.degradation, {}
-        if args.preset:
-            from .presets import preset
-
-            cfg = preset(args.preset)
-            name = cfg.degradation.name
-            params = dict(cfg.degradation.params, T=cfg.degradation.T, image_size=cfg.data.image_size,
-                          channels=cfg.data.channels)
-            channels = channels if channels is not None else cfg.data.channels
-        deg.get_class(name)  # an unknown name before reading any image
-        params.update(parse_params(args.param))
-        if args.T is not None:
-            params["T"] = args.T
-        params.setdefault("image_size", _first_image_side(args.input))
+        name, params, size, channels = _degradation_settings(args)   # size: the preset's (--size is refused above)
+        params.setdefault("image_size", size if size is not None else _first_image_side(args.input))
         if channels is not None:
             params["channels"] = channels
         D = deg.create(name, **params)
