@@ -338,14 +338,20 @@ def test_algorithm2_in_one_step_is_direct_reconstruction_plus_the_unexplained_in
     assert not torch.allclose(one, restore(run, y, 4, "algorithm2", progress=False), atol=1e-3)
 
 
+def _held_out_folder(tmp_path):
+    """The benchmark's --photos: a folder of one small photo the colour run never saw."""
+    photos = tmp_path / "held-out"
+    photos.mkdir()
+    save_image(_photo(40, 48, seed=5), photos / "p.png")
+    return photos
+
+
 def test_the_photo_benchmark_measures_its_tables(colour_run, tmp_path):
     """benchmarks/photos.py on one small held-out photo: the quality rows (with a shorter Algorithm 2 schedule),
     the t-auto rows with the direct PSNR at the best, estimated and best-restoring t, and the JSON."""
     from benchmarks.photos import run_cli
 
-    photos = tmp_path / "held-out"
-    photos.mkdir()
-    save_image(_photo(40, 48, seed=5), photos / "p.png")
+    photos = _held_out_folder(tmp_path)
     res = run_cli(["--run", str(colour_run), "--photos", str(photos), "--ts", "2", "--sample-steps", "1",
                    "--auto-tolerance", "1.25",
                    "--crop", "32", "--out", str(tmp_path / "photos.json")])
@@ -388,9 +394,7 @@ def test_the_photo_benchmark_compares_edge_width_estimates(colour_run, tmp_path)
     that t) and a summary that counts, per estimate, the rows within one step of the best t."""
     from benchmarks.photos import estimator_summary, format_table, run_cli
 
-    photos = tmp_path / "held-out"
-    photos.mkdir()
-    save_image(_photo(40, 48, seed=5), photos / "p.png")
+    photos = _held_out_folder(tmp_path)
     res = run_cli(["--run", str(colour_run), "--photos", str(photos), "--skip-quality", "--own-ts", "1,3",
                    "--edge-estimates", "--crop", "32", "--out", str(tmp_path / "photos.json")])
     rows, T = res["t_auto"], load_run(colour_run).T

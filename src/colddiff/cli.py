@@ -848,7 +848,7 @@ def cmd_generate(args) -> int:
     run = _load_run(args)
     st = generation_defaults(run, args.sampler, args.noise, args.delta, args.k)  # unset options: the run's [generation]
     images = generate(run, args.n, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
-                      schedule=args.sample_steps, **st)
+                      schedule=schedule, **st)
     info = write_generation(images, out, {"run": str(run.folder), "checkpoint": run.checkpoint.name,
                                           "step": run.step, **st, "seed": args.seed, "degradation": repr(run.D),
                                           "sample_steps": str(schedule)})
